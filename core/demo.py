@@ -1,0 +1,121 @@
+"""The offline demo family: a small SDXL-architecture base and refiner that run with no
+download. Trained weights ship in resources/demo/; where they are absent (a checkout
+without them), the same architecture is built with seeded random weights instead, so
+the app and its tests always have a model to run.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from core import paths
+
+DEMO_DIR = paths.RESOURCES / "demo"
+NAMES = ("demo-base", "demo-refiner")
+BASE = "builtin:demo-base"
+REFINER = "builtin:demo-refiner"
+NATIVE_SIZE = 64
+
+COLORS = ["red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink", "white", "black", "gray", "brown"]
+SHAPES = ["circle", "square", "triangle", "star"]
+WORDS = (
+    COLORS
+    + SHAPES
+    + ["a", "an", "on", "the", "and", "with", "of", "small", "big", "large", "medium", "tiny"]
+    + ["background", "gradient", "striped", "stripes", "dotted", "plain", "texture", "textured", "noise"]
+    + ["sharp", "detailed", "detail", "edges", "smooth", "soft", "bright", "dark", "high", "quality"]
+)
+
+
+def ensure_model(name: str) -> Path:
+    """The folder of a builtin model, building the random-weight stand-in if needed."""
+    if name not in NAMES:
+        from core.models import ModelError
+
+        raise ModelError(f"there is no builtin model '{name}' (builtin models: {', '.join(NAMES)})")
+    shipped = DEMO_DIR / name
+    if (shipped / "model_index.json").is_file():
+        return shipped
+    built = paths.cache_dir() / "demo-random" / name
+    if not (built / "model_index.json").is_file():
+        build_random(built.parent)
+    return built
+
+
+def components(seed: int = 0) -> dict:
+    """The demo architecture with seeded random weights: SDXL's layout at toy size."""
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from core.local_tokenizers import clip_tokenizer
+
+    tokenizer = clip_tokenizer(WORDS, max_length=16)
+    text_cfg = dict(
+        bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32, intermediate_size=64,
+        num_attention_heads=4, num_hidden_layers=2, vocab_size=len(tokenizer), projection_dim=32,
+        max_position_embeddings=16,
+    )
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(CLIPTextConfig(**text_cfg))
+    torch.manual_seed(seed + 1)
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**text_cfg))
+    torch.manual_seed(seed + 2)
+    vae = AutoencoderKL(
+        block_out_channels=[32, 64], in_channels=3, out_channels=3, latent_channels=4,
+        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+        norm_num_groups=32, sample_size=NATIVE_SIZE,
+    )
+
+    def unet(aesthetic: bool, cross_dim: int, s: int):
+        torch.manual_seed(s)
+        time_ids = 5 if aesthetic else 6
+        return UNet2DConditionModel(
+            sample_size=NATIVE_SIZE // 2, in_channels=4, out_channels=4, layers_per_block=1,
+            block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4),
+            use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
+            transformer_layers_per_block=(1, 1), projection_class_embeddings_input_dim=time_ids * 8 + 32,
+            cross_attention_dim=cross_dim, norm_num_groups=16,
+        )
+
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
+        timestep_spacing="leading",
+    )
+    return dict(
+        tokenizer=tokenizer, text_encoder=text_encoder, text_encoder_2=text_encoder_2, vae=vae,
+        scheduler=scheduler, base_unet=unet(False, 64, seed + 3), refiner_unet=unet(True, 32, seed + 4),
+    )
+
+
+def assemble(parts: dict):
+    """Base and refiner pipelines over the given parts; they share the VAE and text_encoder_2."""
+    from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
+
+    base = StableDiffusionXLPipeline(
+        vae=parts["vae"], text_encoder=parts["text_encoder"], text_encoder_2=parts["text_encoder_2"],
+        tokenizer=parts["tokenizer"], tokenizer_2=parts["tokenizer"], unet=parts["base_unet"],
+        scheduler=parts["scheduler"],
+    )
+    refiner = StableDiffusionXLImg2ImgPipeline(
+        vae=parts["vae"], text_encoder=None, text_encoder_2=parts["text_encoder_2"], tokenizer=None,
+        tokenizer_2=parts["tokenizer"], unet=parts["refiner_unet"], scheduler=parts["scheduler"],
+        requires_aesthetics_score=True, force_zeros_for_empty_prompt=False,
+    )
+    return base, refiner
+
+
+def build_random(dest: Path, seed: int = 0) -> None:
+    from core.atomic import write_text  # noqa: F401  (save_pretrained writes; the rename below is atomic)
+    import shutil
+    import tempfile
+
+    base, refiner = assemble(components(seed))
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, pipe in (("demo-base", base), ("demo-refiner", refiner)):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=dest))
+        pipe.save_pretrained(tmp)
+        target = dest / name
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)

@@ -1,0 +1,135 @@
+"""The compute device, and memory readings that say what they measure.
+
+Readings fall back in order: NVML (the whole GPU, as nvidia-smi shows it), torch's
+allocator (this process's tensors on the GPU), then this process's RAM on a machine
+with no GPU. Only the torch reading imports torch, and only once torch is loaded.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MemoryReading:
+    used: int  # bytes
+    total: int  # bytes, 0 when unknown
+    label: str  # what is measured, e.g. "VRAM (NVML)", "process RAM"
+
+
+def best_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def describe_device(device: str) -> str:
+    if device == "cuda":
+        import torch
+
+        return f"cuda ({torch.cuda.get_device_name(0)})"
+    return device
+
+
+def _nvml_reading() -> MemoryReading | None:
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        info = pynvml.nvmlDeviceGetMemoryInfo(handle)
+        return MemoryReading(int(info.used), int(info.total), "VRAM (NVML)")
+    except Exception:  # no driver, no GPU: NVML says so with its own error types
+        return None
+
+
+def _torch_reading() -> MemoryReading | None:
+    torch = sys.modules.get("torch")  # never import torch just to read a gauge
+    if torch is None or not torch.cuda.is_available():
+        return None
+    free, total = torch.cuda.mem_get_info()
+    return MemoryReading(int(total - free), int(total), "VRAM (torch)")
+
+
+def process_ram() -> int:
+    import psutil
+
+    return int(psutil.Process(os.getpid()).memory_info().rss)
+
+
+def _ram_reading() -> MemoryReading:
+    import psutil
+
+    return MemoryReading(process_ram(), int(psutil.virtual_memory().total), "process RAM")
+
+
+def memory_now() -> MemoryReading:
+    return _nvml_reading() or _torch_reading() or _ram_reading()
+
+
+class PeakMeter:
+    """Peak memory over one stage: the CUDA allocator's peak on a GPU, otherwise the
+    process's resident memory sampled by a small thread (the OS keeps no resettable peak)."""
+
+    def __init__(self, device: str, interval: float = 0.02):
+        self.device = device
+        self.interval = interval
+        self._peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def label(self) -> str:
+        return "VRAM peak (torch)" if self.device == "cuda" else "process RAM peak"
+
+    def __enter__(self) -> "PeakMeter":
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            self._peak = process_ram()
+            self._thread = threading.Thread(target=self._sample, name="peak-meter", daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._peak = max(self._peak, process_ram())
+
+    def __exit__(self, *exc) -> None:
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+            self._peak = int(torch.cuda.max_memory_allocated())
+        else:
+            self._stop.set()
+            if self._thread:
+                self._thread.join()
+            self._peak = max(self._peak, process_ram())
+
+    @property
+    def peak(self) -> int:
+        return self._peak
+
+
+def synchronize(device: str) -> None:
+    """Wait for queued GPU work so a clock read after it means something."""
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+    elif device == "mps":
+        import torch
+
+        torch.mps.synchronize()

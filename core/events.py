@@ -1,0 +1,85 @@
+"""What the engine reports while a job runs. Every front end consumes these same events.
+
+Images travel as PIL images (never Qt types), so a worker thread can hand them to the
+window, which converts them on its own thread.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class JobStarted:
+    job_id: str
+    stage_count: int
+    out_dir: Path
+    device: str  # e.g. "cuda:0 (NVIDIA H100)", "cpu"
+
+
+@dataclass(frozen=True)
+class StageStarted:
+    index: int  # position in project.stages
+    position: int  # 0-based position among the enabled stages of this job
+    label: str
+    model: str
+    handoff: str  # the handoff actually used: "generate", "pixel", "latent" or "ensemble"
+    note: str = ""  # why the handoff differs from the one asked for, if it does
+
+
+@dataclass(frozen=True)
+class Loading:
+    index: int
+    what: str  # a short human description: "loading stabilityai/sdxl-vae (vae)"
+
+
+@dataclass(frozen=True)
+class Step:
+    index: int
+    step: int  # 1-based
+    total: int
+    overall: float  # 0..1 over the whole job, weighted by steps
+
+
+@dataclass(frozen=True)
+class StageFinished:
+    index: int
+    label: str
+    image: Any  # PIL.Image.Image
+    input_image: Any  # PIL image this stage refined, or None for a generate stage
+    path: Path
+    load_seconds: float
+    denoise_seconds: float
+    decode_seconds: float
+    total_seconds: float
+    peak_memory: int  # bytes
+    memory_kind: str  # what peak_memory measures: "VRAM (torch)", "process RAM"
+    steps_run: int
+    handoff: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    message: str
+
+
+@dataclass(frozen=True)
+class JobFinished:
+    paths: list[Path]
+    seconds: float
+    stages: list[StageFinished] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class JobFailed:
+    message: str
+    detail: str = ""  # a traceback for the log, never shown as the headline
+
+
+@dataclass(frozen=True)
+class JobCancelled:
+    at_stage: int | None
+
+
+Event = JobStarted | StageStarted | Loading | Step | StageFinished | Notice | JobFinished | JobFailed | JobCancelled

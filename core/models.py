@@ -1,0 +1,399 @@
+"""Model references, resolution (Hub, local folder, single file), loading and sharing.
+
+A reference is what the user types: a Hub id (`stabilityai/sdxl-turbo`), a local
+diffusers folder, a single `.safetensors` checkpoint, or `builtin:NAME` for the demo.
+Resolution turns it into files on disk and a family; loading turns those into a
+pipeline on the device. Components whose config and weights are identical (an SDXL
+refiner's VAE and second text encoder, say) are loaded once and shared.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from core import paths
+from core.families import Family, UnknownFamily, family_from_checkpoint_keys, family_from_model_index
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
+# Components that hold weights and are worth sharing; tokenizers and schedulers are
+# cheap, and a scheduler must never be shared (it carries per-run state).
+WEIGHT_COMPONENTS = ("vae", "text_encoder", "text_encoder_2", "text_encoder_3", "unet", "transformer")
+
+
+class ModelError(Exception):
+    """A model that cannot be used, with a one-line reason a user can act on."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    raw: str
+    kind: str  # "builtin", "folder", "file" or "hub"
+    location: str  # the path, Hub id or builtin name
+
+
+def parse_ref(raw: str) -> ModelRef:
+    text = raw.strip()
+    if not text:
+        raise ModelError("no model given")
+    if text.startswith("builtin:"):
+        return ModelRef(text, "builtin", text.split(":", 1)[1])
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return ModelRef(text, "folder", str(path.resolve()))
+    if path.suffix.lower() in CHECKPOINT_SUFFIXES:
+        if not path.is_file():
+            raise ModelError(f"model file not found: {path}")
+        return ModelRef(text, "file", str(path.resolve()))
+    if path.exists():
+        raise ModelError(f"'{text}' is neither a diffusers folder nor a .safetensors checkpoint")
+    if HUB_ID.match(text) and not text.startswith((".", "/", "~")):
+        return ModelRef(text, "hub", text)
+    raise ModelError(f"model not found: '{text}' is not a local folder, a .safetensors file or a Hub id (owner/name)")
+
+
+@dataclass
+class ResolvedModel:
+    ref: ModelRef
+    path: Path  # a diffusers folder, or a checkpoint file
+    family: Family
+    index: dict = field(default_factory=dict)  # model_index.json for folders
+
+    @property
+    def is_file(self) -> bool:
+        return self.path.is_file()
+
+    def vae_fingerprint(self, digests: "Digests") -> str | None:
+        """Config and weights of the VAE; equal fingerprints mean one latent space."""
+        if self.is_file or "vae" not in self.index:
+            return None
+        return component_fingerprint(self.path / "vae", digests)
+
+
+# ---------------------------------------------------------------- resolution
+
+
+def resolve(ref: ModelRef, progress: Callable[[str], None] | None = None) -> ResolvedModel:
+    if ref.kind == "builtin":
+        from core import demo
+
+        folder = demo.ensure_model(ref.location)
+        return _resolve_folder(ref, folder)
+    if ref.kind == "folder":
+        return _resolve_folder(ref, Path(ref.location))
+    if ref.kind == "file":
+        return _resolve_file(ref, Path(ref.location))
+    return _resolve_folder(ref, download(ref.location, progress))
+
+
+def _resolve_folder(ref: ModelRef, folder: Path) -> ResolvedModel:
+    index_file = folder / "model_index.json"
+    if not index_file.is_file():
+        raise ModelError(f"{folder} is not a diffusers model folder (it has no model_index.json)")
+    try:
+        index = json.loads(index_file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{index_file} cannot be read: {exc}") from exc
+    try:
+        family = family_from_model_index(index)
+    except UnknownFamily as exc:
+        raise ModelError(f"{ref.raw}: {exc}") from exc
+    return ResolvedModel(ref, folder, family, index)
+
+
+def _resolve_file(ref: ModelRef, path: Path) -> ResolvedModel:
+    if path.suffix.lower() != ".safetensors":
+        raise ModelError(f"{path.name}: only .safetensors checkpoints are loaded (pickled .ckpt/.pt files can run code)")
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            keys = set(f.keys())
+    except Exception as exc:  # safetensors raises its own error types for bad headers
+        raise ModelError(f"{path.name} is not a readable .safetensors file: {exc}") from exc
+    try:
+        family = family_from_checkpoint_keys(keys)
+    except UnknownFamily as exc:
+        raise ModelError(f"{path.name}: {exc}") from exc
+    return ResolvedModel(ref, path, family)
+
+
+def offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def download(repo_id: str, progress: Callable[[str], None] | None = None) -> Path:
+    """A Hub model's local folder, from the cache or downloaded into it."""
+    from diffusers import DiffusionPipeline
+
+    try:
+        # Try the cache first: a cached model must load with no network at all.
+        return Path(DiffusionPipeline.download(repo_id, local_files_only=True))
+    except Exception as cached_exc:
+        if offline():
+            raise ModelError(
+                f"{repo_id} is not in the local Hugging Face cache and offline mode is on "
+                "(HF_HUB_OFFLINE=1): go online once to download it, or choose a local folder"
+            ) from cached_exc
+    if progress:
+        progress(f"downloading {repo_id}")
+    try:
+        return Path(DiffusionPipeline.download(repo_id))
+    except Exception as exc:
+        raise ModelError(explain_hub_error(repo_id, exc)) from exc
+
+
+def explain_hub_error(repo_id: str, exc: BaseException) -> str:
+    from huggingface_hub import errors as hf_errors
+
+    chain: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and len(chain) < 8:
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    for e in chain:
+        if isinstance(e, hf_errors.GatedRepoError):
+            return (
+                f"{repo_id} is gated: accept its licence on its Hub page, then log in "
+                "(`hf auth login`) so Handoff can download it"
+            )
+        if isinstance(e, hf_errors.RepositoryNotFoundError):
+            return f"{repo_id} was not found on the Hugging Face Hub (check the spelling; a private repo needs a login)"
+        if isinstance(e, hf_errors.RevisionNotFoundError):
+            return f"{repo_id}: the requested revision does not exist"
+        if isinstance(e, (hf_errors.OfflineModeIsEnabled, hf_errors.LocalEntryNotFoundError)):
+            return f"{repo_id} is not in the local cache and the Hub cannot be reached: go online once, or choose a local folder"
+    for e in chain:
+        name = type(e).__name__
+        if "Connect" in name or "Timeout" in name or isinstance(e, OSError) and "resolve" in str(e).lower():
+            return f"{repo_id} is not in the local cache and the Hub cannot be reached (offline?): go online once, or choose a local folder"
+    return f"{repo_id} could not be downloaded: {exc}"
+
+
+# ---------------------------------------------------------------- fingerprints
+
+
+class Digests:
+    """sha256 of weight files, remembered by path, size and mtime so each file is read once."""
+
+    def __init__(self, store: Path | None = None):
+        self.store = store or (paths.cache_dir() / "digests.json")
+        self._lock = threading.Lock()
+        try:
+            self._known: dict[str, str] = json.loads(self.store.read_text())
+        except (OSError, json.JSONDecodeError):
+            self._known = {}
+
+    def of(self, path: Path) -> str:
+        real = path.resolve()
+        # Files in the Hugging Face cache are stored under their own sha256: free to read.
+        if re.fullmatch(r"[0-9a-f]{64}", real.name):
+            return real.name
+        st = real.stat()
+        key = f"{real}|{st.st_size}|{st.st_mtime_ns}"
+        with self._lock:
+            if key in self._known:
+                return self._known[key]
+        h = hashlib.sha256()
+        with open(real, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+        digest = h.hexdigest()
+        with self._lock:
+            self._known[key] = digest
+            self._save()
+        return digest
+
+    def _save(self) -> None:
+        from core.atomic import write_text
+
+        try:
+            write_text(self.store, json.dumps(self._known))
+        except OSError:
+            pass  # a read-only home only costs re-hashing next time
+
+
+def component_fingerprint(folder: Path, digests: Digests) -> str | None:
+    """What a component is, from its config and weights, never from its name or path."""
+    if not folder.is_dir():
+        return None
+    h = hashlib.sha256()
+    weights = 0
+    for f in sorted(folder.iterdir()):
+        if f.name.endswith(".json"):
+            try:
+                cfg = json.loads(f.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            if isinstance(cfg, dict):
+                # Bookkeeping keys (_name_or_path, _diffusers_version...) say nothing about the model.
+                cfg = {k: v for k, v in cfg.items() if not k.startswith("_") and k not in ("transformers_version", "architectures")}
+            h.update(f.name.encode() + json.dumps(cfg, sort_keys=True).encode())
+        elif f.suffix in (".safetensors", ".bin"):
+            h.update(f.name.encode() + digests.of(f).encode())
+            weights += 1
+    return h.hexdigest() if weights else None
+
+
+# ---------------------------------------------------------------- loading
+
+
+def pick_dtype(choice: str, family: Family, device: str):
+    import torch
+
+    if choice == "fp32" or (choice == "auto" and device == "cpu"):
+        return torch.float32
+    if choice == "bf16":
+        return torch.bfloat16
+    if choice == "fp16":
+        return torch.float16
+    # auto on a GPU: flow-matching models are trained in bf16 (and Z-Image's RoPE breaks in fp16)
+    if family.flow:
+        return torch.bfloat16
+    return torch.float16
+
+
+@dataclass
+class LoadedModel:
+    resolved: ResolvedModel
+    pipe: Any  # the pipeline as the folder declares it
+    dtype: Any
+    device: str
+    fingerprints: dict[str, str] = field(default_factory=dict)  # component name -> fingerprint
+    _roles: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def family(self) -> Family:
+        return self.resolved.family
+
+    def pipeline(self, role: str):
+        """The pipeline for a role ("generate" or "refine"), built over the same components."""
+        if role in self._roles:
+            return self._roles[role]
+        import diffusers
+
+        cls_name = self.family.generate if role == "generate" else self.family.refine
+        if cls_name is None:
+            what = "start a chain" if role == "generate" else "refine an image at a strength"
+            raise ModelError(f"{self.family.title} models cannot {what} (they can take: {self.family.positions()})")
+        if type(self.pipe).__name__ == cls_name:
+            pipe = self.pipe
+        else:
+            pipe = getattr(diffusers, cls_name).from_pipe(self.pipe)
+        pipe.set_progress_bar_config(disable=True)
+        self._roles[role] = pipe
+        return pipe
+
+
+class ModelCache:
+    """Loaded models, kept for reuse across stages and jobs, sharing identical components."""
+
+    def __init__(self) -> None:
+        self.loaded: dict[tuple[str, str], LoadedModel] = {}
+        self.digests = Digests()
+
+    def key(self, resolved: ResolvedModel, dtype) -> tuple[str, str]:
+        return (str(resolved.path), str(dtype))
+
+    def get(self, resolved: ResolvedModel, dtype, device: str, offload: bool = False,
+            progress: Callable[[str], None] | None = None) -> LoadedModel:
+        key = self.key(resolved, dtype)
+        if key in self.loaded:
+            return self.loaded[key]
+        if resolved.is_file:
+            model = self._load_file(resolved, dtype, device, progress)
+        else:
+            model = self._load_folder(resolved, dtype, device, offload, progress)
+        self.loaded[key] = model
+        return model
+
+    def _shared_components(self, resolved: ResolvedModel, dtype) -> tuple[dict[str, Any], dict[str, str]]:
+        fingerprints: dict[str, str] = {}
+        shared: dict[str, Any] = {}
+        for name in WEIGHT_COMPONENTS:
+            entry = resolved.index.get(name)
+            if not entry or entry[0] is None:
+                continue
+            fp = component_fingerprint(resolved.path / name, self.digests)
+            if fp is None:
+                continue
+            fingerprints[name] = fp
+            for other in self.loaded.values():
+                if other.dtype != dtype:
+                    continue
+                for other_name, other_fp in other.fingerprints.items():
+                    if other_fp == fp and name not in shared:
+                        shared[name] = getattr(other.pipe, other_name)
+        return shared, fingerprints
+
+    def _load_folder(self, resolved, dtype, device, offload, progress) -> LoadedModel:
+        from diffusers import DiffusionPipeline
+
+        shared, fingerprints = self._shared_components(resolved, dtype)
+        if progress:
+            note = f" (sharing {', '.join(sorted(shared))})" if shared else ""
+            progress(f"loading {resolved.ref.raw}{note}")
+        try:
+            pipe = DiffusionPipeline.from_pretrained(str(resolved.path), torch_dtype=dtype, **shared)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelError(f"{resolved.ref.raw} could not be loaded: {exc}") from exc
+        pipe.set_progress_bar_config(disable=True)
+        if offload and device == "cuda":
+            pipe.enable_model_cpu_offload()
+        else:
+            pipe.to(device)
+        return LoadedModel(resolved, pipe, dtype, device, fingerprints)
+
+    def _load_file(self, resolved, dtype, device, progress) -> LoadedModel:
+        import diffusers
+
+        cls_name = resolved.family.generate or resolved.family.refine
+        cls = getattr(diffusers, cls_name)
+        config = single_file_config(resolved.family)
+        if progress:
+            progress(f"loading {resolved.path.name}")
+        kwargs: dict[str, Any] = {"torch_dtype": dtype}
+        if config is not None:
+            kwargs["config"] = str(config)
+        if offline() and config is None:
+            kwargs["local_files_only"] = True
+        try:
+            pipe = cls.from_single_file(str(resolved.path), **kwargs)
+        except Exception as exc:  # diffusers raises many types here; all mean "cannot load"
+            if config is None:
+                raise ModelError(
+                    f"{resolved.path.name}: a single-file {resolved.family.title} checkpoint needs its "
+                    f"model config, which is neither shipped nor cached ({exc}); go online once, or set a "
+                    "config folder in the model manager"
+                ) from exc
+            raise ModelError(f"{resolved.path.name} could not be loaded: {exc}") from exc
+        pipe.set_progress_bar_config(disable=True)
+        pipe.to(device)
+        return LoadedModel(resolved, pipe, dtype, device, {})
+
+    def release(self, keep: set[tuple[str, str]] = frozenset()) -> None:
+        """Drop every model not in `keep`, and give the memory back."""
+        for key in [k for k in self.loaded if k not in keep]:
+            del self.loaded[key]
+        import gc
+
+        gc.collect()
+        import sys
+
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def single_file_config(family: Family) -> Path | None:
+    """A diffusers folder whose configs describe a single-file checkpoint of this family:
+    one the user set up (HANDOFF_HOME/configs/<family>), else None (diffusers then looks
+    in the Hugging Face cache, or fetches it when online)."""
+    folder = paths.home() / "configs" / family.key
+    return folder if (folder / "model_index.json").is_file() else None

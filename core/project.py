@@ -1,0 +1,188 @@
+"""The project document: prompts, size and an ordered list of stages.
+
+A project is plain data. It is validated with messages a user can act on, serialised
+to a versioned dict, and upgraded on load when the schema moves on.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+HANDOFFS = ("auto", "pixel", "latent", "ensemble")
+MEMORY_POLICIES = ("auto", "sequential", "resident", "offload")
+DTYPES = ("auto", "bf16", "fp16", "fp32")
+MAX_SEED = 2**32 - 1
+
+
+class ProjectError(ValueError):
+    """A project that cannot run, with every reason why."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@dataclass
+class Stage:
+    """One diffusion pass. The first enabled stage of a job generates (or refines the
+    init image); each later one takes the previous stage's work through `handoff`."""
+
+    model: str
+    steps: int = 30
+    guidance: float = 5.0
+    seed: int | None = None  # None: inherit the project's seed
+    scheduler: str | None = None  # a diffusers scheduler class name; None keeps the model's
+    prompt: str | None = None  # replaces the project prompt when set
+    prompt_suffix: str = ""  # appended to the project prompt (detail terms for a refiner)
+    negative_prompt: str | None = None  # replaces the project negative prompt when set
+    handoff: str = "auto"  # how this stage takes the previous stage's work
+    strength: float = 0.3  # pixel/latent: how much of the schedule is re-run
+    switch_at: float = 0.8  # ensemble: fraction of the schedule the previous stage runs
+    enabled: bool = True
+    name: str = ""
+
+    def effective_prompt(self, project_prompt: str) -> str:
+        if self.prompt is not None and self.prompt.strip():
+            base = self.prompt
+        else:
+            base = project_prompt
+        suffix = self.prompt_suffix.strip()
+        if not suffix:
+            return base
+        return f"{base.rstrip().rstrip(',')}, {suffix}" if base.strip() else suffix
+
+    def effective_negative(self, project_negative: str) -> str:
+        return self.negative_prompt if self.negative_prompt is not None else project_negative
+
+    def effective_seed(self, project_seed: int) -> int:
+        return project_seed if self.seed is None else self.seed
+
+    def label(self, index: int) -> str:
+        return self.name or f"stage {index + 1}"
+
+
+@dataclass
+class Project:
+    prompt: str = ""
+    negative_prompt: str = ""
+    width: int = 1024
+    height: int = 1024
+    seed: int = 0
+    stages: list[Stage] = field(default_factory=list)
+    init_image: str | None = None  # a path; makes the first stage a refine of this image
+    memory_policy: str = "auto"
+    dtype: str = "auto"
+
+    def enabled_stages(self) -> list[tuple[int, Stage]]:
+        return [(i, s) for i, s in enumerate(self.stages) if s.enabled]
+
+    def copy(self) -> "Project":
+        return copy.deepcopy(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["schema_version"] = SCHEMA_VERSION
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Project":
+        data = migrate(dict(data))
+        stage_keys = {f.name for f in fields(Stage)}
+        project_keys = {f.name for f in fields(Project)} - {"stages"}
+        unknown = set(data) - project_keys - {"stages", "schema_version"}
+        if unknown:
+            raise ProjectError([f"unknown project field(s): {', '.join(sorted(unknown))}"])
+        stages = []
+        for i, raw in enumerate(data.get("stages", [])):
+            bad = set(raw) - stage_keys
+            if bad:
+                raise ProjectError([f"stage {i + 1}: unknown field(s): {', '.join(sorted(bad))}"])
+            if "model" not in raw:
+                raise ProjectError([f"stage {i + 1}: no model given"])
+            stages.append(Stage(**raw))
+        kwargs = {k: data[k] for k in project_keys if k in data}
+        return cls(stages=stages, **kwargs)
+
+
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """Upgrade an older project dict to SCHEMA_VERSION, one version at a time."""
+    version = int(data.get("schema_version", SCHEMA_VERSION))
+    if version > SCHEMA_VERSION:
+        raise ProjectError(
+            [f"this project was saved by a newer Handoff (schema {version}, this one reads up to {SCHEMA_VERSION})"]
+        )
+    # Version 1 is the first schema: nothing to upgrade yet. Each future bump adds a step here.
+    data["schema_version"] = SCHEMA_VERSION
+    return data
+
+
+def validate(project: Project, size_multiple: int = 8, stage_multiples: dict[int, int] | None = None) -> None:
+    """Raise ProjectError listing every problem that would stop the job.
+
+    `stage_multiples` maps a stage index to the pixel multiple its model needs, when the
+    models are known; `size_multiple` is used for the rest.
+    """
+    problems: list[str] = []
+    if not project.prompt.strip() and not any(s.prompt for _, s in project.enabled_stages()):
+        problems.append("the prompt is empty")
+    if project.width <= 0 or project.height <= 0:
+        problems.append(f"size {project.width}x{project.height} must be positive")
+    if not 0 <= project.seed <= MAX_SEED:
+        problems.append(f"seed {project.seed} is outside 0..{MAX_SEED}")
+    if project.memory_policy not in MEMORY_POLICIES:
+        problems.append(f"memory policy '{project.memory_policy}' is not one of {', '.join(MEMORY_POLICIES)}")
+    if project.dtype not in DTYPES:
+        problems.append(f"precision '{project.dtype}' is not one of {', '.join(DTYPES)}")
+    enabled = project.enabled_stages()
+    if not enabled:
+        problems.append("no enabled stage: add a stage with a model")
+    for pos, (i, stage) in enumerate(enabled):
+        where = f"stage {i + 1} ({stage.model or 'no model'})"
+        multiple = (stage_multiples or {}).get(i, size_multiple)
+        if project.width % multiple or project.height % multiple:
+            problems.append(
+                f"size {project.width}x{project.height} is not a multiple of {multiple}, which {where} needs "
+                f"(try {snap(project.width, multiple)}x{snap(project.height, multiple)})"
+            )
+        if not stage.model.strip():
+            problems.append(f"stage {i + 1} has no model")
+        if stage.steps < 1:
+            problems.append(f"{where}: steps must be at least 1, not {stage.steps}")
+        if stage.guidance < 0:
+            problems.append(f"{where}: guidance must not be negative ({stage.guidance})")
+        if stage.seed is not None and not 0 <= stage.seed <= MAX_SEED:
+            problems.append(f"{where}: seed {stage.seed} is outside 0..{MAX_SEED}")
+        if stage.handoff not in HANDOFFS:
+            problems.append(f"{where}: handoff '{stage.handoff}' is not one of {', '.join(HANDOFFS)}")
+            continue
+        if pos == 0 and project.init_image is None:
+            if stage.handoff != "auto":
+                problems.append(
+                    f"{where} takes a '{stage.handoff}' handoff but has nothing to refine: "
+                    "add a stage before it, or an init image"
+                )
+            continue
+        if pos == 0 and stage.handoff in ("latent", "ensemble"):
+            problems.append(f"{where}: an init image is handed over as pixels, not '{stage.handoff}'")
+        if stage.handoff == "ensemble":
+            if not 0 < stage.switch_at <= 1:
+                problems.append(f"{where}: switch point {stage.switch_at} is outside (0, 1]")
+        elif not 0 < stage.strength <= 1:
+            problems.append(f"{where}: strength {stage.strength} is outside (0, 1]")
+        elif int(stage.steps * stage.strength) < 1:
+            need = math.ceil(1 / stage.strength)
+            problems.append(
+                f"{where}: {stage.steps} steps at strength {stage.strength} run no denoising step "
+                f"(steps x strength < 1); use at least {need} steps"
+            )
+    if problems:
+        raise ProjectError(problems)
+
+
+def snap(value: int, multiple: int) -> int:
+    """The nearest positive multiple of `multiple`."""
+    return max(multiple, int(round(value / multiple)) * multiple)
