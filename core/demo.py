@@ -14,6 +14,7 @@ NAMES = ("demo-base", "demo-refiner")
 BASE = "builtin:demo-base"
 REFINER = "builtin:demo-refiner"
 NATIVE_SIZE = 64
+LATENT_SIZE = NATIVE_SIZE // 4  # the VAE downsamples by 4 (three blocks)
 
 COLORS = ["red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink", "white", "black", "gray", "brown"]
 SHAPES = ["circle", "square", "triangle", "star"]
@@ -42,7 +43,12 @@ def ensure_model(name: str) -> Path:
 
 
 def components(seed: int = 0) -> dict:
-    """The demo architecture with seeded random weights: SDXL's layout at toy size."""
+    """The demo architecture with seeded random weights: SDXL's layout at toy size.
+
+    resources/demo/train.py trains exactly these modules; change them together (and retrain).
+    The text encoders have 32-wide hidden states, so the base UNet cross-attends to 64
+    (text_encoder + text_encoder_2 concatenated, as in SDXL) and the refiner to 32
+    (text_encoder_2 only); both take text_encoder_2's 32-wide pooled projection."""
     import torch
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
@@ -61,20 +67,21 @@ def components(seed: int = 0) -> dict:
     text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**text_cfg))
     torch.manual_seed(seed + 2)
     vae = AutoencoderKL(
-        block_out_channels=[32, 64], in_channels=3, out_channels=3, latent_channels=4,
-        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
-        norm_num_groups=32, sample_size=NATIVE_SIZE,
+        block_out_channels=[16, 32, 64], in_channels=3, out_channels=3, latent_channels=4,
+        down_block_types=["DownEncoderBlock2D"] * 3, up_block_types=["UpDecoderBlock2D"] * 3,
+        layers_per_block=1, norm_num_groups=8, sample_size=NATIVE_SIZE, force_upcast=False,
     )
 
     def unet(aesthetic: bool, cross_dim: int, s: int):
         torch.manual_seed(s)
         time_ids = 5 if aesthetic else 6
         return UNet2DConditionModel(
-            sample_size=NATIVE_SIZE // 2, in_channels=4, out_channels=4, layers_per_block=1,
-            block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4),
+            sample_size=LATENT_SIZE, in_channels=4, out_channels=4, layers_per_block=1,
+            block_out_channels=(32, 64, 64),
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(1, 2, 2),
             use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
-            transformer_layers_per_block=(1, 1), projection_class_embeddings_input_dim=time_ids * 8 + 32,
+            transformer_layers_per_block=(1, 1, 1), projection_class_embeddings_input_dim=time_ids * 8 + 32,
             cross_attention_dim=cross_dim, norm_num_groups=16,
         )
 

@@ -25,15 +25,30 @@ def clip_vocab(words: list[str]) -> tuple[dict[str, int], list[tuple[str, str]]]
         add(c)
         add(c + "</w>")
     merges: list[tuple[str, str]] = []
+    ranks: dict[tuple[str, str], int] = {}
+
+    def bpe(pieces: list[str]) -> list[str]:
+        # byte-pair encoding as the tokenizer runs it: merge the best-ranked adjacent pair first
+        while len(pieces) > 1:
+            pairs = [(ranks.get(p, len(ranks)), i) for i, p in enumerate(zip(pieces, pieces[1:]))]
+            rank, i = min(pairs)
+            if rank == len(ranks):
+                break
+            pieces = pieces[:i] + [pieces[i] + pieces[i + 1]] + pieces[i + 2:]
+        return pieces
+
     for word in words:
         word = word.lower()
-        pieces = list(word[:-1]) + [word[-1] + "</w>"]
-        current = pieces[0]
-        for nxt in pieces[1:]:
-            if (current, nxt) not in merges:
-                merges.append((current, nxt))
-            current += nxt
-            add(current)
+        pieces = bpe(list(word[:-1]) + [word[-1] + "</w>"])
+        # a merge added last has the lowest priority, so it never changes how an earlier
+        # word splits; merging what BPE leaves of this word until one token remains makes
+        # every listed word a single token even where words share prefixes
+        while len(pieces) > 1:
+            pair = (pieces[0], pieces[1])
+            ranks[pair] = len(merges)
+            merges.append(pair)
+            add(pair[0] + pair[1])
+            pieces = bpe(pieces)
     return vocab, merges
 
 

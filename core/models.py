@@ -69,6 +69,21 @@ class ResolvedModel:
     def is_file(self) -> bool:
         return self.path.is_file()
 
+    def native_size(self) -> int:
+        """The size the model was trained at, from its own configs (SD 1.5: 512, SD 2: 768,
+        SDXL: 1024, the demo: 64); the family's usual size when the configs do not say."""
+        if self.is_file:
+            return self.family.native
+        try:
+            denoiser = next(self.path / n / "config.json" for n in ("unet", "transformer") if (self.path / n / "config.json").is_file())
+            sample = json.loads(denoiser.read_text()).get("sample_size")
+            vae = json.loads((self.path / "vae" / "config.json").read_text())
+        except (StopIteration, OSError, json.JSONDecodeError):
+            return self.family.native
+        if not isinstance(sample, int):
+            return self.family.native
+        return sample * 2 ** (len(vae.get("block_out_channels", [0] * 4)) - 1)
+
     def vae_fingerprint(self, digests: "Digests") -> str | None:
         """Config and weights of the VAE; equal fingerprints mean one latent space."""
         if self.is_file or "vae" not in self.index:
@@ -340,7 +355,7 @@ class ModelCache:
             note = f" (sharing {', '.join(sorted(shared))})" if shared else ""
             progress(f"loading {resolved.ref.raw}{note}")
         try:
-            pipe = DiffusionPipeline.from_pretrained(str(resolved.path), torch_dtype=dtype, **shared)
+            pipe = DiffusionPipeline.from_pretrained(str(resolved.path), dtype=dtype, **shared)
         except (OSError, ValueError, KeyError) as exc:
             raise ModelError(f"{resolved.ref.raw} could not be loaded: {exc}") from exc
         pipe.set_progress_bar_config(disable=True)
@@ -358,7 +373,7 @@ class ModelCache:
         config = single_file_config(resolved.family)
         if progress:
             progress(f"loading {resolved.path.name}")
-        kwargs: dict[str, Any] = {"torch_dtype": dtype}
+        kwargs: dict[str, Any] = {"dtype": dtype}
         if config is not None:
             kwargs["config"] = str(config)
         if offline() and config is None:

@@ -138,16 +138,14 @@ def validate(project: Project, size_multiple: int = 8, stage_multiples: dict[int
     if project.dtype not in DTYPES:
         problems.append(f"precision '{project.dtype}' is not one of {', '.join(DTYPES)}")
     enabled = project.enabled_stages()
+    needs_multiple: dict[int, list[str]] = {}
     if not enabled:
         problems.append("no enabled stage: add a stage with a model")
     for pos, (i, stage) in enumerate(enabled):
         where = f"stage {i + 1} ({stage.model or 'no model'})"
         multiple = (stage_multiples or {}).get(i, size_multiple)
         if project.width % multiple or project.height % multiple:
-            problems.append(
-                f"size {project.width}x{project.height} is not a multiple of {multiple}, which {where} needs "
-                f"(try {snap(project.width, multiple)}x{snap(project.height, multiple)})"
-            )
+            needs_multiple.setdefault(multiple, []).append(f"stage {i + 1}")
         if not stage.model.strip():
             problems.append(f"stage {i + 1} has no model")
         if stage.steps < 1:
@@ -179,6 +177,12 @@ def validate(project: Project, size_multiple: int = 8, stage_multiples: dict[int
                 f"{where}: {stage.steps} steps at strength {stage.strength} run no denoising step "
                 f"(steps x strength < 1); use at least {need} steps"
             )
+    for multiple, where in sorted(needs_multiple.items(), reverse=True)[:1]:
+        # The largest multiple any stage needs is the one to meet; one message says it.
+        problems.insert(0,
+            f"size {project.width}x{project.height} is not a multiple of {multiple}, which {', '.join(where)} "
+            f"need{'s' if len(where) == 1 else ''} (try {snap(project.width, multiple)}x{snap(project.height, multiple)})"
+        )
     if problems:
         raise ProjectError(problems)
 

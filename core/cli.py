@@ -1,0 +1,204 @@
+"""The command line, in the style of the two-command workflows users run today:
+
+    python main.py generate "PROMPT" --model M [--init-image F --strength S] [--refiner M --switch-at F] --out FILE
+    python main.py run PROJECT_FILE [--out DIR]
+
+Progress goes to stderr; the per-stage timing table is printed at the end. Bad input
+exits with status 2 and a one-line reason, a job that fails with 1, a cancelled one 130.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import sys
+from pathlib import Path
+
+from core import events as ev
+from core.project import MAX_SEED, Project, ProjectError, Stage, snap, validate
+
+EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 1, 2, 130
+
+
+class UsageError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="handoff", description="Multi-stage image generation.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="generate (or refine) an image, optionally with a refiner stage")
+    gen.add_argument("prompt")
+    gen.add_argument("--model", required=True, help="Hub id, diffusers folder, .safetensors file or builtin:demo-base")
+    gen.add_argument("--steps", type=int, default=30)
+    gen.add_argument("--guidance", type=float, default=5.0)
+    gen.add_argument("--seed", type=int, default=None, help="default: a random seed, printed and saved in the PNG")
+    gen.add_argument("--size", default=None, help="WxH; default: the model's native size, or the init image's")
+    gen.add_argument("--negative", default="")
+    gen.add_argument("--scheduler", default=None)
+    gen.add_argument("--init-image", type=Path, default=None, help="refine this image instead of generating")
+    gen.add_argument("--strength", type=float, default=0.3, help="with --init-image: how much is re-generated")
+    gen.add_argument("--refiner", default=None, help="a second stage's model")
+    gen.add_argument("--switch-at", type=float, default=None, help="with --refiner: ensemble handoff at this fraction")
+    gen.add_argument("--refiner-strength", type=float, default=0.3, help="with --refiner and no --switch-at")
+    gen.add_argument("--refiner-steps", type=int, default=None, help="default: --steps")
+    gen.add_argument("--refiner-suffix", default="", help="detail terms added to the prompt for the refiner")
+    gen.add_argument("--handoff", choices=["auto", "pixel", "latent"], default="auto",
+                     help="with --refiner and no --switch-at")
+    gen.add_argument("--memory", choices=["auto", "sequential", "resident", "offload"], default="auto")
+    gen.add_argument("--dtype", choices=["auto", "bf16", "fp16", "fp32"], default="auto")
+    gen.add_argument("--out", type=Path, required=True, help="the final image; earlier stages go beside it")
+
+    runp = sub.add_parser("run", help="run a saved project (.handoff, .json, or a PNG with a recipe)")
+    runp.add_argument("project", type=Path)
+    runp.add_argument("--out", type=Path, default=None, help="output folder (default: Handoff's outputs folder)")
+    return parser
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
+    if not m:
+        raise UsageError(f"--size '{text}' is not WIDTHxHEIGHT (e.g. 1024x1024)")
+    return int(m.group(1)), int(m.group(2))
+
+
+def project_from_args(args) -> Project:
+    from core.models import ModelError, parse_ref, resolve
+
+    seed = args.seed if args.seed is not None else random.randint(0, MAX_SEED)
+    stages = [Stage(model=args.model, steps=args.steps, guidance=args.guidance, scheduler=args.scheduler,
+                    strength=args.strength, name="refine" if args.init_image else "base",
+                    handoff="pixel" if args.init_image else "auto")]
+    if args.refiner:
+        if args.switch_at is not None:
+            stages.append(Stage(model=args.refiner, steps=args.steps, guidance=args.guidance, handoff="ensemble",
+                                switch_at=args.switch_at, name="refiner", prompt_suffix=args.refiner_suffix))
+        else:
+            stages.append(Stage(model=args.refiner, steps=args.refiner_steps or args.steps, guidance=args.guidance,
+                                handoff=args.handoff, strength=args.refiner_strength, name="refiner",
+                                prompt_suffix=args.refiner_suffix))
+    elif args.switch_at is not None:
+        raise UsageError("--switch-at needs --refiner")
+    init = None
+    if args.init_image is not None:
+        init = _init_image_size(args.init_image)
+    if args.size:
+        width, height = parse_size(args.size)
+    elif init is not None:
+        width, height = init
+    else:
+        try:
+            width = height = resolve(parse_ref(args.model)).native_size()
+        except ModelError as exc:
+            raise UsageError(str(exc)) from exc
+    if init is not None and not args.size:
+        # The init image's size, snapped to a multiple every family accepts.
+        width, height = snap(width, 16), snap(height, 16)
+    return Project(prompt=args.prompt, negative_prompt=args.negative, width=width, height=height, seed=seed,
+                   stages=stages, init_image=str(args.init_image) if args.init_image else None,
+                   memory_policy=args.memory, dtype=args.dtype)
+
+
+def _init_image_size(path: Path) -> tuple[int, int]:
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise UsageError(f"init image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            im.verify()
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, UnidentifiedImageError, SyntaxError) as exc:
+        raise UsageError(f"init image {path} cannot be read as an image ({exc})") from exc
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_libraries()
+    from core.engine import OutputPlan
+
+    try:
+        if args.command == "generate":
+            project = project_from_args(args)
+            out = OutputPlan.to_file(args.out)
+        else:
+            from core import project_file
+
+            project = project_file.load(args.project).project
+            out = OutputPlan.in_dir(args.out, stem=args.project.stem)
+        validate(project)
+    except (UsageError, ProjectError) as exc:
+        print(f"handoff: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return run_project(project, out)
+
+
+def run_project(project: Project, out) -> int:
+    from core.engine import CancelToken, run
+
+    cancel = CancelToken()
+    print(f"seed {project.seed}", file=sys.stderr)
+    jobs = run(project, out=out, cancel=cancel)
+    finished: ev.JobFinished | None = None
+    status = 0
+    tty = sys.stderr.isatty()
+    try:
+        for event in jobs:
+            if isinstance(event, ev.StageStarted):
+                note = f" — {event.note}" if event.note else ""
+                print(f"[{event.position + 1}] {event.label}: {event.model} ({event.handoff}){note}", file=sys.stderr)
+            elif isinstance(event, ev.Loading):
+                print(f"    {event.what}", file=sys.stderr)
+            elif isinstance(event, ev.Notice):
+                print(f"    note: {event.message}", file=sys.stderr)
+            elif isinstance(event, ev.Step):
+                if tty:
+                    print(f"\r    step {event.step}/{event.total}  ({event.overall:4.0%} overall)", end="", file=sys.stderr)
+                elif event.step == event.total:
+                    print(f"    {event.total} steps", file=sys.stderr)
+            elif isinstance(event, ev.StageFinished):
+                if tty:
+                    print(file=sys.stderr)
+                print(f"    wrote {event.path}", file=sys.stderr)
+            elif isinstance(event, ev.JobFinished):
+                finished = event
+            elif isinstance(event, ev.JobFailed):
+                print(f"handoff: {event.message}", file=sys.stderr)
+                status = EXIT_FAILED
+            elif isinstance(event, ev.JobCancelled):
+                print("handoff: cancelled", file=sys.stderr)
+                status = EXIT_CANCELLED
+    except KeyboardInterrupt:
+        cancel.cancel()
+        jobs.close()
+        print("\nhandoff: cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
+    if finished is not None:
+        print(timing_table(finished.stages, finished.seconds))
+    return status
+
+
+def timing_table(stages: list[ev.StageFinished], total: float) -> str:
+    rows = [("stage", "handoff", "steps", "load s", "denoise s", "decode s", "total s", "peak")]
+    for s in stages:
+        rows.append((s.label, s.handoff, str(s.steps_run), f"{s.load_seconds:.2f}", f"{s.denoise_seconds:.2f}",
+                     f"{s.decode_seconds:.2f}", f"{s.total_seconds:.2f}", f"{s.peak_memory / 2**20:,.0f} MiB ({s.memory_kind})"))
+    rows.append(("job", "", "", "", "", "", f"{total:.2f}", ""))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def _quiet_libraries() -> None:
+    """Known, harmless library chatter hides real messages; errors still show."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", category=FutureWarning, module="diffusers")
+    from diffusers.utils import logging as dlog
+
+    dlog.set_verbosity_error()
+    dlog.disable_progress_bar()

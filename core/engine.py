@@ -1,0 +1,242 @@
+"""Runs a project's stages in order and reports what happens as events.
+
+`execute()` pushes events to a callback on the calling thread (the GUI's worker
+thread calls it, so torch lives on that one thread); `run()` wraps it as a generator
+for the command line and tests.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Iterator
+
+from core import events as ev
+from core import paths
+from core.handoff import Cancelled, StageInput, StagePlan, build_call, check_scheduler, execute as execute_stage, plan
+from core.models import ModelCache, ModelError, ResolvedModel, parse_ref, pick_dtype, resolve
+from core.project import Project, ProjectError, validate
+
+
+class CancelToken:
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+@dataclass
+class OutputPlan:
+    """Where each stage's image is written, the moment it exists."""
+
+    directory: Path
+    stem: str
+    final: Path | None = None  # the last stage's path, when the caller names it
+
+    @classmethod
+    def in_dir(cls, directory: Path | None = None, stem: str | None = None) -> "OutputPlan":
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        return cls(Path(directory or paths.outputs_dir()), stem or f"handoff-{stamp}-{uuid.uuid4().hex[:4]}")
+
+    @classmethod
+    def to_file(cls, final: Path) -> "OutputPlan":
+        final = Path(final)
+        return cls(final.parent, final.stem, final)
+
+    def path_for(self, position: int, count: int, label: str) -> Path:
+        if self.final is not None and position == count - 1:
+            return self.final
+        slug = "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-") or "stage"
+        return self.directory / f"{self.stem}-{position + 1}-{slug}.png"
+
+
+def run(project: Project, out: OutputPlan | None = None, cancel: CancelToken | None = None,
+        models: ModelCache | None = None) -> Iterator[ev.Event]:
+    """The job's events as a generator. Closing the generator early cancels the job."""
+    cancel = cancel or CancelToken()
+    q: queue.Queue = queue.Queue()
+    done = object()
+
+    def body() -> None:
+        try:
+            execute(project, q.put, out=out, cancel=cancel, models=models)
+        finally:
+            q.put(done)
+
+    thread = threading.Thread(target=body, name="handoff-job", daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not done:
+            yield item
+    finally:
+        cancel.cancel()
+        thread.join()
+
+
+def execute(project: Project, emit: Callable[[ev.Event], None], out: OutputPlan | None = None,
+            cancel: CancelToken | None = None, models: ModelCache | None = None) -> None:
+    """Run the job on this thread, passing each event to `emit`. Never raises for a
+    job that fails: the failure is reported as JobFailed and the caller stays usable."""
+    cancel = cancel or CancelToken()
+    models = models if models is not None else ModelCache()
+    out = out or OutputPlan.in_dir()
+    job_id = uuid.uuid4().hex[:8]
+    current: list[int | None] = [None]
+    try:
+        _execute(project, emit, out, cancel, models, job_id, current)
+    except Cancelled:
+        emit(ev.JobCancelled(current[0]))
+    except (ModelError, ProjectError) as exc:
+        emit(ev.JobFailed(str(exc)))
+    except Exception as exc:  # the job must fail readably, whatever broke inside diffusers
+        emit(ev.JobFailed(explain(exc), traceback.format_exc()))
+
+
+def explain(exc: BaseException) -> str:
+    name = type(exc).__name__
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else name
+    if "OutOfMemory" in name or "out of memory" in text.lower():
+        return (
+            "out of GPU memory: lower the size, choose the 'offload' or 'sequential' memory policy, "
+            f"or use a smaller precision ({text[:160]})"
+        )
+    return f"{name}: {text[:300]}"
+
+
+def _execute(project, emit, out, cancel, models, job_id, current) -> None:
+    started = time.perf_counter()
+    validate(project)
+    from core.devices import PeakMeter, best_device, describe_device
+
+    enabled = project.enabled_stages()
+    resolved: list[ResolvedModel] = []
+    for index, stage in enabled:
+        emit(ev.Loading(index, f"resolving {stage.model}"))
+        resolved.append(resolve(parse_ref(stage.model), progress=lambda m, i=index: emit(ev.Loading(i, m))))
+        if cancel.cancelled:
+            raise Cancelled()
+    validate(project, stage_multiples={i: r.family.multiple for (i, _), r in zip(enabled, resolved)})
+    problems = [f"stage {i + 1}: {m}" for (i, s), r in zip(enabled, resolved) if (m := check_scheduler(s.scheduler, r.family))]
+    if problems:
+        raise ProjectError(problems)
+    plans = plan(project, resolved, lambda r: r.vae_fingerprint(models.digests))
+
+    device = best_device()
+    policy = resolve_policy(project.memory_policy, device, plans)
+    if policy == "offload" and device != "cuda":
+        emit(ev.Notice(f"CPU offload needs a CUDA GPU; running on {device} without it"))
+    emit(ev.JobStarted(job_id, len(plans), out.directory, describe_device(device)))
+    if policy != project.memory_policy:
+        emit(ev.Notice(f"memory policy: {policy} (auto)"))
+
+    total_expected = sum(p.expected_steps() for p in plans) or 1
+    done_steps = 0
+    given = StageInput(image=load_init_image(project) if project.init_image else None)
+    finished: list[ev.StageFinished] = []
+    for p in plans:
+        current[0] = p.index
+        if cancel.cancelled:
+            raise Cancelled()
+        label = p.stage.label(p.index)
+        emit(ev.StageStarted(p.index, p.position, label, p.stage.model, p.handoff, p.note))
+        with PeakMeter(device) as meter:
+            t0 = time.perf_counter()
+            dtype = pick_dtype(project.dtype, p.family, device)
+            if policy == "sequential":
+                _release_for(models, p, dtype)
+            loaded = models.get(p.resolved, dtype, device, offload=policy == "offload",
+                                progress=lambda m, i=p.index: emit(ev.Loading(i, m)))
+            pipe = loaded.pipeline(p.role)
+            load_seconds = time.perf_counter() - t0
+            import torch
+
+            generator = torch.Generator("cpu").manual_seed(p.stage.effective_seed(project.seed))
+            call = build_call(pipe, p, project, given, generator)
+
+            def on_step(i: int, n: int, p=p) -> None:
+                emit(ev.Step(p.index, i, n, min(1.0, (done_steps + i) / total_expected)))
+
+            result = execute_stage(pipe, p, call, given, device, on_step, lambda: cancel.cancelled)
+        done_steps += result.steps_run
+        path = out.path_for(p.position, len(plans), label)
+        from core.metadata import save_png
+
+        save_png(result.image, path, project, p.index)
+        finished_event = ev.StageFinished(
+            index=p.index, label=label, image=result.image, input_image=given.image, path=path,
+            load_seconds=load_seconds, denoise_seconds=result.denoise_seconds,
+            decode_seconds=result.decode_seconds, total_seconds=time.perf_counter() - t0,
+            peak_memory=meter.peak, memory_kind=meter.label, steps_run=result.steps_run, handoff=p.handoff,
+        )
+        finished.append(finished_event)
+        emit(finished_event)
+        given = StageInput(image=result.image, latents=result.latents)
+    emit(ev.JobFinished([f.path for f in finished], time.perf_counter() - started, finished))
+
+
+def _release_for(models: ModelCache, p: StagePlan, dtype) -> None:
+    """Sequential policy: drop what the next stage does not need before loading it,
+    unless it shares components with what is loaded (then it loads sharing them, and
+    the rest goes after)."""
+    from core.models import component_fingerprint
+
+    keep = models.key(p.resolved, dtype)
+    wanted = {fp for name in p.resolved.index if (fp := component_fingerprint(p.resolved.path / name, models.digests))} if not p.resolved.is_file else set()
+    keep_keys = {keep}
+    for key, loaded in models.loaded.items():
+        if wanted & set(loaded.fingerprints.values()):
+            keep_keys.add(key)
+    models.release(keep_keys)
+
+
+def resolve_policy(policy: str, device: str, plans: list[StagePlan]) -> str:
+    """'auto': everything resident when it fits in free VRAM, one model at a time when
+    the largest fits, CPU offload otherwise. Without a GPU, system RAM holds them all."""
+    if policy != "auto":
+        return policy
+    if device != "cuda":
+        return "resident"
+    import torch
+
+    free, _ = torch.cuda.mem_get_info()
+    sizes = [estimate_bytes(p.resolved) for p in plans]
+    distinct = {str(p.resolved.path): s for p, s in zip(plans, sizes)}
+    if sum(distinct.values()) * 1.25 < free:
+        return "resident"
+    if max(sizes, default=0) * 1.25 < free:
+        return "sequential"
+    return "offload"
+
+
+def estimate_bytes(resolved: ResolvedModel) -> int:
+    """Weights on disk, as a stand-in for their size on the device (loaded in 16 bits)."""
+    if resolved.is_file:
+        return resolved.path.stat().st_size
+    total = 0
+    for f in resolved.path.rglob("*"):
+        if f.suffix in (".safetensors", ".bin") and f.is_file():
+            total += f.stat().st_size
+    return total // 2 if any(resolved.path.rglob("*.fp16.safetensors")) else total
+
+
+def load_init_image(project: Project):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(project.init_image) as im:
+            image = im.convert("RGB")
+    except (OSError, UnidentifiedImageError) as exc:
+        raise ProjectError([f"init image {project.init_image} cannot be read: {exc}"]) from exc
+    if image.size != (project.width, project.height):
+        image = image.resize((project.width, project.height), Image.LANCZOS)
+    return image

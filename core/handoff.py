@@ -1,0 +1,268 @@
+"""How one stage takes the previous stage's work, and the diffusers call that does it.
+
+- generate: text to image (the first stage of a chain).
+- pixel: decode to an image, then img2img at a strength (steps x strength steps run).
+- latent: the same latent space on both sides (decided from VAE config and weights),
+  so the latents are handed over and the VAE encode is skipped.
+- ensemble: the previous stage stops part-way through one schedule (denoising_end)
+  and this one finishes the same noisy latents (denoising_start); SDXL base + refiner.
+"""
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from core.families import Family
+from core.models import ModelError, ResolvedModel
+from core.project import Project, Stage
+
+# Families whose img2img pipeline takes latents in place of an image as is.
+LATENT_AS_IMAGE = {"sd", "sdxl", "sdxl-refiner"}
+# Flow-matching families whose img2img noises handed-over latents in prepare_latents.
+LATENT_VIA_PREPARE = {"zimage"}
+
+
+class Cancelled(Exception):
+    """Raised from the step callback: the pipeline stops at once, skipping its decode."""
+
+
+@dataclass
+class StagePlan:
+    index: int  # in project.stages
+    position: int  # among enabled stages
+    stage: Stage
+    resolved: ResolvedModel
+    handoff: str  # "generate", "pixel", "latent", "ensemble"
+    note: str = ""
+    stop_at: float | None = None  # set when the next stage finishes this one's schedule
+    steps: int = 0  # schedule length passed to the pipeline
+
+    @property
+    def family(self) -> Family:
+        return self.resolved.family
+
+    @property
+    def role(self) -> str:
+        return "generate" if self.handoff == "generate" else "refine"
+
+    def expected_steps(self) -> int:
+        """Steps this stage will run, for overall progress (the pipeline reports exact counts)."""
+        if self.handoff == "generate":
+            return max(1, round(self.steps * (self.stop_at or 1.0)))
+        if self.handoff == "ensemble":
+            return max(0, round(self.steps * (1 - self.stage.switch_at)))
+        return max(1, int(self.steps * self.stage.strength))
+
+
+def plan(project: Project, resolved: list[ResolvedModel], vae_fingerprint: Callable[[ResolvedModel], str | None]) -> list[StagePlan]:
+    """Decide each enabled stage's handoff. Raises ModelError for chains that cannot run."""
+    enabled = project.enabled_stages()
+    plans: list[StagePlan] = []
+    for pos, ((index, stage), model) in enumerate(zip(enabled, resolved)):
+        fam = model.family
+        where = f"stage {index + 1} ({fam.title})"
+        p = StagePlan(index, pos, stage, model, "generate", steps=stage.steps)
+        if pos == 0:
+            if project.init_image is not None:
+                p.handoff = "pixel"
+            elif fam.generate is None:
+                raise ModelError(f"{where} cannot start a chain (it can take: {fam.positions()}); add a base stage or an init image")
+            plans.append(p)
+            continue
+        prev = plans[-1]
+        if fam.refine is None:
+            raise ModelError(f"{where} cannot refine an image at a strength (it can take: {fam.positions()})")
+        asked = stage.handoff
+        same_schedule = fam.ensemble_group is not None and fam.ensemble_group == prev.family.ensemble_group
+        if asked == "ensemble":
+            if not same_schedule:
+                raise ModelError(
+                    f"{where}: an ensemble handoff splits one schedule between models built for it "
+                    f"(SDXL base + refiner); {prev.family.title} → {fam.title} can use latent or pixel"
+                )
+            p.handoff = "ensemble"
+        elif asked == "auto" and same_schedule and fam.key == "sdxl-refiner":
+            p.handoff = "ensemble"
+        elif asked in ("latent", "auto"):
+            p.handoff, p.note = _latent_or_pixel(prev, p, vae_fingerprint, asked)
+        else:
+            p.handoff = "pixel"
+        if p.handoff == "ensemble":
+            # One schedule: the refiner runs the tail of the previous stage's steps.
+            p.steps = prev.steps
+            if stage.switch_at < 1:
+                prev.stop_at = stage.switch_at
+            if stage.steps != prev.steps:
+                p.note = f"ensemble runs one {prev.steps}-step schedule; this stage's own step count is not used"
+        plans.append(p)
+    return plans
+
+
+def _latent_or_pixel(prev: StagePlan, p: StagePlan, vae_fingerprint, asked: str) -> tuple[str, str]:
+    fam = p.family
+    if fam.key not in LATENT_AS_IMAGE | LATENT_VIA_PREPARE:
+        note = f"latent handoff into {fam.title} is not supported yet: handed over as pixels"
+        return "pixel", note if asked == "latent" else ""
+    a, b = vae_fingerprint(prev.resolved), vae_fingerprint(p.resolved)
+    if a is not None and a == b:
+        return "latent", ""
+    why = "the VAEs differ in config or weights" if a and b else "a VAE could not be compared"
+    return "pixel", (f"latent handoff impossible ({why}): handed over as pixels" if asked == "latent" else "")
+
+
+@dataclass
+class StageInput:
+    image: Any = None  # PIL image from the previous stage or the init image
+    latents: Any = None  # the previous stage's final latents
+
+
+@dataclass
+class StageOutput:
+    image: Any
+    latents: Any
+    steps_run: int
+    denoise_seconds: float
+    decode_seconds: float
+
+
+@dataclass
+class Call:
+    """The keyword arguments of one diffusers call, kept plain so a test can replay it."""
+
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def accepts(pipe, name: str) -> bool:
+    return name in inspect.signature(pipe.__call__).parameters
+
+
+def build_call(pipe, p: StagePlan, project: Project, given: StageInput, generator) -> Call:
+    stage = p.stage
+    kw: dict[str, Any] = {
+        "prompt": stage.effective_prompt(project.prompt),
+        "num_inference_steps": p.steps,
+        "guidance_scale": stage.guidance,
+        "generator": generator,
+    }
+    negative = stage.effective_negative(project.negative_prompt)
+    if negative.strip() and accepts(pipe, "negative_prompt"):
+        # Only when set: an empty string is encoded, while None lets SDXL use zeros.
+        kw["negative_prompt"] = negative
+    if p.handoff == "generate" or accepts(pipe, "height") and p.handoff != "ensemble":
+        kw["height"], kw["width"] = project.height, project.width
+    if p.stop_at is not None:
+        kw["denoising_end"] = p.stop_at
+    if p.handoff == "pixel":
+        kw["image"] = given.image
+        kw["strength"] = stage.strength
+    elif p.handoff == "latent":
+        kw["strength"] = stage.strength
+        kw["image"] = given.latents if p.family.key in LATENT_AS_IMAGE else given.image
+    elif p.handoff == "ensemble":
+        kw["image"] = given.latents
+        kw["denoising_start"] = stage.switch_at
+    return Call(kw)
+
+
+def execute(pipe, p: StagePlan, call: Call, given: StageInput, device: str,
+            on_step: Callable[[int, int], None], cancelled: Callable[[], bool]) -> StageOutput:
+    """Run one diffusers call, reporting steps, capturing the final latents on the way."""
+    from core.devices import synchronize
+
+    if p.handoff == "ensemble" and p.stage.switch_at >= 1:
+        # Switching at the very end leaves the refiner no step: the base's image stands.
+        return StageOutput(given.image, given.latents, 0, 0.0, 0.0)
+
+    captured: dict[str, Any] = {}
+
+    def callback(pipeline, i, t, kwargs):
+        if cancelled():
+            raise Cancelled()
+        captured["latents"] = kwargs["latents"]
+        synchronize(device)
+        captured["t_last"] = time.perf_counter()
+        on_step(i + 1, int(getattr(pipeline, "_num_timesteps", 0) or 0))
+        return kwargs
+
+    kwargs = dict(call.kwargs, callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["latents"])
+    restore = _swap_scheduler(pipe, p.stage.scheduler, p.family)
+    unpatch = _latents_into_prepare(pipe, given.latents) if p.handoff == "latent" and p.family.key in LATENT_VIA_PREPARE else None
+    start = time.perf_counter()
+    try:
+        result = pipe(**kwargs)
+    finally:
+        restore()
+        if unpatch:
+            unpatch()
+    synchronize(device)
+    end = time.perf_counter()
+    t_last = captured.get("t_last", start)
+    steps_run = int(getattr(pipe, "_num_timesteps", 0) or 0)
+    return StageOutput(result.images[0], captured.get("latents"), steps_run, t_last - start, end - t_last)
+
+
+def _latents_into_prepare(pipe, latents):
+    """Flow-matching img2img pipelines noise the encoded image inside prepare_latents,
+    at the refine schedule's first timestep. Handing them the latents instead of the
+    image gives exactly that noising with no VAE encode (passing latents as `image`
+    fails in their preprocessing, and `latents=` skips the noising)."""
+    original = pipe.prepare_latents
+
+    def prepare(image, *args, **kwargs):
+        return original(latents.to(image.device), *args, **kwargs)
+
+    pipe.prepare_latents = prepare
+
+    def undo():
+        del pipe.prepare_latents  # the instance attribute; the class method shows through again
+
+    return undo
+
+
+SCHEDULERS = {
+    # A1111-style names, the way users know them, mapped to diffusers classes and options.
+    "Euler": ("EulerDiscreteScheduler", {}),
+    "Euler a": ("EulerAncestralDiscreteScheduler", {}),
+    "DPM++ 2M": ("DPMSolverMultistepScheduler", {}),
+    "DPM++ 2M Karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    "DPM++ SDE": ("DPMSolverSinglestepScheduler", {}),
+    "DDIM": ("DDIMScheduler", {}),
+    "UniPC": ("UniPCMultistepScheduler", {}),
+    "Heun": ("HeunDiscreteScheduler", {}),
+    "LMS": ("LMSDiscreteScheduler", {}),
+    "Flow Euler": ("FlowMatchEulerDiscreteScheduler", {}),
+}
+FLOW_SCHEDULERS = {"Flow Euler"}
+
+
+def check_scheduler(name: str | None, family: Family) -> str | None:
+    """A message if the named scheduler cannot drive this family, else None."""
+    if not name:
+        return None
+    if name not in SCHEDULERS:
+        return f"unknown scheduler '{name}' (choose from: {', '.join(SCHEDULERS)})"
+    if family.flow != (name in FLOW_SCHEDULERS):
+        kind = "flow-matching" if family.flow else "noise-prediction"
+        fits = [n for n in SCHEDULERS if (n in FLOW_SCHEDULERS) == family.flow]
+        return f"scheduler '{name}' cannot drive {family.title} ({kind}); use one of: {', '.join(fits)}"
+    return None
+
+
+def _swap_scheduler(pipe, name: str | None, family: Family):
+    if not name:
+        return lambda: None
+    import diffusers
+
+    problem = check_scheduler(name, family)
+    if problem:
+        raise ModelError(problem)
+    cls_name, options = SCHEDULERS[name]
+    original = pipe.scheduler
+    pipe.scheduler = getattr(diffusers, cls_name).from_config(original.config, **options)
+
+    def restore():
+        pipe.scheduler = original
+
+    return restore

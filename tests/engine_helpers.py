@@ -1,0 +1,44 @@
+"""Running jobs in tests, and the plain diffusers calls an engine run must equal."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from core import events as ev
+from core.engine import CancelToken, OutputPlan, run
+from core.models import ModelCache
+
+
+def run_job(project, tmp_path: Path, models: ModelCache | None = None, cancel: CancelToken | None = None,
+            on_event=None) -> list:
+    events = []
+    for e in run(project, OutputPlan.in_dir(tmp_path / "out", "job"), cancel=cancel, models=models):
+        events.append(e)
+        if on_event:
+            on_event(e)
+    failed = [e for e in events if isinstance(e, ev.JobFailed)]
+    assert not failed or on_event is not None or cancel is not None, failed[0].message + "\n" + failed[0].detail
+    return events
+
+
+def of(events, kind):
+    return [e for e in events if isinstance(e, kind)]
+
+
+def pixels(image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.int16)
+
+
+def generator(seed: int):
+    import torch
+
+    return torch.Generator("cpu").manual_seed(seed)
+
+
+def load(path: Path):
+    from diffusers import DiffusionPipeline
+
+    pipe = DiffusionPipeline.from_pretrained(str(path))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -1,0 +1,127 @@
+"""Tiny random-weight pipelines built from config, the way diffusers' own tests build
+theirs, then saved with save_pretrained so the tests load them back through the same
+path a user's model folder takes. Tokenizers are built locally: nothing is downloaded."""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from core.local_tokenizers import clip_tokenizer
+
+WORDS = ["a", "red", "blue", "green", "circle", "square", "on", "background", "sharp", "detail", "cat", "photo"]
+
+
+def _clip_text(vocab: int, projection: bool, seed: int, hidden: int = 32):
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    cfg = CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=hidden, intermediate_size=37,
+                         num_attention_heads=4, num_hidden_layers=2, vocab_size=vocab, projection_dim=32,
+                         max_position_embeddings=77)
+    torch.manual_seed(seed)
+    return (CLIPTextModelWithProjection if projection else CLIPTextModel)(cfg)
+
+
+def _vae(seed: int, latent_channels: int = 4, **extra):
+    import torch
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    return AutoencoderKL(block_out_channels=[32, 64], in_channels=3, out_channels=3, latent_channels=latent_channels,
+                         down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+                         norm_num_groups=32, sample_size=32, **extra)
+
+
+def build_sd(dest: Path, seed: int = 0) -> Path:
+    import torch
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+
+    tok = clip_tokenizer(WORDS)
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, sample_size=16, in_channels=4,
+                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
+                                norm_num_groups=16)
+    pipe = StableDiffusionPipeline(
+        vae=_vae(seed + 1), text_encoder=_clip_text(len(tok), False, seed + 2), tokenizer=tok, unet=unet,
+        scheduler=DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                                set_alpha_to_one=False, steps_offset=1),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.save_pretrained(dest)
+    return dest
+
+
+def build_sdxl_pair(base_dest: Path, refiner_dest: Path, seed: int = 0) -> tuple[Path, Path]:
+    """An SDXL base and refiner that share their VAE and text_encoder_2 (same weights on disk)."""
+    import torch
+    from diffusers import (EulerDiscreteScheduler, StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline,
+                           UNet2DConditionModel)
+
+    tok = clip_tokenizer(WORDS)
+
+    def unet(time_ids: int, cross: int, s: int):
+        torch.manual_seed(s)
+        return UNet2DConditionModel(
+            block_out_channels=(32, 64), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+            addition_time_embed_dim=8, transformer_layers_per_block=(1, 1),
+            projection_class_embeddings_input_dim=time_ids * 8 + 32, cross_attention_dim=cross, norm_num_groups=16)
+
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       steps_offset=1, timestep_spacing="leading")
+    vae, te2 = _vae(seed + 1), _clip_text(len(tok), True, seed + 3)
+    StableDiffusionXLPipeline(vae=vae, text_encoder=_clip_text(len(tok), False, seed + 2), text_encoder_2=te2,
+                              tokenizer=tok, tokenizer_2=tok, unet=unet(6, 64, seed + 4),
+                              scheduler=scheduler).save_pretrained(base_dest)
+    StableDiffusionXLImg2ImgPipeline(vae=vae, text_encoder=None, text_encoder_2=te2, tokenizer=None, tokenizer_2=tok,
+                                     unet=unet(5, 32, seed + 5), scheduler=scheduler, requires_aesthetics_score=True,
+                                     force_zeros_for_empty_prompt=False).save_pretrained(refiner_dest)
+    return base_dest, refiner_dest
+
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def qwen_tokenizer():
+    """A byte-level BPE tokenizer with Qwen's special tokens and a chat template."""
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import Qwen2Tokenizer
+
+    vocab = {ch: i for i, ch in enumerate(sorted(ByteLevel.alphabet()))}
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "vocab.json").write_text(json.dumps(vocab))
+        (Path(tmp) / "merges.txt").write_text("#version: 0.2\n")
+        tok = Qwen2Tokenizer(str(Path(tmp) / "vocab.json"), str(Path(tmp) / "merges.txt"),
+                             unk_token="<|endoftext|>", bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def build_zimage(dest: Path, seed: int = 0, vae_seed: int | None = None) -> Path:
+    """A Z-Image pipeline (flow matching). Two of them built with the same vae_seed share
+    one latent space, as Z-Image base and Z-Image Turbo do."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
+    from transformers import Qwen3Config, Qwen3Model
+
+    tok = qwen_tokenizer()
+    torch.manual_seed(seed)
+    transformer = ZImageTransformer2DModel(
+        all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=32, n_layers=2, n_refiner_layers=1,
+        n_heads=2, n_kv_heads=2, norm_eps=1e-5, qk_norm=True, cap_feat_dim=16, rope_theta=256.0, t_scale=1000.0,
+        axes_dims=[8, 4, 4], axes_lens=[256, 32, 32])
+    torch.manual_seed(seed + 1)
+    text_encoder = Qwen3Model(Qwen3Config(hidden_size=16, intermediate_size=16, num_hidden_layers=2,
+                                          num_attention_heads=2, num_key_value_heads=2, vocab_size=len(tok),
+                                          max_position_embeddings=512))
+    vae = _vae(seed + 2 if vae_seed is None else vae_seed, latent_channels=16, scaling_factor=0.3611, shift_factor=0.1159)
+    ZImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=text_encoder, tokenizer=tok,
+                   transformer=transformer).save_pretrained(dest)
+    return dest
