@@ -1,0 +1,100 @@
+"""Engine overhead and handoff costs, against plain diffusers calls, in one process.
+
+    python -m tests.benchmarks.bench_engine [--repeats 5] [--size 64] [--steps 20]
+
+Builds a tiny SDXL base + refiner (or uses --base/--refiner folders: on a GPU machine,
+point them at full-size models), then times, for each handoff, the same two-stage job
+run (a) as the plain diffusers calls a user would write and (b) through Handoff's
+engine. Prints medians and the engine/plain ratio; the first run of each is a warm-up.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--base", type=Path)
+    ap.add_argument("--refiner", type=Path)
+    args = ap.parse_args()
+    os.environ.setdefault("HANDOFF_HOME", tempfile.mkdtemp(prefix="handoff-bench-"))
+
+    import torch
+    from diffusers import DiffusionPipeline, StableDiffusionXLImg2ImgPipeline
+    from diffusers.utils import logging
+
+    logging.set_verbosity_error()
+    from core.engine import OutputPlan, run
+    from core.events import JobFailed, JobFinished
+    from core.models import ModelCache
+    from core.project import Project, Stage
+
+    if args.base is None:
+        from tests.tiny_pipelines import build_sdxl_pair
+
+        root = Path(tempfile.mkdtemp(prefix="handoff-bench-models-"))
+        args.base, args.refiner = build_sdxl_pair(root / "base", root / "refiner")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    base = DiffusionPipeline.from_pretrained(str(args.base), dtype=dtype).to(device)
+    refiner = DiffusionPipeline.from_pretrained(str(args.refiner), dtype=dtype, vae=base.vae,
+                                                text_encoder_2=base.text_encoder_2).to(device)
+    for p in (base, refiner):
+        p.set_progress_bar_config(disable=True)
+    prompt, n, size = "a red circle on a blue background", args.steps, args.size
+
+    def g():
+        return torch.Generator("cpu").manual_seed(0)
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    def plain(kind: str) -> None:
+        if kind == "ensemble":
+            lat = base(prompt, num_inference_steps=n, height=size, width=size, denoising_end=0.8, output_type="latent", generator=g()).images
+            refiner(prompt, image=lat, num_inference_steps=n, denoising_start=0.8, generator=g())
+        elif kind == "latent":
+            lat = base(prompt, num_inference_steps=n, height=size, width=size, output_type="latent", generator=g()).images
+            refiner(prompt, image=lat, strength=0.3, num_inference_steps=n, generator=g())
+        else:
+            img = base(prompt, num_inference_steps=n, height=size, width=size, generator=g()).images[0]
+            refiner(prompt, image=img, strength=0.3, num_inference_steps=n, generator=g())
+        sync()
+
+    models = ModelCache()
+    out = Path(tempfile.mkdtemp(prefix="handoff-bench-out-"))
+
+    def engine(kind: str) -> None:
+        project = Project(prompt=prompt, width=size, height=size, seed=0, memory_policy="resident",
+                          stages=[Stage(str(args.base), steps=n), Stage(str(args.refiner), steps=n, handoff=kind, strength=0.3, switch_at=0.8)])
+        for e in run(project, OutputPlan.in_dir(out, kind), models=models):
+            if isinstance(e, JobFailed):
+                raise SystemExit(e.message)
+        assert isinstance(e, JobFinished)
+
+    def timed(fn, kind) -> float:
+        times = []
+        for _ in range(args.repeats + 1):
+            t = time.perf_counter()
+            fn(kind)
+            times.append(time.perf_counter() - t)
+        return statistics.median(times[1:])
+
+    print(f"device {device}, {size}x{size}, {n} steps, median of {args.repeats} after a warm-up, torch threads {torch.get_num_threads()}")
+    print(f"{'handoff':9} {'plain s':>8} {'engine s':>9} {'ratio':>6}")
+    for kind in ("ensemble", "latent", "pixel"):
+        a, b = timed(plain, kind), timed(engine, kind)
+        print(f"{kind:9} {a:8.3f} {b:9.3f} {b / a:6.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The command line: outputs, the timing table, exit codes and one-line reasons."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from core import project_file
+from core.cli import EXIT_FAILED, EXIT_USAGE, main
+from core.project import Project, Stage
+from tests.engine_helpers import generator, load, pixels
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_generate_writes_every_stage_and_prints_timings(tiny_models, tmp_path, capsys):
+    out = tmp_path / "final.png"
+    code, stdout, stderr = cli(capsys, "generate", "a red circle", "--model", tiny_models["sdxl"], "--refiner",
+                               tiny_models["sdxl_refiner"], "--switch-at", "0.8", "--steps", "10", "--seed", "3",
+                               "--size", "32x32", "--out", out)
+    assert code == 0, stderr
+    assert out.is_file() and (tmp_path / "final-1-base.png").is_file()
+    header = stdout.splitlines()[0].split()
+    assert header[:7] == ["stage", "handoff", "steps", "load", "s", "denoise", "s"]
+    assert "ensemble" in stdout and "refiner" in stderr
+
+
+def test_init_image_on_a_local_sdxl_folder_matches_plain_diffusers(tiny_models, tmp_path, capsys):
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+
+    init = tmp_path / "a.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (48, 32, 3), dtype=np.uint8)).save(init)
+    out = tmp_path / "refined.png"
+    code, _, stderr = cli(capsys, "generate", "a red circle", "--model", tiny_models["sdxl"], "--init-image", init,
+                          "--strength", "0.3", "--steps", "10", "--seed", "42", "--out", out)
+    assert code == 0, stderr
+    with Image.open(out) as im:
+        assert im.size == (32, 48), "no --size: the output takes the init image's size"
+        ours = pixels(im)
+    pipe = StableDiffusionXLImg2ImgPipeline.from_pipe(load(tiny_models["sdxl"]))
+    with Image.open(init) as im:
+        plain = pipe("a red circle", image=im.convert("RGB"), strength=0.3, num_inference_steps=10, guidance_scale=5.0,
+                     generator=generator(42)).images[0]
+    assert np.array_equal(ours, pixels(plain))
+
+
+def test_run_a_saved_project(tiny_models, tmp_path, capsys):
+    p = Project(prompt="a cat", width=32, height=32, seed=1,
+                stages=[Stage(str(tiny_models["sd"]), steps=4), Stage(str(tiny_models["sd"]), steps=4, handoff="pixel", strength=0.5)])
+    path = project_file.save(tmp_path / "cat.handoff", project_file.ProjectDocument(p))
+    code, stdout, stderr = cli(capsys, "run", path, "--out", tmp_path / "outs")
+    assert code == 0, stderr
+    assert sorted(f.name for f in (tmp_path / "outs").iterdir()) == ["cat-1-stage-1.png", "cat-2-stage-2.png"]
+
+
+def test_bad_input_exits_nonzero_with_one_line(tiny_models, tmp_path, capsys, monkeypatch):
+    sd = tiny_models["sd"]
+    img = tmp_path / "i.png"
+    Image.new("RGB", (32, 32)).save(img)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    cases = [
+        (["--model", sd, "--init-image", img, "--strength", "1.5"], EXIT_USAGE, "strength 1.5 is outside (0, 1]"),
+        (["--model", sd, "--init-image", tmp_path / "broken.png"], EXIT_USAGE, "cannot be read as an image"),
+        (["--model", sd, "--init-image", tmp_path / "absent.png"], EXIT_USAGE, "init image not found"),
+        (["--model", tmp_path / "no-such-model", "--size", "32x32"], EXIT_FAILED, "model not found"),
+        (["--model", sd, "--size", "33x32"], EXIT_USAGE, "not a multiple of 8"),
+        (["--model", sd, "--size", "big"], EXIT_USAGE, "not WIDTHxHEIGHT"),
+    ]
+    for extra, expected, reason in cases:
+        code, _, stderr = cli(capsys, "generate", "a cat", *extra, "--out", tmp_path / "o.png")
+        last = [line for line in stderr.splitlines() if line.startswith("handoff:")]
+        assert code == expected, (extra, stderr)
+        assert len(last) == 1 and reason in last[0], (extra, stderr)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _, stderr = cli(capsys, "generate", "a cat", "--model", "someone/uncached-model", "--size", "32x32",
+                          "--out", tmp_path / "o.png")
+    assert code == EXIT_FAILED and "offline mode is on" in stderr and "someone/uncached-model" in stderr
+
+
+def test_entry_point_exit_code():
+    result = subprocess.run([sys.executable, "main.py", "generate", "x", "--model", "builtin:nothing", "--size", "64x64",
+                             "--out", "/tmp/never.png", "--strength", "0.5", "--switch-at", "0.5"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == EXIT_USAGE and result.stderr.strip() == "handoff: --switch-at needs --refiner"
