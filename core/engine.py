@@ -152,10 +152,13 @@ def _execute(project, emit, out, cancel, models, job_id, current) -> None:
         with PeakMeter(device) as meter:
             t0 = time.perf_counter()
             dtype = pick_dtype(project.dtype, p.family, device)
-            if policy == "sequential":
-                _release_for(models, p, dtype)
+            key = models.key(p.resolved, dtype)
+            if policy == "sequential" and not _shares_with_loaded(models, p):
+                models.release({key})  # free the memory before the next model arrives
             loaded = models.get(p.resolved, dtype, device, offload=policy == "offload",
                                 progress=lambda m, i=p.index: emit(ev.Loading(i, m)))
+            if policy == "sequential":
+                models.release({key})  # shared components live on in the new pipeline
             pipe = loaded.pipeline(p.role)
             load_seconds = time.perf_counter() - t0
             import torch
@@ -184,19 +187,15 @@ def _execute(project, emit, out, cancel, models, job_id, current) -> None:
     emit(ev.JobFinished([f.path for f in finished], time.perf_counter() - started, finished))
 
 
-def _release_for(models: ModelCache, p: StagePlan, dtype) -> None:
-    """Sequential policy: drop what the next stage does not need before loading it,
-    unless it shares components with what is loaded (then it loads sharing them, and
-    the rest goes after)."""
-    from core.models import component_fingerprint
+def _shares_with_loaded(models: ModelCache, p: StagePlan) -> bool:
+    """Whether the stage's model has a component identical to one already loaded."""
+    if p.resolved.is_file:
+        return False
+    from core.models import WEIGHT_COMPONENTS, component_fingerprint
 
-    keep = models.key(p.resolved, dtype)
-    wanted = {fp for name in p.resolved.index if (fp := component_fingerprint(p.resolved.path / name, models.digests))} if not p.resolved.is_file else set()
-    keep_keys = {keep}
-    for key, loaded in models.loaded.items():
-        if wanted & set(loaded.fingerprints.values()):
-            keep_keys.add(key)
-    models.release(keep_keys)
+    loaded = {fp for m in models.loaded.values() for fp in m.fingerprints.values()}
+    return any(component_fingerprint(p.resolved.path / name, models.digests) in loaded
+               for name in WEIGHT_COMPONENTS if (p.resolved.path / name).is_dir())
 
 
 def resolve_policy(policy: str, device: str, plans: list[StagePlan]) -> str:

@@ -131,11 +131,17 @@ def _resolve_file(ref: ModelRef, path: Path) -> ResolvedModel:
         with safe_open(str(path), framework="pt") as f:
             keys = set(f.keys())
     except Exception as exc:  # safetensors raises its own error types for bad headers
-        raise ModelError(f"{path.name} is not a readable .safetensors file: {exc}") from exc
+        raise ModelError(f"{path.name} is not a readable .safetensors file ({_first_line(exc)}); it may be "
+                         "incomplete (re-download it) or another format renamed") from exc
+    if not keys:
+        raise ModelError(f"{path.name} holds no tensors")
     try:
         family = family_from_checkpoint_keys(keys)
     except UnknownFamily as exc:
-        raise ModelError(f"{path.name}: {exc}") from exc
+        raise ModelError(
+            f"{path.name}: {exc} (a whole-model checkpoint holds the denoiser, VAE and text encoder; "
+            "LoRAs, VAEs and single components cannot be a stage's model)"
+        ) from exc
     return ResolvedModel(ref, path, family)
 
 
@@ -370,24 +376,37 @@ class ModelCache:
 
         cls_name = resolved.family.generate or resolved.family.refine
         cls = getattr(diffusers, cls_name)
-        config = single_file_config(resolved.family)
+        config = single_file_config(resolved.family, resolved.path)
+        name = resolved.path.name
+        if config is None and offline():
+            # Without a config diffusers would go to the Hub (it retries online even when
+            # told local_files_only), so offline we stop here, with what to do.
+            raise ModelError(
+                f"{name}: a single-file {resolved.family.title} checkpoint needs its diffusers config, and none is "
+                f"set up or cached: copy the model's diffusers folder without its weights (model_index.json, "
+                f"scheduler, tokenizer, each component's config.json) to {config_folder(resolved.family)}, "
+                "or go online once so Handoff can fetch it"
+            )
         if progress:
-            progress(f"loading {resolved.path.name}")
+            progress(f"loading {name}")
         kwargs: dict[str, Any] = {"dtype": dtype}
         if config is not None:
+            # Every config is local: nothing needs fetching, so nothing may be.
             kwargs["config"] = str(config)
-        if offline() and config is None:
             kwargs["local_files_only"] = True
         try:
             pipe = cls.from_single_file(str(resolved.path), **kwargs)
         except Exception as exc:  # diffusers raises many types here; all mean "cannot load"
+            reason = _first_line(exc)
             if config is None:
                 raise ModelError(
-                    f"{resolved.path.name}: a single-file {resolved.family.title} checkpoint needs its "
-                    f"model config, which is neither shipped nor cached ({exc}); go online once, or set a "
-                    "config folder in the model manager"
+                    f"{name} could not be loaded ({reason}); its diffusers config comes from the Hub unless "
+                    f"you put the model's diffusers configs (no weights) in {config_folder(resolved.family)}"
                 ) from exc
-            raise ModelError(f"{resolved.path.name} could not be loaded: {exc}") from exc
+            raise ModelError(
+                f"{name} could not be loaded with the config in {config} ({reason}); check that the config "
+                f"belongs to this checkpoint's architecture"
+            ) from exc
         pipe.set_progress_bar_config(disable=True)
         pipe.to(device)
         return LoadedModel(resolved, pipe, dtype, device, {})
@@ -406,9 +425,39 @@ class ModelCache:
             torch.cuda.empty_cache()
 
 
-def single_file_config(family: Family) -> Path | None:
-    """A diffusers folder whose configs describe a single-file checkpoint of this family:
-    one the user set up (HANDOFF_HOME/configs/<family>), else None (diffusers then looks
-    in the Hugging Face cache, or fetches it when online)."""
-    folder = paths.home() / "configs" / family.key
-    return folder if (folder / "model_index.json").is_file() else None
+def config_folder(family: Family) -> Path:
+    """Where the user puts the diffusers configs for single-file checkpoints of a family."""
+    return paths.home() / "configs" / family.key
+
+
+def single_file_config(family: Family, checkpoint: Path | None = None) -> Path | None:
+    """A local diffusers folder whose configs describe a single-file checkpoint of this
+    family: the one the user set up (HANDOFF_HOME/configs/<family>), else, given the
+    checkpoint, the configs diffusers would fetch for it if they are already in the
+    Hugging Face cache; None when neither is there (diffusers then fetches them online)."""
+    folder = config_folder(family)
+    if (folder / "model_index.json").is_file():
+        return folder
+    if checkpoint is None:
+        return None
+    try:
+        from diffusers.loaders.single_file_utils import fetch_diffusers_config
+        from huggingface_hub import snapshot_download
+        from safetensors import safe_open
+        import torch
+
+        # Shapes from the header only (meta tensors): no weights are read.
+        with safe_open(str(checkpoint), framework="pt") as f:
+            shapes = {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
+        repo = fetch_diffusers_config(shapes)["pretrained_model_name_or_path"]
+        # The files diffusers' own single-file loader fetches for a pipeline config.
+        cached = Path(snapshot_download(repo, local_files_only=True,
+                                        allow_patterns=["**/*.json", "*.json", "*.txt", "**/*.txt", "**/*.model"]))
+    except Exception:  # not cached, or a checkpoint diffusers cannot place: no local config
+        return None
+    return cached if (cached / "model_index.json").is_file() else None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]

@@ -226,3 +226,17 @@ def test_progress_is_monotonic_and_reaches_the_end(tiny_models, tmp_path):
     p = project(Stage(sd, steps=6), Stage(sd, steps=6, handoff="pixel", strength=0.5))
     overall = [e.overall for e in of(run_job(p, tmp_path), ev.Step)]
     assert overall == sorted(overall) and overall[-1] == pytest.approx(1.0)
+
+
+def test_sequential_policy_keeps_one_model_and_still_shares(tiny_models, tmp_path):
+    p = project(Stage(str(tiny_models["sd"]), steps=4), Stage(str(tiny_models["sd_other"]), steps=4, handoff="pixel", strength=0.5),
+                memory_policy="sequential")
+    models = ModelCache()
+    run_job(p, tmp_path, models)
+    assert [k[0] for k in models.loaded] == [str(tiny_models["sd_other"])]
+    p = project(Stage(str(tiny_models["sdxl"]), steps=4), Stage(str(tiny_models["sdxl_refiner"]), steps=4, handoff="ensemble"),
+                memory_policy="sequential")
+    models = ModelCache()
+    done = of(run_job(p, tmp_path, models), ev.StageFinished)
+    (only,) = models.loaded.values()
+    assert only.resolved.path == tiny_models["sdxl_refiner"] and len(done) == 2
