@@ -31,7 +31,9 @@ FAMILIES: dict[str, Family] = {
         Family("flux", "Flux.1", "FluxPipeline", "FluxImg2ImgPipeline", 1024, 16, True),
         Family("flux2", "FLUX.2", "Flux2Pipeline", None, 1024, 16, True),
         Family("chroma", "Chroma", "ChromaPipeline", "ChromaImg2ImgPipeline", 1024, 16, True),
-        Family("zimage", "Z-Image", "ZImagePipeline", "ZImageImg2ImgPipeline", 1024, 16, True),
+        # Z-Image base and Z-Image Turbo share one latent space and one flow: a base can stop
+        # part-way through its sigma schedule and Turbo finish it (core.handoff, flow ensemble).
+        Family("zimage", "Z-Image", "ZImagePipeline", "ZImageImg2ImgPipeline", 1024, 16, True, "zimage"),
         Family("ernie", "ERNIE-Image", "ErnieImagePipeline", None, 1024, 16, True),
         Family("qwen", "Qwen-Image", "QwenImagePipeline", "QwenImageImg2ImgPipeline", 1328, 16, True),
     ]

@@ -4,8 +4,13 @@
 - pixel: decode to an image, then img2img at a strength (steps x strength steps run).
 - latent: the same latent space on both sides (decided from VAE config and weights),
   so the latents are handed over and the VAE encode is skipped.
-- ensemble: the previous stage stops part-way through one schedule (denoising_end)
-  and this one finishes the same noisy latents (denoising_start); SDXL base + refiner.
+- ensemble: the previous stage stops part-way through one schedule and this one
+  finishes the same noisy latents. SDXL base + refiner do it with denoising_end /
+  denoising_start. Flow-matching families (Z-Image base -> Z-Image Turbo) split one
+  sigma schedule: the base runs its first k steps and is interrupted with the latents
+  at sigma_k; the refiner's text-to-image pipeline takes those latents as they are
+  (`latents=`, no noise added) and the remaining sigmas, with its scheduler's own
+  shifting turned off, so both sides run the one schedule the base computed.
 """
 from __future__ import annotations
 
@@ -22,6 +27,9 @@ from core.project import Project, Stage
 LATENT_AS_IMAGE = {"sd", "sdxl", "sdxl-refiner"}
 # Flow-matching families whose img2img noises handed-over latents in prepare_latents.
 LATENT_VIA_PREPARE = {"zimage"}
+# Flow-matching families whose text-to-image pipeline takes `sigmas` and uses `latents=`
+# exactly as given (unpacked, no noise added): the refiner side of a flow ensemble.
+FLOW_ENSEMBLE = {"zimage"}
 
 
 class Cancelled(Exception):
@@ -38,6 +46,15 @@ class StagePlan:
     note: str = ""
     stop_at: float | None = None  # set when the next stage finishes this one's schedule
     steps: int = 0  # schedule length passed to the pipeline
+    # Flow ensemble: the steps the base runs before it hands over (set on the base) or
+    # ran before this stage took over (set on the refiner); None when not split.
+    split: int | None = None
+    # Flow ensemble: filled by the base's run with its full sigma schedule, read by the refiner.
+    schedule: dict | None = None
+
+    @property
+    def flow_ensemble(self) -> bool:
+        return self.handoff == "ensemble" and self.family.flow
 
     @property
     def family(self) -> Family:
@@ -45,12 +62,17 @@ class StagePlan:
 
     @property
     def role(self) -> str:
-        return "generate" if self.handoff == "generate" else "refine"
+        # A flow ensemble's refiner continues given latents with the text-to-image pipeline.
+        return "generate" if self.handoff == "generate" or self.flow_ensemble else "refine"
 
     def expected_steps(self) -> int:
         """Steps this stage will run, for overall progress (the pipeline reports exact counts)."""
         if self.handoff == "generate":
+            if self.split is not None:
+                return self.split
             return max(1, round(self.steps * (self.stop_at or 1.0)))
+        if self.flow_ensemble:
+            return self.steps - (self.split if self.split is not None else self.steps)
         if self.handoff == "ensemble":
             return max(0, round(self.steps * (1 - self.stage.switch_at)))
         return max(1, int(self.steps * self.stage.strength))
@@ -80,7 +102,8 @@ def plan(project: Project, resolved: list[ResolvedModel], vae_fingerprint: Calla
             if not same_schedule:
                 raise ModelError(
                     f"{where}: an ensemble handoff splits one schedule between models built for it "
-                    f"(SDXL base + refiner); {prev.family.title} → {fam.title} can use latent or pixel"
+                    f"(SDXL base + refiner, Z-Image + Z-Image Turbo); {prev.family.title} → {fam.title} "
+                    "can use latent or pixel"
                 )
             p.handoff = "ensemble"
         elif asked == "auto" and same_schedule and fam.key == "sdxl-refiner":
@@ -92,12 +115,38 @@ def plan(project: Project, resolved: list[ResolvedModel], vae_fingerprint: Calla
         if p.handoff == "ensemble":
             # One schedule: the refiner runs the tail of the previous stage's steps.
             p.steps = prev.steps
-            if stage.switch_at < 1:
+            if fam.flow:
+                _plan_flow_ensemble(prev, p, vae_fingerprint, where)
+            elif stage.switch_at < 1:
                 prev.stop_at = stage.switch_at
             if stage.steps != prev.steps:
                 p.note = f"ensemble runs one {prev.steps}-step schedule; this stage's own step count is not used"
         plans.append(p)
     return plans
+
+
+def split_steps(steps: int, switch_at: float) -> int:
+    """Steps of a `steps`-long schedule the base runs before a flow ensemble's refiner takes
+    over: switch_at is the fraction of the steps (not of the noise level), at least one."""
+    return min(steps, max(1, round(steps * switch_at)))
+
+
+def _plan_flow_ensemble(prev: StagePlan, p: StagePlan, vae_fingerprint, where: str) -> None:
+    if p.family.key not in FLOW_ENSEMBLE:
+        raise ModelError(f"{where}: an ensemble handoff into {p.family.title} is not supported yet; use latent or pixel")
+    if prev.handoff != "generate":
+        raise ModelError(
+            f"{where}: a flow-matching ensemble splits the schedule of a stage that generates; "
+            f"the stage before it refines ({prev.handoff}), so use latent or pixel here"
+        )
+    a, b = vae_fingerprint(prev.resolved), vae_fingerprint(p.resolved)
+    if a is not None and b is not None and a != b:
+        raise ModelError(f"{where}: an ensemble hands over noisy latents, but the two models' VAEs differ; use pixel")
+    k = split_steps(prev.steps, p.stage.switch_at)
+    p.split = k
+    if k < prev.steps:
+        prev.split = k
+        prev.schedule = p.schedule = {}
 
 
 def _latent_or_pixel(prev: StagePlan, p: StagePlan, vae_fingerprint, asked: str) -> tuple[str, str]:
@@ -132,6 +181,9 @@ class Call:
     """The keyword arguments of one diffusers call, kept plain so a test can replay it."""
 
     kwargs: dict[str, Any] = field(default_factory=dict)
+    # Interrupt the pipeline after this many steps (a flow ensemble's base): the latents
+    # stay at the next sigma of its schedule.
+    stop_after: int | None = None
 
 
 def accepts(pipe, name: str) -> bool:
@@ -150,20 +202,30 @@ def build_call(pipe, p: StagePlan, project: Project, given: StageInput, generato
     if negative.strip() and accepts(pipe, "negative_prompt"):
         # Only when set: an empty string is encoded, while None lets SDXL use zeros.
         kw["negative_prompt"] = negative
-    if p.handoff == "generate" or accepts(pipe, "height") and p.handoff != "ensemble":
+    if p.handoff == "generate" or p.flow_ensemble or accepts(pipe, "height") and p.handoff != "ensemble":
         kw["height"], kw["width"] = project.height, project.width
     if p.stop_at is not None:
         kw["denoising_end"] = p.stop_at
+    stop_after = p.split if p.handoff == "generate" and p.split is not None and p.split < p.steps else None
     if p.handoff == "pixel":
         kw["image"] = given.image
         kw["strength"] = stage.strength
     elif p.handoff == "latent":
         kw["strength"] = stage.strength
         kw["image"] = given.latents if p.family.key in LATENT_AS_IMAGE else given.image
+    elif p.flow_ensemble:
+        sigmas = (p.schedule or {}).get("sigmas")
+        if p.split is not None and p.split < p.steps:
+            if sigmas is None:
+                raise ModelError(f"{stage.label(p.index)}: the previous stage did not hand over its schedule")
+            # The base's shifted schedule from sigma_k on, less the terminal 0 the scheduler appends again.
+            kw["sigmas"] = sigmas[p.split:-1]
+            kw["num_inference_steps"] = len(kw["sigmas"])
+        kw["latents"] = given.latents
     elif p.handoff == "ensemble":
         kw["image"] = given.latents
         kw["denoising_start"] = stage.switch_at
-    return Call(kw)
+    return Call(kw, stop_after=stop_after)
 
 
 def execute(pipe, p: StagePlan, call: Call, given: StageInput, device: str,
@@ -171,7 +233,7 @@ def execute(pipe, p: StagePlan, call: Call, given: StageInput, device: str,
     """Run one diffusers call, reporting steps, capturing the final latents on the way."""
     from core.devices import synchronize
 
-    if p.handoff == "ensemble" and p.stage.switch_at >= 1:
+    if p.handoff == "ensemble" and (p.stage.switch_at >= 1 or p.flow_ensemble and p.expected_steps() == 0):
         # Switching at the very end leaves the refiner no step: the base's image stands.
         return StageOutput(given.image, given.latents, 0, 0.0, 0.0)
 
@@ -181,13 +243,21 @@ def execute(pipe, p: StagePlan, call: Call, given: StageInput, device: str,
         if cancelled():
             raise Cancelled()
         captured["latents"] = kwargs["latents"]
+        captured["steps"] = i + 1
+        if p.schedule is not None and i == 0 and p.handoff == "generate":
+            # The full schedule as the base's scheduler shifted it, for the refiner to finish.
+            p.schedule["sigmas"] = pipeline.scheduler.sigmas.tolist()
         synchronize(device)
         captured["t_last"] = time.perf_counter()
-        on_step(i + 1, int(getattr(pipeline, "_num_timesteps", 0) or 0))
+        on_step(i + 1, call.stop_after or int(getattr(pipeline, "_num_timesteps", 0) or 0))
+        if call.stop_after is not None and i + 1 >= call.stop_after:
+            pipeline._interrupt = True  # the loop skips the rest; the noisy latents are decoded as a preview
         return kwargs
 
     kwargs = dict(call.kwargs, callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["latents"])
     restore = _swap_scheduler(pipe, p.stage.scheduler, p.family)
+    if p.flow_ensemble:
+        restore = _chain(restore, _unshifted_scheduler(pipe))
     unpatch = _latents_into_prepare(pipe, given.latents) if p.handoff == "latent" and p.family.key in LATENT_VIA_PREPARE else None
     start = time.perf_counter()
     try:
@@ -200,7 +270,37 @@ def execute(pipe, p: StagePlan, call: Call, given: StageInput, device: str,
     end = time.perf_counter()
     t_last = captured.get("t_last", start)
     steps_run = int(getattr(pipe, "_num_timesteps", 0) or 0)
+    if call.stop_after is not None:
+        steps_run = captured.get("steps", 0)
     return StageOutput(result.images[0], captured.get("latents"), steps_run, t_last - start, end - t_last)
+
+
+def unshifted_config(config) -> dict[str, Any]:
+    """Overrides that make a flow-matching scheduler take given sigmas exactly as they are:
+    no static or resolution-dependent shift, no terminal stretch, no Karras-style respacing."""
+    wanted = {"shift": 1.0, "use_dynamic_shifting": False, "shift_terminal": None, "use_karras_sigmas": False,
+              "use_exponential_sigmas": False, "use_beta_sigmas": False}
+    return {k: v for k, v in wanted.items() if k in config}
+
+
+def _unshifted_scheduler(pipe):
+    """Swap in a copy of the pipeline's scheduler that applies no shift of its own: the
+    sigmas handed over were shifted once, by the base."""
+    original = pipe.scheduler
+    pipe.scheduler = type(original).from_config(original.config, **unshifted_config(original.config))
+
+    def restore():
+        pipe.scheduler = original
+
+    return restore
+
+
+def _chain(first, second):
+    def both():
+        second()
+        first()
+
+    return both
 
 
 def _latents_into_prepare(pipe, latents):

@@ -125,3 +125,15 @@ def build_zimage(dest: Path, seed: int = 0, vae_seed: int | None = None) -> Path
     ZImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=text_encoder, tokenizer=tok,
                    transformer=transformer).save_pretrained(dest)
     return dest
+
+
+def build_zimage_with_scheduler(dest: Path, seed: int = 0, vae_seed: int | None = None, **scheduler_config) -> Path:
+    """A Z-Image pipeline whose scheduler shifts its sigmas the way the real ones do
+    (Z-Image Turbo: shift=3.0; resolution-dependent: use_dynamic_shifting=True), so a
+    test can tell one shared schedule from two differently shifted ones."""
+    build_zimage(dest, seed=seed, vae_seed=vae_seed)
+    config_file = dest / "scheduler" / "scheduler_config.json"
+    config = json.loads(config_file.read_text())
+    config.update(scheduler_config)
+    config_file.write_text(json.dumps(config, indent=2))
+    return dest
