@@ -31,6 +31,11 @@ class CancelToken:
         self._event.set()
 
     @property
+    def event(self) -> threading.Event:
+        """For waits that take an Event (a download stops between chunks when it is set)."""
+        return self._event
+
+    @property
     def cancelled(self) -> bool:
         return self._event.is_set()
 
@@ -122,7 +127,8 @@ def _execute(project, emit, out, cancel, models, job_id, current) -> None:
     resolved: list[ResolvedModel] = []
     for index, stage in enabled:
         emit(ev.Loading(index, f"resolving {stage.model}"))
-        resolved.append(resolve(parse_ref(stage.model), progress=lambda m, i=index: emit(ev.Loading(i, m))))
+        resolved.append(resolve(parse_ref(stage.model), progress=lambda m, i=index: emit(ev.Loading(i, m)),
+                                cancel=cancel.event))
         if cancel.cancelled:
             raise Cancelled()
     validate(project, stage_multiples={i: r.family.multiple for (i, _), r in zip(enabled, resolved)})

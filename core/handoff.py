@@ -25,8 +25,15 @@ from core.project import Project, Stage
 
 # Families whose img2img pipeline takes latents in place of an image as is.
 LATENT_AS_IMAGE = {"sd", "sdxl", "sdxl-refiner"}
-# Flow-matching families whose img2img noises handed-over latents in prepare_latents.
-LATENT_VIA_PREPARE = {"zimage"}
+# Flow-matching families whose img2img takes latents through its own prepare_latents:
+# each of these treats an `image` with the VAE's latent channel count as already encoded
+# (scaled and shifted), noises it at the refine schedule's first timestep with scale_noise
+# and, for Flux and Chroma, packs the result. Handing the latents in there is the pipeline's
+# own img2img path minus the VAE encode.
+LATENT_VIA_PREPARE = {"zimage", "flux", "chroma", "sd3"}
+# Families whose pipelines carry their latents packed, (B, (h/2)*(w/2), C*4); they are
+# unpacked to (B, C, h, w) before they are handed to another stage.
+PACKED_LATENTS = {"flux", "chroma"}
 # Flow-matching families whose text-to-image pipeline takes `sigmas` and uses `latents=`
 # exactly as given (unpacked, no noise added): the refiner side of a flow ensemble.
 FLOW_ENSEMBLE = {"zimage"}
@@ -272,7 +279,18 @@ def execute(pipe, p: StagePlan, call: Call, given: StageInput, device: str,
     steps_run = int(getattr(pipe, "_num_timesteps", 0) or 0)
     if call.stop_after is not None:
         steps_run = captured.get("steps", 0)
-    return StageOutput(result.images[0], captured.get("latents"), steps_run, t_last - start, end - t_last)
+    image = result.images[0]
+    latents = captured.get("latents")
+    if latents is not None and p.family.key in PACKED_LATENTS and latents.ndim == 3:
+        latents = unpack_latents(pipe, latents, call.kwargs.get("height") or image.height,
+                                 call.kwargs.get("width") or image.width)
+    return StageOutput(image, latents, steps_run, t_last - start, end - t_last)
+
+
+def unpack_latents(pipe, latents, height: int, width: int):
+    """Flux and Chroma latents, (B, (h/2)*(w/2), C*4) as their transformers take them, in the
+    (B, C, h, w) layout every other family and the VAE use."""
+    return pipe._unpack_latents(latents, height, width, pipe.vae_scale_factor)
 
 
 def unshifted_config(config) -> dict[str, Any]:
@@ -304,10 +322,13 @@ def _chain(first, second):
 
 
 def _latents_into_prepare(pipe, latents):
-    """Flow-matching img2img pipelines noise the encoded image inside prepare_latents,
-    at the refine schedule's first timestep. Handing them the latents instead of the
-    image gives exactly that noising with no VAE encode (passing latents as `image`
-    fails in their preprocessing, and `latents=` skips the noising)."""
+    """Flow-matching img2img pipelines (Z-Image, Flux.1, Chroma, SD3) noise the encoded
+    image inside prepare_latents, at the refine schedule's first timestep, and Flux and
+    Chroma pack it there. Handing them the (B, C, h, w) latents instead of the image gives
+    exactly that noising and packing with no VAE encode: each takes an input with the VAE's
+    latent channel count as already encoded. (Passing latents as `image` fails in Z-Image's
+    preprocessing, and `latents=` skips the noising.) The image the call is given is
+    still preprocessed, then set aside."""
     original = pipe.prepare_latents
 
     def prepare(image, *args, **kwargs):

@@ -64,3 +64,23 @@ def clip_tokenizer(words: list[str], max_length: int = 77):
             str(vocab_file), str(merges_file), model_max_length=max_length,
             bos_token=BOS, eos_token=EOS, pad_token=EOS, unk_token=EOS,
         )
+
+
+def t5_vocab(words: list[str]) -> list[tuple[str, float]]:
+    """A Unigram vocabulary in T5's layout (pad 0, eos 1, unk 2): every listed word is one
+    piece, and any other word falls back to its characters."""
+    pieces: dict[str, float] = {"<pad>": 0.0, "</s>": 0.0, "<unk>": 0.0, "\u2581": -2.0}
+    for word in words:
+        pieces.setdefault("\u2581" + word.lower(), -1.0)
+    for c in _CHARS:
+        pieces.setdefault("\u2581" + c, -4.0)
+        pieces.setdefault(c, -5.0)
+    return list(pieces.items())
+
+
+def t5_tokenizer(words: list[str], max_length: int = 512):
+    """A T5 tokenizer (Unigram, as the real one is) over a small vocabulary; its
+    save_pretrained writes tokenizer.json, which T5Tokenizer loads back as is."""
+    from transformers import T5Tokenizer
+
+    return T5Tokenizer(vocab=t5_vocab(words), extra_ids=0, model_max_length=max_length)

@@ -47,3 +47,44 @@ def tiny_models() -> dict[str, Path]:
         tp.build_zimage(out["zimage"], seed=0, vae_seed=7)
         tp.build_zimage(out["zimage_turbo"], seed=20, vae_seed=7)
     return out
+
+
+@pytest.fixture(scope="session")
+def family_models(tiny_models) -> dict[str, Path]:
+    """Tiny SD3, Flux.1 and Chroma pipelines. Flux.1, Chroma and tiny_models' Z-Image pair
+    are built with one vae_seed (7) and the Flux.1 VAE config, so the four share one VAE
+    (config and weights) and one latent space; `flux_other_vae` differs only in its VAE's
+    weights, and the two SD3 models share an SD3 VAE of their own."""
+    from tests import tiny_pipelines as tp
+
+    root = _SESSION_TMP / "family-models"
+    out = {
+        "sd3": root / "sd3",
+        "sd3_other": root / "sd3-other",
+        "flux": root / "flux",
+        "flux_other_vae": root / "flux-other-vae",
+        "chroma": root / "chroma",
+        "zimage": tiny_models["zimage"],
+        "zimage_turbo": tiny_models["zimage_turbo"],
+        "sd": tiny_models["sd"],
+    }
+    if not (out["chroma"] / "model_index.json").exists():
+        tp.build_sd3(out["sd3"], seed=0, vae_seed=3)
+        tp.build_sd3(out["sd3_other"], seed=30, vae_seed=3)
+        tp.build_flux(out["flux"], seed=0, vae_seed=7)
+        tp.build_flux(out["flux_other_vae"], seed=0, vae_seed=8)
+        tp.build_chroma(out["chroma"], seed=10, vae_seed=7)
+    return out
+
+
+@pytest.fixture(scope="session")
+def generate_only_models() -> dict[str, Path]:
+    """Tiny FLUX.2 and ERNIE-Image pipelines: families that can start a chain but not refine."""
+    from tests import tiny_pipelines as tp
+
+    root = _SESSION_TMP / "generate-only-models"
+    out = {"flux2": root / "flux2", "ernie": root / "ernie"}
+    if not (out["ernie"] / "model_index.json").exists():
+        tp.build_flux2(out["flux2"], seed=0)
+        tp.build_ernie(out["ernie"], seed=0)
+    return out

@@ -93,3 +93,16 @@ def test_bad_project_files_say_what_is_wrong(tmp_path):
         project_file.load(tmp_path / "x.handoff")
     with pytest.raises(ProjectError, match="not found"):
         project_file.load(tmp_path / "missing.handoff")
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    import os
+
+    from core.atomic import write_bytes
+
+    mask = os.umask(0o022)
+    try:
+        path = write_bytes(tmp_path / "x.bin", b"data")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644

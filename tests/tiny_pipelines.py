@@ -137,3 +137,177 @@ def build_zimage_with_scheduler(dest: Path, seed: int = 0, vae_seed: int | None 
     config.update(scheduler_config)
     config_file.write_text(json.dumps(config, indent=2))
     return dest
+
+
+# ---------------------------------------------------------------- SD3, Flux.1, Chroma
+# Flux.1, Chroma and Z-Image use the one Flux.1 VAE: built with the same vae_seed, their tiny
+# VAEs are identical in config and weights (the same `_flux_vae` call), so they share one
+# latent space the way the real models do. SD3's VAE has 16 channels too, but its own
+# scaling and shift.
+FLUX_VAE = {"latent_channels": 16, "scaling_factor": 0.3611, "shift_factor": 0.1159}
+SD3_VAE = {"latent_channels": 16, "scaling_factor": 1.5305, "shift_factor": 0.0609}
+
+
+def _flux_vae(seed: int):
+    return _vae(seed, **FLUX_VAE)
+
+
+def _t5_text(vocab: int, seed: int, d_model: int = 32):
+    import torch
+    from transformers import T5Config, T5EncoderModel
+
+    cfg = T5Config(vocab_size=vocab, d_model=d_model, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+                   relative_attention_num_buckets=8, relative_attention_max_distance=32, dropout_rate=0.0,
+                   pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    torch.manual_seed(seed)
+    return T5EncoderModel(cfg)
+
+
+def _check_saved(dest: Path, pipeline_class: str) -> None:
+    index = json.loads((dest / "model_index.json").read_text())
+    assert index["_class_name"] == pipeline_class, index["_class_name"]
+
+
+def build_sd3(dest: Path, seed: int = 0, vae_seed: int | None = None) -> Path:
+    """Stable Diffusion 3: two CLIP encoders with projection and a T5, a joint transformer."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+
+    from core.local_tokenizers import t5_tokenizer
+
+    clip, t5 = clip_tokenizer(WORDS), t5_tokenizer(WORDS, max_length=256)
+    torch.manual_seed(seed)
+    transformer = SD3Transformer2DModel(sample_size=16, patch_size=2, in_channels=16, out_channels=16, num_layers=1,
+                                        attention_head_dim=8, num_attention_heads=4, caption_projection_dim=32,
+                                        joint_attention_dim=32, pooled_projection_dim=64, pos_embed_max_size=32)
+    StableDiffusion3Pipeline(
+        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=_vae(seed + 1 if vae_seed is None else vae_seed, **SD3_VAE),
+        text_encoder=_clip_text(len(clip), True, seed + 2), tokenizer=clip,
+        text_encoder_2=_clip_text(len(clip), True, seed + 3), tokenizer_2=clip,
+        text_encoder_3=_t5_text(len(t5), seed + 4), tokenizer_3=t5,
+    ).save_pretrained(dest)
+    _check_saved(dest, "StableDiffusion3Pipeline")
+    return dest
+
+
+def build_flux(dest: Path, seed: int = 0, vae_seed: int | None = None) -> Path:
+    """Flux.1: CLIP (pooled) + T5 conditioning, a packed-latent transformer, the Flux.1 VAE."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+
+    from core.local_tokenizers import t5_tokenizer
+
+    clip, t5 = clip_tokenizer(WORDS), t5_tokenizer(WORDS)
+    torch.manual_seed(seed)
+    transformer = FluxTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
+                                         attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+                                         pooled_projection_dim=32, axes_dims_rope=[4, 4, 8])
+    FluxPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_image_seq_len=16,
+                                                  max_image_seq_len=256, base_shift=0.5, max_shift=1.15),
+        vae=_flux_vae(seed + 1 if vae_seed is None else vae_seed),
+        text_encoder=_clip_text(len(clip), False, seed + 2), tokenizer=clip,
+        text_encoder_2=_t5_text(len(t5), seed + 3), tokenizer_2=t5, transformer=transformer,
+    ).save_pretrained(dest)
+    _check_saved(dest, "FluxPipeline")
+    return dest
+
+
+def build_chroma(dest: Path, seed: int = 0, vae_seed: int | None = None) -> Path:
+    """Chroma: T5 only, a Flux-shaped transformer with a modulation approximator, the Flux.1 VAE."""
+    import torch
+    from diffusers import ChromaPipeline, ChromaTransformer2DModel, FlowMatchEulerDiscreteScheduler
+
+    from core.local_tokenizers import t5_tokenizer
+
+    t5 = t5_tokenizer(WORDS)
+    torch.manual_seed(seed)
+    transformer = ChromaTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
+                                           attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+                                           axes_dims_rope=[4, 4, 8], approximator_num_channels=16,
+                                           approximator_hidden_dim=32, approximator_layers=1)
+    ChromaPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_image_seq_len=16,
+                                                  max_image_seq_len=256, base_shift=0.5, max_shift=1.15),
+        vae=_flux_vae(seed + 1 if vae_seed is None else vae_seed),
+        text_encoder=_t5_text(len(t5), seed + 2), tokenizer=t5, transformer=transformer,
+    ).save_pretrained(dest)
+    _check_saved(dest, "ChromaPipeline")
+    return dest
+
+
+# ---------------------------------------------------------------- ERNIE-Image, FLUX.2 (generate only)
+
+
+def _flux2_vae(seed: int):
+    """A tiny AutoencoderKLFlux2 (the VAE ERNIE-Image and FLUX.2 share): 4 latent channels,
+    patchified 2x2 to 16 for the transformer, normalized by the VAE's batch-norm statistics."""
+    import torch
+    from diffusers import AutoencoderKLFlux2
+
+    torch.manual_seed(seed)
+    return AutoencoderKLFlux2(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
+                              up_block_types=("UpDecoderBlock2D",) * 2, layers_per_block=1, latent_channels=4,
+                              norm_num_groups=32, sample_size=32)
+
+
+def _mistral3(vocab: int, seed: int, layers: int, for_generation: bool):
+    import torch
+    from transformers import (Mistral3Config, Mistral3ForConditionalGeneration, Mistral3Model, MistralConfig,
+                              PixtralVisionConfig)
+
+    cfg = Mistral3Config(
+        text_config=MistralConfig(hidden_size=16, intermediate_size=16, num_hidden_layers=layers, num_attention_heads=2,
+                                  num_key_value_heads=2, head_dim=8, vocab_size=vocab, max_position_embeddings=1024),
+        vision_config=PixtralVisionConfig(hidden_size=16, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                          head_dim=8, image_size=16, patch_size=8),
+        image_token_index=vocab - 1, spatial_merge_size=1)
+    torch.manual_seed(seed)
+    return (Mistral3ForConditionalGeneration if for_generation else Mistral3Model)(cfg)
+
+
+def build_ernie(dest: Path, seed: int = 0) -> Path:
+    """ERNIE-Image: a Mistral3 text encoder (its second-to-last hidden state), no img2img."""
+    import torch
+    from diffusers import ErnieImagePipeline, ErnieImageTransformer2DModel, FlowMatchEulerDiscreteScheduler
+
+    tok = qwen_tokenizer()  # the pipeline declares AutoTokenizer: any tokenizer class loads back
+    torch.manual_seed(seed)
+    transformer = ErnieImageTransformer2DModel(hidden_size=32, num_attention_heads=2, num_layers=1, ffn_hidden_size=37,
+                                               in_channels=16, out_channels=16, patch_size=1, text_in_dim=16,
+                                               rope_theta=256, rope_axes_dim=(8, 4, 4))
+    ErnieImagePipeline(transformer=transformer, vae=_flux2_vae(seed + 1), text_encoder=_mistral3(len(tok), seed + 2, 2, False),
+                       tokenizer=tok, scheduler=FlowMatchEulerDiscreteScheduler()).save_pretrained(dest)
+    _check_saved(dest, "ErnieImagePipeline")
+    return dest
+
+
+# A chat template for the stand-in FLUX.2 tokenizer: FLUX.2 sends message contents as lists of
+# {"type": "text", ...} parts.
+PARTS_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}"
+    "{% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def build_flux2(dest: Path, seed: int = 0) -> Path:
+    """FLUX.2 [dev]: a Mistral3 encoder read at hidden layers 10, 20 and 30 (so 31 tiny layers),
+    the FLUX.2 VAE. The real model ships a PixtralProcessor, which needs torchvision; the
+    pipeline only calls its apply_chat_template, so a tokenizer with a chat template stands in."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, Flux2Pipeline, Flux2Transformer2DModel
+
+    tok = qwen_tokenizer()
+    tok.chat_template = PARTS_CHAT_TEMPLATE
+    torch.manual_seed(seed)
+    transformer = Flux2Transformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
+                                          attention_head_dim=16, num_attention_heads=2, joint_attention_dim=48,
+                                          timestep_guidance_channels=32, mlp_ratio=2.0, axes_dims_rope=(4, 4, 4, 4))
+    Flux2Pipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=_flux2_vae(seed + 1),
+                  text_encoder=_mistral3(len(tok), seed + 2, 31, True), tokenizer=tok,
+                  transformer=transformer).save_pretrained(dest)
+    _check_saved(dest, "Flux2Pipeline")
+    return dest

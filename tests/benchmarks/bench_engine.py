@@ -28,7 +28,7 @@ def main() -> None:
     os.environ.setdefault("HANDOFF_HOME", tempfile.mkdtemp(prefix="handoff-bench-"))
 
     import torch
-    from diffusers import DiffusionPipeline, StableDiffusionXLImg2ImgPipeline
+    from diffusers import DiffusionPipeline
     from diffusers.utils import logging
 
     logging.set_verbosity_error()

@@ -1,0 +1,362 @@
+"""Before/after viewer: two images of a run, compared by a wipe or side by side, with
+zoom and pan shared by both (so they always stay in step), a 1:1 pixel zoom, a strip of
+past runs, and save/copy of the image shown."""
+from __future__ import annotations
+
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QGuiApplication, QIcon, QImage, QPainter, QPen, QPixmap
+from PySide6.QtWidgets import (
+    QComboBox, QFileDialog, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSlider,
+    QVBoxLayout, QWidget,
+)
+
+from gui.history import RunRecord
+from gui.widgets import tool_button
+
+WIPE, SIDE = "Wipe", "Side by side"
+
+
+class CompareCanvas(QWidget):
+    """Paints `left` and `right` with one transform: `zoom` (None: fit) and `center`, the
+    image point shown at the middle of each pane."""
+
+    viewChanged = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.left: QImage | None = None
+        self.right: QImage | None = None
+        self.mode = WIPE
+        self.wipe = 0.5
+        self.zoom: float | None = None  # None: fit to the pane
+        self.center = QPointF(0, 0)
+        self._drag: QPointF | None = None
+        self.setMinimumSize(240, 200)
+        self.setMouseTracking(False)
+        self.setCursor(Qt.OpenHandCursor)
+        self._pix: dict[int, QPixmap] = {}
+
+    # ---------------------------------------------------------------- state
+
+    def set_images(self, left: QImage | None, right: QImage | None) -> None:
+        first = self.left is None and self.right is None
+        self.left, self.right = left, right
+        self._pix.clear()  # QPixmaps are made here, on the GUI thread, and cached per image
+        ref = self._reference()
+        if ref is not None and (first or not self._center_inside(ref)):
+            self.center = QPointF(ref.width() / 2, ref.height() / 2)
+        self.update()
+
+    def _center_inside(self, img: QImage) -> bool:
+        return 0 <= self.center.x() <= img.width() and 0 <= self.center.y() <= img.height()
+
+    def _reference(self) -> QImage | None:
+        return self.right if self.right is not None else self.left
+
+    def panes(self) -> list[QRectF]:
+        r = QRectF(self.rect())
+        if self.mode == SIDE:
+            half = r.width() / 2
+            return [QRectF(r.left(), r.top(), half - 1, r.height()), QRectF(r.left() + half + 1, r.top(), half - 1, r.height())]
+        return [r]
+
+    def effective_zoom(self) -> float:
+        if self.zoom is not None:
+            return self.zoom
+        ref = self._reference()
+        if ref is None or ref.isNull():
+            return 1.0
+        pane = self.panes()[0]
+        return max(0.01, min(pane.width() / ref.width(), pane.height() / ref.height()))
+
+    def set_zoom(self, zoom: float | None) -> None:
+        self.zoom = None if zoom is None else max(0.05, min(64.0, zoom))
+        if zoom is None and self._reference() is not None:
+            ref = self._reference()
+            self.center = QPointF(ref.width() / 2, ref.height() / 2)
+        self.update()
+        self.viewChanged.emit()
+
+    def set_mode(self, mode: str) -> None:
+        self.mode = mode
+        self.update()
+
+    def set_wipe(self, fraction: float) -> None:
+        self.wipe = min(1.0, max(0.0, fraction))
+        self.update()
+
+    # ---------------------------------------------------------------- painting
+
+    def _pixmap(self, img: QImage) -> QPixmap:
+        key = img.cacheKey()
+        if key not in self._pix:
+            self._pix[key] = QPixmap.fromImage(img)
+        return self._pix[key]
+
+    def _target(self, img: QImage, pane: QRectF) -> QRectF:
+        z = self.effective_zoom()
+        # Every image is laid out in the reference image's coordinates, so a smaller input
+        # (a stage that upscaled) still lines up with its output.
+        ref = self._reference()
+        sx = ref.width() / img.width() if ref else 1.0
+        sy = ref.height() / img.height() if ref else 1.0
+        w, h = img.width() * sx * z, img.height() * sy * z
+        x = pane.center().x() - self.center.x() * z
+        y = pane.center().y() - self.center.y() * z
+        return QRectF(round(x), round(y), w, h)
+
+    def paintEvent(self, _event) -> None:
+        p = QPainter(self)
+        p.fillRect(self.rect(), self.palette().window().color().darker(115))
+        # Nearest-neighbour at or above 1:1, so pixels are seen as they are.
+        p.setRenderHint(QPainter.SmoothPixmapTransform, self.effective_zoom() < 1.0)
+        if self.left is None and self.right is None:
+            p.setPen(self.palette().text().color())
+            p.drawText(self.rect(), Qt.AlignCenter, "Generate, or drop an image here")
+            return
+        panes = self.panes()
+        if self.mode == SIDE:
+            for img, pane in zip((self.left, self.right), panes):
+                if img is not None:
+                    p.save()
+                    p.setClipRect(pane)
+                    p.drawPixmap(self._target(img, pane), self._pixmap(img), QRectF(img.rect()))
+                    p.restore()
+            p.setPen(QPen(self.palette().mid().color(), 2))
+            p.drawLine(panes[1].topLeft(), panes[1].bottomLeft())
+            return
+        pane = panes[0]
+        if self.right is not None:
+            p.drawPixmap(self._target(self.right, pane), self._pixmap(self.right), QRectF(self.right.rect()))
+        x = pane.left() + pane.width() * self.wipe
+        if self.left is not None:
+            p.save()
+            p.setClipRect(QRectF(pane.left(), pane.top(), x - pane.left(), pane.height()))
+            p.drawPixmap(self._target(self.left, pane), self._pixmap(self.left), QRectF(self.left.rect()))
+            p.restore()
+        p.setPen(QPen(Qt.white, 2))
+        p.drawLine(QPointF(x, pane.top()), QPointF(x, pane.bottom()))
+
+    # ---------------------------------------------------------------- zoom and pan
+
+    def wheelEvent(self, event) -> None:
+        factor = 1.25 if event.angleDelta().y() > 0 else 0.8
+        self.set_zoom(self.effective_zoom() * factor)
+
+    def mousePressEvent(self, event) -> None:
+        if event.button() == Qt.LeftButton:
+            self._drag = event.position()
+            self.setCursor(Qt.ClosedHandCursor)
+
+    def mouseMoveEvent(self, event) -> None:
+        if self._drag is None:
+            return
+        delta = event.position() - self._drag
+        self._drag = event.position()
+        self.pan(delta.x(), delta.y())
+
+    def pan(self, dx: float, dy: float) -> None:
+        """Move the view by screen pixels; both panes follow (they share the centre)."""
+        if self.zoom is None:
+            self.zoom = self.effective_zoom()
+        z = self.effective_zoom()
+        self.center = QPointF(self.center.x() - dx / z, self.center.y() - dy / z)
+        self.update()
+        self.viewChanged.emit()
+
+    def mouseReleaseEvent(self, _event) -> None:
+        self._drag = None
+        self.setCursor(Qt.OpenHandCursor)
+
+    def mouseDoubleClickEvent(self, _event) -> None:
+        self.set_zoom(None if self.zoom is not None else 1.0)
+
+
+class CompareView(QWidget):
+    """The canvas with its pickers and tools, and the strip of past runs."""
+
+    runSelected = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.runs: list[RunRecord] = []
+        self.run: RunRecord | None = None
+        self._live: QImage | None = None
+        self.canvas = CompareCanvas()
+        self.left_pick = QComboBox()
+        self.left_pick.setObjectName("compare_left")
+        self.right_pick = QComboBox()
+        self.right_pick.setObjectName("compare_right")
+        self.mode = QComboBox()
+        self.mode.addItems([WIPE, SIDE])
+        self.fit_button = tool_button("Fit", "Fit the image to the view", lambda: self.canvas.set_zoom(None))
+        self.one_button = tool_button("1:1", "One image pixel per screen pixel", lambda: self.canvas.set_zoom(1.0))
+        self.zoom_label = QLabel()
+        self.save_button = tool_button("Save…", "Save the image shown on the right", self.save_shown)
+        self.copy_button = tool_button("Copy", "Copy the image shown on the right", self.copy_shown)
+        self.wipe_slider = QSlider(Qt.Horizontal)
+        self.wipe_slider.setRange(0, 1000)
+        self.wipe_slider.setValue(500)
+        self.wipe_slider.setToolTip("Wipe: left of the line is the 'before' image")
+        self.strip = QListWidget()
+        self.strip.setObjectName("run_strip")
+        self.strip.setViewMode(QListWidget.IconMode)
+        self.strip.setFlow(QListWidget.LeftToRight)
+        self.strip.setWrapping(False)
+        self.strip.setIconSize(QSize(48, 48))
+        self.strip.setFixedHeight(76)
+        self.strip.setMovement(QListWidget.Static)
+
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("Before"))
+        bar.addWidget(self.left_pick, 1)
+        bar.addWidget(QLabel("After"))
+        bar.addWidget(self.right_pick, 1)
+        bar.addWidget(self.mode)
+        bar.addWidget(self.fit_button)
+        bar.addWidget(self.one_button)
+        bar.addWidget(self.zoom_label)
+        bar.addWidget(self.save_button)
+        bar.addWidget(self.copy_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(bar)
+        layout.addWidget(self.canvas, 1)
+        layout.addWidget(self.wipe_slider)
+        layout.addWidget(self.strip)
+
+        self.left_pick.currentIndexChanged.connect(self._show_picked)
+        self.right_pick.currentIndexChanged.connect(self._show_picked)
+        self.mode.currentTextChanged.connect(self._set_mode)
+        self.wipe_slider.valueChanged.connect(lambda v: self.canvas.set_wipe(v / 1000))
+        self.canvas.viewChanged.connect(self._show_zoom)
+        self.strip.currentRowChanged.connect(self._on_strip)
+        self._show_zoom()
+
+
+    def _set_mode(self, mode: str) -> None:
+        self.canvas.set_mode(mode)
+        self.wipe_slider.setVisible(mode == WIPE)
+
+    def _show_zoom(self) -> None:
+        z = self.canvas.effective_zoom()
+        self.zoom_label.setText(("fit " if self.canvas.zoom is None else "") + f"{z * 100:.0f}%")
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._show_zoom()
+
+    # ---------------------------------------------------------------- runs
+
+    def set_runs(self, runs: list[RunRecord]) -> None:
+        """Replace the strip (a project was opened); shows the newest run."""
+        self.runs = list(runs)
+        self.strip.blockSignals(True)
+        self.strip.clear()
+        for run in self.runs:
+            self._add_strip_item(run)
+        self.strip.blockSignals(False)
+        if self.runs:
+            self.strip.setCurrentRow(len(self.runs) - 1)
+            self.show_run(self.runs[-1])
+        else:
+            self.run = None
+            self._fill_pickers()
+            self.canvas.set_images(None, None)
+
+    def _add_strip_item(self, run: RunRecord) -> None:
+        item = QListWidgetItem(run.label)
+        if run.stages:
+            item.setIcon(QIcon(QPixmap.fromImage(run.stages[-1].image)))
+        item.setToolTip(f"{run.label}: {run.outcome}, {run.seconds:.1f} s, {run.started}")
+        self.strip.addItem(item)
+
+    def begin_run(self, run: RunRecord) -> None:
+        self.runs.append(run)
+        self.strip.blockSignals(True)
+        self._add_strip_item(run)
+        self.strip.setCurrentRow(len(self.runs) - 1)
+        self.strip.blockSignals(False)
+        self.run = run
+        self._fill_pickers()
+
+    def stage_added(self, run: RunRecord) -> None:
+        """A stage of `run` finished: show it against what it refined."""
+        row = self.runs.index(run) if run in self.runs else -1
+        if row >= 0 and run.stages:
+            self.strip.item(row).setIcon(QIcon(QPixmap.fromImage(run.stages[-1].image)))
+            self.strip.item(row).setToolTip(f"{run.label}: {run.outcome}, {run.seconds:.1f} s")
+        if run is self.run:
+            self._fill_pickers()
+
+    def show_run(self, run: RunRecord) -> None:
+        self.run = run
+        self._fill_pickers()
+
+    def _on_strip(self, row: int) -> None:
+        if 0 <= row < len(self.runs):
+            self.show_run(self.runs[row])
+            self.runSelected.emit(row)
+
+    def _fill_pickers(self) -> None:
+        sources = self.run.sources() if self.run else []
+        for pick in (self.left_pick, self.right_pick):
+            pick.blockSignals(True)
+            pick.clear()
+            for name, _ in sources:
+                pick.addItem(name)
+            pick.blockSignals(False)
+        if sources:
+            # Default: the last stage's output against what it started from.
+            right = len(sources) - 1
+            left = max(0, right - 1)
+            self.left_pick.setCurrentIndex(left)
+            self.right_pick.setCurrentIndex(right)
+        self._show_picked()
+
+    def compare(self, left_name: str, right_name: str) -> None:
+        """Pick the two images by name (as listed in the pickers)."""
+        self.left_pick.setCurrentText(left_name)
+        self.right_pick.setCurrentText(right_name)
+
+    def compare_stage(self, label: str) -> None:
+        """A stage's input against its output."""
+        self.compare(f"{label} input", f"{label} output")
+
+    def _show_picked(self) -> None:
+        sources = dict(self.run.sources()) if self.run else {}
+        self.canvas.set_images(sources.get(self.left_pick.currentText()), sources.get(self.right_pick.currentText()))
+        self._show_zoom()
+
+    def show_single(self, image: QImage | None) -> None:
+        """One image with nothing to compare (an init image dropped before any run)."""
+        self.run = None
+        for pick in (self.left_pick, self.right_pick):
+            pick.blockSignals(True)
+            pick.clear()
+            pick.blockSignals(False)
+        self.canvas.set_images(None, image)
+
+    # ---------------------------------------------------------------- save and copy
+
+    def shown_image(self) -> QImage | None:
+        return self.canvas.right or self.canvas.left
+
+    def save_shown(self, path: str | None = None) -> bool:
+        image = self.shown_image()
+        if image is None:
+            return False
+        if not path:
+            path, _ = QFileDialog.getSaveFileName(self, "Save image", "image.png", "PNG (*.png)")
+        if not path:
+            return False
+        from core.atomic import write_bytes
+        from gui.images import qimage_to_png
+
+        write_bytes(path, qimage_to_png(image))
+        return True
+
+    def copy_shown(self) -> None:
+        image = self.shown_image()
+        if image is not None:
+            QGuiApplication.clipboard().setImage(image)

@@ -1,0 +1,675 @@
+"""The studio window: a thin view over core/. It edits one Project in place, asks
+core.project.validate what is wrong with it, and hands it to the engine thread."""
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QImage, QKeySequence, QPixmap
+from PySide6.QtWidgets import (
+    QFileDialog, QFrame, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QPlainTextEdit, QProgressBar,
+    QPushButton, QScrollArea, QSpinBox, QSplitter, QTabWidget, QToolButton, QVBoxLayout, QWidget,
+)
+
+from core import paths
+from core.defaults import default_project
+from core.events import (
+    JobCancelled, JobFailed, JobFinished, JobStarted, Loading, Notice, StageFinished, StageStarted, Step,
+)
+from core.project import MAX_SEED, Project, ProjectError, validate
+from gui import project_io
+from gui.compare_view import CompareView
+from gui.history import RunRecord, StageRecord
+from gui.images import image_size
+from gui.model_info import info_for
+from gui.prompt_editor import PromptEditor
+from gui.resolution_picker import ResolutionPicker
+from gui.settings import Settings
+from gui.stage_list import StageList
+from gui.timing_table import TimingTable
+from gui.vram_gauge import VramGauge
+from gui.worker import JobRunner
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+PROJECT_SUFFIXES = {".handoff"}
+TERMINAL = (JobFinished, JobFailed, JobCancelled)
+
+
+class Banner(QFrame):
+    """A dismissable message above the image: errors stay until read, never block."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("banner")
+        self.setStyleSheet("#banner { background: #fbe3e1; border: 1px solid #d9534f; border-radius: 4px; }"
+                           "#banner QLabel { color: #6b1a17; }")
+        self.text = QLabel()
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        close = QToolButton()
+        close.setText("✕")
+        close.setToolTip("Dismiss")
+        close.clicked.connect(self.hide)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 4, 4, 4)
+        layout.addWidget(self.text, 1)
+        layout.addWidget(close, 0, Qt.AlignTop)
+        self.hide()
+
+    def show_message(self, text: str) -> None:
+        self.text.setText(text)
+        self.show()
+
+
+class MainWindow(QMainWindow):
+    jobEnded = Signal(object)  # the terminal event of a job: JobFinished, JobFailed or JobCancelled
+    projectLoaded = Signal()
+
+    def __init__(self, runner: JobRunner | None = None, settings: Settings | None = None) -> None:
+        super().__init__()
+        self.settings = settings or Settings.load()
+        self.runner = runner or JobRunner(parent=self)
+        self.project: Project = default_project()
+        self.path: Path | None = None
+        self.modified = False
+        self.runs: list[RunRecord] = []
+        self.current_run: RunRecord | None = None
+        self._autosave_dirty = False
+        self._job_started_at = 0.0
+        self.setAcceptDrops(True)
+        self.resize(1200, 800)
+        self._build()
+        self._build_menus()
+        self.runner.event.connect(self.on_event)
+        self.runner.torch_ready.connect(self._on_torch_ready)
+        self.runner.torch_failed.connect(self._on_torch_failed)
+        self.runner.busy_changed.connect(self._on_busy)
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.timeout.connect(self.autosave)
+        self.autosave_timer.start(max(5, int(self.settings.autosave_seconds)) * 1000)
+        self.load_project(self.project, None, [])
+
+    # ---------------------------------------------------------------- layout
+
+    def _build(self) -> None:
+        self.prompt_editor = PromptEditor()
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.seed.setObjectName("seed")
+        self.random_seed = QToolButton()
+        self.random_seed.setText("Random")
+        self.random_seed.setToolTip("A new random seed")
+        self.resolution = ResolutionPicker()
+        self.init_thumb = QLabel()
+        self.init_thumb.setFixedSize(48, 48)
+        self.init_thumb.setScaledContents(True)
+        self.init_label = QLabel()
+        self.init_label.setWordWrap(True)
+        self.clear_init = QToolButton()
+        self.clear_init.setText("Clear")
+        self.clear_init.setToolTip("Remove the init image: the first stage generates again")
+        self.init_row = QWidget()
+        init_layout = QHBoxLayout(self.init_row)
+        init_layout.setContentsMargins(0, 0, 0, 0)
+        init_layout.addWidget(self.init_thumb)
+        init_layout.addWidget(self.init_label, 1)
+        init_layout.addWidget(self.clear_init)
+        self.stage_list = StageList(self.settings.recent_models)
+        self.generate_button = QPushButton("Generate")
+        self.generate_button.setObjectName("generate")
+        self.generate_button.setDefault(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setObjectName("cancel")
+        self.cancel_button.setEnabled(False)
+        self.problems = QLabel()
+        self.problems.setObjectName("problems")
+        self.problems.setWordWrap(True)
+        self.problems.setStyleSheet("color: #b00020;")
+        self.stage_progress = QProgressBar()
+        self.stage_progress.setFormat("stage: %p%")
+        self.overall_progress = QProgressBar()
+        self.overall_progress.setRange(0, 1000)
+        self.overall_progress.setFormat("job: %p%")
+        self.gauge = VramGauge()
+
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(QLabel("Seed"))
+        seed_row.addWidget(self.seed, 1)
+        seed_row.addWidget(self.random_seed)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.generate_button, 1)
+        buttons.addWidget(self.cancel_button)
+
+        left = QWidget()
+        lv = QVBoxLayout(left)
+        lv.addWidget(self.prompt_editor)
+        lv.addLayout(seed_row)
+        lv.addWidget(self.resolution)
+        lv.addWidget(self.init_row)
+        lv.addWidget(self.stage_list)
+        lv.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(left)
+        scroll.setMinimumWidth(400)
+        left_panel = QWidget()
+        lp = QVBoxLayout(left_panel)
+        lp.setContentsMargins(0, 0, 0, 0)
+        lp.addWidget(scroll, 1)
+        controls = QVBoxLayout()
+        controls.setContentsMargins(8, 0, 8, 8)
+        controls.addWidget(self.problems)
+        controls.addLayout(buttons)
+        controls.addWidget(self.stage_progress)
+        controls.addWidget(self.overall_progress)
+        controls.addWidget(self.gauge)
+        lp.addLayout(controls)
+
+        self.banner = Banner()
+        self.compare = CompareView()
+        self.timings = TimingTable()
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setObjectName("log")
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.timings, "Timings")
+        self.tabs.addTab(self.log, "Log")
+        right = QWidget()
+        rv = QVBoxLayout(right)
+        rv.setContentsMargins(0, 0, 0, 0)
+        rv.addWidget(self.banner)
+        vsplit = QSplitter(Qt.Vertical)
+        vsplit.addWidget(self.compare)
+        vsplit.addWidget(self.tabs)
+        vsplit.setStretchFactor(0, 3)
+        vsplit.setStretchFactor(1, 1)
+        vsplit.setSizes([560, 220])
+        rv.addWidget(vsplit, 1)
+        split = QSplitter(Qt.Horizontal)
+        split.addWidget(left_panel)
+        split.addWidget(right)
+        split.setStretchFactor(1, 1)
+        split.setSizes([430, 770])
+        self.setCentralWidget(split)
+
+        self.torch_status = QLabel("Loading torch…")
+        self.torch_status.setObjectName("torch_status")
+        self.statusBar().addPermanentWidget(self.torch_status)
+        self.statusBar().showMessage("Loading torch…")
+
+        self.prompt_editor.changed.connect(self.on_edited)
+        self.seed.valueChanged.connect(self._on_seed)
+        self.random_seed.clicked.connect(self._random_seed)
+        self.resolution.changed.connect(self.on_edited)
+        self.resolution.matchInitRequested.connect(self.match_init_size)
+        self.stage_list.changed.connect(self._on_stages_changed)
+        self.stage_list.modelChosen.connect(self._remember_model)
+        self.clear_init.clicked.connect(self.clear_init_image)
+        self.generate_button.clicked.connect(self.generate)
+        self.cancel_button.clicked.connect(self.cancel)
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+
+        def action(menu, text, slot, shortcut=None) -> QAction:
+            a = QAction(text, self)
+            if shortcut:
+                a.setShortcut(QKeySequence(shortcut))
+            a.triggered.connect(slot)
+            menu.addAction(a)
+            return a
+
+        action(file_menu, "&New", self.new_project, QKeySequence.New)
+        action(file_menu, "&Open…", self.open_dialog, QKeySequence.Open)
+        action(file_menu, "Open &Image…", self.open_image_dialog, "Ctrl+I")
+        self.recent_menu = file_menu.addMenu("Open &Recent")
+        file_menu.addSeparator()
+        action(file_menu, "&Save", self.save, QKeySequence.Save)
+        action(file_menu, "Save &As…", self.save_as, QKeySequence.SaveAs)
+        file_menu.addSeparator()
+        action(file_menu, "&Quit", self.close, QKeySequence.Quit)
+        edit_menu = self.menuBar().addMenu("&Edit")
+        action(edit_menu, "&Copy Image", self.compare.copy_shown, QKeySequence.Copy)
+        action(edit_menu, "Save Image &As…", lambda: self.compare.save_shown(), "Ctrl+Shift+E")
+        run_menu = self.menuBar().addMenu("&Run")
+        self.generate_action = action(run_menu, "&Generate", self.generate, "Ctrl+Return")
+        self.cancel_action = action(run_menu, "&Cancel", self.cancel, "Escape")
+        self._fill_recent()
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for f in self.settings.recent_files:
+            a = self.recent_menu.addAction(f)
+            a.triggered.connect(lambda _=False, f=f: self.open_path(Path(f)))
+        self.recent_menu.setEnabled(bool(self.settings.recent_files))
+
+    # ---------------------------------------------------------------- questions (tests replace these)
+
+    def ask(self, title: str, text: str) -> bool:
+        return QMessageBox.question(self, title, text) == QMessageBox.Yes
+
+    def ask_save_changes(self) -> str:
+        """'save', 'discard' or 'cancel'."""
+        box = QMessageBox(QMessageBox.Warning, "Unsaved changes",
+                          f"Save the changes to {self.document_name()}?",
+                          QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel, self)
+        answer = box.exec()
+        return {QMessageBox.Save: "save", QMessageBox.Discard: "discard"}.get(answer, "cancel")
+
+    def choose_save_path(self) -> Path | None:
+        start = str(self.path or (paths.home() / "untitled.handoff"))
+        name, _ = QFileDialog.getSaveFileName(self, "Save project", start, "Handoff project (*.handoff)")
+        if not name:
+            return None
+        p = Path(name)
+        return p if p.suffix == ".handoff" else p.with_suffix(".handoff")
+
+    def show_error(self, text: str) -> None:
+        self.banner.show_message(text)
+        self.statusBar().showMessage(text.splitlines()[0], 15000)
+
+    # ---------------------------------------------------------------- document
+
+    def document_name(self) -> str:
+        return self.path.stem if self.path else "untitled"
+
+    def _update_title(self) -> None:
+        self.setWindowTitle(f"Handoff — {self.document_name()}{'*' if self.modified else ''}")
+
+    def set_modified(self, modified: bool) -> None:
+        self.modified = modified
+        if modified:
+            self._autosave_dirty = True
+        self._update_title()
+
+    def load_project(self, project: Project, path: Path | None, runs: list[RunRecord]) -> None:
+        """Show a project (new, opened or recovered) in every widget."""
+        self.project = project
+        self.path = path
+        self.runs = list(runs)
+        self.prompt_editor.load(project)
+        self.seed.blockSignals(True)
+        self.seed.setValue(min(project.seed, 2**31 - 1))
+        self.seed.blockSignals(False)
+        self.stage_list.load(project)
+        self._refresh_derived()
+        self.compare.set_runs(self.runs)
+        self.timings.setRowCount(0)
+        for run in self.runs:
+            self.timings.add_run(run.label, run.stages, run.seconds)
+        if not self.runs and project.init_image:
+            self.compare.show_single(QImage(project.init_image))
+        self.banner.hide()
+        self.set_modified(False)
+        self.projectLoaded.emit()
+
+    def _refresh_derived(self) -> None:
+        """Everything that follows from the project: size presets, init image row, problems."""
+        self.resolution.load(self.project, info_for(self._base_model()))
+        init = self.project.init_image
+        self.init_row.setVisible(bool(init))
+        if init:
+            self.init_thumb.setPixmap(QPixmap(init))
+            size = image_size(Path(init))
+            dims = f" ({size[0]}×{size[1]})" if size else ""
+            self.init_label.setText(f"Init image: {Path(init).name}{dims} — the first stage refines it")
+        self._validate()
+
+    def _base_model(self) -> str:
+        enabled = self.project.enabled_stages()
+        return enabled[0][1].model if enabled else ""
+
+    def stage_multiples(self) -> dict[int, int]:
+        return {i: info_for(s.model).multiple for i, s in enumerate(self.project.stages)}
+
+    def problems_now(self) -> list[str]:
+        try:
+            validate(self.project, stage_multiples=self.stage_multiples())
+        except ProjectError as exc:
+            return exc.problems
+        return []
+
+    def _validate(self) -> list[str]:
+        problems = self.problems_now()
+        self.problems.setText("\n".join(f"• {p}" for p in problems))
+        self.problems.setVisible(bool(problems))
+        self.generate_button.setEnabled(not problems and not self.runner.busy)
+        return problems
+
+    def on_edited(self) -> None:
+        self.set_modified(True)
+        self._validate()
+
+    def _on_stages_changed(self) -> None:
+        self.set_modified(True)
+        # The base model may have changed: its native size decides the presets.
+        self.resolution.load(self.project, info_for(self._base_model()))
+        self._validate()
+
+    def _on_seed(self, value: int) -> None:
+        self.project.seed = value
+        self.on_edited()
+
+    def _random_seed(self) -> None:
+        import random
+
+        self.seed.setValue(random.randint(0, min(MAX_SEED, 2**31 - 1)))
+
+    def _remember_model(self, ref: str) -> None:
+        self.settings.add_recent_model(ref)
+        self.settings.save()
+        self.stage_list.editor.model.set_recent(self.settings.recent_models)
+
+    def maybe_discard(self) -> bool:
+        """True when the current document may be replaced (saved, discarded or unchanged)."""
+        if not self.modified:
+            return True
+        answer = self.ask_save_changes()
+        if answer == "save":
+            return self.save()
+        return answer == "discard"
+
+    def new_project(self) -> None:
+        if self.maybe_discard():
+            self.load_project(default_project(), None, [])
+            self.statusBar().showMessage("New project", 3000)
+
+    def open_dialog(self) -> None:
+        name, _ = QFileDialog.getOpenFileName(
+            self, "Open", str(paths.home()),
+            "Projects and images (*.handoff *.png *.jpg *.jpeg *.webp);;Handoff project (*.handoff);;All files (*)")
+        if name:
+            self.open_path(Path(name))
+
+    def open_image_dialog(self) -> None:
+        name, _ = QFileDialog.getOpenFileName(self, "Open image", str(paths.home()),
+                                              "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff)")
+        if name:
+            self.open_path(Path(name))
+
+    def open_project_file(self, path: Path) -> bool:
+        if not self.maybe_discard():
+            return False
+        try:
+            project, runs = project_io.load_project(path)
+        except (ProjectError, OSError) as exc:
+            problems = exc.problems if isinstance(exc, ProjectError) else [str(exc)]
+            self.show_error(f"Could not open {path.name}: " + "; ".join(problems))
+            return False
+        self.load_project(project, Path(path), runs)
+        self.settings.add_recent_file(path)
+        self.settings.save()
+        self._fill_recent()
+        self.statusBar().showMessage(f"Opened {path}", 5000)
+        return True
+
+    def save(self) -> bool:
+        if self.path is None:
+            return self.save_as()
+        return self._save_to(self.path)
+
+    def save_as(self) -> bool:
+        target = self.choose_save_path()
+        return self._save_to(target) if target else False
+
+    def _save_to(self, path: Path) -> bool:
+        try:
+            project_io.save_project(path, self.project, self.runs)
+        except (ProjectError, OSError) as exc:
+            problems = exc.problems if isinstance(exc, ProjectError) else [str(exc)]
+            self.show_error(f"Could not save {path.name}: " + "; ".join(problems))
+            return False
+        self.path = Path(path)
+        self.settings.add_recent_file(path)
+        self.settings.save()
+        self._fill_recent()
+        self.set_modified(False)
+        self.statusBar().showMessage(f"Saved {path}", 5000)
+        return True
+
+    def autosave(self) -> None:
+        """Write the autosave file when something changed since the last one."""
+        if not self._autosave_dirty:
+            return
+        try:
+            project_io.write_autosave(self.project, self.runs, self.path)
+        except (ProjectError, OSError) as exc:
+            self.log_line(f"autosave failed: {exc}")
+            return
+        self._autosave_dirty = False
+
+    def offer_recovery(self) -> bool:
+        """After a crash: offer the autosave back. True when it was restored."""
+        if not project_io.autosave_file().is_file():
+            return False
+        if not self.ask("Recover unsaved work?",
+                        "Handoff did not close cleanly last time. Restore the autosaved project?"):
+            return False
+        try:
+            project, runs = project_io.load_project(project_io.autosave_file())
+        except (ProjectError, OSError) as exc:
+            self.show_error(f"The autosave could not be read: {exc}")
+            return False
+        self.load_project(project, project_io.autosave_source(), runs)
+        self.set_modified(True)  # recovered work is not saved anywhere yet
+        self.statusBar().showMessage("Recovered the autosaved project", 5000)
+        return True
+
+    # ---------------------------------------------------------------- drops and opening files
+
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dragMoveEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        urls = [u for u in event.mimeData().urls() if u.isLocalFile()]
+        if not urls:
+            self.show_error("Only local files can be dropped here.")
+            return
+        event.acceptProposedAction()
+        # Deferred: a modal question inside dropEvent would block the drag source.
+        path = Path(urls[0].toLocalFile())
+        QTimer.singleShot(0, lambda: self.open_path(path))
+
+    def open_path(self, path: Path) -> str:
+        """What a drop or File > Open does with a file. Returns what happened:
+        'project', 'recipe', 'init', 'cancelled' or 'rejected'."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if not path.is_file():
+            self.show_error(f"{path} is not a file; nothing was changed.")
+            return "rejected"
+        if suffix in PROJECT_SUFFIXES:
+            return "project" if self.open_project_file(path) else "cancelled"
+        if suffix in IMAGE_SUFFIXES and image_size(path) is not None:
+            recipe = self._recipe_in(path) if suffix == ".png" else None
+            if recipe is not None and self.ask(
+                    "Restore recipe?",
+                    f"{path.name} carries the recipe it was made with ({len(recipe.stages)} stage(s), "
+                    f"“{recipe.prompt[:60]}”).\n\nRestore it? (No uses the image as the init image.)"):
+                self.restore_recipe(recipe)
+                return "recipe"
+            self.set_init_image(path)
+            return "init"
+        self.show_error(f"{path.name} is not an image or a Handoff project (.handoff); nothing was changed.")
+        return "rejected"
+
+    def _recipe_in(self, path: Path) -> Project | None:
+        try:
+            from core.metadata import read_png_recipe
+
+            return read_png_recipe(path)
+        except Exception as exc:  # a damaged chunk is the file's problem: use the pixels only
+            self.log_line(f"{path.name}: its recipe could not be read ({exc})")
+            return None
+
+    def restore_recipe(self, recipe: Project) -> None:
+        # The recipe replaces the settings, not the document: history and path stay, and
+        # the change is an edit like any other (saved or undone by the user).
+        runs, path = self.runs, self.path
+        if recipe.init_image and not Path(recipe.init_image).is_file():
+            recipe.init_image = None
+        self.load_project(recipe, path, runs)
+        self.set_modified(True)
+        self.statusBar().showMessage("Recipe restored", 5000)
+
+    def set_init_image(self, path: Path) -> None:
+        """Make `path` the init image: a refine-only job, whose first stage refines it."""
+        self.project.init_image = str(Path(path).resolve())
+        enabled = self.project.enabled_stages()
+        if enabled and enabled[0][1].handoff in ("latent", "ensemble"):
+            # An init image arrives as pixels; a latent or ensemble first stage cannot take it.
+            enabled[0][1].handoff = "pixel"
+        self.stage_list.refresh()
+        self._refresh_derived()
+        self.match_init_size()
+        if self.current_run is None:
+            self.compare.show_single(QImage(str(path)))
+        self.set_modified(True)
+        self.statusBar().showMessage(f"Init image: {Path(path).name} — the first stage will refine it", 8000)
+
+    def clear_init_image(self) -> None:
+        self.project.init_image = None
+        self.stage_list.refresh()
+        self._refresh_derived()
+        self.on_edited()
+
+    def match_init_size(self) -> None:
+        if not self.project.init_image:
+            return
+        size = image_size(Path(self.project.init_image))
+        if size:
+            self.resolution.set_size(*size)
+            self._validate()
+
+    # ---------------------------------------------------------------- running
+
+    def generate(self) -> bool:
+        if self.runner.busy:
+            return False
+        problems = self._validate()
+        if problems:
+            self.show_error("The job cannot start:\n" + "\n".join(f"• {p}" for p in problems))
+            return False
+        self.banner.hide()
+        self.stage_progress.setValue(0)
+        self.overall_progress.setValue(0)
+        self._job_started_at = time.perf_counter()
+        self.current_run = RunRecord(len(self.runs) + 1, datetime.now().isoformat(timespec="seconds"),
+                                     recipe=self.project.to_dict())
+        if not self.runner.ready:
+            self.statusBar().showMessage("Waiting for torch to load…")
+        self.runner.start(self.project, paths.outputs_dir())
+        return True
+
+    def cancel(self) -> None:
+        if self.runner.busy:
+            self.runner.cancel()
+            self.statusBar().showMessage("Cancelling…")
+
+    def _on_busy(self, busy: bool) -> None:
+        self.cancel_button.setEnabled(busy)
+        self.cancel_action.setEnabled(busy)
+        self.generate_action.setEnabled(not busy)
+        self._validate()
+
+    def _on_torch_ready(self, text: str) -> None:
+        self.torch_status.setText(text.split(" (")[0])
+        self.torch_status.setToolTip(text)
+        if not self.runner.busy:
+            self.statusBar().showMessage("Ready", 5000)
+        self.log_line(text)
+
+    def _on_torch_failed(self, text: str) -> None:
+        self.torch_status.setText("torch unavailable")
+        self.show_error(text)
+
+    def log_line(self, text: str) -> None:
+        self.log.appendPlainText(f"{datetime.now():%H:%M:%S}  {text}")
+
+    def on_event(self, ev) -> None:
+        """Every engine event lands here, on the GUI thread."""
+        run = self.current_run
+        if isinstance(ev, JobStarted):
+            self.log_line(f"job {ev.job_id}: {ev.stage_count} stage(s) on {ev.device}")
+            self.statusBar().showMessage(f"Running {ev.stage_count} stage(s) on {ev.device}")
+            self.gauge.start_run()
+            if run is not None:
+                self.runs.append(run)
+                self.compare.begin_run(run)
+        elif isinstance(ev, StageStarted):
+            how = ev.handoff + (f" ({ev.note})" if ev.note else "")
+            self.statusBar().showMessage(f"{ev.label}: {ev.model}, {how}")
+            self.log_line(f"{ev.label}: {ev.model}, {how}")
+            self.stage_progress.setValue(0)
+            self.stage_progress.setFormat(f"{ev.label}: %p%")
+        elif isinstance(ev, Loading):
+            self.statusBar().showMessage(ev.what)
+            self.log_line(ev.what)
+        elif isinstance(ev, Step):
+            self.stage_progress.setMaximum(max(1, ev.total))
+            self.stage_progress.setValue(ev.step)
+            self.overall_progress.setValue(int(ev.overall * 1000))
+        elif isinstance(ev, StageFinished):
+            self.gauge.add_peak(ev.label, ev.peak_memory, ev.memory_kind)
+            self.log_line(f"{ev.label} done in {ev.total_seconds:.2f} s → {ev.path}")
+            if run is not None:
+                run.stages.append(StageRecord.from_event(ev))
+                run.seconds = time.perf_counter() - self._job_started_at
+                self.compare.stage_added(run)
+        elif isinstance(ev, Notice):
+            self.log_line(ev.message)
+            self.statusBar().showMessage(ev.message, 8000)
+        elif isinstance(ev, JobFinished):
+            self.overall_progress.setValue(1000)
+            self.statusBar().showMessage(f"Done in {ev.seconds:.1f} s", 15000)
+            self.log_line(f"finished in {ev.seconds:.2f} s")
+            self._end_run("finished", ev.seconds)
+        elif isinstance(ev, JobFailed):
+            self.show_error(f"Generation failed: {ev.message}")
+            self.log_line(f"failed: {ev.message}")
+            if ev.detail:
+                self.log_line(ev.detail)
+            self._end_run("failed", None)
+        elif isinstance(ev, JobCancelled):
+            where = f" during stage {ev.at_stage + 1}" if ev.at_stage is not None else ""
+            self.statusBar().showMessage(f"Cancelled{where}", 10000)
+            self.log_line(f"cancelled{where}")
+            self._end_run("cancelled", None)
+        if isinstance(ev, TERMINAL):
+            self.jobEnded.emit(ev)
+
+    def _end_run(self, outcome: str, seconds: float | None) -> None:
+        run, self.current_run = self.current_run, None
+        if run is None:
+            return
+        run.outcome = outcome
+        if seconds is not None:
+            run.seconds = seconds
+        if run in self.runs and run.stages:
+            self.timings.add_run(run.label, run.stages, run.seconds)
+            self.compare.stage_added(run)
+            self.set_modified(True)  # the history is part of the document
+            self.autosave()
+        elif run in self.runs:
+            # Nothing came out of it: keep the strip for runs with images.
+            self.runs.remove(run)
+            self.compare.set_runs(self.runs)
+
+    # ---------------------------------------------------------------- closing
+
+    def closeEvent(self, event) -> None:
+        if not self.maybe_discard():
+            event.ignore()
+            return
+        self.autosave_timer.stop()
+        self.gauge.timer.stop()
+        self.runner.shutdown()
+        project_io.end_session()
+        event.accept()

@@ -1,0 +1,374 @@
+"""The ordered stages of a project: a list to add, remove, reorder, duplicate and switch
+stages on and off, and an editor for the selected stage."""
+from __future__ import annotations
+
+import copy
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
+    QLabel, QLineEdit, QListWidget, QListWidgetItem, QSpinBox, QVBoxLayout, QWidget,
+)
+
+from core import demo
+from core.project import HANDOFFS, Project, Stage
+from gui.model_info import same_family
+from gui.prompt_editor import StagePromptFields
+from gui.strength_slider import StrengthSlider
+from gui.widgets import tool_button
+
+BUILTIN_MODELS = (demo.BASE, demo.REFINER)
+BROWSE_FOLDER = "Browse folder…"
+BROWSE_FILE = "Browse .safetensors…"
+HANDOFF_HELP = {
+    "auto": "auto: the best handoff the two models allow",
+    "pixel": "pixel: decode, then refine the image at a strength",
+    "latent": "latent: hand over latents (same VAE only), no decode round trip",
+    "ensemble": "ensemble: the previous stage stops part-way, this one finishes the schedule",
+}
+
+
+def new_stage(project: Project) -> Stage:
+    """A sensible next stage: a base model for an empty project, a pixel refine after one."""
+    if not project.stages:
+        return Stage(model=demo.BASE, steps=20, guidance=5.0)
+    return Stage(model=demo.REFINER, steps=20, guidance=5.0, handoff="pixel", strength=0.3)
+
+
+def describe(stage: Stage, index: int, first: bool, has_init: bool) -> str:
+    model = stage.model.removeprefix("builtin:") if stage.model else "no model"
+    if first and not has_init:
+        how = "generate"
+    elif stage.handoff == "ensemble":
+        how = f"ensemble @ {stage.switch_at:.2f}"
+    else:
+        how = f"{stage.handoff} @ {stage.strength:.2f}"
+    return f"{stage.label(index)} · {model} · {stage.steps} steps · {how}"
+
+
+class ModelCombo(QComboBox):
+    """An editable model reference with the builtins, recent models and file browsers."""
+
+    refChanged = Signal(str)
+
+    def __init__(self, recent: list[str] | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setEditable(True)
+        self.setInsertPolicy(QComboBox.NoInsert)
+        self.setMinimumContentsLength(18)
+        self.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self._recent = list(recent or [])
+        self._current = ""
+        self._fill()
+        self.activated.connect(self._on_activated)
+        self.lineEdit().editingFinished.connect(lambda: self._commit(self.currentText()))
+
+    def _fill(self) -> None:
+        self.blockSignals(True)
+        self.clear()
+        for ref in (*BUILTIN_MODELS, *[r for r in self._recent if r not in BUILTIN_MODELS]):
+            self.addItem(ref)
+        self.insertSeparator(self.count())
+        self.addItem(BROWSE_FOLDER)
+        self.addItem(BROWSE_FILE)
+        self.setEditText(self._current)
+        self.blockSignals(False)
+
+    def set_recent(self, recent: list[str]) -> None:
+        self._recent = list(recent)
+        self._fill()
+
+    def set_ref(self, ref: str) -> None:
+        self._current = ref
+        self.setEditText(ref)
+
+    def _on_activated(self, index: int) -> None:
+        text = self.itemText(index)
+        if text == BROWSE_FOLDER:
+            chosen = QFileDialog.getExistingDirectory(self, "Choose a diffusers model folder")
+        elif text == BROWSE_FILE:
+            chosen, _ = QFileDialog.getOpenFileName(self, "Choose a checkpoint", "", "Checkpoints (*.safetensors)")
+        else:
+            chosen = text
+        self._commit(chosen or self._current)
+
+    def _commit(self, ref: str) -> None:
+        ref = ref.strip()
+        self.setEditText(ref)
+        if ref != self._current:
+            self._current = ref
+            self.refChanged.emit(ref)
+
+
+class StageEditor(QGroupBox):
+    """Edits one Stage in place and says so through `changed`."""
+
+    changed = Signal()
+
+    def __init__(self, recent_models: list[str] | None = None, parent: QWidget | None = None) -> None:
+        super().__init__("Stage", parent)
+        self._stage: Stage | None = None
+        self._previous_model: str | None = None
+        self.name = QLineEdit()
+        self.name.setPlaceholderText("(stage N)")
+        self.model = ModelCombo(recent_models)
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 500)
+        self.guidance = QDoubleSpinBox()
+        self.guidance.setRange(0.0, 30.0)
+        self.guidance.setSingleStep(0.5)
+        self.own_seed = QCheckBox("own seed")
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)  # QSpinBox is 32-bit signed; core allows up to MAX_SEED
+        self.handoff = QComboBox()
+        for h in HANDOFFS:
+            self.handoff.addItem(h, h)
+            self.handoff.setItemData(self.handoff.count() - 1, HANDOFF_HELP[h], Qt.ToolTipRole)
+        self.switch_at = QDoubleSpinBox()
+        self.switch_at.setRange(0.05, 1.0)
+        self.switch_at.setSingleStep(0.05)
+        self.switch_label = QLabel("Switch at")
+        self.strength = StrengthSlider()
+        self.strength_label = QLabel("Strength")
+        self.handoff_note = QLabel()
+        self.handoff_note.setWordWrap(True)
+        self.handoff_note.setStyleSheet("color: palette(mid);")
+        self.prompts = StagePromptFields()
+
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self.own_seed)
+        seed_row.addWidget(self.seed, 1)
+        form = QFormLayout(self)
+        form.addRow("Name", self.name)
+        form.addRow("Model", self.model)
+        form.addRow("Steps", self.steps)
+        form.addRow("Guidance", self.guidance)
+        form.addRow("Seed", seed_row)
+        form.addRow("Handoff", self.handoff)
+        form.addRow("", self.handoff_note)
+        form.addRow(self.switch_label, self.switch_at)
+        form.addRow(self.strength_label, self.strength)
+        form.addRow(self.prompts)
+
+        self.name.textEdited.connect(self._write)
+        self.model.refChanged.connect(self._write)
+        self.steps.valueChanged.connect(self._write)
+        self.guidance.valueChanged.connect(self._write)
+        self.own_seed.toggled.connect(self._write)
+        self.seed.valueChanged.connect(self._write)
+        self.handoff.currentIndexChanged.connect(self._write)
+        self.switch_at.valueChanged.connect(self._write)
+        self.strength.valueChanged.connect(self._write)
+        self.prompts.changed.connect(self.changed)
+        self.load(None, None, True, False)
+
+    def load(self, stage: Stage | None, index: int | None, first: bool, has_init: bool,
+             previous_model: str | None = None) -> None:
+        self._stage = None
+        self._first, self._has_init = first, has_init
+        self._previous_model = previous_model
+        self.setEnabled(stage is not None)
+        self.setTitle(stage.label(index) if stage is not None and index is not None else "Stage")
+        s = stage or Stage(model="")
+        self.name.setText(s.name)
+        self.model.set_ref(s.model)
+        self.steps.setValue(s.steps)
+        self.guidance.setValue(s.guidance)
+        self.own_seed.setChecked(s.seed is not None)
+        self.seed.setValue(min(s.seed or 0, 2**31 - 1))
+        self.handoff.setCurrentIndex(max(0, self.handoff.findData(s.handoff)))
+        self.switch_at.setValue(s.switch_at)
+        self.strength.setValue(s.strength)
+        self.prompts.load(stage)
+        self._stage = stage
+        self._refresh()
+
+    def _write(self) -> None:
+        if self._stage is None:
+            return
+        s = self._stage
+        s.name = self.name.text().strip()
+        s.model = self.model.currentText().strip()
+        s.steps = self.steps.value()
+        s.guidance = round(self.guidance.value(), 2)
+        s.seed = self.seed.value() if self.own_seed.isChecked() else None
+        s.handoff = self.handoff.currentData()
+        s.switch_at = round(self.switch_at.value(), 2)
+        s.strength = self.strength.value()
+        self._refresh()
+        self.changed.emit()
+
+    def _refresh(self) -> None:
+        s = self._stage
+        generates = self._first and not self._has_init
+        ensemble = self.handoff.currentData() == "ensemble"
+        self.seed.setEnabled(self.own_seed.isChecked())
+        for w in (self.handoff,):
+            w.setEnabled(not generates)
+        self.switch_at.setVisible(not generates and ensemble)
+        self.switch_label.setVisible(not generates and ensemble)
+        self.strength.setVisible(not generates and not ensemble)
+        self.strength_label.setVisible(not generates and not ensemble)
+        if generates:
+            note = "First stage: generates the image from the prompt."
+        elif self._first:
+            note = "First stage: refines the init image."
+        else:
+            note = HANDOFF_HELP.get(self.handoff.currentData(), "")
+        self.handoff_note.setText(note)
+        if s is not None:
+            same = same_family(self._previous_model, s.model) if self._previous_model else None
+            self.strength.set_context(s.steps, same)
+
+
+class StageList(QWidget):
+    """The stage list and the editor of the selected stage. Edits `project.stages` in place."""
+
+    changed = Signal()
+    modelChosen = Signal(str)
+
+    def __init__(self, recent_models: list[str] | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._project: Project | None = None
+        self.list = QListWidget()
+        self.list.setObjectName("stages")
+        self.list.setMaximumHeight(90)
+        self.editor = StageEditor(recent_models)
+        buttons = QHBoxLayout()
+        self.add_button = tool_button("Add", "Add a stage after the selected one", self.add_stage)
+        self.dup_button = tool_button("Duplicate", "Duplicate the selected stage", self.duplicate_stage)
+        self.remove_button = tool_button("Remove", "Remove the selected stage", self.remove_stage)
+        self.up_button = tool_button("▲", "Move the selected stage earlier", lambda: self.move_stage(-1))
+        self.down_button = tool_button("▼", "Move the selected stage later", lambda: self.move_stage(1))
+        for b in (self.add_button, self.dup_button, self.remove_button, self.up_button, self.down_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        header = QLabel("Stages  (tick to enable)")
+        layout.addWidget(header)
+        layout.addWidget(self.list)
+        layout.addLayout(buttons)
+        layout.addWidget(self.editor)
+        self.list.currentRowChanged.connect(self._select)
+        self.list.itemChanged.connect(self._on_item_changed)
+        self.editor.changed.connect(self._on_edit)
+        self.editor.model.refChanged.connect(self.modelChosen)
+
+
+    # ---------------------------------------------------------------- model -> view
+
+    def load(self, project: Project, select: int = 0) -> None:
+        self._project = project
+        self._rebuild(select)
+
+    def _rebuild(self, select: int) -> None:
+        p = self._project
+        self.list.blockSignals(True)
+        self.list.clear()
+        for i, stage in enumerate(p.stages):
+            item = QListWidgetItem()
+            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+            item.setCheckState(Qt.Checked if stage.enabled else Qt.Unchecked)
+            self.list.addItem(item)
+        self._relabel()
+        self.list.blockSignals(False)
+        row = min(max(select, 0), len(p.stages) - 1)
+        self.list.setCurrentRow(row)
+        self._select(row)
+
+    def _first_enabled(self) -> int | None:
+        enabled = self._project.enabled_stages()
+        return enabled[0][0] if enabled else None
+
+    def _previous_enabled_model(self, index: int) -> str | None:
+        before = [s for i, s in self._project.enabled_stages() if i < index]
+        return before[-1].model if before else None
+
+    def _relabel(self) -> None:
+        p = self._project
+        first = self._first_enabled()
+        self.list.blockSignals(True)
+        for i, stage in enumerate(p.stages):
+            item = self.list.item(i)
+            item.setText(describe(stage, i, i == first, p.init_image is not None))
+            item.setForeground(self.palette().text() if stage.enabled else self.palette().mid())
+        self.list.blockSignals(False)
+
+    def _select(self, row: int) -> None:
+        p = self._project
+        if p is None or not 0 <= row < len(p.stages):
+            self.editor.load(None, None, True, False)
+        else:
+            self.editor.load(p.stages[row], row, row == self._first_enabled() or self._first_enabled() is None,
+                             p.init_image is not None, self._previous_enabled_model(row))
+        self._update_buttons()
+
+    def refresh(self) -> None:
+        """Re-read the project (after an outside change such as an init image)."""
+        self._relabel()
+        self._select(self.list.currentRow())
+
+    def _update_buttons(self) -> None:
+        n = len(self._project.stages) if self._project else 0
+        row = self.list.currentRow()
+        self.dup_button.setEnabled(0 <= row < n)
+        self.remove_button.setEnabled(0 <= row < n)
+        self.up_button.setEnabled(row > 0)
+        self.down_button.setEnabled(0 <= row < n - 1)
+
+    # ---------------------------------------------------------------- view -> model
+
+    def current_index(self) -> int:
+        return self.list.currentRow()
+
+    def add_stage(self) -> None:
+        row = self.list.currentRow()
+        at = row + 1 if row >= 0 else len(self._project.stages)
+        self._project.stages.insert(at, new_stage(self._project))
+        self._rebuild(at)
+        self.changed.emit()
+
+    def duplicate_stage(self) -> None:
+        row = self.list.currentRow()
+        if not 0 <= row < len(self._project.stages):
+            return
+        clone = copy.deepcopy(self._project.stages[row])
+        clone.name = f"{clone.name} copy" if clone.name else ""
+        self._project.stages.insert(row + 1, clone)
+        self._rebuild(row + 1)
+        self.changed.emit()
+
+    def remove_stage(self) -> None:
+        row = self.list.currentRow()
+        if not 0 <= row < len(self._project.stages):
+            return
+        del self._project.stages[row]
+        self._rebuild(row)
+        self.changed.emit()
+
+    def move_stage(self, delta: int) -> None:
+        row = self.list.currentRow()
+        to = row + delta
+        stages = self._project.stages
+        if not (0 <= row < len(stages) and 0 <= to < len(stages)):
+            return
+        stages[row], stages[to] = stages[to], stages[row]
+        self._rebuild(to)
+        self.changed.emit()
+
+    def set_enabled(self, row: int, enabled: bool) -> None:
+        self.list.item(row).setCheckState(Qt.Checked if enabled else Qt.Unchecked)
+
+    def _on_item_changed(self, item: QListWidgetItem) -> None:
+        row = self.list.row(item)
+        stage = self._project.stages[row]
+        enabled = item.checkState() == Qt.Checked
+        if enabled != stage.enabled:
+            stage.enabled = enabled
+            self.refresh()
+            self.changed.emit()
+
+    def _on_edit(self) -> None:
+        self._relabel()
+        self.changed.emit()

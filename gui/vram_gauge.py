@@ -1,0 +1,63 @@
+"""A live memory gauge that always says what it measures (VRAM by NVML, VRAM by torch,
+or this process's RAM on a machine with no GPU), and the peak of each stage."""
+from __future__ import annotations
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QLabel, QProgressBar, QVBoxLayout, QWidget
+
+from core import devices
+
+
+def human(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
+        value /= 1024
+    return f"{n} B"
+
+
+class VramGauge(QWidget):
+    def __init__(self, interval_ms: int = 1000, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.label = QLabel()
+        self.label.setObjectName("memory_label")
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 1000)
+        self.bar.setTextVisible(False)
+        self.bar.setMaximumHeight(10)
+        self.peaks = QLabel()
+        self.peaks.setObjectName("memory_peaks")
+        self.peaks.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.label)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.peaks)
+        self._peaks: list[str] = []
+        self.timer = QTimer(self)
+        self.timer.timeout.connect(self.poll)
+        self.timer.start(interval_ms)
+        self.poll()
+
+    def poll(self) -> None:
+        try:
+            reading = devices.memory_now()
+        except Exception as exc:  # a gauge must never take the window down
+            self.label.setText(f"memory: unavailable ({exc})")
+            return
+        if reading.total:
+            self.label.setText(f"{reading.label}: {human(reading.used)} of {human(reading.total)}")
+            self.bar.setValue(int(1000 * reading.used / reading.total))
+        else:
+            self.label.setText(f"{reading.label}: {human(reading.used)}")
+            self.bar.setValue(0)
+        self.last = reading
+
+    def start_run(self) -> None:
+        self._peaks = []
+        self.peaks.setText("")
+
+    def add_peak(self, label: str, peak: int, kind: str) -> None:
+        self._peaks.append(f"{label}: {human(peak)} {kind}")
+        self.peaks.setText("Peak per stage — " + "; ".join(self._peaks))

@@ -1,0 +1,172 @@
+"""The one thread that owns torch: it imports torch and diffusers in the background at
+start-up, then runs jobs by iterating core.engine.run and sending each event to the
+window as a Qt signal carrying the (frozen, Qt-free) event object.
+
+The window keeps strong references to the QThread and the worker (a collected worker
+mid-run crashes Qt); on close it cancels the job, quits the thread and waits.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from core.events import JobCancelled, JobFailed, JobFinished
+
+RunFn = Callable[..., Iterator[Any]]
+
+
+class SimpleCancel:
+    """Stand-in for core.engine.CancelToken when the engine cannot be imported."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def make_cancel_token():
+    try:
+        from core.engine import CancelToken
+    except ImportError:
+        return SimpleCancel()
+    return CancelToken()
+
+
+_MODELS = None
+
+
+def shared_models(factory):
+    """One model cache per process, kept across jobs (and windows: the tests open many),
+    so a model loads once. Only the engine thread of the window running a job touches it."""
+    global _MODELS
+    if _MODELS is None:
+        _MODELS = factory()
+    return _MODELS
+
+
+class EngineWorker(QObject):
+    """Lives on the engine thread; every slot here runs there."""
+
+    event = Signal(object)
+    torch_ready = Signal(str)  # what was loaded, e.g. "torch 2.13.0 (cpu)"
+    torch_failed = Signal(str)
+    job_done = Signal(object)  # the job's cancel token, which names the job
+
+    def __init__(self, run_fn: RunFn | None = None) -> None:
+        super().__init__()
+        self._run_fn = run_fn
+        self._models = None  # core.models.ModelCache, kept across jobs so models stay loaded
+
+    @Slot()
+    def preload(self) -> None:
+        started = time.perf_counter()
+        try:
+            import torch  # noqa: F401  (the point is to pay the import here, not on the GUI thread)
+            import diffusers  # noqa: F401
+
+            diffusers.utils.logging.set_verbosity_error()
+        except Exception as exc:  # a broken install: say so, keep the window usable
+            self.torch_failed.emit(f"torch could not be loaded: {exc}")
+            return
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.torch_ready.emit(f"torch {torch.__version__} on {device} (loaded in {time.perf_counter() - started:.1f} s)")
+
+    @Slot(object, object, object)
+    def run_job(self, project, out_dir: Path, cancel) -> None:
+        try:
+            if self._run_fn is not None:
+                for ev in self._run_fn(project, out_dir, cancel):
+                    self.event.emit(ev)
+            else:
+                from core import engine
+                from core.models import ModelCache
+
+                if self._models is None:
+                    self._models = shared_models(ModelCache)
+                # engine.execute runs the job on this thread (engine.run would start another
+                # one), so torch stays on the one thread that imported it.
+                engine.execute(project, self.event.emit, engine.OutputPlan.in_dir(out_dir), cancel, self._models)
+        except Exception as exc:  # the engine reports its own failures; this catches its bugs
+            self.event.emit(JobFailed(f"the job stopped unexpectedly: {exc}", traceback.format_exc()))
+        finally:
+            self.job_done.emit(cancel)
+
+
+class JobRunner(QObject):
+    """The GUI-thread face of the engine thread: start, cancel, shut down."""
+
+    event = Signal(object)
+    torch_ready = Signal(str)
+    torch_failed = Signal(str)
+    busy_changed = Signal(bool)
+
+    _request_preload = Signal()
+    _request_job = Signal(object, object, object)
+
+    def __init__(self, run_fn: RunFn | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.thread = QThread()
+        self.thread.setObjectName("handoff-engine")
+        self.worker = EngineWorker(run_fn)
+        self.worker.moveToThread(self.thread)
+        self._request_preload.connect(self.worker.preload)
+        self._request_job.connect(self.worker.run_job)
+        self.worker.event.connect(self._on_event)
+        self.worker.torch_ready.connect(self._on_ready)
+        self.worker.torch_failed.connect(self.torch_failed)
+        self.worker.job_done.connect(self._on_done)
+        self.thread.start()
+        self.ready = False
+        self.busy = False
+        self._cancel = None
+
+    def preload(self) -> None:
+        self._request_preload.emit()
+
+    def start(self, project, out_dir: Path) -> bool:
+        if self.busy:
+            return False
+        self._cancel = make_cancel_token()
+        self.busy = True
+        self.busy_changed.emit(True)
+        # A copy: the user may edit the project while the job runs.
+        self._request_job.emit(project.copy(), Path(out_dir), self._cancel)
+        return True
+
+    def cancel(self) -> None:
+        if self.busy and self._cancel is not None:
+            self._cancel.cancel()
+
+    def shutdown(self, wait_ms: int = 30000) -> None:
+        self.cancel()
+        self.thread.quit()
+        self.thread.wait(wait_ms)
+
+    @Slot(object)
+    def _on_event(self, ev) -> None:
+        if isinstance(ev, (JobFinished, JobFailed, JobCancelled)):
+            # Not busy from the terminal event on: whoever reacts to it may start the next job
+            # (the engine thread takes it as soon as this one's slot returns).
+            self._set_idle()
+        self.event.emit(ev)
+
+    @Slot(str)
+    def _on_ready(self, text: str) -> None:
+        self.ready = True
+        self.torch_ready.emit(text)
+
+    @Slot(object)
+    def _on_done(self, token) -> None:
+        if token is self._cancel:  # a late "done" from an earlier job must not idle a newer one
+            self._set_idle()
+
+    def _set_idle(self) -> None:
+        if self.busy:
+            self.busy = False
+            self._cancel = None
+            self.busy_changed.emit(False)

@@ -1,0 +1,110 @@
+"""The download dialog against the fake Hub: progress, cancel, success, and errors."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QApplication, QDialog
+
+from tests.fake_hub import BIG_FILE, TINY_SD, go_offline, serving_tiny_sd
+
+REPO = TINY_SD
+BIG = BIG_FILE
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def tiny_sd(tmp_path_factory) -> Path:
+    from tests import tiny_pipelines as tp
+
+    return tp.build_sd(tmp_path_factory.mktemp("tiny-sd") / "sd", seed=0)
+
+
+@pytest.fixture
+def hub(tiny_sd, tmp_path, monkeypatch):
+    with serving_tiny_sd(tiny_sd, monkeypatch, tmp_path / "hf-cache") as h:
+        yield h
+
+
+def dialog(qtbot, repo_id: str = REPO):
+    from gui.download_dialog import DownloadDialog
+
+    d = DownloadDialog(repo_id)
+    qtbot.addWidget(d)
+    d.show()
+    return d
+
+
+def test_progress_then_success_returns_the_snapshot_folder(qtbot, hub):
+    d = dialog(qtbot)
+    seen = []
+    d.progressed.connect(seen.append)
+    with qtbot.waitSignal(d.finished, timeout=TIMEOUT_MS) as done:
+        d.start()
+    assert done.args == [QDialog.DialogCode.Accepted.value]
+    assert d.path is not None and (d.path / "model_index.json").is_file() and (d.path / BIG).is_file()
+    assert seen and seen[-1].bytes_done == seen[-1].bytes_total
+    assert d.bar.value() == d.bar.maximum()
+    assert not d.running
+
+
+def test_stats_read_bytes_rate_and_time_left(qtbot, hub):
+    hub.throttle[BIG] = (16 * 1024, 0.01)
+    d = dialog(qtbot)
+    d.start()
+    qtbot.waitUntil(lambda: d.file_label.text() == BIG and "B/s" in d.stats_label.text(), timeout=TIMEOUT_MS)
+    text = d.stats_label.text()  # e.g. "1874 / 6708 kB · 1.6 MB/s · less than a minute left"
+    total = round(hub.repos[REPO].total_bytes() / 1e3)
+    assert re.fullmatch(rf"\d+ / {total} kB · [\d.]+ [kM]B/s · (less than a minute|about \d+ min) left", text), text
+    assert 0 < d.bar.value() < d.bar.maximum()
+    with qtbot.waitSignal(d.finished, timeout=TIMEOUT_MS):
+        d.reject()  # Escape / the close box cancel too
+
+
+def test_cancel_stops_the_download_keeps_the_partial_file_and_closes(qtbot, hub, tmp_path):
+    hub.throttle[BIG] = (16 * 1024, 0.02)
+    d = dialog(qtbot)
+    d.start()
+    qtbot.waitUntil(lambda: d.file_label.text() == BIG and 0 < d.bar.value(), timeout=TIMEOUT_MS)
+    with qtbot.waitSignal(d.finished, timeout=TIMEOUT_MS) as done:
+        qtbot.mouseClick(d.cancel_button, Qt.MouseButton.LeftButton)
+    assert done.args == [QDialog.DialogCode.Rejected.value]
+    assert d.path is None and not d.running and not d.isVisible()
+    partial = list((tmp_path / "hf-cache" / "models--fake-org--tiny-sd" / "blobs").glob("*.incomplete"))
+    assert len(partial) == 1 and partial[0].stat().st_size > 0
+
+
+def test_gated_repo_shows_what_to_do_and_closes(qtbot, hub):
+    d = dialog(qtbot, "fake-org/gated-sd")
+    d.start()
+    qtbot.waitUntil(lambda: d.error is not None, timeout=TIMEOUT_MS)
+    assert "accept its licence" in d.error_label.text() and "log in" in d.error_label.text()
+    assert d.error_label.isVisible() and d.cancel_button.text() == "Close"
+    with qtbot.waitSignal(d.finished, timeout=5_000):
+        qtbot.mouseClick(d.cancel_button, Qt.MouseButton.LeftButton)
+    assert d.path is None
+
+
+@pytest.mark.parametrize("case, words", [("missing", "not found"), ("offline", "offline mode is on")])
+def test_missing_and_offline_each_say_so(qtbot, hub, monkeypatch, case, words):
+    if case == "offline":
+        go_offline(monkeypatch)
+    d = dialog(qtbot, "fake-org/no-such-model" if case == "missing" else REPO)
+    d.start()
+    qtbot.waitUntil(lambda: d.error is not None, timeout=TIMEOUT_MS)
+    assert words in d.error
+
+
+def test_fetch_is_modal_and_returns_the_path(qtbot, hub):
+    from gui.download_dialog import DownloadDialog
+
+    def give_up():  # a guard: never leave a modal loop running if the download hangs
+        for w in QApplication.topLevelWidgets():
+            if isinstance(w, DownloadDialog) and w.isVisible():
+                w._cancel.set()
+
+    QTimer.singleShot(TIMEOUT_MS, give_up)
+    path = DownloadDialog.fetch(None, REPO)
+    assert path is not None and (path / "model_index.json").is_file()

@@ -1,0 +1,140 @@
+"""Editing the project through the widgets: prompts, stages, size, strength advice."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+
+from core import demo
+from core.project import validate
+
+
+def test_default_project_is_the_two_stage_demo(window):
+    p = window.project
+    assert p.prompt == "a red circle on a blue background"
+    assert (p.width, p.height) == (64, 64)
+    assert [s.model for s in p.stages] == [demo.BASE, demo.REFINER]
+    assert window.windowTitle() == "Handoff — untitled"
+    assert window.generate_button.isEnabled()
+
+
+def test_prompt_edit_updates_project_and_title(window, qtbot):
+    window.prompt_editor.prompt.clear()
+    qtbot.keyClicks(window.prompt_editor.prompt, "a blue square")
+    window.prompt_editor.negative.setPlainText("noise")
+    assert window.project.prompt == "a blue square"
+    assert window.project.negative_prompt == "noise"
+    assert window.windowTitle() == "Handoff — untitled*"
+
+
+def test_stage_prompt_override_and_suffix(window, qtbot):
+    window.stage_list.list.setCurrentRow(1)
+    fields = window.stage_list.editor.prompts
+    fields.suffix.clear()
+    qtbot.keyClicks(fields.suffix, "sharp edges")
+    qtbot.keyClicks(fields.override, "a green star")
+    stage = window.project.stages[1]
+    assert stage.prompt_suffix == "sharp edges" and stage.prompt == "a green star"
+    assert stage.effective_prompt(window.project.prompt) == "a green star, sharp edges"
+    fields.override.clear()
+    fields.override.textEdited.emit("")
+    assert stage.prompt is None  # empty override: the project prompt shows through
+
+
+def test_empty_prompt_is_reported_by_core_validation(window):
+    window.prompt_editor.prompt.setPlainText("   ")
+    assert not window.generate_button.isEnabled()
+    assert "the prompt is empty" in window.problems.text()
+    assert not window.generate()
+    assert window.banner.isVisible()
+
+
+def test_stage_add_duplicate_reorder_disable_remove(window, qtbot):
+    stages = window.project.stages
+    window.stage_list.list.setCurrentRow(1)
+    qtbot.mouseClick(window.stage_list.add_button, Qt.LeftButton)
+    assert len(stages) == 3 and stages[2].model == demo.REFINER and stages[2].handoff == "pixel"
+    assert window.stage_list.list.currentRow() == 2
+    window.stage_list.editor.steps.setValue(12)
+    assert stages[2].steps == 12
+    qtbot.mouseClick(window.stage_list.dup_button, Qt.LeftButton)
+    assert len(stages) == 4 and stages[3].steps == 12 and stages[3] is not stages[2]
+    window.stage_list.editor.steps.setValue(7)
+    qtbot.mouseClick(window.stage_list.up_button, Qt.LeftButton)
+    assert [s.steps for s in stages] == [20, 20, 7, 12]
+    window.stage_list.set_enabled(2, False)
+    assert not stages[2].enabled
+    assert "7 steps" in window.stage_list.list.item(2).text()
+    qtbot.mouseClick(window.stage_list.remove_button, Qt.LeftButton)
+    assert len(stages) == 3
+    validate(window.project)
+
+
+def test_stage_editor_fields_write_the_stage(window):
+    window.stage_list.list.setCurrentRow(1)
+    ed = window.stage_list.editor
+    ed.guidance.setValue(3.5)
+    ed.own_seed.setChecked(True)
+    ed.seed.setValue(42)
+    ed.handoff.setCurrentIndex(ed.handoff.findData("pixel"))
+    assert ed.strength.isVisibleTo(ed) and not ed.switch_at.isVisibleTo(ed)
+    ed.strength.setValue(0.2)
+    ed.strength.valueChanged.emit(0.2)
+    ed.model.set_ref("")
+    ed.model._commit("builtin:demo-base")
+    s = window.project.stages[1]
+    assert (s.guidance, s.seed, s.handoff, s.strength, s.model) == (3.5, 42, "pixel", 0.2, "builtin:demo-base")
+    ed.own_seed.setChecked(False)
+    assert s.seed is None
+    ed.handoff.setCurrentIndex(ed.handoff.findData("ensemble"))
+    assert ed.switch_at.isVisibleTo(ed) and not ed.strength.isVisibleTo(ed)
+
+
+def test_first_stage_generates_and_hides_handoff(window):
+    window.stage_list.list.setCurrentRow(0)
+    ed = window.stage_list.editor
+    assert not ed.handoff.isEnabled()
+    assert "generates" in ed.handoff_note.text()
+
+
+def test_resolution_presets_swap_and_snap(window):
+    picker = window.resolution
+    items = [picker.preset.itemText(i) for i in range(picker.preset.count())]
+    assert items[0] == "64 × 64" and "128 × 128" in items and items[-1] == "Custom"
+    picker.set_size(128, 64)
+    assert (window.project.width, window.project.height) == (128, 64)
+    picker.swap_sides()
+    assert (window.project.width, window.project.height) == (64, 128)
+    picker.width_spin.setValue(100)  # not a multiple of 8: snapped
+    assert window.project.width == 96
+    assert picker.preset.currentText() == "Custom"
+
+
+def test_presets_for_a_1024_model():
+    from gui.model_info import ModelInfo
+    from gui.resolution_picker import presets
+
+    assert presets(ModelInfo(1024, 8, "sdxl")) == [(1024, 1024), (1152, 896), (896, 1152), (1024, 1536), (1536, 1024)]
+    assert all(w % 16 == 0 and h % 16 == 0 for w, h in presets(ModelInfo(1328, 16, "qwen")))
+
+
+def test_strength_advice_and_effective_steps(window):
+    window.stage_list.list.setCurrentRow(1)
+    ed = window.stage_list.editor
+    ed.handoff.setCurrentIndex(ed.handoff.findData("pixel"))
+    ed.strength.spin.setValue(0.6)
+    slider = ed.strength
+    assert "12 of 20 steps" in slider.hint.text()
+    assert "Same family" in slider.hint.text()  # demo base and refiner are one family
+    assert slider.warning.isVisibleTo(slider) and "drift" in slider.warning.text()
+    slider.spin.setValue(0.2)
+    assert not slider.warning.isVisibleTo(slider)
+    assert "4 of 20 steps" in slider.hint.text()
+    assert window.project.stages[1].strength == 0.2
+
+
+def test_strength_advice_text():
+    from gui.strength_slider import advice
+
+    hint, warning = advice(0.5, 30, False)
+    assert "0.40–0.60" in hint and "15 of 30" in hint and not warning
+    hint, warning = advice(0.02, 10, None)
+    assert "no step" in warning

@@ -1,0 +1,216 @@
+"""Files in and out of the window: drops, project files, recent files, autosave."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
+from PySide6.QtGui import QDropEvent, QImage
+
+from core import demo
+from core.defaults import default_project
+from core.project import validate
+from gui import project_io
+from gui.history import RunRecord, StageRecord
+from gui.settings import Settings
+
+
+def make_png(path: Path, size=(64, 64), color=Qt.red) -> Path:
+    img = QImage(size[0], size[1], QImage.Format_RGB888)
+    img.fill(color)
+    assert img.save(str(path))
+    return path
+
+
+def drop(window, qtbot, path: Path) -> None:
+    """A real QDropEvent, as the window gets it from a file manager."""
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    event = QDropEvent(QPoint(10, 10), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    window.dropEvent(event)
+    qtbot.wait(20)  # the drop is handled on the next turn of the event loop
+
+
+def fake_run(number: int = 1) -> RunRecord:
+    a = QImage(64, 64, QImage.Format_RGB888)
+    a.fill(Qt.blue)
+    b = QImage(64, 64, QImage.Format_RGB888)
+    b.fill(Qt.green)
+    run = RunRecord(number, "2025-01-01T00:00:00", 2.5, default_project().to_dict(), outcome="finished")
+    run.stages.append(StageRecord(0, "base", "generate", 16, 0.5, 1.0, 0.1, 1.6, 1000, "process RAM peak", "", a))
+    run.stages.append(StageRecord(1, "refiner", "ensemble", 4, 0.1, 0.5, 0.1, 0.7, 2000, "process RAM peak", "", b, a))
+    return run
+
+
+def test_dropped_image_becomes_the_init_image(window, qtbot, tmp_path):
+    png = make_png(tmp_path / "photo.png", (80, 48))
+    drop(window, qtbot, png)
+    p = window.project
+    assert p.init_image == str(png.resolve())
+    assert p.stages[0].handoff == "auto" and p.stages[1].handoff == "ensemble"
+    assert (p.width, p.height) == (80, 48)  # matched to the image, snapped to 8
+    assert window.init_row.isVisibleTo(window) and "photo.png" in window.init_label.text()
+    assert window.compare.canvas.right is not None
+    assert window.windowTitle().endswith("*")
+    # A refine-only job: the base stage can go, the refiner then takes the image as pixels.
+    window.stage_list.list.setCurrentRow(0)
+    window.stage_list.remove_stage()
+    assert p.stages[0].model == demo.REFINER
+    p.stages[0].handoff = "pixel"
+    validate(p)
+    window.clear_init_image()
+    assert p.init_image is None and not window.init_row.isVisibleTo(window)
+
+
+def test_ensemble_first_stage_becomes_pixel_with_an_init_image(window, tmp_path):
+    window.stage_list.list.setCurrentRow(0)
+    window.stage_list.remove_stage()  # the refiner (ensemble) is now first
+    assert window.open_path(make_png(tmp_path / "a.png")) == "init"
+    assert window.project.stages[0].handoff == "pixel"
+    assert window.generate_button.isEnabled(), window.problems.text()
+
+
+def test_png_with_a_recipe_offers_to_restore_it(window, qtbot, tmp_path, answers):
+    from PIL import Image
+
+    from core.metadata import save_png
+
+    recipe = default_project()
+    recipe.prompt = "a yellow star on a black background"
+    recipe.seed = 1234
+    png = save_png(Image.new("RGB", (64, 64), "yellow"), tmp_path / "made.png", recipe, 1)
+    answers.yes = True
+    drop(window, qtbot, png)
+    assert answers.asked == ["Restore recipe?"]
+    assert window.project.prompt == "a yellow star on a black background"
+    assert window.project.seed == 1234 and window.seed.value() == 1234
+    assert window.prompt_editor.prompt.toPlainText() == recipe.prompt
+    assert window.project.init_image is None
+    # Saying no uses the picture as an init image instead.
+    answers.yes = False
+    assert window.open_path(png) == "init"
+    assert window.project.init_image == str(png.resolve())
+
+
+def test_a1111_png_restores_its_prompt(window, tmp_path, answers):
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("parameters", "a green circle\nNegative prompt: blurry\nSteps: 12, Sampler: Euler, CFG scale: 6, Seed: 77, Size: 64x64")
+    png = tmp_path / "a1111.png"
+    Image.new("RGB", (64, 64)).save(png, pnginfo=info)
+    assert window.open_path(png) == "recipe"
+    assert window.project.prompt == "a green circle" and window.project.negative_prompt == "blurry"
+
+
+def test_other_files_are_refused_and_change_nothing(window, qtbot, tmp_path):
+    before = window.project.to_dict()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    drop(window, qtbot, notes)
+    assert window.banner.isVisible() and "notes.txt" in window.banner.text.text()
+    assert "nothing was changed" in window.statusBar().currentMessage()
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(b"not a png")
+    assert window.open_path(fake) == "rejected"
+    assert window.project.to_dict() == before and not window.modified
+
+
+def test_save_and_reopen_a_project_with_history(window, qtbot, tmp_path, answers):
+    window.prompt_editor.prompt.setPlainText("a purple triangle")
+    window.set_init_image(make_png(tmp_path / "init.png", (64, 64), Qt.cyan))
+    window.runs.append(fake_run())
+    target = tmp_path / "mine.handoff"
+    answers.save_path = target
+    assert window.save()
+    assert target.is_file() and window.windowTitle() == "Handoff — mine"
+    assert Settings.load().recent_files[0] == str(target.resolve())
+    assert window.recent_menu.actions()[0].text() == str(target.resolve())
+    # New asks nothing (saved), then reopening restores the recipe, init image and history.
+    window.new_project()
+    assert answers.asked == [] and window.project.prompt == "a red circle on a blue background"
+    with qtbot.waitSignal(window.projectLoaded):
+        assert window.open_path(target) == "project"
+    p = window.project
+    assert p.prompt == "a purple triangle" and p.init_image and Path(p.init_image).is_file()
+    assert QImage(p.init_image).pixelColor(3, 3).name() == "#00ffff"
+    assert len(window.runs) == 1 and len(window.runs[0].stages) == 2
+    refiner = window.runs[0].stages[1]
+    assert refiner.input_image is not None and refiner.image.pixelColor(1, 1).name() == "#00ff00"
+    assert refiner.denoise_seconds == 0.5 and refiner.memory_kind == "process RAM peak"
+    assert window.timings.rowCount() == 3 and window.compare.strip.count() == 1
+    assert window.windowTitle() == "Handoff — mine" and not window.modified
+
+
+def test_unsaved_changes_are_asked_about(window, tmp_path, answers):
+    window.prompt_editor.prompt.setPlainText("changed")
+    answers.save_changes = "cancel"
+    window.new_project()
+    assert window.project.prompt == "changed"  # cancel keeps the document
+    answers.save_changes = "save"
+    answers.save_path = tmp_path / "kept.handoff"
+    window.new_project()
+    assert (tmp_path / "kept.handoff").is_file() and window.project.prompt != "changed"
+    assert answers.asked == ["save changes", "save changes"]
+
+
+def test_a_broken_project_file_is_reported(window, tmp_path):
+    bad = tmp_path / "bad.handoff"
+    bad.write_bytes(b"PK not really a zip")
+    assert window.open_path(bad) == "cancelled"
+    assert "bad.handoff" in window.banner.text.text()
+    assert window.project.prompt == "a red circle on a blue background"
+
+
+def test_autosave_is_offered_back_after_a_crash(qtbot, with_models, answers):
+    from gui.main_window import MainWindow
+
+    project = default_project()
+    project.prompt = "work in progress"
+    project_io.write_autosave(project, [fake_run()], None)
+    assert project_io.begin_session() is False  # no lock before: a clean previous exit
+    assert project_io.begin_session() is True  # the lock was left behind: a crash
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.ask = lambda title, text: (answers.asked.append(title), True)[1]
+    assert w.offer_recovery()
+    assert w.project.prompt == "work in progress" and len(w.runs) == 1
+    assert w.modified and w.windowTitle() == "Handoff — untitled*"
+    w.modified = False
+    w.close()
+    assert project_io.begin_session() is False  # closing cleanly removed the lock
+
+
+def test_autosave_timer_writes_only_when_changed(window):
+    window.autosave()
+    assert not project_io.autosave_file().exists()  # nothing changed yet
+    window.prompt_editor.prompt.setPlainText("edited")
+    window.autosave()
+    assert project_io.autosave_file().is_file()
+    assert project_io.load_project(project_io.autosave_file())[0].prompt == "edited"
+
+
+def test_compare_view_save_copy_zoom_and_modes(window, tmp_path):
+    from PySide6.QtGui import QGuiApplication
+
+    run = fake_run()
+    window.runs.append(run)
+    window.compare.set_runs(window.runs)
+    cv = window.compare
+    assert cv.left_pick.currentText() == "refiner input" and cv.right_pick.currentText() == "refiner output"
+    cv.compare_stage("refiner")
+    assert cv.canvas.left is run.stages[1].input_image
+    cv.one_button.click()
+    assert cv.canvas.effective_zoom() == 1.0 and cv.zoom_label.text() == "100%"
+    center = cv.canvas.center
+    cv.canvas.pan(10, 0)
+    assert cv.canvas.center.x() == center.x() - 10  # one pan moves both panes: one centre
+    cv.mode.setCurrentText("Side by side")
+    assert len(cv.canvas.panes()) == 2 and not cv.wipe_slider.isVisibleTo(cv)
+    cv.fit_button.click()
+    assert cv.canvas.zoom is None
+    cv.canvas.grab()  # paints without error in both modes
+    out = tmp_path / "shown.png"
+    assert cv.save_shown(str(out)) and QImage(str(out)).pixelColor(0, 0).name() == "#00ff00"
+    cv.copy_shown()
+    assert QGuiApplication.clipboard().image().size() == run.stages[1].image.size()

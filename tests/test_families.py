@@ -1,0 +1,266 @@
+"""SD3, Flux.1 and Chroma on tiny random-weight pipelines of their own, in every stage
+position and handoff each supports, and a latent handoff across family lines where the
+VAEs match (Flux.1 <-> Z-Image <-> Chroma), checked against plain diffusers calls."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import events as ev
+from core.families import FAMILIES
+from core.handoff import plan
+from core.models import Digests, ModelError, ModelRef, ResolvedModel, parse_ref, resolve
+from core.project import Project, Stage
+from tests.engine_helpers import generator, load, of, pixels, run_job
+
+PROMPT = "a red circle on a blue background"
+FAMS = ["sd3", "flux", "chroma"]
+PACKED = {"flux", "chroma"}
+
+
+def project(*stages, width=32, height=32, seed=11) -> Project:
+    return Project(prompt=PROMPT, width=width, height=height, seed=seed, stages=list(stages))
+
+
+def img2img(path: Path):
+    import diffusers
+
+    pipe = load(path)
+    family = FAMILIES[_family_key(path)]
+    refine = getattr(diffusers, family.refine).from_pipe(pipe)
+    refine.set_progress_bar_config(disable=True)
+    return refine
+
+
+def _family_key(path: Path) -> str:
+    return resolve(parse_ref(str(path))).family.key
+
+
+def generate(path: Path, steps: int, guidance: float, seed: int, width=32, height=32, **kw):
+    return load(path)(PROMPT, num_inference_steps=steps, guidance_scale=guidance, height=height, width=width,
+                      generator=generator(seed), **kw).images
+
+
+def handoffs_of(done) -> list[str]:
+    return [d.handoff for d in done]
+
+
+# ---------------------------------------------------------------- the tiny models themselves
+
+
+def test_tiny_models_declare_their_family_and_tokenizers_round_trip(family_models):
+    from transformers import T5Tokenizer
+
+    expected = {"sd3": "StableDiffusion3Pipeline", "flux": "FluxPipeline", "chroma": "ChromaPipeline"}
+    for key, cls in expected.items():
+        index = json.loads((family_models[key] / "model_index.json").read_text())
+        assert index["_class_name"] == cls
+        assert resolve(parse_ref(str(family_models[key]))).family.key == key
+    t5_dir = family_models["flux"] / "tokenizer_2"
+    assert (t5_dir / "tokenizer.json").is_file()
+    assert json.loads((family_models["flux"] / "model_index.json").read_text())["tokenizer_2"] == ["transformers", "T5Tokenizer"]
+    from core.local_tokenizers import t5_tokenizer
+    from tests.tiny_pipelines import WORDS
+
+    built, loaded = t5_tokenizer(WORDS), T5Tokenizer.from_pretrained(t5_dir)
+    text = "a red circle, zebra!"
+    assert loaded(text).input_ids == built(text).input_ids
+    assert loaded("red").input_ids == [built.convert_tokens_to_ids("\u2581red"), built.eos_token_id]
+
+
+# ---------------------------------------------------------------- every position, each family
+
+
+@pytest.mark.parametrize("fam", FAMS)
+def test_generate_alone_equals_plain_diffusers(fam, family_models, tmp_path):
+    done = of(run_job(project(Stage(str(family_models[fam]), steps=3, guidance=3.0)), tmp_path), ev.StageFinished)
+    assert handoffs_of(done) == ["generate"] and done[0].image.size == (32, 32)
+    expected = generate(family_models[fam], 3, 3.0, 11)[0]
+    assert np.array_equal(pixels(done[0].image), pixels(expected))
+
+
+@pytest.mark.parametrize("fam", FAMS)
+def test_generate_then_pixel_refine_equals_plain_diffusers(fam, family_models, tmp_path):
+    """Flux, SD3 and Chroma img2img default to the model's native size unless told: the
+    refine must come out at the project's size, equal to the call that passes it."""
+    m = str(family_models[fam])
+    p = project(Stage(m, steps=3, guidance=3.0),
+                Stage(m, steps=4, guidance=2.0, handoff="pixel", strength=0.5, seed=5), width=48)
+    done = of(run_job(p, tmp_path), ev.StageFinished)
+    assert handoffs_of(done) == ["generate", "pixel"]
+    assert [d.image.size for d in done] == [(48, 32), (48, 32)]
+    assert done[1].steps_run == 2
+    first = generate(family_models[fam], 3, 3.0, 11, width=48)[0]
+    second = img2img(family_models[fam])(PROMPT, image=first, strength=0.5, num_inference_steps=4, guidance_scale=2.0,
+                                         height=32, width=48, generator=generator(5)).images[0]
+    assert np.array_equal(pixels(done[0].image), pixels(first))
+    assert np.array_equal(pixels(done[1].image), pixels(second))
+
+
+@pytest.mark.parametrize("fam", FAMS)
+def test_refines_another_familys_image_as_pixels(fam, family_models, tmp_path):
+    """After SD 1.x (4-channel latents, another VAE) auto can only hand over pixels."""
+    p = project(Stage(str(family_models["sd"]), steps=3),
+                Stage(str(family_models[fam]), steps=4, guidance=2.0, handoff="auto", strength=0.5))
+    done = of(run_job(p, tmp_path), ev.StageFinished)
+    assert handoffs_of(done) == ["generate", "pixel"]
+    assert done[1].image.size == (32, 32) and done[1].steps_run == 2
+    assert done[1].input_image is done[0].image
+
+
+@pytest.mark.parametrize("fam", FAMS)
+def test_refines_an_init_image(fam, family_models, tmp_path):
+    from PIL import Image
+
+    init = tmp_path / "init.png"
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(init)
+    p = project(Stage(str(family_models[fam]), steps=4, guidance=2.0, strength=0.5))
+    p.init_image = str(init)
+    done = of(run_job(p, tmp_path), ev.StageFinished)
+    assert handoffs_of(done) == ["pixel"] and done[0].image.size == (32, 32)
+
+
+# ---------------------------------------------------------------- latent handoff
+
+
+def reference_latent(base: Path, refiner: Path, base_steps: int, steps: int, strength: float, seed: int,
+                     width: int, height: int, base_seed: int = 11, guidance: float = 2.0):
+    """A latent handoff written with plain diffusers calls: the base's final latents
+    (unpacked for Flux and Chroma), noised with the flow-matching interpolation at the
+    refine schedule's first sigma, packed again for a Flux/Chroma refiner, and passed as
+    `latents=` (which the img2img pipelines use as given)."""
+    from diffusers import FluxPipeline
+    from diffusers.utils.torch_utils import randn_tensor
+
+    base_key, refiner_key = _family_key(base), _family_key(refiner)
+    latents = generate(base, base_steps, guidance, base_seed, width=width, height=height, output_type="latent")
+    base_pipe = load(base)
+    if base_key in PACKED:
+        latents = FluxPipeline._unpack_latents(latents, height, width, base_pipe.vae_scale_factor)
+    assert latents.shape == (1, 16, height // 2, width // 2)  # the tiny VAEs scale by 2
+
+    pipe = img2img(refiner)
+    first_sigma = {}
+
+    def at_first_step(p, i, t, kw):
+        if i == 0:  # the step just taken started at the schedule's first sigma
+            first_sigma["s"] = p.scheduler.sigmas[p.scheduler.step_index - 1]
+        return kw
+
+    from PIL import Image
+
+    dry = dict(prompt=PROMPT, strength=strength, num_inference_steps=steps, guidance_scale=guidance, height=height,
+               width=width)
+    pipe(image=Image.new("RGB", (width, height)), generator=generator(seed), output_type="latent",
+         callback_on_step_end=at_first_step, **dry)
+    sigma = first_sigma["s"]
+    noise = randn_tensor(latents.shape, generator=generator(seed), dtype=latents.dtype)
+    noisy = sigma * noise + (1.0 - sigma) * latents
+    if refiner_key in PACKED:
+        noisy = FluxPipeline._pack_latents(noisy, 1, 16, height // 2, width // 2)
+    image = Image.new("RGB", (width, height))  # unused: prepare_latents returns the given latents
+    out = pipe(image=image, latents=noisy, generator=generator(seed), **dry).images[0]
+    return out, latents
+
+
+@pytest.mark.parametrize("pair", [("flux", "zimage"), ("zimage", "flux")])
+def test_cross_family_latent_handoff_equals_hand_written_reference(pair, family_models, tmp_path):
+    a, b = (family_models[k] for k in pair)
+    p = project(Stage(str(a), steps=3, guidance=2.0),
+                Stage(str(b), steps=4, guidance=2.0, handoff="latent", strength=0.5, seed=5), width=48)
+    events = run_job(p, tmp_path)
+    done = of(events, ev.StageFinished)
+    assert handoffs_of(done) == ["generate", "latent"], of(events, ev.StageStarted)[1].note
+    assert done[1].steps_run == 2 and done[1].image.size == (48, 32)
+    expected, _ = reference_latent(a, b, 3, 4, 0.5, 5, width=48, height=32)
+    assert np.array_equal(pixels(done[1].image), pixels(expected))
+
+
+def test_flux_latent_handoff_skips_the_vae_encode(family_models, tmp_path):
+    """Not the pixel path in disguise: a latent handoff differs from decoding and re-encoding."""
+    f = str(family_models["flux"])
+    results = {}
+    for how in ("latent", "pixel"):
+        p = project(Stage(f, steps=3, guidance=2.0), Stage(f, steps=4, guidance=2.0, handoff=how, strength=0.5))
+        results[how] = of(run_job(p, tmp_path / how), ev.StageFinished)
+    assert handoffs_of(results["latent"]) == ["generate", "latent"]
+    assert not np.array_equal(pixels(results["latent"][1].image), pixels(results["pixel"][1].image))
+
+
+@pytest.mark.parametrize("pair", [("sd3", "sd3_other"), ("flux", "chroma"), ("chroma", "flux"), ("chroma", "zimage"),
+                                  ("zimage", "chroma")])
+def test_latent_handoff_with_a_same_vae_partner(pair, family_models, tmp_path):
+    a, b = (family_models[k] for k in pair)
+    p = project(Stage(str(a), steps=3, guidance=2.0),
+                Stage(str(b), steps=4, guidance=2.0, handoff="latent", strength=0.5, seed=5))
+    events = run_job(p, tmp_path)
+    done = of(events, ev.StageFinished)
+    assert handoffs_of(done) == ["generate", "latent"], of(events, ev.StageStarted)[1].note
+    assert done[1].image.size == (32, 32) and done[1].steps_run == 2
+    if pair in (("sd3", "sd3_other"), ("chroma", "flux")):
+        expected, _ = reference_latent(a, b, 3, 4, 0.5, 5, width=32, height=32)
+        assert np.array_equal(pixels(done[1].image), pixels(expected))
+
+
+def _plan_for(paths: list[Path], handoff: str = "auto"):
+    stages = [Stage(str(paths[0]), steps=4)] + [Stage(str(x), steps=4, handoff=handoff, strength=0.5) for x in paths[1:]]
+    resolved = [resolve(parse_ref(s.model)) for s in stages]
+    digests = Digests()
+    return plan(project(*stages), resolved, lambda r: r.vae_fingerprint(digests))
+
+
+def test_auto_picks_latent_exactly_where_the_vaes_match(family_models):
+    m = family_models
+    shared = ["flux", "chroma", "zimage", "zimage_turbo"]
+    for a in shared:
+        for b in shared:
+            if a != b:
+                assert _plan_for([m[a], m[b]])[1].handoff == "latent", (a, b)
+    assert _plan_for([m["sd3"], m["sd3_other"]])[1].handoff == "latent"
+    differ = [("flux", "flux_other_vae"), ("flux_other_vae", "chroma"), ("zimage", "flux_other_vae"),
+              ("sd3", "flux"), ("flux", "sd3"), ("zimage", "sd3"), ("sd", "flux"), ("flux", "sd")]
+    for a, b in differ:
+        assert _plan_for([m[a], m[b]])[1].handoff == "pixel", (a, b)
+    asked = _plan_for([m["flux"], m["flux_other_vae"]], handoff="latent")[1]
+    assert asked.handoff == "pixel" and "VAEs differ" in asked.note
+
+
+def test_auto_runs_latent_for_flux_to_chroma_and_pixel_for_another_vae(family_models, tmp_path):
+    m = family_models
+    p = project(Stage(str(m["flux"]), steps=2), Stage(str(m["chroma"]), steps=2, handoff="auto", strength=0.5),
+                Stage(str(m["flux_other_vae"]), steps=2, handoff="auto", strength=0.5))
+    assert handoffs_of(of(run_job(p, tmp_path), ev.StageFinished)) == ["generate", "latent", "pixel"]
+
+
+def test_families_that_cannot_refine_are_refused_as_refiners_readably():
+    def fake(key: str) -> ResolvedModel:
+        return ResolvedModel(ModelRef(key, "folder", key), Path(key), FAMILIES[key], {"vae": ["diffusers", "X"]})
+
+    for key, title in (("flux2", "FLUX.2"), ("ernie", "ERNIE-Image")):
+        p = project(Stage("a", steps=4), Stage("b", steps=4, handoff="auto"))
+        with pytest.raises(ModelError) as err:
+            plan(p, [fake("flux"), fake(key)], lambda r: None)
+        assert f"stage 2 ({title}) cannot refine an image at a strength (it can take: base)" in str(err.value)
+
+
+# ---------------------------------------------------------------- FLUX.2 and ERNIE-Image: generate only
+
+
+@pytest.mark.parametrize("fam", ["flux2", "ernie"])
+def test_generate_only_families_generate_and_refuse_to_refine(fam, generate_only_models, family_models, tmp_path):
+    model = generate_only_models[fam]
+    assert resolve(parse_ref(str(model))).family.key == fam
+    done = of(run_job(project(Stage(str(model), steps=3, guidance=2.0)), tmp_path), ev.StageFinished)
+    assert handoffs_of(done) == ["generate"] and done[0].image.size == (32, 32)
+    expected = load(model)(prompt=PROMPT, num_inference_steps=3, guidance_scale=2.0, height=32, width=32,
+                           generator=generator(11)).images[0]
+    assert np.array_equal(pixels(done[0].image), pixels(expected))
+    # As a refiner the job fails before anything loads, saying which positions the family takes.
+    p = project(Stage(str(family_models["flux"]), steps=2), Stage(str(model), steps=4, handoff="auto", strength=0.5))
+    events = run_job(p, tmp_path / "refine", on_event=lambda e: None)
+    failed = of(events, ev.JobFailed)
+    assert failed and "cannot refine an image at a strength (it can take: base)" in failed[0].message
+    assert not of(events, ev.StageStarted)
