@@ -113,7 +113,6 @@ def assemble(parts: dict):
 
 
 def build_random(dest: Path, seed: int = 0) -> None:
-    from core.atomic import write_text  # noqa: F401  (save_pretrained writes; the rename below is atomic)
     import shutil
     import tempfile
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from core import paths
-from core.families import Family, UnknownFamily, family_from_checkpoint_keys, family_from_model_index
+from core.checkpoints import PIPELINE, describe_file
+from core.families import FAMILIES, Family, UnknownFamily, family_from_model_index
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
@@ -124,26 +125,11 @@ def _resolve_folder(ref: ModelRef, folder: Path) -> ResolvedModel:
 
 
 def _resolve_file(ref: ModelRef, path: Path) -> ResolvedModel:
-    if path.suffix.lower() != ".safetensors":
-        raise ModelError(f"{path.name}: only .safetensors checkpoints are loaded (pickled .ckpt/.pt files can run code)")
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            keys = set(f.keys())
-    except Exception as exc:  # safetensors raises its own error types for bad headers
-        raise ModelError(f"{path.name} is not a readable .safetensors file ({_first_line(exc)}); it may be "
-                         "incomplete (re-download it) or another format renamed") from exc
-    if not keys:
-        raise ModelError(f"{path.name} holds no tensors")
-    try:
-        family = family_from_checkpoint_keys(keys)
-    except UnknownFamily as exc:
-        raise ModelError(
-            f"{path.name}: {exc} (a whole-model checkpoint holds the denoiser, VAE and text encoder; "
-            "LoRAs, VAEs and single components cannot be a stage's model)"
-        ) from exc
-    return ResolvedModel(ref, path, family)
+    family_key, kind, note = describe_file(path)
+    if family_key is None or kind != PIPELINE:
+        # A transformer/UNet alone would make diffusers fetch the rest from the Hub.
+        raise ModelError(f"{path.name}: {note}")
+    return ResolvedModel(ref, path, FAMILIES[family_key])
 
 
 def offline() -> bool:

@@ -15,6 +15,8 @@ from PySide6.QtWidgets import (
 
 from core import paths
 from core.defaults import default_project
+from core.model_library import ModelLibrary
+from core.presets import PRESETS
 from core.events import (
     JobCancelled, JobFailed, JobFinished, JobStarted, Loading, Notice, StageFinished, StageStarted, Step,
 )
@@ -23,9 +25,10 @@ from gui import project_io
 from gui.compare_view import CompareView
 from gui.history import RunRecord, StageRecord
 from gui.images import image_size
-from gui.model_info import info_for
+from gui.model_info import forget as forget_model_info, info_for, position_problem
 from gui.prompt_editor import PromptEditor
 from gui.resolution_picker import ResolutionPicker
+from gui.run_settings import RunSettings
 from gui.settings import Settings
 from gui.stage_list import StageList
 from gui.timing_table import TimingTable
@@ -71,6 +74,8 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.settings = settings or Settings.load()
         self.runner = runner or JobRunner(parent=self)
+        self.library = ModelLibrary.load()
+        self.models_dialog = None  # gui.models_dialog.ModelsDialog, while shown
         self.project: Project = default_project()
         self.path: Path | None = None
         self.modified = False
@@ -117,6 +122,8 @@ class MainWindow(QMainWindow):
         init_layout.addWidget(self.init_label, 1)
         init_layout.addWidget(self.clear_init)
         self.stage_list = StageList(self.settings.recent_models)
+        self.stage_list.set_library(self.library.all())
+        self.run_settings = RunSettings()
         self.generate_button = QPushButton("Generate")
         self.generate_button.setObjectName("generate")
         self.generate_button.setDefault(True)
@@ -149,6 +156,7 @@ class MainWindow(QMainWindow):
         lv.addWidget(self.resolution)
         lv.addWidget(self.init_row)
         lv.addWidget(self.stage_list)
+        lv.addWidget(self.run_settings)
         lv.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -206,6 +214,8 @@ class MainWindow(QMainWindow):
         self.resolution.matchInitRequested.connect(self.match_init_size)
         self.stage_list.changed.connect(self._on_stages_changed)
         self.stage_list.modelChosen.connect(self._remember_model)
+        self.stage_list.manageModels.connect(self.open_models)
+        self.run_settings.changed.connect(self.on_edited)
         self.clear_init.clicked.connect(self.clear_init_image)
         self.generate_button.clicked.connect(self.generate)
         self.cancel_button.clicked.connect(self.cancel)
@@ -233,6 +243,17 @@ class MainWindow(QMainWindow):
         edit_menu = self.menuBar().addMenu("&Edit")
         action(edit_menu, "&Copy Image", self.compare.copy_shown, QKeySequence.Copy)
         action(edit_menu, "Save Image &As…", lambda: self.compare.save_shown(), "Ctrl+Shift+E")
+        models_menu = self.menuBar().addMenu("&Models")
+        action(models_menu, "Model &Library…", self.open_models, "Ctrl+Shift+M")
+        self.preset_actions: dict[str, QAction] = {}
+        # Each preset opens as a new, untitled project (after the unsaved-changes question).
+        self.presets_menu = self.menuBar().addMenu("&Presets")
+        self.presets_menu.setToolTipsVisible(True)
+        for key, p in PRESETS.items():
+            a = action(self.presets_menu, p.title, lambda _=False, k=key: self.new_from_preset(k))
+            a.setToolTip(p.note)
+            a.setStatusTip(p.note)
+            self.preset_actions[key] = a
         run_menu = self.menuBar().addMenu("&Run")
         self.generate_action = action(run_menu, "&Generate", self.generate, "Ctrl+Return")
         self.cancel_action = action(run_menu, "&Cancel", self.cancel, "Escape")
@@ -294,6 +315,7 @@ class MainWindow(QMainWindow):
         self.seed.setValue(min(project.seed, 2**31 - 1))
         self.seed.blockSignals(False)
         self.stage_list.load(project)
+        self.run_settings.load(project)
         self._refresh_derived()
         self.compare.set_runs(self.runs)
         self.timings.setRowCount(0)
@@ -327,9 +349,23 @@ class MainWindow(QMainWindow):
     def problems_now(self) -> list[str]:
         try:
             validate(self.project, stage_multiples=self.stage_multiples())
+            problems = []
         except ProjectError as exc:
-            return exc.problems
-        return []
+            problems = list(exc.problems)
+        return problems + self.position_problems()
+
+    def position_problems(self) -> list[str]:
+        """Models that cannot take their place in the chain (a refiner-only model first, a
+        generate-only model refining), known before any download from the model's family."""
+        out = []
+        for pos, (i, stage) in enumerate(self.project.enabled_stages()):
+            if not stage.model.strip():
+                continue
+            position = "base" if pos == 0 and self.project.init_image is None else "refine"
+            problem = position_problem(stage.model, position)
+            if problem:
+                out.append(f"stage {i + 1} ({stage.model}): {problem}")
+        return out
 
     def _validate(self) -> list[str]:
         problems = self.problems_now()
@@ -375,6 +411,38 @@ class MainWindow(QMainWindow):
         if self.maybe_discard():
             self.load_project(default_project(), None, [])
             self.statusBar().showMessage("New project", 3000)
+
+    def new_from_preset(self, key: str) -> bool:
+        """Replace the document with a fresh project from a preset (after the unsaved-changes
+        question). True when it was loaded."""
+        preset = PRESETS[key]
+        if not self.maybe_discard():
+            return False
+        self.load_project(preset.project(), None, [])
+        self.statusBar().showMessage(f"New project from the preset “{preset.title}”", 5000)
+        self.log_line(f"preset {preset.title}: {preset.note}")
+        return True
+
+    # ---------------------------------------------------------------- model library
+
+    def open_models(self):
+        """Show the model library (one window, raised when already open)."""
+        from gui.models_dialog import ModelsDialog
+
+        if self.models_dialog is None:
+            self.models_dialog = ModelsDialog(self.library, self)
+            self.models_dialog.changed.connect(self.library_changed)
+        self.models_dialog.refresh()
+        self.models_dialog.show()
+        self.models_dialog.raise_()
+        self.models_dialog.activateWindow()
+        return self.models_dialog
+
+    def library_changed(self) -> None:
+        forget_model_info()
+        self.stage_list.set_library(self.library.all())
+        self.stage_list.refresh()
+        self._refresh_derived()
 
     def open_dialog(self) -> None:
         name, _ = QFileDialog.getOpenFileName(

@@ -3,12 +3,10 @@ core.paths.settings_file() so HANDOFF_HOME moves them. Qt-free and forgiving: a 
 or damaged file means defaults, never a crash at start-up."""
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from core import paths
-from core.atomic import write_text
+from core import settings_file
 
 MAX_RECENT = 10
 
@@ -21,28 +19,15 @@ class Settings:
 
     @classmethod
     def load(cls) -> "Settings":
-        try:
-            data = json.loads(paths.settings_file().read_text())
-        except (OSError, ValueError):
+        gui = settings_file.read_section("gui")
+        if not isinstance(gui, dict):
             return cls()
-        if not isinstance(data, dict):
-            return cls()
-        gui = data.get("gui", {})
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in gui.items() if k in known})
 
     def save(self) -> None:
-        # Other parts of Handoff may keep their own keys in the same file: keep them.
-        target = paths.settings_file()
         try:
-            data = json.loads(target.read_text())
-            if not isinstance(data, dict):
-                data = {}
-        except (OSError, ValueError):
-            data = {}
-        data["gui"] = asdict(self)
-        try:
-            write_text(target, json.dumps(data, indent=2))
+            settings_file.write_section("gui", asdict(self))
         except OSError:
             pass  # a read-only home costs the recent list, nothing else
 

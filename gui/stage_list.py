@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (
 
 from core import demo
 from core.project import HANDOFFS, Project, Stage
-from gui.model_info import same_family
+from gui.model_info import position_problem, same_family
 from gui.prompt_editor import StagePromptFields
 from gui.strength_slider import StrengthSlider
 from gui.widgets import tool_button
@@ -47,7 +47,8 @@ def describe(stage: Stage, index: int, first: bool, has_init: bool) -> str:
 
 
 class ModelCombo(QComboBox):
-    """An editable model reference with the builtins, recent models and file browsers."""
+    """An editable model reference with the builtins, the model library, recent models and
+    file browsers."""
 
     refChanged = Signal(str)
 
@@ -58,6 +59,7 @@ class ModelCombo(QComboBox):
         self.setMinimumContentsLength(18)
         self.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
         self._recent = list(recent or [])
+        self._library: list = []  # core.model_library.LibraryEntry, usable ones only
         self._current = ""
         self._fill()
         self.activated.connect(self._on_activated)
@@ -66,7 +68,22 @@ class ModelCombo(QComboBox):
     def _fill(self) -> None:
         self.blockSignals(True)
         self.clear()
-        for ref in (*BUILTIN_MODELS, *[r for r in self._recent if r not in BUILTIN_MODELS]):
+        for ref in BUILTIN_MODELS:
+            self.addItem(ref)
+        listed = set(BUILTIN_MODELS)
+        if self._library:
+            self.insertSeparator(self.count())
+        for e in self._library:
+            if e.ref in listed:
+                continue
+            listed.add(e.ref)
+            self.addItem(e.ref, e.ref)
+            self.setItemData(self.count() - 1, f"{e.name} — {e.family_title}; can take: {e.positions}",
+                             Qt.ToolTipRole)
+        recent = [r for r in self._recent if r not in listed]
+        if recent:
+            self.insertSeparator(self.count())
+        for ref in recent:
             self.addItem(ref)
         self.insertSeparator(self.count())
         self.addItem(BROWSE_FOLDER)
@@ -77,6 +94,14 @@ class ModelCombo(QComboBox):
     def set_recent(self, recent: list[str]) -> None:
         self._recent = list(recent)
         self._fill()
+
+    def set_library(self, entries: list) -> None:
+        """Offer the library's models that a stage can take (core.model_library entries)."""
+        self._library = [e for e in entries if e.usable]
+        self._fill()
+
+    def library_refs(self) -> list[str]:
+        return [e.ref for e in self._library]
 
     def set_ref(self, ref: str) -> None:
         self._current = ref
@@ -104,6 +129,7 @@ class StageEditor(QGroupBox):
     """Edits one Stage in place and says so through `changed`."""
 
     changed = Signal()
+    manageModels = Signal()  # the user asked for the model library
 
     def __init__(self, recent_models: list[str] | None = None, parent: QWidget | None = None) -> None:
         super().__init__("Stage", parent)
@@ -112,6 +138,13 @@ class StageEditor(QGroupBox):
         self.name = QLineEdit()
         self.name.setPlaceholderText("(stage N)")
         self.model = ModelCombo(recent_models)
+        self.models_button = tool_button("Models…", "The model library: add Hub models, local folders and files, "
+                                         "or a ComfyUI models folder", self.manageModels.emit)
+        self.position_note = QLabel()
+        self.position_note.setObjectName("position_note")
+        self.position_note.setWordWrap(True)
+        self.position_note.setStyleSheet("color: #b00020;")
+        self.position_note.hide()
         self.steps = QSpinBox()
         self.steps.setRange(1, 500)
         self.guidance = QDoubleSpinBox()
@@ -140,7 +173,11 @@ class StageEditor(QGroupBox):
         seed_row.addWidget(self.seed, 1)
         form = QFormLayout(self)
         form.addRow("Name", self.name)
-        form.addRow("Model", self.model)
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model, 1)
+        model_row.addWidget(self.models_button)
+        form.addRow("Model", model_row)
+        form.addRow("", self.position_note)
         form.addRow("Steps", self.steps)
         form.addRow("Guidance", self.guidance)
         form.addRow("Seed", seed_row)
@@ -216,9 +253,23 @@ class StageEditor(QGroupBox):
         else:
             note = HANDOFF_HELP.get(self.handoff.currentData(), "")
         self.handoff_note.setText(note)
+        problem = self.position_problem()
+        self.position_note.setText(problem or "")
+        self.position_note.setVisible(bool(problem))
         if s is not None:
             same = same_family(self._previous_model, s.model) if self._previous_model else None
             self.strength.set_context(s.steps, same)
+
+    def position(self) -> str:
+        """'base' when this stage starts the chain, 'refine' when it refines an image."""
+        return "base" if self._first and not self._has_init else "refine"
+
+    def position_problem(self) -> str | None:
+        """Why the stage's model cannot take its position (None: it can, or it is not known)."""
+        s = self._stage
+        if s is None or not s.enabled or not s.model.strip():
+            return None
+        return position_problem(s.model, self.position())
 
 
 class StageList(QWidget):
@@ -226,6 +277,7 @@ class StageList(QWidget):
 
     changed = Signal()
     modelChosen = Signal(str)
+    manageModels = Signal()
 
     def __init__(self, recent_models: list[str] | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -254,6 +306,10 @@ class StageList(QWidget):
         self.list.itemChanged.connect(self._on_item_changed)
         self.editor.changed.connect(self._on_edit)
         self.editor.model.refChanged.connect(self.modelChosen)
+        self.editor.manageModels.connect(self.manageModels)
+
+    def set_library(self, entries: list) -> None:
+        self.editor.model.set_library(entries)
 
 
     # ---------------------------------------------------------------- model -> view

@@ -210,7 +210,7 @@ def test_bad_checkpoint_fails_the_job_readably(tmp_path):
     path.write_bytes(b"\x00" * 64)
     events = run_job(project(Stage(str(path), steps=2)), tmp_path, on_event=lambda e: None)
     failed = of(events, ev.JobFailed)
-    assert len(failed) == 1 and "broken.safetensors is not a readable .safetensors file" in failed[0].message
+    assert len(failed) == 1 and "broken.safetensors: not a readable .safetensors file" in failed[0].message
     assert not failed[0].detail
 
 
@@ -219,3 +219,16 @@ def test_pickled_checkpoints_are_refused(tmp_path):
     path.write_bytes(b"\x80\x04")
     with pytest.raises(ModelError, match="only .safetensors"):
         resolve(parse_ref(str(path)))
+
+
+def test_transformer_only_file_is_refused_before_any_download(tmp_path):
+    """A ComfyUI diffusion_models/ file holds the denoiser alone: diffusers would fetch the
+    VAE and text encoders from the Hub, so resolving it says what it is instead."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "flux1-dev.safetensors"
+    save_file({"double_blocks.0.img_attn.qkv.weight": np.zeros((2, 2), dtype=np.float32)}, str(path))
+    with pytest.raises(ModelError, match="flux1-dev.safetensors: a Flux.1 transformer/UNet only") as info:
+        resolve(parse_ref(str(path)))
+    assert "needs a base pipeline" in str(info.value) and "\n" not in str(info.value)

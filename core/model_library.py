@@ -1,0 +1,377 @@
+"""The models the user keeps: a list of named references (a Hub id, a local diffusers
+folder, a single .safetensors file) with the family each one is, the chain positions it
+can take, and where it came from (a preset, the user, a ComfyUI models folder, the
+Hugging Face cache).
+
+Everything here is read from metadata only: a folder's model_index.json, a checkpoint's
+safetensors header (its tensor names), the Hugging Face cache's folder layout. No weights
+are read and neither torch nor diffusers is imported, so the window can call it on its
+own thread. The list lives in core.paths.settings_file() under the "models" key, beside
+whatever else that file holds.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from core import settings_file
+from core.checkpoints import DENOISER, PIPELINE, describe_file
+from core.families import FAMILIES, family_from_model_index
+
+SOURCES = {
+    "preset": "preset",
+    "user": "added by you",
+    "comfyui": "ComfyUI folder",
+    "hf-cache": "Hugging Face cache",
+}
+# What an entry is: a whole pipeline (loads on its own) or a denoiser only (a ComfyUI
+# diffusion_models/unet file: the transformer or UNet without its VAE and text encoders).
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class LibraryEntry:
+    name: str
+    ref: str  # what a stage's model field takes: Hub id, folder path or .safetensors path
+    source: str  # a key of SOURCES
+    family: str | None = None  # a core.families key; None when it is not known (yet)
+    kind: str = PIPELINE
+    note: str = ""  # why the family is unknown, or what the entry needs before it can be used
+
+    @property
+    def usable(self) -> bool:
+        """Whether a stage can take this as its model as it is."""
+        return self.kind == PIPELINE and (self.family is not None or self.ref_kind == "hub")
+
+    @property
+    def ref_kind(self) -> str:
+        """'hub', 'folder' or 'file', from the reference's shape (no file access)."""
+        if self.ref.lower().endswith(".safetensors"):
+            return "file"
+        if self.ref.startswith(("/", "~", ".")) or "\\" in self.ref or (len(self.ref) > 1 and self.ref[1] == ":"):
+            return "folder"
+        return "hub" if self.ref.count("/") == 1 else "folder"
+
+    @property
+    def family_title(self) -> str:
+        return FAMILIES[self.family].title if self.family in FAMILIES else "unknown"
+
+    @property
+    def positions(self) -> str:
+        """'base and refine', 'base', 'refine', or why none."""
+        if self.kind == DENOISER:
+            return "none on its own (needs a base pipeline)"
+        if self.family not in FAMILIES:
+            return "unknown"
+        return FAMILIES[self.family].positions()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LibraryEntry | None":
+        known = {f.name for f in fields(cls)}
+        try:
+            entry = cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError:
+            return None
+        return entry if entry.ref else None
+
+
+# ---------------------------------------------------------------- what a reference is
+
+
+def describe_checkpoint(path: Path) -> tuple[str | None, str]:
+    """(family key or None, note) of a file meant as a whole model (ComfyUI's checkpoints/)."""
+    family, _, note = describe_file(path)
+    return family, note
+
+
+def describe_denoiser(path: Path) -> tuple[str | None, str]:
+    """(family key or None, note) of a transformer- or UNet-only file (ComfyUI's
+    diffusion_models/ or unet/)."""
+    family, kind, note = describe_file(path)
+    if family is None and "LoRAs" in note:
+        note = ("a transformer/UNet-only file of a family Handoff cannot tell from its tensor names; "
+                "it needs a base pipeline (VAE and text encoders) and cannot be a stage's model on its own")
+    elif family is not None and kind == PIPELINE:
+        note = f"a whole {FAMILIES[family].title} model kept among the denoiser-only files"
+    return family, note
+
+
+def describe_folder(folder: Path) -> tuple[str | None, str]:
+    """(family key or None, note) of a diffusers folder, from its model_index.json."""
+    index_file = Path(folder) / "model_index.json"
+    if not index_file.is_file():
+        return None, f"{folder} is not a diffusers model folder (it has no model_index.json)"
+    try:
+        index = json.loads(index_file.read_text())
+        return family_from_model_index(index).key, ""
+    except (OSError, ValueError) as exc:  # UnknownFamily is a ValueError
+        return None, str(exc)
+
+
+# ---------------------------------------------------------------- the Hugging Face cache
+
+
+def cached_snapshot(repo_id: str) -> Path | None:
+    """The cached folder of a Hub diffusers model when every component model_index.json
+    names is there (so it loads with no network); None otherwise. Reads the cache's
+    folder layout only."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    try:
+        found = try_to_load_from_cache(repo_id, "model_index.json")
+    except Exception:  # a malformed id, an unreadable cache: not cached
+        return None
+    if not isinstance(found, str):
+        return None
+    folder = Path(found).parent
+    return folder if complete_snapshot(folder) else None
+
+
+def complete_snapshot(folder: Path) -> bool:
+    """Whether a diffusers folder has every component its model_index.json names, and
+    weights in each weight component."""
+    try:
+        index = json.loads((folder / "model_index.json").read_text())
+    except (OSError, ValueError):
+        return False
+    for name, value in index.items():
+        if name.startswith("_") or not isinstance(value, list) or not value or value[0] is None:
+            continue
+        sub = folder / name
+        if not sub.is_dir():
+            return False
+        if name in ("unet", "transformer", "vae") or name.startswith("text_encoder"):
+            if not any(p.suffix in (".safetensors", ".bin") for p in sub.iterdir()):
+                return False
+    return True
+
+
+@dataclass
+class CachedModel:
+    repo_id: str
+    folder: Path
+    family: str | None
+    size_bytes: int
+    complete: bool
+    note: str = ""
+
+
+def cached_hub_models(cache_dir: Path | str | None = None) -> list[CachedModel]:
+    """The diffusers models in the Hugging Face cache (those with a model_index.json), so
+    the user sees what loads offline. Uses huggingface_hub.scan_cache_dir, which reads the
+    folder layout and file sizes, not the files."""
+    try:
+        from huggingface_hub import constants, scan_cache_dir
+        from huggingface_hub.errors import CacheNotFound
+    except ImportError:
+        return []
+    try:
+        # constants.HF_HUB_CACHE read now (scan_cache_dir's own default is bound at import).
+        info = scan_cache_dir(cache_dir or constants.HF_HUB_CACHE)
+    except (CacheNotFound, OSError, ValueError):
+        return []
+    out: list[CachedModel] = []
+    for repo in sorted(info.repos, key=lambda r: r.repo_id.lower()):
+        if repo.repo_type != "model":
+            continue
+        revisions = sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True)
+        # The revision "main" points at, else the newest one with a model_index.json.
+        main = [r for r in revisions if "main" in r.refs]
+        for rev in main + [r for r in revisions if r not in main]:
+            if any(f.file_name == "model_index.json" and f.file_path.parent == rev.snapshot_path for f in rev.files):
+                family, note = describe_folder(rev.snapshot_path)
+                complete = complete_snapshot(rev.snapshot_path)
+                if not complete:
+                    note = (note + "; " if note else "") + "partly downloaded: it needs the network once more"
+                out.append(CachedModel(repo.repo_id, rev.snapshot_path, family, repo.size_on_disk, complete, note))
+                break
+    return out
+
+
+# ---------------------------------------------------------------- ComfyUI
+
+
+def scan_comfyui(models_dir: Path | str) -> list[LibraryEntry]:
+    """The models in a ComfyUI `models` folder (or ComfyUI's own folder, which holds one):
+    checkpoints/*.safetensors (whole models), diffusion_models/ and unet/*.safetensors
+    (denoiser-only files: listed, but marked as needing a base pipeline) and
+    diffusers/*/ folders. Subfolders are searched too, as ComfyUI does."""
+    root = Path(models_dir).expanduser()
+    if not (root / "checkpoints").is_dir() and (root / "models").is_dir():
+        root = root / "models"
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder")
+    root = root.resolve()
+    entries: list[LibraryEntry] = []
+    for path in _files(root / "checkpoints"):
+        family, kind, note = describe_file(path)
+        entries.append(LibraryEntry(path.stem, str(path), "comfyui", family, kind, note))
+    for sub in ("diffusion_models", "unet"):
+        for path in _files(root / sub):
+            family, kind, _ = describe_file(path)
+            _, note = describe_denoiser(path)
+            entries.append(LibraryEntry(path.stem, str(path), "comfyui", family, kind if family else DENOISER, note))
+    diffusers_dir = root / "diffusers"
+    if diffusers_dir.is_dir():
+        for index in sorted(diffusers_dir.glob("*/model_index.json")):
+            family, note = describe_folder(index.parent)
+            entries.append(LibraryEntry(index.parent.name, str(index.parent), "comfyui", family, PIPELINE, note))
+    return entries
+
+
+def _files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.rglob("*.safetensors") if p.is_file()), key=lambda p: str(p).lower())
+
+
+# ---------------------------------------------------------------- entries from references
+
+
+_PRESET_MODELS: list[tuple[str, str, str | None]] = []  # (name, ref, family), built once
+
+
+def preset_entries() -> list[LibraryEntry]:
+    """Every Hub model the presets use, with the family the preset declares for it."""
+    if not _PRESET_MODELS:
+        from core.presets import PRESETS
+
+        seen: set[str] = set()
+        for p in PRESETS.values():
+            for stage, family in zip(p.project().stages, p.families):
+                ref = stage.model
+                if ref and not ref.startswith("builtin:") and ref not in seen:
+                    seen.add(ref)
+                    _PRESET_MODELS.append((stage.name or ref, ref, family or None))
+    return [LibraryEntry(name, ref, "preset", family) for name, ref, family in _PRESET_MODELS]
+
+
+def entry_for(ref: str, source: str = "user", name: str | None = None) -> LibraryEntry:
+    """A library entry for a reference the user gives, described from its files (a family
+    it cannot tell is kept, with the reason in `note`). Raises core.models.ModelError when
+    the reference names nothing: no such file, folder or Hub id shape."""
+    from core.models import parse_ref
+
+    parsed = parse_ref(ref)
+    if parsed.kind == "folder":
+        family, note = describe_folder(Path(parsed.location))
+        return LibraryEntry(name or Path(parsed.location).name, parsed.location, source, family, PIPELINE, note)
+    if parsed.kind == "file":
+        family, kind, note = describe_file(Path(parsed.location))
+        return LibraryEntry(name or Path(parsed.location).stem, parsed.location, source, family, kind, note)
+    if parsed.kind == "hub":
+        family, note = hub_family(parsed.location)
+        return LibraryEntry(name or parsed.location, parsed.location, source, family, PIPELINE, note)
+    return LibraryEntry(name or parsed.location, parsed.raw, source, None, PIPELINE, "a built-in model")
+
+
+def hub_family(repo_id: str) -> tuple[str | None, str]:
+    """A Hub model's family: from its cached model_index.json, else from the presets."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo_id, "model_index.json")
+    except Exception:
+        found = None
+    if isinstance(found, str):
+        return describe_folder(Path(found).parent)
+    for e in preset_entries():
+        if e.ref == repo_id:
+            return e.family, ""
+    return None, "not downloaded yet: its family is known once model_index.json is in the cache"
+
+
+def family_of(ref: str) -> str | None:
+    """The family key of any reference, from metadata only (None when it cannot be told
+    without the network)."""
+    text = (ref or "").strip()
+    if not text or text.startswith("builtin:"):
+        return None
+    try:
+        return entry_for(text).family
+    except Exception:  # ModelError and friends: nothing to tell
+        return None
+
+
+def availability(entry: LibraryEntry) -> tuple[bool, str]:
+    """(ready with no network, what to say about it) for an entry."""
+    kind = entry.ref_kind
+    if kind == "hub":
+        if cached_snapshot(entry.ref) is not None:
+            return True, "cached: loads offline"
+        return False, "not downloaded: downloads on first use"
+    path = Path(entry.ref).expanduser()
+    if not path.exists():
+        return False, "missing: the file or folder is gone"
+    if kind == "file" and entry.family in FAMILIES and entry.kind == PIPELINE:
+        from core.models import config_folder
+
+        if (config_folder(FAMILIES[entry.family]) / "model_index.json").is_file():
+            return True, "local file: loads offline"
+        return True, (f"local file: its diffusers config comes from the Hub cache, or from the Hub once "
+                      f"(or put it in {config_folder(FAMILIES[entry.family])})")
+    return True, "local: loads offline"
+
+
+# ---------------------------------------------------------------- the stored list
+
+
+@dataclass
+class ModelLibrary:
+    entries: list[LibraryEntry] = field(default_factory=list)  # the user's (and scans'), in order
+    hidden_presets: list[str] = field(default_factory=list)  # preset refs the user removed
+
+    @classmethod
+    def load(cls) -> "ModelLibrary":
+        """The stored list; an unreadable or missing file gives an empty one, never an error."""
+        stored = settings_file.read_section("models")
+        if not isinstance(stored, dict):
+            return cls()
+        entries = [e for e in (LibraryEntry.from_dict(d) for d in stored.get("entries", []) if isinstance(d, dict)) if e]
+        hidden = [h for h in stored.get("hidden_presets", []) if isinstance(h, str)]
+        return cls(entries, hidden)
+
+    def save(self) -> None:
+        """Write the list into the settings file, keeping every other key in it."""
+        settings_file.write_section("models", {
+            "schema_version": SCHEMA_VERSION,
+            "entries": [e.to_dict() for e in self.entries],
+            "hidden_presets": list(self.hidden_presets),
+        })
+
+    def all(self) -> list[LibraryEntry]:
+        """The user's entries, then the presets' models not already listed or removed."""
+        mine = {e.ref for e in self.entries}
+        presets = [e for e in preset_entries() if e.ref not in mine and e.ref not in self.hidden_presets]
+        return list(self.entries) + presets
+
+    def find(self, ref: str) -> LibraryEntry | None:
+        return next((e for e in self.all() if e.ref == ref), None)
+
+    def add(self, entry: LibraryEntry) -> bool:
+        """Add or update (same reference) an entry. True when it was new."""
+        if entry.ref in self.hidden_presets:
+            self.hidden_presets.remove(entry.ref)
+        for i, e in enumerate(self.entries):
+            if e.ref == entry.ref:
+                self.entries[i] = entry
+                return False
+        self.entries.append(entry)
+        return True
+
+    def add_many(self, entries: list[LibraryEntry]) -> int:
+        return sum(self.add(e) for e in entries)
+
+    def remove(self, ref: str) -> bool:
+        before = len(self.entries)
+        self.entries = [e for e in self.entries if e.ref != ref]
+        if any(e.ref == ref for e in preset_entries()) and ref not in self.hidden_presets:
+            self.hidden_presets.append(ref)
+            return True
+        return len(self.entries) != before

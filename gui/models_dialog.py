@@ -1,0 +1,269 @@
+"""The model library: the models the user keeps (core.model_library), each with its
+family, the chain positions it can take, where it came from and whether it loads with no
+network. Add a Hub id (downloaded with DownloadDialog when not cached), a local folder or
+.safetensors file, a ComfyUI models folder or what the Hugging Face cache holds; remove.
+
+The questions (a Hub id, a folder, a file) and the download are methods, so tests answer
+them instead of a modal dialog."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QAbstractItemView, QDialog, QDialogButtonBox, QFileDialog, QHBoxLayout, QHeaderView, QInputDialog, QLabel,
+    QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+)
+
+from core import model_library as ml
+from core.models import ModelError, offline, offline_message, parse_ref
+
+COLUMNS = ("Name", "Family", "Positions", "Source", "Offline-ready", "Reference")
+NAME, FAMILY, POSITIONS, SOURCE, OFFLINE, REF = range(len(COLUMNS))
+
+
+class ModelsDialog(QDialog):
+    changed = Signal()  # the library changed (and was saved)
+
+    def __init__(self, library: ml.ModelLibrary | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Models")
+        self.resize(900, 460)
+        self.library = library if library is not None else ml.ModelLibrary.load()
+        self.entries: list[ml.LibraryEntry] = []
+
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setObjectName("models")
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.verticalHeader().hide()
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(REF, QHeaderView.Stretch)
+        self.note = QLabel()
+        self.note.setObjectName("model_note")
+        self.note.setWordWrap(True)
+        self.note.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.status = QLabel()
+        self.status.setObjectName("models_status")
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
+
+        def button(text: str, tip: str, slot) -> QPushButton:
+            b = QPushButton(text)
+            b.setToolTip(tip)
+            b.clicked.connect(lambda: slot())
+            return b
+
+        self.add_hub_button = button("Add Hub id…", "A Hugging Face Hub model (owner/name); downloaded now when "
+                                     "it is not in the cache", self.add_hub_id)
+        self.add_folder_button = button("Add folder…", "A local diffusers model folder (with model_index.json)",
+                                        self.add_folder)
+        self.add_file_button = button("Add .safetensors…", "A single-file checkpoint (the kind ComfyUI and "
+                                      "Automatic1111 keep)", self.add_file)
+        self.comfyui_button = button("Use ComfyUI models folder…", "Scan a ComfyUI models folder: checkpoints, "
+                                     "diffusion_models/unet files and diffusers folders", self.add_comfyui)
+        self.cache_button = button("Add cached Hub models", "Every diffusers model already in the Hugging Face "
+                                   "cache: they load with no network", self.add_cached)
+        self.remove_button = button("Remove", "Remove the selected model from the list (its files stay)",
+                                    self.remove_selected)
+        row = QHBoxLayout()
+        for b in (self.add_hub_button, self.add_folder_button, self.add_file_button, self.comfyui_button,
+                  self.cache_button):
+            row.addWidget(b)
+        row.addStretch(1)
+        row.addWidget(self.remove_button)
+        close = QDialogButtonBox(QDialogButtonBox.Close)
+        close.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.note)
+        layout.addLayout(row)
+        layout.addWidget(self.status)
+        layout.addWidget(close)
+        self.table.itemSelectionChanged.connect(self._on_selection)
+        self.refresh()
+
+    # ------------------------------------------------------------ questions (tests replace these)
+
+    def ask_hub_id(self) -> str | None:
+        text, ok = QInputDialog.getText(self, "Add a Hub model", "Hugging Face Hub id (owner/name):")
+        return text.strip() if ok and text.strip() else None
+
+    def choose_folder(self) -> str | None:
+        return QFileDialog.getExistingDirectory(self, "Choose a diffusers model folder") or None
+
+    def choose_file(self) -> str | None:
+        name, _ = QFileDialog.getOpenFileName(self, "Choose a checkpoint", "", "Checkpoints (*.safetensors)")
+        return name or None
+
+    def choose_comfyui_folder(self) -> str | None:
+        return QFileDialog.getExistingDirectory(self, "Choose ComfyUI's models folder (or ComfyUI's own folder)") or None
+
+    def download(self, repo_id: str) -> tuple[Path | None, str | None]:
+        """Download with the progress dialog (modal): (folder, None), (None, what went wrong)
+        or (None, None) when the user cancelled."""
+        from gui.download_dialog import DownloadDialog
+
+        dialog = DownloadDialog(repo_id, self)
+        dialog.start()
+        accepted = dialog.exec() == QDialog.DialogCode.Accepted
+        return (dialog.path if accepted else None), dialog.error
+
+    # ------------------------------------------------------------ view
+
+    def refresh(self) -> None:
+        self.entries = self.library.all()
+        selected = self.selected()
+        self.table.setRowCount(len(self.entries))
+        for r, e in enumerate(self.entries):
+            ready, how = ml.availability(e)
+            cells = (e.name, e.family_title, e.positions, ml.SOURCES.get(e.source, e.source),
+                     "yes" if ready else "no", e.ref)
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                tip = e.note or how
+                item.setToolTip(how if c == OFFLINE else tip)
+                if not e.usable or (c == FAMILY and e.family is None and e.note):
+                    item.setForeground(QColor("#9a6700" if e.usable else "#b00020"))
+                self.table.setItem(r, c, item)
+        if selected is not None:
+            self.select(selected.ref)
+        self._on_selection()
+
+    def row_of(self, ref: str) -> int:
+        return next((i for i, e in enumerate(self.entries) if e.ref == ref), -1)
+
+    def select(self, ref: str) -> None:
+        row = self.row_of(ref)
+        if row >= 0:
+            self.table.selectRow(row)
+
+    def selected(self) -> ml.LibraryEntry | None:
+        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        if not rows or not 0 <= rows[0].row() < len(self.entries):
+            return None
+        return self.entries[rows[0].row()]
+
+    def _on_selection(self) -> None:
+        e = self.selected()
+        self.remove_button.setEnabled(e is not None)
+        if e is None:
+            self.note.setText("")
+            return
+        ready, how = ml.availability(e)
+        parts = [f"<b>{e.name}</b> — {e.family_title}; can take: {e.positions}; {how}"]
+        if e.note:
+            parts.append(e.note)
+        self.note.setText("<br>".join(parts))
+
+    def say(self, text: str) -> None:
+        self.status.setText(text)
+
+    def _changed(self, select: str | None = None) -> None:
+        try:
+            self.library.save()
+        except OSError as exc:
+            self.say(f"The model list could not be saved: {exc}")
+        from gui.model_info import forget
+
+        forget()
+        self.refresh()
+        if select:
+            self.select(select)
+        self.changed.emit()
+
+    # ------------------------------------------------------------ actions
+
+    def add_hub_id(self, repo_id: str | None = None) -> ml.LibraryEntry | None:
+        repo_id = repo_id or self.ask_hub_id()
+        if not repo_id:
+            return None
+        try:
+            ref = parse_ref(repo_id)
+        except ModelError as exc:
+            self.say(str(exc))
+            return None
+        if ref.kind != "hub":
+            return self.add_path(repo_id)
+        if ml.cached_snapshot(ref.location) is None:
+            if offline():
+                self.say(offline_message(ref.location))
+                return None
+            folder, error = self.download(ref.location)
+            if folder is None:
+                self.say(f"{ref.location} was not added: {error}" if error else
+                         f"{ref.location} was not added: the download was cancelled (what arrived is kept, "
+                         "and the next download resumes it)")
+                return None
+            how = "downloaded"
+        else:
+            how = "already in the cache: no download needed"
+        entry = ml.entry_for(ref.location)
+        self.library.add(entry)
+        self.say(f"Added {entry.name} ({entry.family_title}, {how}).")
+        self._changed(entry.ref)
+        return entry
+
+    def add_folder(self) -> ml.LibraryEntry | None:
+        chosen = self.choose_folder()
+        return self.add_path(chosen) if chosen else None
+
+    def add_file(self) -> ml.LibraryEntry | None:
+        chosen = self.choose_file()
+        return self.add_path(chosen) if chosen else None
+
+    def add_path(self, path: str | Path) -> ml.LibraryEntry | None:
+        """A local folder or .safetensors file; one whose family is unknown is still added,
+        with the reason, so the user sees why it cannot be used."""
+        try:
+            entry = ml.entry_for(str(path))
+        except ModelError as exc:
+            self.say(str(exc))
+            return None
+        self.library.add(entry)
+        if entry.usable:
+            self.say(f"Added {entry.name} ({entry.family_title}; can take: {entry.positions}).")
+        else:
+            self.say(f"Added {entry.name}, which cannot be a stage's model as it is: {entry.note}")
+        self._changed(entry.ref)
+        return entry
+
+    def add_comfyui(self, folder: str | Path | None = None) -> list[ml.LibraryEntry]:
+        folder = folder or self.choose_comfyui_folder()
+        if not folder:
+            return []
+        try:
+            found = ml.scan_comfyui(folder)
+        except (OSError, FileNotFoundError) as exc:
+            self.say(f"{folder} could not be scanned: {exc}")
+            return []
+        added = self.library.add_many(found)
+        usable = sum(e.usable for e in found)
+        self.say(f"ComfyUI folder {folder}: {len(found)} model file(s) found, {added} new, {usable} usable as a "
+                 f"stage's model" + (" (the others say why in their tooltip)" if usable < len(found) else "."))
+        self._changed()
+        return found
+
+    def add_cached(self) -> list[ml.LibraryEntry]:
+        found = ml.cached_hub_models()
+        entries = [ml.LibraryEntry(c.repo_id, c.repo_id, "hf-cache", c.family, ml.PIPELINE, c.note)
+                   for c in found if self.library.find(c.repo_id) is None or
+                   self.library.find(c.repo_id).source == "hf-cache"]
+        added = self.library.add_many(entries)
+        self.say(f"The Hugging Face cache holds {len(found)} diffusers model(s); {added} added." if found else
+                 "The Hugging Face cache holds no diffusers model yet.")
+        self._changed()
+        return entries
+
+    def remove_selected(self) -> bool:
+        e = self.selected()
+        if e is None:
+            return False
+        self.library.remove(e.ref)
+        self.say(f"Removed {e.name} from the list (its files stay where they are).")
+        self._changed()
+        return True
