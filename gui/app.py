@@ -7,12 +7,12 @@ import os
 import sys
 from pathlib import Path
 
+from core import paths
+
 
 def _real_streams() -> None:
-    # A windowed (PyInstaller) build has no stdout/stderr; tqdm and logging write there.
+    # A windowed start (pythonw, a desktop launcher) has no stdout/stderr; tqdm and logging write there.
     if sys.stdout is None or sys.stderr is None:
-        from core import paths
-
         log = open(paths.ensure(paths.home()) / "handoff.log", "a", buffering=1, encoding="utf-8")
         sys.stdout = sys.stdout or log
         sys.stderr = sys.stderr or log
@@ -22,6 +22,7 @@ def create_window(argv: list[str] | None = None):
     """The QApplication (made if needed) and a shown window; torch starts loading in
     the background once the window has painted."""
     from PySide6.QtCore import QTimer
+    from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
     from gui import project_io
@@ -30,6 +31,10 @@ def create_window(argv: list[str] | None = None):
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "handoff"])
     app.setApplicationName("Handoff")
     app.setOrganizationName("Handoff")
+    app.setDesktopFileName("handoff")  # Wayland matches the window to packaging/install_launcher.py's entry
+    icon = paths.RESOURCES / "icon.png"
+    if icon.is_file():
+        app.setWindowIcon(QIcon(str(icon)))
     crashed = project_io.begin_session()
     window = MainWindow()
     window.show()
