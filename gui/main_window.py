@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
     QFileDialog, QFrame, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QPlainTextEdit, QProgressBar,
-    QPushButton, QScrollArea, QSpinBox, QSplitter, QTabWidget, QToolButton, QVBoxLayout, QWidget,
+    QPushButton, QScrollArea, QSplitter, QTabWidget, QToolButton, QVBoxLayout, QWidget,
 )
 
 from core import paths
@@ -32,6 +32,7 @@ from gui.run_settings import RunSettings
 from gui.settings import Settings
 from gui.stage_list import StageList
 from gui.timing_table import TimingTable
+from gui.widgets import SeedBox
 from gui.vram_gauge import VramGauge
 from gui.worker import JobRunner
 
@@ -100,8 +101,7 @@ class MainWindow(QMainWindow):
 
     def _build(self) -> None:
         self.prompt_editor = PromptEditor()
-        self.seed = QSpinBox()
-        self.seed.setRange(0, 2**31 - 1)
+        self.seed = SeedBox()
         self.seed.setObjectName("seed")
         self.random_seed = QToolButton()
         self.random_seed.setText("Random")
@@ -312,7 +312,7 @@ class MainWindow(QMainWindow):
         self.runs = list(runs)
         self.prompt_editor.load(project)
         self.seed.blockSignals(True)
-        self.seed.setValue(min(project.seed, 2**31 - 1))
+        self.seed.setValue(project.seed)
         self.seed.blockSignals(False)
         self.stage_list.load(project)
         self.run_settings.load(project)
@@ -391,7 +391,7 @@ class MainWindow(QMainWindow):
     def _random_seed(self) -> None:
         import random
 
-        self.seed.setValue(random.randint(0, min(MAX_SEED, 2**31 - 1)))
+        self.seed.setValue(random.randint(0, MAX_SEED))
 
     def _remember_model(self, ref: str) -> None:
         self.settings.add_recent_model(ref)

@@ -15,7 +15,7 @@ from core.project import HANDOFFS, Project, Stage
 from gui.model_info import position_problem, same_family
 from gui.prompt_editor import StagePromptFields
 from gui.strength_slider import StrengthSlider
-from gui.widgets import tool_button
+from gui.widgets import SeedBox, tool_button
 
 BUILTIN_MODELS = (demo.BASE, demo.REFINER)
 BROWSE_FOLDER = "Browse folder…"
@@ -151,8 +151,7 @@ class StageEditor(QGroupBox):
         self.guidance.setRange(0.0, 30.0)
         self.guidance.setSingleStep(0.5)
         self.own_seed = QCheckBox("own seed")
-        self.seed = QSpinBox()
-        self.seed.setRange(0, 2**31 - 1)  # QSpinBox is 32-bit signed; core allows up to MAX_SEED
+        self.seed = SeedBox()
         self.handoff = QComboBox()
         for h in HANDOFFS:
             self.handoff.addItem(h, h)
@@ -212,7 +211,7 @@ class StageEditor(QGroupBox):
         self.steps.setValue(s.steps)
         self.guidance.setValue(s.guidance)
         self.own_seed.setChecked(s.seed is not None)
-        self.seed.setValue(min(s.seed or 0, 2**31 - 1))
+        self.seed.setValue(s.seed or 0)
         self.handoff.setCurrentIndex(max(0, self.handoff.findData(s.handoff)))
         self.switch_at.setValue(s.switch_at)
         self.strength.setValue(s.strength)

@@ -138,3 +138,28 @@ def test_strength_advice_text():
     assert "0.40–0.60" in hint and "15 of 30" in hint and not warning
     hint, warning = advice(0.02, 10, None)
     assert "no step" in warning
+
+
+def test_seeds_past_32_bits_are_shown_typed_and_stepped(window, qtbot):
+    """A1111 and ComfyUI seeds reach 2**32 - 1; QSpinBox stops at 2**31 - 1."""
+    from core.defaults import default_project
+    from core.project import MAX_SEED
+
+    project = default_project()
+    project.seed = 3_000_000_123
+    window.load_project(project, None, [])
+    assert window.seed.text() == "3000000123" and window.project.seed == 3_000_000_123
+    window.seed.lineEdit().clear()
+    qtbot.keyClicks(window.seed.lineEdit(), "4294967295")
+    assert window.project.seed == MAX_SEED
+    qtbot.keyClicks(window.seed.lineEdit(), "9")  # past the maximum: refused, nothing changes
+    assert window.seed.text() == "4294967295" and window.project.seed == MAX_SEED
+    window.seed.stepBy(1)
+    assert window.project.seed == MAX_SEED
+    window.seed.stepBy(-2)
+    assert window.project.seed == MAX_SEED - 2 and window.seed.text() == str(MAX_SEED - 2)
+    window.stage_list.list.setCurrentRow(1)
+    ed = window.stage_list.editor
+    ed.own_seed.setChecked(True)
+    ed.seed.setValue(2**32 - 7)
+    assert window.project.stages[1].seed == 2**32 - 7
