@@ -10,9 +10,10 @@ from PySide6.QtWidgets import (
     QLabel, QLineEdit, QListWidget, QListWidgetItem, QSpinBox, QVBoxLayout, QWidget,
 )
 
-from core import demo
+from core import demo, families
+from core.handoff import FLOW_SCHEDULERS, SCHEDULERS
 from core.project import HANDOFFS, Project, Stage
-from gui.model_info import position_problem, same_family
+from gui.model_info import info_for, position_problem, same_family
 from gui.prompt_editor import StagePromptFields
 from gui.strength_slider import StrengthSlider
 from gui.widgets import SeedBox, tool_button
@@ -135,6 +136,7 @@ class StageEditor(QGroupBox):
         super().__init__("Stage", parent)
         self._stage: Stage | None = None
         self._previous_model: str | None = None
+        self._scheduler_model: str | None = None  # the model the scheduler list was made for
         self.name = QLineEdit()
         self.name.setPlaceholderText("(stage N)")
         self.model = ModelCombo(recent_models)
@@ -152,6 +154,9 @@ class StageEditor(QGroupBox):
         self.guidance.setSingleStep(0.5)
         self.own_seed = QCheckBox("own seed")
         self.seed = SeedBox()
+        self.scheduler = QComboBox()
+        self.scheduler.setObjectName("scheduler")
+        self.scheduler.setToolTip("The sampler: the model's own unless you choose one (A1111 names)")
         self.handoff = QComboBox()
         for h in HANDOFFS:
             self.handoff.addItem(h, h)
@@ -180,6 +185,7 @@ class StageEditor(QGroupBox):
         form.addRow("Steps", self.steps)
         form.addRow("Guidance", self.guidance)
         form.addRow("Seed", seed_row)
+        form.addRow("Scheduler", self.scheduler)
         form.addRow("Handoff", self.handoff)
         form.addRow("", self.handoff_note)
         form.addRow(self.switch_label, self.switch_at)
@@ -192,6 +198,7 @@ class StageEditor(QGroupBox):
         self.guidance.valueChanged.connect(self._write)
         self.own_seed.toggled.connect(self._write)
         self.seed.valueChanged.connect(self._write)
+        self.scheduler.currentIndexChanged.connect(self._write)
         self.handoff.currentIndexChanged.connect(self._write)
         self.switch_at.valueChanged.connect(self._write)
         self.strength.valueChanged.connect(self._write)
@@ -212,6 +219,7 @@ class StageEditor(QGroupBox):
         self.guidance.setValue(s.guidance)
         self.own_seed.setChecked(s.seed is not None)
         self.seed.setValue(s.seed or 0)
+        self._fill_schedulers(s.model, s.scheduler)
         self.handoff.setCurrentIndex(max(0, self.handoff.findData(s.handoff)))
         self.switch_at.setValue(s.switch_at)
         self.strength.setValue(s.strength)
@@ -228,11 +236,39 @@ class StageEditor(QGroupBox):
         s.steps = self.steps.value()
         s.guidance = round(self.guidance.value(), 2)
         s.seed = self.seed.value() if self.own_seed.isChecked() else None
+        if s.model != self._scheduler_model:
+            # A new model may be of another kind (flow matching or not): offer what fits it.
+            self._fill_schedulers(s.model, s.scheduler if self._fits(s.scheduler, s.model) else None)
+        s.scheduler = self.scheduler.currentData()
         s.handoff = self.handoff.currentData()
         s.switch_at = round(self.switch_at.value(), 2)
         s.strength = self.strength.value()
         self._refresh()
         self.changed.emit()
+
+    @staticmethod
+    def _flow(ref: str) -> bool | None:
+        key = info_for(ref).family if ref else None
+        return families.FAMILIES[key].flow if key in families.FAMILIES else None
+
+    def _fits(self, name: str | None, ref: str) -> bool:
+        flow = self._flow(ref)
+        return name is None or flow is None or (name in FLOW_SCHEDULERS) == flow
+
+    def _fill_schedulers(self, ref: str, current: str | None) -> None:
+        """The schedulers that can drive the model's family (all of them while it is unknown);
+        a stored choice that does not fit stays listed so loading a project loses nothing."""
+        self._scheduler_model = ref
+        self.scheduler.blockSignals(True)
+        self.scheduler.clear()
+        self.scheduler.addItem("model default", None)
+        for name in SCHEDULERS:
+            if self._fits(name, ref) or name == current:
+                self.scheduler.addItem(name, name)
+        if current is not None and self.scheduler.findData(current) < 0:
+            self.scheduler.addItem(current, current)
+        self.scheduler.setCurrentIndex(max(0, self.scheduler.findData(current)))
+        self.scheduler.blockSignals(False)
 
     def _refresh(self) -> None:
         s = self._stage

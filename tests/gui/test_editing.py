@@ -163,3 +163,23 @@ def test_seeds_past_32_bits_are_shown_typed_and_stepped(window, qtbot):
     ed.own_seed.setChecked(True)
     ed.seed.setValue(2**32 - 7)
     assert window.project.stages[1].seed == 2**32 - 7
+
+
+def test_scheduler_choice_fits_the_model_and_is_kept(window, qtbot, tmp_path, answers):
+    window.stage_list.list.setCurrentRow(0)
+    ed = window.stage_list.editor
+    names = [ed.scheduler.itemText(i) for i in range(ed.scheduler.count())]
+    # The demo is SDXL-shaped (noise prediction): no flow-matching sampler is offered.
+    assert names[0] == "model default" and "DPM++ 2M Karras" in names and "Flow Euler" not in names
+    ed.scheduler.setCurrentIndex(ed.scheduler.findText("DPM++ 2M Karras"))
+    assert window.project.stages[0].scheduler == "DPM++ 2M Karras"
+    path = tmp_path / "sched.handoff"
+    answers.save_path = path
+    assert window.save()
+    window.new_project()
+    window.open_path(path)
+    window.stage_list.list.setCurrentRow(0)
+    assert window.project.stages[0].scheduler == "DPM++ 2M Karras"
+    assert window.stage_list.editor.scheduler.currentText() == "DPM++ 2M Karras"
+    ed.scheduler.setCurrentIndex(0)
+    assert window.project.stages[0].scheduler is None
