@@ -10,11 +10,20 @@ class Family:
     key: str
     title: str
     generate: str | None  # text-to-image pipeline class, None if the family cannot start a chain
-    refine: str | None  # image-to-image pipeline class, None if it cannot refine at a strength
+    # image-to-image pipeline class, None if it cannot refine at a strength; the text-to-image
+    # class itself for a family that refines through it (see refines_via_generate)
+    refine: str | None
     native: int  # native square size in pixels
     multiple: int  # width and height must be multiples of this
     flow: bool  # flow matching (a sigma schedule) rather than a DDPM-style one
     ensemble_group: str | None = None  # families that can split one schedule between them
+
+    @property
+    def refines_via_generate(self) -> bool:
+        """diffusers has no img2img pipeline for this flow-matching family, so it refines at a
+        strength through its text-to-image one: the image is encoded and noised to the
+        schedule's sigma at that strength by core.handoff, and the pipeline runs the rest."""
+        return self.refine is not None and self.refine == self.generate
 
     def positions(self) -> str:
         can = [w for w, ok in (("base", self.generate), ("refine", self.refine)) if ok]
@@ -29,12 +38,14 @@ FAMILIES: dict[str, Family] = {
         Family("sdxl-refiner", "SDXL refiner", None, "StableDiffusionXLImg2ImgPipeline", 1024, 8, False, "sdxl"),
         Family("sd3", "Stable Diffusion 3.x", "StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline", 1024, 16, True),
         Family("flux", "Flux.1", "FluxPipeline", "FluxImg2ImgPipeline", 1024, 16, True),
-        Family("flux2", "FLUX.2", "Flux2Pipeline", None, 1024, 16, True),
+        # FLUX.2 and ERNIE-Image have no img2img pipeline in diffusers 0.42.1: they refine
+        # through their text-to-image pipelines. Both use the FLUX.2 VAE (AutoencoderKLFlux2).
+        Family("flux2", "FLUX.2", "Flux2Pipeline", "Flux2Pipeline", 1024, 16, True),
         Family("chroma", "Chroma", "ChromaPipeline", "ChromaImg2ImgPipeline", 1024, 16, True),
         # Z-Image base and Z-Image Turbo share one latent space and one flow: a base can stop
         # part-way through its sigma schedule and Turbo finish it (core.handoff, flow ensemble).
         Family("zimage", "Z-Image", "ZImagePipeline", "ZImageImg2ImgPipeline", 1024, 16, True, "zimage"),
-        Family("ernie", "ERNIE-Image", "ErnieImagePipeline", None, 1024, 16, True),
+        Family("ernie", "ERNIE-Image", "ErnieImagePipeline", "ErnieImagePipeline", 1024, 16, True),
         Family("qwen", "Qwen-Image", "QwenImagePipeline", "QwenImageImg2ImgPipeline", 1328, 16, True),
     ]
 }

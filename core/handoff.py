@@ -11,9 +11,16 @@
   at sigma_k; the refiner's text-to-image pipeline takes those latents as they are
   (`latents=`, no noise added) and the remaining sigmas, with its scheduler's own
   shifting turned off, so both sides run the one schedule the base computed.
+- flow img2img (pixel or latent into FLUX.2 or ERNIE-Image, which have no img2img pipeline):
+  the same refiner mechanism at a strength. The full schedule the text-to-image pipeline
+  would run is computed, the image (or the handed-over latents) is noised to the sigma
+  where `strength` of it is left, as diffusers' img2img pipelines do, and the pipeline
+  runs the rest of that schedule from those latents.
 """
 from __future__ import annotations
 
+import copy
+import functools
 import inspect
 import time
 from dataclasses import dataclass, field
@@ -69,8 +76,10 @@ class StagePlan:
 
     @property
     def role(self) -> str:
-        # A flow ensemble's refiner continues given latents with the text-to-image pipeline.
-        return "generate" if self.handoff == "generate" or self.flow_ensemble else "refine"
+        # A flow ensemble's refiner continues given latents with the text-to-image pipeline,
+        # and FLUX.2 and ERNIE-Image refine at a strength through it (flow img2img).
+        via_generate = self.flow_ensemble or self.family.refines_via_generate
+        return "generate" if self.handoff == "generate" or via_generate else "refine"
 
     def expected_steps(self) -> int:
         """Steps this stage will run, for overall progress (the pipeline reports exact counts)."""
@@ -158,7 +167,7 @@ def _plan_flow_ensemble(prev: StagePlan, p: StagePlan, vae_fingerprint, where: s
 
 def _latent_or_pixel(prev: StagePlan, p: StagePlan, vae_fingerprint, asked: str) -> tuple[str, str]:
     fam = p.family
-    if fam.key not in LATENT_AS_IMAGE | LATENT_VIA_PREPARE:
+    if fam.key not in LATENT_AS_IMAGE | LATENT_VIA_PREPARE and not fam.refines_via_generate:
         note = f"latent handoff into {fam.title} is not supported yet: handed over as pixels"
         return "pixel", note if asked == "latent" else ""
     a, b = vae_fingerprint(prev.resolved), vae_fingerprint(p.resolved)
@@ -191,6 +200,10 @@ class Call:
     # Interrupt the pipeline after this many steps (a flow ensemble's base): the latents
     # stay at the next sigma of its schedule.
     stop_after: int | None = None
+    # A flow ensemble's refiner or flow img2img: the sigmas the text-to-image pipeline runs
+    # from the given `latents` (the scheduler appends the terminal 0), imposed on an
+    # unshifted copy of its scheduler whatever schedule its __call__ asks for (_imposed_schedule).
+    sigmas: list[float] | None = None
 
 
 def accepts(pipe, name: str) -> bool:
@@ -214,6 +227,9 @@ def build_call(pipe, p: StagePlan, project: Project, given: StageInput, generato
     if p.stop_at is not None:
         kw["denoising_end"] = p.stop_at
     stop_after = p.split if p.handoff == "generate" and p.split is not None and p.split < p.steps else None
+    if p.handoff in ("pixel", "latent") and p.family.refines_via_generate:
+        # Not `image=`: FLUX.2 takes that as an editing reference, with no strength.
+        return _flow_img2img(pipe, p, project, given, generator, kw)
     if p.handoff == "pixel":
         kw["image"] = given.image
         kw["strength"] = stage.strength
@@ -221,14 +237,16 @@ def build_call(pipe, p: StagePlan, project: Project, given: StageInput, generato
         kw["strength"] = stage.strength
         kw["image"] = given.latents if p.family.key in LATENT_AS_IMAGE else given.image
     elif p.flow_ensemble:
-        sigmas = (p.schedule or {}).get("sigmas")
-        if p.split is not None and p.split < p.steps:
+        kw["latents"] = given.latents
+        if p.split is not None and p.split < p.steps:  # else no step is left (execute returns at once)
+            sigmas = (p.schedule or {}).get("sigmas")
             if sigmas is None:
                 raise ModelError(f"{stage.label(p.index)}: the previous stage did not hand over its schedule")
-            # The base's shifted schedule from sigma_k on, less the terminal 0 the scheduler appends again.
-            kw["sigmas"] = sigmas[p.split:-1]
-            kw["num_inference_steps"] = len(kw["sigmas"])
-        kw["latents"] = given.latents
+            # The base's shifted schedule from sigma_k on, less the terminal 0 the scheduler
+            # appends again, imposed on the refiner's scheduler with its own shift off.
+            tail = sigmas[p.split:-1]
+            kw["num_inference_steps"] = len(tail)
+            return Call(kw, sigmas=tail)
     elif p.handoff == "ensemble":
         kw["image"] = given.latents
         kw["denoising_start"] = stage.switch_at
@@ -256,15 +274,17 @@ def execute(pipe, p: StagePlan, call: Call, given: StageInput, device: str,
             p.schedule["sigmas"] = pipeline.scheduler.sigmas.tolist()
         synchronize(device)
         captured["t_last"] = time.perf_counter()
-        on_step(i + 1, call.stop_after or int(getattr(pipeline, "_num_timesteps", 0) or 0))
+        # ERNIE-Image keeps no _num_timesteps: its scheduler's timesteps are the ones it runs.
+        total = int(getattr(pipeline, "_num_timesteps", 0) or 0) or len(pipeline.scheduler.timesteps)
+        on_step(i + 1, call.stop_after or total)
         if call.stop_after is not None and i + 1 >= call.stop_after:
             pipeline._interrupt = True  # the loop skips the rest; the noisy latents are decoded as a preview
         return kwargs
 
     kwargs = dict(call.kwargs, callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["latents"])
     restore = _swap_scheduler(pipe, p.stage.scheduler, p.family)
-    if p.flow_ensemble:
-        restore = _chain(restore, _unshifted_scheduler(pipe))
+    if call.sigmas is not None:  # a flow ensemble's refiner, or flow img2img
+        restore = _chain(restore, _imposed_schedule(pipe, call.sigmas))
     unpatch = _latents_into_prepare(pipe, given.latents) if p.handoff == "latent" and p.family.key in LATENT_VIA_PREPARE else None
     start = time.perf_counter()
     try:
@@ -277,13 +297,15 @@ def execute(pipe, p: StagePlan, call: Call, given: StageInput, device: str,
     end = time.perf_counter()
     t_last = captured.get("t_last", start)
     steps_run = int(getattr(pipe, "_num_timesteps", 0) or 0)
-    if call.stop_after is not None:
-        steps_run = captured.get("steps", 0)
+    if call.stop_after is not None or not steps_run:
+        steps_run = captured.get("steps", 0)  # the steps the callback saw
     image = result.images[0]
     latents = captured.get("latents")
+    height, width = call.kwargs.get("height") or image.height, call.kwargs.get("width") or image.width
     if latents is not None and p.family.key in PACKED_LATENTS and latents.ndim == 3:
-        latents = unpack_latents(pipe, latents, call.kwargs.get("height") or image.height,
-                                 call.kwargs.get("width") or image.width)
+        latents = unpack_latents(pipe, latents, height, width)
+    elif latents is not None and p.family.refines_via_generate:
+        latents = from_pipeline_latents(pipe, p.family.key, latents, height, width)
     return StageOutput(image, latents, steps_run, t_last - start, end - t_last)
 
 
@@ -319,6 +341,109 @@ def _chain(first, second):
         first()
 
     return both
+
+
+# ---------------------------------------------------------------- flow img2img (FLUX.2, ERNIE-Image)
+
+
+def _flow_img2img(pipe, p: StagePlan, project: Project, given: StageInput, generator, kw: dict[str, Any]) -> Call:
+    """Img2img at a strength through a text-to-image pipeline, as ComfyUI refines with
+    FLUX.2 (VAE encode, then KSampler at denoise < 1): the full schedule for p.steps, cut
+    where diffusers' img2img pipelines cut it (int(steps * strength) steps left, at least
+    one); the clean latents noised to that cut's sigma with the stage's generator, the way
+    FlowMatchEulerDiscreteScheduler.scale_noise does; the pipeline runs the tail."""
+    import torch
+    from diffusers.utils.torch_utils import randn_tensor
+
+    key, n, height, width = p.family.key, p.steps, project.height, project.width
+    sigmas = flow_schedule(pipe, key, n, height, width)
+    t_start = min(n - int(n * p.stage.strength), n - 1)
+    with torch.no_grad():
+        raw = given.latents if p.handoff == "latent" else encode_image(pipe, given.image, height, width)
+        x0 = to_pipeline_latents(pipe, key, raw.to(pipe._execution_device, torch.float32))
+    noise = randn_tensor(x0.shape, generator=generator, device=x0.device, dtype=torch.float32)
+    sigma = torch.tensor(sigmas[t_start], dtype=torch.float32)  # float32 as scale_noise computes 1 - sigma
+    kw["latents"] = (sigma * noise + (1.0 - sigma) * x0).to(pipe.transformer.dtype)
+    tail = sigmas[t_start:-1]  # less the terminal 0, which the scheduler appends again
+    kw["num_inference_steps"] = len(tail)  # for progress bars: the schedule itself is imposed
+    return Call(kw, sigmas=tail)
+
+
+def flow_schedule(pipe, family_key: str, steps: int, height: int, width: int) -> list[float]:
+    """The shifted sigmas (terminal 0 included) `pipe` computes for `steps` steps at this
+    size, as its __call__ computes them, on a copy of its scheduler (the real one stays as is)."""
+    scheduler = copy.deepcopy(pipe.scheduler)
+    if family_key == "flux2":  # pipeline_flux2.py: linspace(1, 1/n, n), shifted by an empirical mu
+        import numpy as np
+        from diffusers.pipelines.flux2.pipeline_flux2 import compute_empirical_mu
+
+        side = pipe.vae_scale_factor * 2  # pixels per packed latent token
+        mu = compute_empirical_mu(image_seq_len=(height // side) * (width // side), num_steps=steps)
+        scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), mu=mu)
+    elif family_key == "ernie":  # pipeline_ernie_image.py: linspace(1, 0, n + 1) less its 0, no mu
+        import torch
+
+        scheduler.set_timesteps(sigmas=torch.linspace(1.0, 0.0, steps + 1)[:-1])
+    else:
+        raise ValueError(f"no flow img2img schedule for family '{family_key}'")
+    return scheduler.sigmas.tolist()
+
+
+def encode_image(pipe, image, height: int, width: int):
+    """A PIL image to the VAE's (B, C, h, w) latents: the distribution's mode, as FLUX.2's
+    own _encode_vae_image takes it (so no randomness is drawn)."""
+    pixels = pipe.image_processor.preprocess(image, height=height, width=width)
+    return pipe.vae.encode(pixels.to(pipe._execution_device, pipe.vae.dtype)).latent_dist.mode()
+
+
+def _bn_stats(pipe, family_key: str, like):
+    """The VAE batch-norm statistics a pipeline normalizes its latents with. ERNIE-Image's
+    decode uses eps 1e-5 whatever the VAE config says; FLUX.2 uses the config's (1e-4 by
+    default), so the two layouts differ even over one VAE."""
+    import torch
+
+    bn = pipe.vae.bn
+    eps = 1e-5 if family_key == "ernie" else pipe.vae.config.batch_norm_eps
+    mean = bn.running_mean.view(1, -1, 1, 1).to(like.device, like.dtype)
+    std = torch.sqrt(bn.running_var.view(1, -1, 1, 1) + eps).to(like.device, like.dtype)
+    return mean, std
+
+
+def to_pipeline_latents(pipe, family_key: str, latents):
+    """VAE latents (B, C, h, w) in the layout FLUX.2's and ERNIE-Image's `latents=` take:
+    2x2 patches (B, 4C, h/2, w/2), normalized by the VAE's batch-norm statistics."""
+    patches = pipe._patchify_latents(latents)
+    mean, std = _bn_stats(pipe, family_key, patches)
+    return (patches - mean) / std
+
+
+def from_pipeline_latents(pipe, family_key: str, latents, height: int, width: int):
+    """A FLUX.2 or ERNIE-Image stage's final latents back to VAE latents (B, C, h, w), the
+    layout handed to the next stage, which may be the other of the two: the inverse of
+    to_pipeline_latents, after unpacking FLUX.2's (B, tokens, 4C) sequence."""
+    if latents.ndim == 3:  # FLUX.2's _pack_latents is a reshape to (B, h*w, C): undo it
+        side = pipe.vae_scale_factor * 2
+        b, _, c = latents.shape
+        latents = latents.permute(0, 2, 1).reshape(b, c, height // side, width // side)
+    mean, std = _bn_stats(pipe, family_key, latents)
+    return pipe._unpatchify_latents(latents * std + mean)
+
+
+def _imposed_schedule(pipe, sigmas: list[float]):
+    """Make the pipeline run exactly `sigmas`, whatever schedule its __call__ computes:
+    ERNIE-Image's takes no `sigmas` argument and FLUX.2's would shift them again by its mu.
+    An unshifted copy of the scheduler stands in for the call (undone by the returned
+    function), its set_timesteps answering every request with these sigmas."""
+    restore = _unshifted_scheduler(pipe)
+    scheduler = pipe.scheduler
+    original = scheduler.set_timesteps
+
+    @functools.wraps(original)  # keeps the signature: diffusers checks that it takes `sigmas`
+    def imposed(*args, device=None, **kwargs):
+        return original(sigmas=sigmas, device=device)
+
+    scheduler.set_timesteps = imposed  # on the stand-in only; it goes with it
+    return restore
 
 
 def _latents_into_prepare(pipe, latents):

@@ -117,6 +117,15 @@ def _flux2_zturbo() -> Project:
     )
 
 
+def _ernie_flux2() -> Project:
+    # FLUX.2 as a refiner, as ComfyUI users run it (VAE encode, KSampler at denoise 0.3): here
+    # the two share the FLUX.2 VAE, so not even the encode is needed.
+    return _project(
+        Stage(ERNIE_IMAGE_TURBO, steps=8, guidance=1.0, name="ERNIE-Image Turbo"),
+        Stage(FLUX2_DEV, steps=10, guidance=4.0, handoff="latent", strength=0.3, name="FLUX.2 dev"),
+    )
+
+
 def _custom() -> Project:
     return _project(Stage("", steps=30, guidance=5.0, name="custom"))
 
@@ -157,10 +166,15 @@ PRESETS: dict[str, Preset] = {
                "SD 3.5's VAE differs from Z-Image's: handed over as pixels.",
                _sd35_zturbo, ("sd3", "zimage"), ("generate", "pixel")),
         Preset("flux2-zturbo", "FLUX.2 dev → Z-Image Turbo",
-               "FLUX.2 dev composes; Z-Image Turbo refines at strength 0.3. FLUX.2 can only be the base: "
-               "in diffusers 0.42.1 its `image` argument is an editing reference with no strength, so it "
-               "cannot refine another model's image.",
+               "FLUX.2 dev composes; Z-Image Turbo refines at strength 0.3. FLUX.2's VAE is not "
+               "Z-Image's, so the image is handed over as pixels.",
                _flux2_zturbo, ("flux2", "zimage"), ("generate", "pixel")),
+        Preset("ernie-flux2", "ERNIE-Image Turbo → FLUX.2 dev",
+               "ERNIE-Image Turbo composes in 8 steps; FLUX.2 dev re-runs the last 30% of a 10-step "
+               "schedule. Both use the FLUX.2 VAE, so the latents are handed over with no decode and "
+               "encode. diffusers has no FLUX.2 img2img pipeline: Handoff noises the latents to the "
+               "strength's sigma and runs the rest of the schedule through the text-to-image pipeline.",
+               _ernie_flux2, ("ernie", "flux2"), ("generate", "latent")),
         Preset("custom", "Custom",
                "One empty stage: choose a model (a Hub id, a local folder or a .safetensors file) "
                "and add stages after it.",

@@ -78,13 +78,16 @@ def family_models(tiny_models) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def generate_only_models() -> dict[str, Path]:
-    """Tiny FLUX.2 and ERNIE-Image pipelines: families that can start a chain but not refine."""
+def flux2_models() -> dict[str, Path]:
+    """Tiny FLUX.2 and ERNIE-Image pipelines (no img2img pipelines of their own: they refine
+    through their text-to-image ones). `flux2` and `ernie` share one VAE (config and weights,
+    vae_seed 1) and so one latent space; `ernie_other_vae` differs only in its VAE's weights."""
     from tests import tiny_pipelines as tp
 
-    root = _SESSION_TMP / "generate-only-models"
-    out = {"flux2": root / "flux2", "ernie": root / "ernie"}
-    if not (out["ernie"] / "model_index.json").exists():
-        tp.build_flux2(out["flux2"], seed=0)
-        tp.build_ernie(out["ernie"], seed=0)
+    root = _SESSION_TMP / "flux2-models"
+    out = {"flux2": root / "flux2", "ernie": root / "ernie", "ernie_other_vae": root / "ernie-other-vae"}
+    if not (out["ernie_other_vae"] / "model_index.json").exists():
+        tp.build_flux2(out["flux2"], seed=0, vae_seed=1)
+        tp.build_ernie(out["ernie"], seed=0, vae_seed=1)
+        tp.build_ernie(out["ernie_other_vae"], seed=0, vae_seed=2)
     return out

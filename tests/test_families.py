@@ -1,6 +1,7 @@
-"""SD3, Flux.1 and Chroma on tiny random-weight pipelines of their own, in every stage
-position and handoff each supports, and a latent handoff across family lines where the
-VAEs match (Flux.1 <-> Z-Image <-> Chroma), checked against plain diffusers calls."""
+"""SD3, Flux.1, Chroma, FLUX.2 and ERNIE-Image on tiny random-weight pipelines of their own,
+in every stage position and handoff each supports, and a latent handoff across family lines
+where the VAEs match (Flux.1 <-> Z-Image <-> Chroma, ERNIE-Image <-> FLUX.2), checked against
+plain diffusers calls."""
 from __future__ import annotations
 
 import json
@@ -235,32 +236,182 @@ def test_auto_runs_latent_for_flux_to_chroma_and_pixel_for_another_vae(family_mo
     assert handoffs_of(of(run_job(p, tmp_path), ev.StageFinished)) == ["generate", "latent", "pixel"]
 
 
-def test_families_that_cannot_refine_are_refused_as_refiners_readably():
+def test_ensemble_into_flux2_or_ernie_is_refused_readably():
     def fake(key: str) -> ResolvedModel:
         return ResolvedModel(ModelRef(key, "folder", key), Path(key), FAMILIES[key], {"vae": ["diffusers", "X"]})
 
-    for key, title in (("flux2", "FLUX.2"), ("ernie", "ERNIE-Image")):
-        p = project(Stage("a", steps=4), Stage("b", steps=4, handoff="auto"))
-        with pytest.raises(ModelError) as err:
-            plan(p, [fake("flux"), fake(key)], lambda r: None)
-        assert f"stage 2 ({title}) cannot refine an image at a strength (it can take: base)" in str(err.value)
+    for key in ("flux2", "ernie"):
+        p = project(Stage("a", steps=4), Stage("b", steps=4, handoff="ensemble"))
+        with pytest.raises(ModelError, match="can use latent or pixel"):
+            plan(p, [fake("ernie" if key == "flux2" else "flux2"), fake(key)], lambda r: "same")
 
 
-# ---------------------------------------------------------------- FLUX.2 and ERNIE-Image: generate only
+# ---------------------------------------------------------------- FLUX.2 and ERNIE-Image
+# Neither has an img2img pipeline in diffusers 0.42.1: they refine at a strength through their
+# text-to-image pipelines (core.handoff, flow img2img), and hand latents to each other where
+# their VAEs (both AutoencoderKLFlux2) match.
+
+FLUX2_FAMS = ["flux2", "ernie"]
 
 
-@pytest.mark.parametrize("fam", ["flux2", "ernie"])
-def test_generate_only_families_generate_and_refuse_to_refine(fam, generate_only_models, family_models, tmp_path):
-    model = generate_only_models[fam]
+def flux2_reference(model: Path, steps: int, strength: float, seed: int, guidance: float = 2.0, image=None,
+                    latents=None, latents_from: str | None = None, size: int = 32):
+    """Flow img2img written out with plain diffusers calls: the pipeline's full shifted
+    schedule for `steps`, cut at steps - int(steps * strength); the clean latents in the
+    pipeline's `latents=` layout (the image encoded, or another FLUX.2/ERNIE stage's final
+    latents converted from its own layout); noised with scale_noise; the tail run from there."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, Flux2Pipeline
+    from diffusers.pipelines.flux2.pipeline_flux2 import compute_empirical_mu
+    from diffusers.utils.torch_utils import randn_tensor
+
+    key = _family_key(model)
+    pipe = load(model)
+    vae = pipe.vae
+
+    def bn(family):  # the statistics each pipeline's own code normalizes with
+        eps = 1e-5 if family == "ernie" else vae.config.batch_norm_eps
+        return vae.bn.running_mean.view(1, -1, 1, 1), torch.sqrt(vae.bn.running_var.view(1, -1, 1, 1) + eps)
+
+    # 1. The schedule, as each pipeline computes it, on a copy of its scheduler.
+    full = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    if key == "flux2":
+        seq_len = (size // (pipe.vae_scale_factor * 2)) ** 2
+        full.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), mu=compute_empirical_mu(seq_len, steps))
+    else:
+        full.set_timesteps(sigmas=torch.linspace(1.0, 0.0, steps + 1)[:-1])
+    # 2. Where diffusers' img2img pipelines start at this strength.
+    t_start = steps - int(steps * strength)
+    # 3. The clean latents in this pipeline's layout.
+    with torch.no_grad():
+        if image is not None and key == "flux2":
+            x0 = pipe._encode_vae_image(pipe.image_processor.preprocess(image, height=size, width=size), generator(seed))
+        elif image is not None:
+            raw = vae.encode(pipe.image_processor.preprocess(image, height=size, width=size)).latent_dist.mode()
+            mean, std = bn("ernie")
+            x0 = (pipe._patchify_latents(raw) - mean) / std
+        else:
+            if latents_from == "flux2":  # FLUX.2's final latents are packed tokens with position ids
+                ids = Flux2Pipeline._prepare_latent_ids(torch.zeros(1, 16, size // 4, size // 4))
+                latents = Flux2Pipeline._unpack_latents_with_ids(latents, ids)
+            mean, std = bn(latents_from)
+            x0 = (latents * std + mean - bn(key)[0]) / bn(key)[1]  # both layouts are the same 2x2 patches
+    noise = randn_tensor(x0.shape, generator=generator(seed), dtype=x0.dtype)
+    noisy = full.scale_noise(x0, full.timesteps[t_start:t_start + 1], noise)
+    # 4. The tail of the schedule from those latents, with the scheduler's own shift off.
+    tail = full.sigmas[t_start:-1].tolist()
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config, shift=1.0,
+                                                                 use_dynamic_shifting=False)
+    kw = dict(prompt=PROMPT, num_inference_steps=len(tail), guidance_scale=guidance, height=size, width=size,
+              latents=noisy, generator=generator(seed))
+    if key == "flux2":
+        out = pipe(sigmas=tail, **kw)
+    else:  # ErnieImagePipeline takes no sigmas: its set_timesteps call is answered with the tail
+        set_timesteps = pipe.scheduler.set_timesteps
+        pipe.scheduler.set_timesteps = lambda sigmas, device=None: set_timesteps(sigmas=tail, device=device)
+        out = pipe(**kw)
+    return out.images[0], len(tail)
+
+
+def base_latents(model: Path, steps: int, seed: int, guidance: float = 2.0, size: int = 32):
+    return load(model)(prompt=PROMPT, num_inference_steps=steps, guidance_scale=guidance, height=size, width=size,
+                       generator=generator(seed), output_type="latent").images
+
+
+def init_project(tmp_path: Path, stage: Stage) -> Project:
+    from PIL import Image, ImageDraw
+
+    init = tmp_path / "init.png"
+    im = Image.new("RGB", (32, 32), (30, 60, 200))
+    ImageDraw.Draw(im).ellipse((6, 6, 26, 26), fill=(220, 30, 30))
+    im.save(init)
+    p = project(stage)
+    p.init_image = str(init)
+    return p
+
+
+@pytest.mark.parametrize("fam", FLUX2_FAMS)
+def test_flux2_and_ernie_generate_equal_plain_diffusers(fam, flux2_models, tmp_path):
+    model = flux2_models[fam]
     assert resolve(parse_ref(str(model))).family.key == fam
+    assert FAMILIES[fam].positions() == "base and refine" and FAMILIES[fam].refines_via_generate
     done = of(run_job(project(Stage(str(model), steps=3, guidance=2.0)), tmp_path), ev.StageFinished)
-    assert handoffs_of(done) == ["generate"] and done[0].image.size == (32, 32)
+    assert handoffs_of(done) == ["generate"] and done[0].image.size == (32, 32) and done[0].steps_run == 3
     expected = load(model)(prompt=PROMPT, num_inference_steps=3, guidance_scale=2.0, height=32, width=32,
                            generator=generator(11)).images[0]
     assert np.array_equal(pixels(done[0].image), pixels(expected))
-    # As a refiner the job fails before anything loads, saying which positions the family takes.
-    p = project(Stage(str(family_models["flux"]), steps=2), Stage(str(model), steps=4, handoff="auto", strength=0.5))
-    events = run_job(p, tmp_path / "refine", on_event=lambda e: None)
-    failed = of(events, ev.JobFailed)
-    assert failed and "cannot refine an image at a strength (it can take: base)" in failed[0].message
-    assert not of(events, ev.StageStarted)
+
+
+@pytest.mark.parametrize("fam", FLUX2_FAMS)
+def test_flux2_and_ernie_refine_an_init_image_like_plain_diffusers(fam, flux2_models, tmp_path):
+    """Pixel handoff: the engine's flow img2img equals the steps written out by hand, and
+    the same seed gives the same image bit for bit."""
+    p = init_project(tmp_path, Stage(str(flux2_models[fam]), steps=6, guidance=2.0, strength=0.5, seed=5))
+    runs = [of(run_job(p, tmp_path / str(i)), ev.StageFinished) for i in range(2)]
+    assert handoffs_of(runs[0]) == ["pixel"] and runs[0][0].steps_run == 3
+    assert np.array_equal(pixels(runs[0][0].image), pixels(runs[1][0].image))
+    from PIL import Image
+
+    expected, steps = flux2_reference(flux2_models[fam], 6, 0.5, 5, image=Image.open(p.init_image).convert("RGB"))
+    assert steps == 3
+    assert np.array_equal(pixels(runs[0][0].image), pixels(expected))
+
+
+@pytest.mark.parametrize("fam", FLUX2_FAMS)
+def test_flux2_and_ernie_refine_another_familys_image_as_pixels(fam, flux2_models, family_models, tmp_path):
+    p = project(Stage(str(family_models["zimage"]), steps=2),
+                Stage(str(flux2_models[fam]), steps=4, guidance=2.0, handoff="auto", strength=0.5))
+    events = run_job(p, tmp_path)
+    done = of(events, ev.StageFinished)
+    assert handoffs_of(done) == ["generate", "pixel"] and of(events, ev.StageStarted)[1].note == ""
+    assert done[1].image.size == (32, 32) and done[1].steps_run == 2
+    assert done[1].input_image is done[0].image
+
+
+@pytest.mark.parametrize("pair", [("ernie", "flux2"), ("flux2", "ernie"), ("ernie", "ernie")])
+def test_flux2_ernie_latent_handoff_equals_plain_diffusers(pair, flux2_models, tmp_path):
+    """One VAE (config and weights): auto hands the latents over, converted between the two
+    pipelines' layouts (FLUX.2 packs them; each normalizes with its own batch-norm eps)."""
+    a, b = (flux2_models[k] for k in pair)
+    p = project(Stage(str(a), steps=3, guidance=2.0),
+                Stage(str(b), steps=6, guidance=2.0, handoff="auto", strength=0.5, seed=5))
+    events = run_job(p, tmp_path)
+    done = of(events, ev.StageFinished)
+    assert handoffs_of(done) == ["generate", "latent"], of(events, ev.StageStarted)[1].note
+    assert done[1].steps_run == 3
+    expected, _ = flux2_reference(b, 6, 0.5, 5, latents=base_latents(a, 3, 11), latents_from=pair[0])
+    assert np.array_equal(pixels(done[1].image), pixels(expected))
+    # Not the pixel path in disguise.
+    p.stages[1].handoff = "pixel"
+    as_pixels = of(run_job(p, tmp_path / "pixel"), ev.StageFinished)
+    assert handoffs_of(as_pixels) == ["generate", "pixel"]
+    assert not np.array_equal(pixels(done[1].image), pixels(as_pixels[1].image))
+
+
+def test_flux2_ernie_with_different_vaes_hand_over_pixels_with_a_note(flux2_models, tmp_path):
+    m = flux2_models
+    assert _plan_for([m["ernie"], m["flux2"]])[1].handoff == "latent"
+    assert _plan_for([m["flux2"], m["ernie"]])[1].handoff == "latent"
+    assert _plan_for([m["ernie_other_vae"], m["flux2"]])[1].handoff == "pixel"
+    p = project(Stage(str(m["ernie_other_vae"]), steps=2),
+                Stage(str(m["flux2"]), steps=4, guidance=2.0, handoff="latent", strength=0.5))
+    events = run_job(p, tmp_path)
+    assert handoffs_of(of(events, ev.StageFinished)) == ["generate", "pixel"]
+    assert "latent handoff impossible (the VAEs differ" in of(events, ev.StageStarted)[1].note
+
+
+@pytest.mark.parametrize("pair", [("ernie", "flux2"), ("flux2", "ernie")])
+def test_flux2_ernie_strength_sets_how_much_is_redone(pair, flux2_models, tmp_path):
+    """int(steps * strength) steps run, from a sigma that keeps more of the input the lower
+    the strength: at 0.15 the refined image stays closer to the one it was given than at 0.9."""
+    a, b = (str(flux2_models[k]) for k in pair)
+    distance, steps = {}, 10
+    for strength in (0.15, 0.9):
+        p = project(Stage(a, steps=3, guidance=2.0), Stage(b, steps=steps, guidance=2.0, handoff="latent",
+                                                           strength=strength))
+        events = run_job(p, tmp_path / str(strength))
+        done = of(events, ev.StageFinished)
+        assert done[1].steps_run == int(steps * strength)
+        assert {e.total for e in of(events, ev.Step) if e.index == 1} == {int(steps * strength)}
+        distance[strength] = np.abs(pixels(done[1].image) - pixels(done[0].image)).mean()
+    assert distance[0.15] < distance[0.9], distance

@@ -101,7 +101,7 @@ def test_entry_for_folder_file_hub_and_nothing(tiny_sd, comfy):
     ckpt = ml.entry_for(str(comfy / "checkpoints" / "tiny-sd15.safetensors"))
     assert ckpt.family == "sd" and ckpt.ref_kind == "file"
     flux2 = ml.entry_for("black-forest-labs/FLUX.2-dev")  # not cached: the presets know it
-    assert flux2.family == "flux2" and flux2.ref_kind == "hub" and flux2.positions == "base"
+    assert flux2.family == "flux2" and flux2.ref_kind == "hub" and flux2.positions == "base and refine"
     unknown = ml.entry_for("someone/some-model")
     assert unknown.family is None and unknown.usable and "not downloaded" in unknown.note
     with pytest.raises(ModelError):

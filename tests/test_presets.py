@@ -80,10 +80,13 @@ def test_presets_are_fresh_and_named():
         preset("nope")
 
 
-def test_flux2_can_only_be_the_base():
+def test_flux2_and_ernie_take_both_positions():
     assert PRESETS["flux2-zturbo"].families[0] == "flux2"
-    assert "cannot refine" in PRESETS["flux2-zturbo"].note
-    assert can_take("flux2", "base") and not can_take("flux2", "refine")
+    assert PRESETS["ernie-flux2"].families == ("ernie", "flux2")
+    refine = preset("ernie-flux2").stages[1]
+    assert (refine.model, refine.handoff, refine.strength) == ("black-forest-labs/FLUX.2-dev", "latent", 0.3)
+    for key in ("flux2", "ernie"):
+        assert can_take(key, "base") and can_take(key, "refine")
 
 
 def test_family_positions_come_from_the_families_table():
@@ -93,7 +96,7 @@ def test_family_positions_come_from_the_families_table():
         assert rows[key].base == (fam.generate is not None)
         assert rows[key].refine == (fam.refine is not None)
         assert rows[key].summary == fam.positions()
-    assert (rows["ernie"].base, rows["ernie"].refine) == (True, False)
+    assert (rows["ernie"].base, rows["ernie"].refine) == (True, True)
     assert (rows["sdxl-refiner"].base, rows["sdxl-refiner"].refine) == (False, True)
     assert rows["zimage"].ensemble_group == "zimage"
     with pytest.raises(ValueError):

@@ -237,19 +237,35 @@ def build_chroma(dest: Path, seed: int = 0, vae_seed: int | None = None) -> Path
     return dest
 
 
-# ---------------------------------------------------------------- ERNIE-Image, FLUX.2 (generate only)
+# ---------------------------------------------------------------- ERNIE-Image, FLUX.2
+# Both refine through their text-to-image pipelines (core.handoff, flow img2img). Built with
+# one vae_seed, their VAEs are identical in config and weights, as the real models' are.
 
 
 def _flux2_vae(seed: int):
     """A tiny AutoencoderKLFlux2 (the VAE ERNIE-Image and FLUX.2 share): 4 latent channels,
-    patchified 2x2 to 16 for the transformer, normalized by the VAE's batch-norm statistics."""
+    patchified 2x2 to 16 for the transformer, normalized by the VAE's batch-norm statistics,
+    set here away from BatchNorm's 0 and 1 so a test sees whether they (and each pipeline's
+    eps) are applied."""
     import torch
     from diffusers import AutoencoderKLFlux2
 
     torch.manual_seed(seed)
-    return AutoencoderKLFlux2(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
-                              up_block_types=("UpDecoderBlock2D",) * 2, layers_per_block=1, latent_channels=4,
-                              norm_num_groups=32, sample_size=32)
+    vae = AutoencoderKLFlux2(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
+                             up_block_types=("UpDecoderBlock2D",) * 2, layers_per_block=1, latent_channels=4,
+                             norm_num_groups=32, sample_size=32)
+    with torch.no_grad():
+        vae.bn.running_mean.copy_(torch.randn(16) * 0.2)
+        vae.bn.running_var.copy_(torch.rand(16) * 0.015 + 0.005)  # small, so the eps (1e-5 vs 1e-4) shows
+    return vae
+
+
+# Schedulers shaped like the real ones: FLUX.2 shifts by a resolution- and step-dependent mu
+# (use_dynamic_shifting), ERNIE-Image's shift is static, so a refiner that took the wrong
+# schedule would not match a plain diffusers reference.
+FLUX2_SCHEDULER = {"use_dynamic_shifting": True, "base_shift": 0.5, "max_shift": 1.15, "base_image_seq_len": 256,
+                   "max_image_seq_len": 4096, "time_shift_type": "exponential"}
+ERNIE_SCHEDULER = {"shift": 3.0}
 
 
 def _mistral3(vocab: int, seed: int, layers: int, for_generation: bool):
@@ -267,8 +283,8 @@ def _mistral3(vocab: int, seed: int, layers: int, for_generation: bool):
     return (Mistral3ForConditionalGeneration if for_generation else Mistral3Model)(cfg)
 
 
-def build_ernie(dest: Path, seed: int = 0) -> Path:
-    """ERNIE-Image: a Mistral3 text encoder (its second-to-last hidden state), no img2img."""
+def build_ernie(dest: Path, seed: int = 0, vae_seed: int | None = None) -> Path:
+    """ERNIE-Image: a Mistral3 text encoder (its second-to-last hidden state), no img2img pipeline."""
     import torch
     from diffusers import ErnieImagePipeline, ErnieImageTransformer2DModel, FlowMatchEulerDiscreteScheduler
 
@@ -277,8 +293,9 @@ def build_ernie(dest: Path, seed: int = 0) -> Path:
     transformer = ErnieImageTransformer2DModel(hidden_size=32, num_attention_heads=2, num_layers=1, ffn_hidden_size=37,
                                                in_channels=16, out_channels=16, patch_size=1, text_in_dim=16,
                                                rope_theta=256, rope_axes_dim=(8, 4, 4))
-    ErnieImagePipeline(transformer=transformer, vae=_flux2_vae(seed + 1), text_encoder=_mistral3(len(tok), seed + 2, 2, False),
-                       tokenizer=tok, scheduler=FlowMatchEulerDiscreteScheduler()).save_pretrained(dest)
+    ErnieImagePipeline(transformer=transformer, vae=_flux2_vae(seed + 1 if vae_seed is None else vae_seed),
+                       text_encoder=_mistral3(len(tok), seed + 2, 2, False), tokenizer=tok,
+                       scheduler=FlowMatchEulerDiscreteScheduler(**ERNIE_SCHEDULER)).save_pretrained(dest)
     _check_saved(dest, "ErnieImagePipeline")
     return dest
 
@@ -293,7 +310,7 @@ PARTS_CHAT_TEMPLATE = (
 )
 
 
-def build_flux2(dest: Path, seed: int = 0) -> Path:
+def build_flux2(dest: Path, seed: int = 0, vae_seed: int | None = None) -> Path:
     """FLUX.2 [dev]: a Mistral3 encoder read at hidden layers 10, 20 and 30 (so 31 tiny layers),
     the FLUX.2 VAE. The real model ships a PixtralProcessor, which needs torchvision; the
     pipeline only calls its apply_chat_template, so a tokenizer with a chat template stands in."""
@@ -306,7 +323,8 @@ def build_flux2(dest: Path, seed: int = 0) -> Path:
     transformer = Flux2Transformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
                                           attention_head_dim=16, num_attention_heads=2, joint_attention_dim=48,
                                           timestep_guidance_channels=32, mlp_ratio=2.0, axes_dims_rope=(4, 4, 4, 4))
-    Flux2Pipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=_flux2_vae(seed + 1),
+    Flux2Pipeline(scheduler=FlowMatchEulerDiscreteScheduler(**FLUX2_SCHEDULER),
+                  vae=_flux2_vae(seed + 1 if vae_seed is None else vae_seed),
                   text_encoder=_mistral3(len(tok), seed + 2, 31, True), tokenizer=tok,
                   transformer=transformer).save_pretrained(dest)
     _check_saved(dest, "Flux2Pipeline")

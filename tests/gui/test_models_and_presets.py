@@ -105,7 +105,7 @@ def test_library_adds_a_folder_and_a_comfyui_scan(window, tiny_sd, comfy):
     dialog = window.open_models()
     assert dialog.isVisible()
     rows = _rows(dialog)
-    assert rows[presets.FLUX2_DEV][1:5] == ["FLUX.2", "base", "preset", "no"]
+    assert rows[presets.FLUX2_DEV][1:5] == ["FLUX.2", "base and refine", "preset", "no"]
     dialog.choose_folder = lambda: str(tiny_sd)
     entry = dialog.add_folder()
     assert entry is not None and entry.family == "sd"
@@ -223,16 +223,16 @@ def test_the_stage_editor_warns_when_a_model_cannot_take_its_position(window):
     assert "cannot start a chain" in editor.position_note.text()
     assert any("cannot start a chain" in p for p in window.problems_now())
     assert not window.generate_button.isEnabled()
-    # FLUX.2 as a refiner (known from the presets, nothing downloaded).
+    # FLUX.2 as a refiner (known from the presets, nothing downloaded): it refines through its
+    # text-to-image pipeline, so no note.
     window.stage_list.add_stage()  # a refiner stage after the first
     window.stage_list.list.setCurrentRow(0)
     editor.model._commit(demo.BASE)
     window.stage_list.list.setCurrentRow(1)
     editor.model._commit(presets.FLUX2_DEV)
     assert window.project.stages[1].model == presets.FLUX2_DEV
-    assert "FLUX.2 models cannot refine" in editor.position_note.text() and not editor.position_note.isHidden()
-    assert [p for p in window.problems_now() if "cannot" in p] == [
-        f"stage 2 ({presets.FLUX2_DEV}): " + editor.position_note.text()]
+    assert editor.position_note.isHidden()
+    assert [p for p in window.problems_now() if "cannot" in p] == []
     # FLUX.2 first is fine.
     window.stage_list.move_stage(-1)
     assert editor.position_note.isHidden()
