@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--refiner-suffix", default="", help="detail terms added to the prompt for the refiner")
     gen.add_argument("--handoff", choices=["auto", "pixel", "latent"], default="auto",
                      help="with --refiner and no --switch-at")
+    gen.add_argument("--upscale", type=float, default=1.0,
+                     help="resize by this factor before refining (hires fix): the refiner's input, or the init image")
     gen.add_argument("--memory", choices=["auto", "sequential", "resident", "offload"], default="auto")
     gen.add_argument("--dtype", choices=["auto", "bf16", "fp16", "fp32"], default="auto")
     gen.add_argument("--out", type=Path, required=True, help="the final image; earlier stages go beside it")
@@ -80,6 +82,12 @@ def project_from_args(args) -> Project:
                                 prompt_suffix=args.refiner_suffix))
     elif args.switch_at is not None:
         raise UsageError("--switch-at needs --refiner")
+    if args.upscale != 1:
+        if not (args.refiner or args.init_image):
+            raise UsageError("--upscale resizes an image before it is refined: it needs --refiner or --init-image")
+        if args.refiner and args.switch_at is not None:
+            raise UsageError("--upscale needs a pixel handoff, not an ensemble (--switch-at)")
+        stages[-1].upscale = args.upscale
     init = None
     if args.init_image is not None:
         init = _init_image_size(args.init_image)

@@ -18,7 +18,9 @@ from typing import Callable, Iterator
 
 from core import events as ev
 from core import paths
-from core.handoff import Cancelled, StageInput, StagePlan, build_call, check_scheduler, execute as execute_stage, plan
+from core.handoff import (
+    Cancelled, StageInput, StagePlan, build_call, check_scheduler, execute as execute_stage, fit_input, plan,
+)
 from core.models import ModelCache, ModelError, ResolvedModel, parse_ref, pick_dtype, resolve
 from core.project import Project, ProjectError, validate
 
@@ -170,6 +172,7 @@ def _execute(project, emit, out, cancel, models, job_id, current) -> None:
             import torch
 
             generator = torch.Generator("cpu").manual_seed(p.stage.effective_seed(project.seed))
+            given = fit_input(given, p)
             call = build_call(pipe, p, project, given, generator)
 
             def on_step(i: int, n: int, p=p) -> None:

@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 from core.families import Family
 from core.models import ModelError, ResolvedModel
-from core.project import Project, Stage
+from core.project import Project, Stage, stage_sizes
 
 # Families whose img2img pipeline takes latents in place of an image as is.
 LATENT_AS_IMAGE = {"sd", "sdxl", "sdxl-refiner"}
@@ -65,6 +65,7 @@ class StagePlan:
     split: int | None = None
     # Flow ensemble: filled by the base's run with its full sigma schedule, read by the refiner.
     schedule: dict | None = None
+    size: tuple[int, int] = (0, 0)  # (width, height) this stage works at (project.stage_sizes)
 
     @property
     def flow_ensemble(self) -> bool:
@@ -97,11 +98,12 @@ class StagePlan:
 def plan(project: Project, resolved: list[ResolvedModel], vae_fingerprint: Callable[[ResolvedModel], str | None]) -> list[StagePlan]:
     """Decide each enabled stage's handoff. Raises ModelError for chains that cannot run."""
     enabled = project.enabled_stages()
+    sizes = stage_sizes(project, {i: r.family.multiple for (i, _), r in zip(enabled, resolved)})
     plans: list[StagePlan] = []
     for pos, ((index, stage), model) in enumerate(zip(enabled, resolved)):
         fam = model.family
         where = f"stage {index + 1} ({fam.title})"
-        p = StagePlan(index, pos, stage, model, "generate", steps=stage.steps)
+        p = StagePlan(index, pos, stage, model, "generate", steps=stage.steps, size=sizes[index])
         if pos == 0:
             if project.init_image is not None:
                 p.handoff = "pixel"
@@ -122,8 +124,13 @@ def plan(project: Project, resolved: list[ResolvedModel], vae_fingerprint: Calla
                     "can use latent or pixel"
                 )
             p.handoff = "ensemble"
-        elif asked == "auto" and same_schedule and fam.key == "sdxl-refiner":
+        elif asked == "auto" and same_schedule and fam.key == "sdxl-refiner" and stage.upscale == 1:
             p.handoff = "ensemble"
+        elif stage.upscale != 1:
+            # Latents are not resized here (A1111's latent upscale blurs): the image is.
+            p.handoff = "pixel"
+            if asked == "latent":
+                p.note = f"upscaling ×{stage.upscale:g} resizes the image: handed over as pixels"
         elif asked in ("latent", "auto"):
             p.handoff, p.note = _latent_or_pixel(prev, p, vae_fingerprint, asked)
         else:
@@ -183,6 +190,16 @@ class StageInput:
     latents: Any = None  # the previous stage's final latents
 
 
+def fit_input(given: StageInput, p: StagePlan) -> StageInput:
+    """The image a pixel stage takes, at the size it works at: resized (Lanczos) when the
+    stage upscales, so the before/after views compare like with like."""
+    if p.handoff != "pixel" or given.image is None or given.image.size == p.size:
+        return given
+    from PIL import Image
+
+    return StageInput(image=given.image.resize(p.size, Image.LANCZOS), latents=None)
+
+
 @dataclass
 class StageOutput:
     image: Any
@@ -223,7 +240,7 @@ def build_call(pipe, p: StagePlan, project: Project, given: StageInput, generato
         # Only when set: an empty string is encoded, while None lets SDXL use zeros.
         kw["negative_prompt"] = negative
     if p.handoff == "generate" or p.flow_ensemble or accepts(pipe, "height") and p.handoff != "ensemble":
-        kw["height"], kw["width"] = project.height, project.width
+        kw["width"], kw["height"] = p.size
     if p.stop_at is not None:
         kw["denoising_end"] = p.stop_at
     stop_after = p.split if p.handoff == "generate" and p.split is not None and p.split < p.steps else None
@@ -355,7 +372,7 @@ def _flow_img2img(pipe, p: StagePlan, project: Project, given: StageInput, gener
     import torch
     from diffusers.utils.torch_utils import randn_tensor
 
-    key, n, height, width = p.family.key, p.steps, project.height, project.width
+    key, n, (width, height) = p.family.key, p.steps, p.size
     sigmas = flow_schedule(pipe, key, n, height, width)
     t_start = min(n - int(n * p.stage.strength), n - 1)
     with torch.no_grad():

@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from core.project import Project, Stage
+from core.project import Project, Stage, stage_sizes
 
 RECIPE_KEY = "handoff"
 A1111_KEY = "parameters"
@@ -14,19 +14,25 @@ A1111_KEY = "parameters"
 
 def a1111_parameters(project: Project, index: int) -> str:
     """The recipe of stage `index` as A1111 writes it (an img2img stage gets its
-    Denoising strength; an SDXL refiner stage names the refiner and switch point)."""
+    Denoising strength; an SDXL refiner stage names the refiner and switch point; an
+    upscaling stage is A1111's hires fix: Size is what it took in, Hires upscale the factor)."""
     stage = project.stages[index]
     first = project.enabled_stages()[0][1] if project.enabled_stages() else stage
     lines = [stage.effective_prompt(project.prompt)]
     negative = stage.effective_negative(project.negative_prompt)
     if negative:
         lines.append(f"Negative prompt: {negative}")
+    sizes = stage_sizes(project)
+    earlier = [i for i, _ in project.enabled_stages() if i < index]
+    width, height = sizes[earlier[-1]] if earlier else (project.width, project.height)
+    if stage.upscale == 1:
+        width, height = sizes.get(index, (width, height))
     fields = [
         ("Steps", stage.steps),
         ("Sampler", stage.scheduler or "Default"),
         ("CFG scale", _num(stage.guidance)),
         ("Seed", stage.effective_seed(project.seed)),
-        ("Size", f"{project.width}x{project.height}"),
+        ("Size", f"{width}x{height}"),
         ("Model", _model_name(stage.model)),
     ]
     if stage is not first or project.init_image:
@@ -35,6 +41,9 @@ def a1111_parameters(project: Project, index: int) -> str:
             fields[5] = ("Model", _model_name(first.model))
         else:
             fields.append(("Denoising strength", _num(stage.strength)))
+            if stage.upscale != 1:
+                fields += [("Hires upscale", _num(stage.upscale)), ("Hires steps", stage.steps),
+                           ("Hires upscaler", "Lanczos")]
     fields.append(("Handoff stage", f"{index + 1}/{len(project.stages)}"))
     lines.append(", ".join(f"{k}: {_quote(str(v))}" for k, v in fields))
     return "\n".join(lines)
@@ -116,6 +125,12 @@ def parse_a1111(text: str) -> Project:
     if "Refiner" in settings:
         stages.append(Stage(model=settings["Refiner"], steps=stage.steps, guidance=stage.guidance,
                             handoff="ensemble", switch_at=float(settings.get("Refiner switch at", 0.8))))
+    elif "Hires upscale" in settings:
+        # A1111's hires fix: the txt2img pass, then img2img on its image resized by the factor.
+        stages.append(Stage(model=stage.model, steps=int(settings.get("Hires steps", 0) or stage.steps),
+                            guidance=stage.guidance, scheduler=stage.scheduler, handoff="pixel",
+                            strength=float(settings.get("Denoising strength", 0.5)),
+                            upscale=float(settings["Hires upscale"])))
     elif "Denoising strength" in settings:
         stage.strength = float(settings["Denoising strength"])
     return Project(prompt="\n".join(prompt_lines).strip(), negative_prompt="\n".join(negative_lines).strip(),

@@ -16,6 +16,7 @@ HANDOFFS = ("auto", "pixel", "latent", "ensemble")
 MEMORY_POLICIES = ("auto", "sequential", "resident", "offload")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 MAX_SEED = 2**32 - 1
+MAX_UPSCALE = 4.0
 
 
 class ProjectError(ValueError):
@@ -42,6 +43,9 @@ class Stage:
     handoff: str = "auto"  # how this stage takes the previous stage's work
     strength: float = 0.3  # pixel/latent: how much of the schedule is re-run
     switch_at: float = 0.8  # ensemble: fraction of the schedule the previous stage runs
+    # pixel: the image taken in is resized by this factor (Lanczos) before it is refined,
+    # A1111's "hires fix" and ComfyUI's upscale-then-KSampler; 1 keeps the size
+    upscale: float = 1.0
     enabled: bool = True
     name: str = ""
 
@@ -157,13 +161,21 @@ def validate(project: Project, size_multiple: int = 8, stage_multiples: dict[int
         if stage.handoff not in HANDOFFS:
             problems.append(f"{where}: handoff '{stage.handoff}' is not one of {', '.join(HANDOFFS)}")
             continue
+        if not 1 <= stage.upscale <= MAX_UPSCALE:
+            problems.append(f"{where}: upscale {stage.upscale:g} is outside 1..{MAX_UPSCALE:g}")
         if pos == 0 and project.init_image is None:
             if stage.handoff != "auto":
                 problems.append(
                     f"{where} takes a '{stage.handoff}' handoff but has nothing to refine: "
                     "add a stage before it, or an init image"
                 )
+            if stage.upscale != 1:
+                problems.append(f"{where} generates at the project size: upscale applies to a stage that "
+                                "refines an image (add one after it, or set the size)")
             continue
+        if stage.handoff == "ensemble" and stage.upscale != 1:
+            problems.append(f"{where}: an ensemble finishes the same noisy latents, so it cannot change "
+                            "the size; use a pixel handoff to upscale")
         if pos == 0 and stage.handoff in ("latent", "ensemble"):
             problems.append(f"{where}: an init image is handed over as pixels, not '{stage.handoff}'")
         if stage.handoff == "ensemble":
@@ -185,6 +197,20 @@ def validate(project: Project, size_multiple: int = 8, stage_multiples: dict[int
         )
     if problems:
         raise ProjectError(problems)
+
+
+def stage_sizes(project: Project, multiples: dict[int, int] | None = None,
+                default_multiple: int = 8) -> dict[int, tuple[int, int]]:
+    """(width, height) each enabled stage works at: the project size (or the init image's,
+    which the project takes), times every upscale so far, snapped to the stage's multiple."""
+    width, height = project.width, project.height
+    sizes = {}
+    for i, stage in project.enabled_stages():
+        if stage.upscale != 1:
+            m = (multiples or {}).get(i, default_multiple)
+            width, height = snap(round(width * stage.upscale), m), snap(round(height * stage.upscale), m)
+        sizes[i] = (width, height)
+    return sizes
 
 
 def snap(value: int, multiple: int) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox, QToolButton, QVBoxLayout, QWidget
 
-from core.project import Project, snap
+from core.project import Project, snap, stage_sizes
 from gui.model_info import ModelInfo
 
 # SDXL-class aspect buckets; other native sizes scale them.
@@ -124,4 +124,10 @@ class ResolutionPicker(QWidget):
         self.preset.setCurrentIndex(index if index >= 0 else self.preset.count() - 1)
         native = self._info.native
         megapixels = size[0] * size[1] / (native * native)
-        self.note.setText(f"native {native} px, multiple of {self._info.multiple}; {megapixels:.2g}× native area")
+        note = f"native {native} px, multiple of {self._info.multiple}; {megapixels:.2g}× native area"
+        if self._project is not None:
+            sizes = stage_sizes(self._project)
+            final = sizes[max(sizes)] if sizes else size
+            if final != size:  # a stage upscales: say where the chain ends
+                note += f"; output {final[0]}×{final[1]}"
+        self.note.setText(note)

@@ -183,3 +183,20 @@ def test_scheduler_choice_fits_the_model_and_is_kept(window, qtbot, tmp_path, an
     assert window.stage_list.editor.scheduler.currentText() == "DPM++ 2M Karras"
     ed.scheduler.setCurrentIndex(0)
     assert window.project.stages[0].scheduler is None
+
+
+def test_upscale_shows_for_refine_stages_and_sets_the_output_size(window):
+    window.stage_list.list.setCurrentRow(0)
+    ed = window.stage_list.editor
+    assert not ed.upscale.isVisibleTo(window)  # the base generates at the project size
+    window.stage_list.list.setCurrentRow(1)
+    ed.handoff.setCurrentIndex(ed.handoff.findData("pixel"))
+    assert ed.upscale.isVisibleTo(window)
+    ed.upscale.setValue(2.0)
+    stage = window.project.stages[1]
+    assert stage.upscale == 2.0 and "upscale ×2" in window.stage_list.list.item(1).text()
+    assert "output 128×128" in window.resolution.note.text()
+    assert not window.problems_now()
+    ed.handoff.setCurrentIndex(ed.handoff.findData("ensemble"))
+    assert not ed.upscale.isVisibleTo(window)
+    assert stage.upscale == 1.0 and not window.problems_now()  # an ensemble keeps the size
