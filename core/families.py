@@ -37,11 +37,13 @@ FAMILIES: dict[str, Family] = {
         Family("sdxl", "SDXL", "StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline", 1024, 8, False, "sdxl"),
         Family("sdxl-refiner", "SDXL refiner", None, "StableDiffusionXLImg2ImgPipeline", 1024, 8, False, "sdxl"),
         Family("sd3", "Stable Diffusion 3.x", "StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline", 1024, 16, True),
-        Family("flux", "Flux.1", "FluxPipeline", "FluxImg2ImgPipeline", 1024, 16, True),
+        # Flux.1 and Chroma (built from Flux.1 schnell) share one VAE, one latent packing and
+        # one flow: a Flux.1 base can stop part-way through its sigmas and Chroma finish them.
+        Family("flux", "Flux.1", "FluxPipeline", "FluxImg2ImgPipeline", 1024, 16, True, "flux"),
         # FLUX.2 and ERNIE-Image have no img2img pipeline in diffusers 0.42.1: they refine
         # through their text-to-image pipelines. Both use the FLUX.2 VAE (AutoencoderKLFlux2).
         Family("flux2", "FLUX.2", "Flux2Pipeline", "Flux2Pipeline", 1024, 16, True),
-        Family("chroma", "Chroma", "ChromaPipeline", "ChromaImg2ImgPipeline", 1024, 16, True),
+        Family("chroma", "Chroma", "ChromaPipeline", "ChromaImg2ImgPipeline", 1024, 16, True, "flux"),
         # Z-Image base and Z-Image Turbo share one latent space and one flow: a base can stop
         # part-way through its sigma schedule and Turbo finish it (core.handoff, flow ensemble).
         Family("zimage", "Z-Image", "ZImagePipeline", "ZImageImg2ImgPipeline", 1024, 16, True, "zimage"),

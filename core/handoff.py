@@ -41,9 +41,9 @@ LATENT_VIA_PREPARE = {"zimage", "flux", "chroma", "sd3"}
 # Families whose pipelines carry their latents packed, (B, (h/2)*(w/2), C*4); they are
 # unpacked to (B, C, h, w) before they are handed to another stage.
 PACKED_LATENTS = {"flux", "chroma"}
-# Flow-matching families whose text-to-image pipeline takes `sigmas` and uses `latents=`
-# exactly as given (unpacked, no noise added): the refiner side of a flow ensemble.
-FLOW_ENSEMBLE = {"zimage"}
+# Flow-matching families whose text-to-image pipeline uses `latents=` exactly as given (no
+# noise added; packed first for Flux.1 and Chroma): the refiner side of a flow ensemble.
+FLOW_ENSEMBLE = {"zimage", "flux", "chroma"}
 
 
 class Cancelled(Exception):
@@ -120,7 +120,7 @@ def plan(project: Project, resolved: list[ResolvedModel], vae_fingerprint: Calla
             if not same_schedule:
                 raise ModelError(
                     f"{where}: an ensemble handoff splits one schedule between models built for it "
-                    f"(SDXL base + refiner, Z-Image + Z-Image Turbo); {prev.family.title} → {fam.title} "
+                    f"(SDXL base + refiner, Z-Image + Z-Image Turbo, Flux.1 + Chroma); {prev.family.title} → {fam.title} "
                     "can use latent or pixel"
                 )
             p.handoff = "ensemble"
@@ -255,6 +255,8 @@ def build_call(pipe, p: StagePlan, project: Project, given: StageInput, generato
         kw["image"] = given.latents if p.family.key in LATENT_AS_IMAGE else given.image
     elif p.flow_ensemble:
         kw["latents"] = given.latents
+        if p.family.key in PACKED_LATENTS and given.latents is not None and given.latents.ndim == 4:
+            kw["latents"] = pack_latents(pipe, given.latents)
         if p.split is not None and p.split < p.steps:  # else no step is left (execute returns at once)
             sigmas = (p.schedule or {}).get("sigmas")
             if sigmas is None:
@@ -330,6 +332,12 @@ def unpack_latents(pipe, latents, height: int, width: int):
     """Flux and Chroma latents, (B, (h/2)*(w/2), C*4) as their transformers take them, in the
     (B, C, h, w) layout every other family and the VAE use."""
     return pipe._unpack_latents(latents, height, width, pipe.vae_scale_factor)
+
+
+def pack_latents(pipe, latents):
+    """(B, C, h, w) latents in the (B, (h/2)*(w/2), C*4) sequence Flux and Chroma take."""
+    b, c, h, w = latents.shape
+    return pipe._pack_latents(latents, b, c, h, w)
 
 
 def unshifted_config(config) -> dict[str, Any]:

@@ -135,3 +135,73 @@ def test_auto_stays_latent_and_ensemble_needs_the_same_latent_space(pair, other_
     other = project(other_vae, base, 0.5)
     failed = of(run_job(other, tmp_path / "vae", on_event=lambda e: None), ev.JobFailed)
     assert failed and "VAEs differ" in failed[0].message
+
+
+# ---------------------------------------------------------------- Flux.1 -> Chroma
+# The same split between Flux.1 and Chroma, whose pipelines carry packed latents: the base's
+# interrupted latents are unpacked to hand over and packed again for Chroma.
+
+
+def flux_project(base, refiner, switch_at) -> Project:
+    return Project(prompt=PROMPT, width=SIZE, height=SIZE, seed=SEED, stages=[
+        Stage(str(base), steps=STEPS, guidance=3.5),
+        Stage(str(refiner), steps=STEPS, guidance=0.0, handoff="ensemble", switch_at=switch_at, seed=5),
+    ])
+
+
+def flux_alone(flux_dir):
+    return load(flux_dir)(PROMPT, num_inference_steps=STEPS, guidance_scale=3.5, height=SIZE, width=SIZE,
+                          generator=generator(SEED)).images[0]
+
+
+def test_flux_to_chroma_switch_at_the_end_equals_flux_alone(family_models, tmp_path):
+    done = of(run_job(flux_project(family_models["flux"], family_models["chroma"], 1.0), tmp_path), ev.StageFinished)
+    assert [d.handoff for d in done] == ["generate", "ensemble"]
+    assert (done[0].steps_run, done[1].steps_run) == (STEPS, 0)
+    assert np.array_equal(pixels(done[1].image), pixels(flux_alone(family_models["flux"])))
+
+
+def test_flux_split_with_itself_is_flux_alone(family_models, tmp_path):
+    flux = family_models["flux"]
+    p = flux_project(flux, flux, 0.5)
+    p.stages[1].guidance, p.stages[1].seed = 3.5, None
+    done = of(run_job(p, tmp_path), ev.StageFinished)
+    assert done[1].steps_run == STEPS - split_steps(STEPS, 0.5)
+    assert np.array_equal(pixels(done[1].image), pixels(flux_alone(flux)))
+
+
+def test_flux_to_chroma_split_equals_plain_diffusers(family_models, tmp_path):
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    events = run_job(flux_project(family_models["flux"], family_models["chroma"], 0.5), tmp_path)
+    done = of(events, ev.StageFinished)
+    k = split_steps(STEPS, 0.5)
+    assert (done[0].steps_run, done[1].steps_run) == (k, STEPS - k)
+
+    seen = {}
+
+    def stop_after_k(pipe, i, t, kw):
+        if i == 0:
+            seen["sigmas"] = pipe.scheduler.sigmas.clone()  # Flux's shifted schedule, terminal 0 included
+        if i + 1 == k:
+            pipe._interrupt = True
+        return kw
+
+    packed = load(family_models["flux"])(PROMPT, num_inference_steps=STEPS, guidance_scale=3.5, height=SIZE,
+                                         width=SIZE, generator=generator(SEED), output_type="latent",
+                                         callback_on_step_end=stop_after_k).images
+    chroma = load(family_models["chroma"])
+    chroma.scheduler = FlowMatchEulerDiscreteScheduler.from_config(chroma.scheduler.config, shift=1.0,
+                                                                   use_dynamic_shifting=False)
+    expected = chroma(PROMPT, sigmas=seen["sigmas"][k:-1].tolist(), latents=packed, guidance_scale=0.0,
+                      height=SIZE, width=SIZE, generator=generator(5)).images[0]
+    assert torch.is_tensor(packed) and packed.ndim == 3
+    assert np.array_equal(pixels(done[1].image), pixels(expected))
+    assert not np.array_equal(pixels(done[1].image), pixels(flux_alone(family_models["flux"])))
+
+
+def test_flux_ensemble_needs_the_same_vae(family_models, tmp_path):
+    p = flux_project(family_models["flux_other_vae"], family_models["chroma"], 0.5)
+    failed = of(run_job(p, tmp_path, on_event=lambda e: None), ev.JobFailed)
+    assert failed and "VAEs differ" in failed[0].message
