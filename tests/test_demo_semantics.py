@@ -184,3 +184,29 @@ def test_ensemble_switch_at_one_is_the_base_alone(pipes):
     plain = arr(base_image(base, prompt, seed=2))
     switched = arr(base_image(base, prompt, seed=2, denoising_end=1.0))
     assert np.array_equal(plain, switched)
+
+
+def fill_ratio(image) -> float:
+    """How much of the shape's bounding box the shape fills: pi/4 = 0.79 for a circle, 1 for
+    a square, 0.5 for a triangle, less for a star."""
+    a = arr(image)
+    frame = np.concatenate([a[:4].reshape(-1, 3), a[-4:].reshape(-1, 3), a[:, :4].reshape(-1, 3),
+                            a[:, -4:].reshape(-1, 3)])
+    mask = np.linalg.norm(a - np.median(frame, axis=0), axis=-1) > 90
+    ys, xs = np.nonzero(mask)
+    if not len(ys):
+        return 0.0
+    return float(mask.sum() / ((np.ptp(ys) + 1) * (np.ptp(xs) + 1)))
+
+
+def test_base_follows_shape_words(pipes):
+    """Four samples per shape word: the shapes' mean fill ratios come in the order of the
+    geometry (star < triangle < circle < square), and the circle's is near pi/4."""
+    base, _ = pipes
+    means = {}
+    for shape in ("circle", "square", "triangle", "star"):
+        images = base(f"a big red {shape} on a blue background", num_inference_steps=STEPS, guidance_scale=GUIDANCE,
+                      generator=gen(1), num_images_per_prompt=4).images
+        means[shape] = float(np.mean([fill_ratio(im) for im in images]))
+    assert means["star"] < means["triangle"] < means["circle"] < means["square"], means
+    assert 0.68 < means["circle"] < 0.86 and means["triangle"] < 0.62, means
