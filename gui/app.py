@@ -18,6 +18,9 @@ def _real_streams() -> None:
         sys.stderr = sys.stderr or log
 
 
+PRELOAD_DELAY_MS = 300
+
+
 def create_window(argv: list[str] | None = None):
     """The QApplication (made if needed) and a shown window; torch starts loading in
     the background once the window has painted."""
@@ -38,8 +41,9 @@ def create_window(argv: list[str] | None = None):
     crashed = project_io.begin_session()
     window = MainWindow()
     window.show()
-    # After the first paint: the import costs seconds, the window must not wait for it.
-    QTimer.singleShot(0, window.runner.preload)
+    # After the first paint: the import costs seconds, and while a thread imports torch it
+    # holds the GIL for long stretches, so starting at once would delay the first frame.
+    QTimer.singleShot(PRELOAD_DELAY_MS, window.runner.preload)
     files = [a for a in (argv or []) if not a.startswith("-")]
     if crashed:
         QTimer.singleShot(0, window.offer_recovery)

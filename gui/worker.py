@@ -7,6 +7,7 @@ mid-run crashes Qt); on close it cancels the job, quits the thread and waits.
 """
 from __future__ import annotations
 
+import importlib
 import time
 import traceback
 from pathlib import Path
@@ -73,8 +74,29 @@ class EngineWorker(QObject):
         except Exception as exc:  # a broken install: say so, keep the window usable
             self.torch_failed.emit(f"torch could not be loaded: {exc}")
             return
+        self._warm_imports()
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.torch_ready.emit(f"torch {torch.__version__} on {device} (loaded in {time.perf_counter() - started:.1f} s)")
+
+    @staticmethod
+    def _warm_imports() -> None:
+        """Import now, while the user is still typing, what the first job would import: a
+        big extension module's init holds the GIL for hundreds of milliseconds, which would
+        freeze the window mid-run. diffusers and transformers load these lazily on first
+        use; the demo family's classes, the engine and its helpers are the first ones used."""
+        try:
+            import diffusers
+            import transformers
+
+            for name in ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline", "AutoencoderKL",
+                         "UNet2DConditionModel", "EulerDiscreteScheduler"):
+                getattr(diffusers, name)
+            for name in ("CLIPTextModel", "CLIPTextModelWithProjection", "CLIPTokenizer"):
+                getattr(transformers, name)
+            for module in ("PIL.PngImagePlugin", "core.devices", "core.engine", "core.handoff", "core.metadata"):
+                importlib.import_module(module)
+        except Exception:  # only a warm-up: the job imports (and reports) for real
+            pass
 
     @Slot(object, object, object)
     def run_job(self, project, out_dir: Path, cancel) -> None:

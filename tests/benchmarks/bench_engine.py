@@ -5,7 +5,8 @@
 Builds a tiny SDXL base + refiner (or uses --base/--refiner folders: on a GPU machine,
 point them at full-size models), then times, for each handoff, the same two-stage job
 run (a) as the plain diffusers calls a user would write and (b) through Handoff's
-engine. Prints medians and the engine/plain ratio; the first run of each is a warm-up.
+engine. Prints medians and the engine/plain ratio; the first run of each is a warm-up,
+and the two alternate.
 """
 from __future__ import annotations
 
@@ -81,18 +82,20 @@ def main() -> None:
                 raise SystemExit(e.message)
         assert isinstance(e, JobFinished)
 
-    def timed(fn, kind) -> float:
-        times = []
-        for _ in range(args.repeats + 1):
-            t = time.perf_counter()
-            fn(kind)
-            times.append(time.perf_counter() - t)
-        return statistics.median(times[1:])
+    def timed_pair(kind) -> tuple[float, float]:
+        # Alternate the two so drift on a shared machine (clock, other load) hits both alike.
+        plain_t, engine_t = [], []
+        for i in range(args.repeats + 1):
+            for fn, times in ((plain, plain_t), (engine, engine_t)):
+                t = time.perf_counter()
+                fn(kind)
+                times.append(time.perf_counter() - t)
+        return statistics.median(plain_t[1:]), statistics.median(engine_t[1:])
 
     print(f"device {device}, {size}x{size}, {n} steps, median of {args.repeats} after a warm-up, torch threads {torch.get_num_threads()}")
     print(f"{'handoff':9} {'plain s':>8} {'engine s':>9} {'ratio':>6}")
     for kind in ("ensemble", "latent", "pixel"):
-        a, b = timed(plain, kind), timed(engine, kind)
+        a, b = timed_pair(kind)
         print(f"{kind:9} {a:8.3f} {b:9.3f} {b / a:6.2f}")
 
 
