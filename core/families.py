@@ -73,6 +73,11 @@ _CLASS_TO_FAMILY = {
 }
 
 
+def family_of_class(pipeline_class: str) -> str | None:
+    """The family key a diffusers pipeline class belongs to, None when Handoff does not know it."""
+    return _CLASS_TO_FAMILY.get(pipeline_class)
+
+
 class UnknownFamily(ValueError):
     pass
 

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from core import paths
 from core.checkpoints import PIPELINE, describe_file
-from core.families import FAMILIES, Family, UnknownFamily, family_from_model_index
+from core.families import FAMILIES, Family, UnknownFamily, family_from_model_index, family_of_class
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
@@ -318,7 +318,11 @@ class LoadedModel:
         if cls_name is None:
             what = "start a chain" if role == "generate" else "refine an image at a strength"
             raise ModelError(f"{self.family.title} models cannot {what} (they can take: {self.family.positions()})")
-        if type(self.pipe).__name__ == cls_name:
+        declared = type(self.pipe).__name__
+        if declared == cls_name or (cls_name == self.family.generate and declared != self.family.refine
+                                    and family_of_class(declared) == self.family.key):
+            # The folder's own class, or a text-to-image variant of the family (FLUX.2 [klein]
+            # declares Flux2KleinPipeline, whose text encoder Flux2Pipeline could not take).
             pipe = self.pipe
         else:
             pipe = getattr(diffusers, cls_name).from_pipe(self.pipe)

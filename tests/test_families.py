@@ -415,3 +415,28 @@ def test_flux2_ernie_strength_sets_how_much_is_redone(pair, flux2_models, tmp_pa
         assert {e.total for e in of(events, ev.Step) if e.index == 1} == {int(steps * strength)}
         distance[strength] = np.abs(pixels(done[1].image) - pixels(done[0].image)).mean()
     assert distance[0.15] < distance[0.9], distance
+
+
+@pytest.fixture(scope="module")
+def klein(tmp_path_factory) -> Path:
+    from tests import tiny_pipelines as tp
+
+    return tp.build_flux2_klein(tmp_path_factory.mktemp("klein") / "klein", seed=3, vae_seed=1)
+
+
+def test_flux2_klein_generates_and_refines_through_its_own_pipeline(klein, tmp_path):
+    """FLUX.2 [klein] folders declare Flux2KleinPipeline (a Qwen3 text encoder): they belong
+    to the FLUX.2 family but must run through their own class in both positions."""
+    assert resolve(parse_ref(str(klein))).family.key == "flux2"
+    done = of(run_job(project(Stage(str(klein), steps=3, guidance=2.0)), tmp_path / "gen"), ev.StageFinished)
+    expected = load(klein)(prompt=PROMPT, num_inference_steps=3, guidance_scale=2.0, height=32, width=32,
+                           generator=generator(11)).images[0]
+    assert np.array_equal(pixels(done[0].image), pixels(expected))
+
+    from PIL import Image
+
+    p = init_project(tmp_path, Stage(str(klein), steps=6, guidance=2.0, strength=0.5, seed=5))
+    refined = of(run_job(p, tmp_path / "refine"), ev.StageFinished)
+    expected, steps = flux2_reference(klein, 6, 0.5, 5, image=Image.open(p.init_image).convert("RGB"))
+    assert refined[0].steps_run == steps == 3
+    assert np.array_equal(pixels(refined[0].image), pixels(expected))

@@ -329,3 +329,27 @@ def build_flux2(dest: Path, seed: int = 0, vae_seed: int | None = None) -> Path:
                   transformer=transformer).save_pretrained(dest)
     _check_saved(dest, "Flux2Pipeline")
     return dest
+
+
+def build_flux2_klein(dest: Path, seed: int = 0, vae_seed: int | None = None) -> Path:
+    """FLUX.2 [klein]: the FLUX.2 transformer and VAE with a Qwen3 causal LM read at hidden
+    layers 9, 18 and 27 (so 28 tiny layers), declared as Flux2KleinPipeline."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline, Flux2Transformer2DModel
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    tok = qwen_tokenizer()
+    torch.manual_seed(seed)
+    transformer = Flux2Transformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
+                                          attention_head_dim=16, num_attention_heads=2, joint_attention_dim=48,
+                                          timestep_guidance_channels=32, mlp_ratio=2.0, axes_dims_rope=(4, 4, 4, 4),
+                                          guidance_embeds=False)
+    torch.manual_seed(seed + 2)
+    text_encoder = Qwen3ForCausalLM(Qwen3Config(vocab_size=len(tok), hidden_size=16, intermediate_size=16,
+                                                num_hidden_layers=28, num_attention_heads=2, num_key_value_heads=1,
+                                                head_dim=8, max_position_embeddings=512))
+    Flux2KleinPipeline(scheduler=FlowMatchEulerDiscreteScheduler(**FLUX2_SCHEDULER),
+                       vae=_flux2_vae(seed + 1 if vae_seed is None else vae_seed), text_encoder=text_encoder,
+                       tokenizer=tok, transformer=transformer).save_pretrained(dest)
+    _check_saved(dest, "Flux2KleinPipeline")
+    return dest
