@@ -70,11 +70,14 @@ class ModelsDialog(QDialog):
                                    "cache: they load with no network", self.add_cached)
         self.remove_button = button("Remove", "Remove the selected model from the list (its files stay)",
                                     self.remove_selected)
+        self.download_button = button("Download", "Download the selected Hub model now, so it loads offline "
+                                      "and the first run does not wait for it", self.download_selected)
         row = QHBoxLayout()
         for b in (self.add_hub_button, self.add_folder_button, self.add_file_button, self.comfyui_button,
                   self.cache_button):
             row.addWidget(b)
         row.addStretch(1)
+        row.addWidget(self.download_button)
         row.addWidget(self.remove_button)
         close = QDialogButtonBox(QDialogButtonBox.Close)
         close.rejected.connect(self.reject)
@@ -151,10 +154,11 @@ class ModelsDialog(QDialog):
     def _on_selection(self) -> None:
         e = self.selected()
         self.remove_button.setEnabled(e is not None)
+        ready, how = ml.availability(e) if e is not None else (True, "")
+        self.download_button.setEnabled(e is not None and e.ref_kind == "hub" and not ready)
         if e is None:
             self.note.setText("")
             return
-        ready, how = ml.availability(e)
         parts = [f"<b>{e.name}</b> — {e.family_title}; can take: {e.positions}; {how}"]
         if e.note:
             parts.append(e.note)
@@ -207,6 +211,13 @@ class ModelsDialog(QDialog):
         self.say(f"Added {entry.name} ({entry.family_title}, {how}).")
         self._changed(entry.ref)
         return entry
+
+    def download_selected(self) -> ml.LibraryEntry | None:
+        """Fetch the selected Hub model into the cache now (the same path as adding it)."""
+        e = self.selected()
+        if e is None or e.ref_kind != "hub":
+            return None
+        return self.add_hub_id(e.ref)
 
     def add_folder(self) -> ml.LibraryEntry | None:
         chosen = self.choose_folder()

@@ -236,3 +236,21 @@ def test_the_stage_editor_warns_when_a_model_cannot_take_its_position(window):
     # FLUX.2 first is fine.
     window.stage_list.move_stage(-1)
     assert editor.position_note.isHidden()
+
+
+def test_download_button_fetches_a_listed_hub_model(window, hub):
+    from core import model_library as ml
+
+    dialog = window.open_models()
+    dialog.library.add(ml.LibraryEntry(name="tiny", ref=TINY_SD, source="user"))
+    dialog.refresh()
+    dialog.select(TINY_SD)
+    assert dialog.download_button.isEnabled()
+    guard = _answer_download_dialogs()
+    try:
+        dialog.download_button.click()
+    finally:
+        guard[0] = 0
+    assert _rows(dialog)[TINY_SD][4] == "yes" and "downloaded" in dialog.status.text()
+    dialog.select(TINY_SD)
+    assert not dialog.download_button.isEnabled()  # in the cache now: nothing to download
