@@ -1,12 +1,13 @@
 """How one stage takes the previous stage's work, and the diffusers call that does it.
 
 - generate: text to image (the first stage of a chain).
-- pixel: decode to an image, then img2img at a strength (steps x strength steps run).
+- pixel: decode to an image, then img2img at a strength (steps x strength steps run);
+  a stage with an upscale factor resizes that image first (Lanczos, hires fix).
 - latent: the same latent space on both sides (decided from VAE config and weights),
   so the latents are handed over and the VAE encode is skipped.
 - ensemble: the previous stage stops part-way through one schedule and this one
   finishes the same noisy latents. SDXL base + refiner do it with denoising_end /
-  denoising_start. Flow-matching families (Z-Image base -> Z-Image Turbo) split one
+  denoising_start. Flow-matching families (Z-Image base -> Z-Image Turbo, Flux.1 -> Chroma) split one
   sigma schedule: the base runs its first k steps and is interrupted with the latents
   at sigma_k; the refiner's text-to-image pipeline takes those latents as they are
   (`latents=`, no noise added) and the remaining sigmas, with its scheduler's own
