@@ -61,13 +61,18 @@ def nearest(rgb) -> str:
     return min(PALETTE, key=lambda n: float(np.sum((np.asarray(PALETTE[n]) - rgb) ** 2)))
 
 
+def frame_median(a: np.ndarray) -> np.ndarray:
+    """The median color of a 4-pixel frame around the image: its background."""
+    frame = np.concatenate([a[:4].reshape(-1, 3), a[-4:].reshape(-1, 3), a[:, :4].reshape(-1, 3),
+                            a[:, -4:].reshape(-1, 3)])
+    return np.median(frame, axis=0)
+
+
 def colors(image) -> tuple[str, str, float]:
     """(background color, shape color, shape area fraction): the background is the median
     of the border frame; the shape is what differs clearly from it."""
     a = arr(image)
-    frame = np.concatenate([a[:4].reshape(-1, 3), a[-4:].reshape(-1, 3), a[:, :4].reshape(-1, 3),
-                            a[:, -4:].reshape(-1, 3)])
-    bg = np.median(frame, axis=0)
+    bg = frame_median(a)
     far = np.linalg.norm(a - bg, axis=-1) > 90
     fg = np.median(a[far], axis=0) if far.any() else bg
     return nearest(bg), nearest(fg), float(far.mean())
@@ -190,9 +195,7 @@ def fill_ratio(image) -> float:
     """How much of the shape's bounding box the shape fills: pi/4 = 0.79 for a circle, 1 for
     a square, 0.5 for a triangle, less for a star."""
     a = arr(image)
-    frame = np.concatenate([a[:4].reshape(-1, 3), a[-4:].reshape(-1, 3), a[:, :4].reshape(-1, 3),
-                            a[:, -4:].reshape(-1, 3)])
-    mask = np.linalg.norm(a - np.median(frame, axis=0), axis=-1) > 90
+    mask = np.linalg.norm(a - frame_median(a), axis=-1) > 90
     ys, xs = np.nonzero(mask)
     if not len(ys):
         return 0.0

@@ -36,15 +36,16 @@ def other_vae(tmp_path_factory):
     return tp.build_zimage(tmp_path_factory.mktemp("flow-ensemble-other") / "z", seed=40, vae_seed=8)
 
 
-def project(base, refiner, switch_at, steps=STEPS, refiner_steps=STEPS) -> Project:
+def project(base, refiner, switch_at, steps=STEPS, refiner_steps=STEPS, guidance=0.0) -> Project:
+    """`guidance` is the base's; the refiner runs without (Z-Image Turbo, Chroma here)."""
     return Project(prompt=PROMPT, width=SIZE, height=SIZE, seed=SEED, stages=[
-        Stage(str(base), steps=steps, guidance=0.0),
+        Stage(str(base), steps=steps, guidance=guidance),
         Stage(str(refiner), steps=refiner_steps, guidance=0.0, handoff="ensemble", switch_at=switch_at, seed=5),
     ])
 
 
-def base_alone(base_dir):
-    return load(base_dir)(PROMPT, num_inference_steps=STEPS, guidance_scale=0.0, height=SIZE, width=SIZE,
+def base_alone(base_dir, guidance=0.0):
+    return load(base_dir)(PROMPT, num_inference_steps=STEPS, guidance_scale=guidance, height=SIZE, width=SIZE,
                           generator=generator(SEED)).images[0]
 
 
@@ -141,40 +142,30 @@ def test_auto_stays_latent_and_ensemble_needs_the_same_latent_space(pair, other_
 # The same split between Flux.1 and Chroma, whose pipelines carry packed latents: the base's
 # interrupted latents are unpacked to hand over and packed again for Chroma.
 
-
-def flux_project(base, refiner, switch_at) -> Project:
-    return Project(prompt=PROMPT, width=SIZE, height=SIZE, seed=SEED, stages=[
-        Stage(str(base), steps=STEPS, guidance=3.5),
-        Stage(str(refiner), steps=STEPS, guidance=0.0, handoff="ensemble", switch_at=switch_at, seed=5),
-    ])
-
-
-def flux_alone(flux_dir):
-    return load(flux_dir)(PROMPT, num_inference_steps=STEPS, guidance_scale=3.5, height=SIZE, width=SIZE,
-                          generator=generator(SEED)).images[0]
+FLUX_GUIDANCE = 3.5
 
 
 def test_flux_to_chroma_switch_at_the_end_equals_flux_alone(family_models, tmp_path):
-    done = of(run_job(flux_project(family_models["flux"], family_models["chroma"], 1.0), tmp_path), ev.StageFinished)
+    done = of(run_job(project(family_models["flux"], family_models["chroma"], 1.0, guidance=FLUX_GUIDANCE), tmp_path), ev.StageFinished)
     assert [d.handoff for d in done] == ["generate", "ensemble"]
     assert (done[0].steps_run, done[1].steps_run) == (STEPS, 0)
-    assert np.array_equal(pixels(done[1].image), pixels(flux_alone(family_models["flux"])))
+    assert np.array_equal(pixels(done[1].image), pixels(base_alone(family_models["flux"], FLUX_GUIDANCE)))
 
 
 def test_flux_split_with_itself_is_flux_alone(family_models, tmp_path):
     flux = family_models["flux"]
-    p = flux_project(flux, flux, 0.5)
-    p.stages[1].guidance, p.stages[1].seed = 3.5, None
+    p = project(flux, flux, 0.5, guidance=FLUX_GUIDANCE)
+    p.stages[1].guidance, p.stages[1].seed = FLUX_GUIDANCE, None
     done = of(run_job(p, tmp_path), ev.StageFinished)
     assert done[1].steps_run == STEPS - split_steps(STEPS, 0.5)
-    assert np.array_equal(pixels(done[1].image), pixels(flux_alone(flux)))
+    assert np.array_equal(pixels(done[1].image), pixels(base_alone(flux, FLUX_GUIDANCE)))
 
 
 def test_flux_to_chroma_split_equals_plain_diffusers(family_models, tmp_path):
     import torch
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    events = run_job(flux_project(family_models["flux"], family_models["chroma"], 0.5), tmp_path)
+    events = run_job(project(family_models["flux"], family_models["chroma"], 0.5, guidance=FLUX_GUIDANCE), tmp_path)
     done = of(events, ev.StageFinished)
     k = split_steps(STEPS, 0.5)
     assert (done[0].steps_run, done[1].steps_run) == (k, STEPS - k)
@@ -188,7 +179,7 @@ def test_flux_to_chroma_split_equals_plain_diffusers(family_models, tmp_path):
             pipe._interrupt = True
         return kw
 
-    packed = load(family_models["flux"])(PROMPT, num_inference_steps=STEPS, guidance_scale=3.5, height=SIZE,
+    packed = load(family_models["flux"])(PROMPT, num_inference_steps=STEPS, guidance_scale=FLUX_GUIDANCE, height=SIZE,
                                          width=SIZE, generator=generator(SEED), output_type="latent",
                                          callback_on_step_end=stop_after_k).images
     chroma = load(family_models["chroma"])
@@ -198,10 +189,10 @@ def test_flux_to_chroma_split_equals_plain_diffusers(family_models, tmp_path):
                       height=SIZE, width=SIZE, generator=generator(5)).images[0]
     assert torch.is_tensor(packed) and packed.ndim == 3
     assert np.array_equal(pixels(done[1].image), pixels(expected))
-    assert not np.array_equal(pixels(done[1].image), pixels(flux_alone(family_models["flux"])))
+    assert not np.array_equal(pixels(done[1].image), pixels(base_alone(family_models["flux"], FLUX_GUIDANCE)))
 
 
 def test_flux_ensemble_needs_the_same_vae(family_models, tmp_path):
-    p = flux_project(family_models["flux_other_vae"], family_models["chroma"], 0.5)
+    p = project(family_models["flux_other_vae"], family_models["chroma"], 0.5, guidance=FLUX_GUIDANCE)
     failed = of(run_job(p, tmp_path, on_event=lambda e: None), ev.JobFailed)
     assert failed and "VAEs differ" in failed[0].message
