@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from core import events as ev
-from core.project import MAX_SEED, Project, ProjectError, Stage, snap, validate
+from core.project import MAX_SEED, Project, Stage, snap, validate
+from core.errors import ProjectError
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 1, 2, 130
 
@@ -66,7 +67,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def project_from_args(args) -> Project:
-    from core.models import ModelError, parse_ref, resolve
+    from core.models import parse_ref, resolve
+    from core.errors import ModelError
 
     seed = args.seed if args.seed is not None else random.randint(0, MAX_SEED)
     stages = [Stage(model=args.model, steps=args.steps, guidance=args.guidance, scheduler=args.scheduler,

@@ -30,7 +30,7 @@ WORDS = (
 def ensure_model(name: str) -> Path:
     """The folder of a builtin model, building the random-weight stand-in if needed."""
     if name not in NAMES:
-        from core.models import ModelError
+        from core.errors import ModelError
 
         raise ModelError(f"there is no builtin model '{name}' (builtin models: {', '.join(NAMES)})")
     shipped = DEMO_DIR / name
@@ -40,6 +40,26 @@ def ensure_model(name: str) -> Path:
     if not (built / "model_index.json").is_file():
         build_random(built.parent)
     return built
+
+
+def declared_index(name: str) -> dict:
+    """The model_index.json a builtin model declares, read without building anything: the
+    shipped one, else the random stand-in's if it is built, else what assemble() writes."""
+    if name not in NAMES:
+        from core.errors import ModelError
+
+        raise ModelError(f"there is no builtin model '{name}' (builtin models: {', '.join(NAMES)})")
+    import json
+
+    for folder in (DEMO_DIR / name, paths.cache_dir() / "demo-random" / name):
+        try:
+            return json.loads((folder / "model_index.json").read_text())
+        except (OSError, ValueError):
+            continue
+    if name == "demo-refiner":
+        return {"_class_name": "StableDiffusionXLImg2ImgPipeline", "text_encoder": [None, None],
+                "requires_aesthetics_score": True}
+    return {"_class_name": "StableDiffusionXLPipeline"}
 
 
 def components(seed: int = 0) -> dict:

@@ -21,6 +21,8 @@ the functions that use them.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import threading
 import time
@@ -221,19 +223,16 @@ def _plan(repo_id: str, rev) -> Path | tuple[list[str] | None, list[str] | None]
     snapshot folder when everything it needs is already cached."""
     from diffusers import DiffusionPipeline
 
-    _install_planner()
-    _planning.active = True
-    try:
-        folder = DiffusionPipeline.download(repo_id, revision=rev)
-    except _Planned as planned:
-        return planned.kwargs.get("allow_patterns"), planned.kwargs.get("ignore_patterns")
-    finally:
-        _planning.active = False
+    with _planning_snapshot_download():
+        try:
+            folder = DiffusionPipeline.download(repo_id, revision=rev)
+        except _Planned as planned:
+            return planned.kwargs.get("allow_patterns"), planned.kwargs.get("ignore_patterns")
     return Path(folder)
 
 
 _planning = threading.local()
-_install_lock = threading.Lock()
+_plan_lock = threading.Lock()
 
 
 class _Planned(Exception):
@@ -242,25 +241,29 @@ class _Planned(Exception):
         self.kwargs = kwargs
 
 
-def _install_planner() -> None:
-    """Wrap the `snapshot_download` diffusers' pipeline module calls: on a thread that is
-    planning, it records the patterns instead of downloading; on every other thread,
-    and for cache-only calls, it is the original function, unchanged."""
+@contextlib.contextmanager
+def _planning_snapshot_download():
+    """For this call only, the `snapshot_download` diffusers' pipeline module calls records
+    the patterns instead of downloading, on this thread; cache-only calls and every other
+    thread get the original function. The module's own function is back afterwards."""
     import diffusers.pipelines.pipeline_utils as pu
 
-    with _install_lock:
+    with _plan_lock:  # one planner at a time, so each restores what it found
         original = pu.snapshot_download
-        if getattr(original, "_handoff_planner", False):
-            return
 
+        @functools.wraps(original)
         def snapshot_download(*args, **kwargs):
             if getattr(_planning, "active", False) and not kwargs.get("local_files_only"):
                 raise _Planned(kwargs)
             return original(*args, **kwargs)
 
-        snapshot_download._handoff_planner = True  # type: ignore[attr-defined]
-        snapshot_download.__wrapped__ = original  # type: ignore[attr-defined]
         pu.snapshot_download = snapshot_download
+        _planning.active = True
+        try:
+            yield
+        finally:
+            _planning.active = False
+            pu.snapshot_download = original
 
 
 # ---------------------------------------------------------------- progress

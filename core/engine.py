@@ -18,11 +18,14 @@ from typing import Callable, Iterator
 
 from core import events as ev
 from core import paths
-from core.handoff import (
-    Cancelled, StageInput, StagePlan, build_call, check_scheduler, execute as execute_stage, fit_input, plan,
-)
-from core.models import ModelCache, ModelError, ResolvedModel, parse_ref, pick_dtype, resolve
-from core.project import Project, ProjectError, validate
+from core.errors import Cancelled, ModelError, ProjectError
+from core.models import ModelCache, ResolvedModel, parse_ref, pick_dtype, resolve
+from core.planning import StagePlan, plan
+from core.png_writer import PngWriter
+from core.project import Project, validate
+from core.schedulers import check_scheduler
+from core.stage_call import StageInput, build_call, fit_input
+from core.stage_run import run_stage
 
 
 class CancelToken:
@@ -151,49 +154,69 @@ def _execute(project, emit, out, cancel, models, job_id, current) -> None:
     done_steps = 0
     given = StageInput(image=load_init_image(project) if project.init_image else None)
     finished: list[ev.StageFinished] = []
-    for p in plans:
-        current[0] = p.index
-        if cancel.cancelled:
-            raise Cancelled()
-        label = p.stage.label(p.index)
-        emit(ev.StageStarted(p.index, p.position, label, p.stage.model, p.handoff, p.note))
-        with PeakMeter(device) as meter:
-            t0 = time.perf_counter()
-            dtype = pick_dtype(project.dtype, p.family, device)
-            key = models.key(p.resolved, dtype)
-            if policy == "sequential" and not _shares_with_loaded(models, p):
-                models.release({key})  # free the memory before the next model arrives
-            loaded = models.get(p.resolved, dtype, device, offload=policy == "offload",
-                                progress=lambda m, i=p.index: emit(ev.Loading(i, m)))
-            if policy == "sequential":
-                models.release({key})  # shared components live on in the new pipeline
-            pipe = loaded.pipeline(p.role)
-            load_seconds = time.perf_counter() - t0
-            import torch
+    writer = PngWriter()
+    try:
+        for p in plans:
+            current[0] = p.index
+            if cancel.cancelled:
+                raise Cancelled()
+            _report_saved(writer.done(), emit)
+            label = p.stage.label(p.index)
+            emit(ev.StageStarted(p.index, p.position, label, p.stage.model, p.handoff, p.note))
+            with PeakMeter(device) as meter:
+                t0 = time.perf_counter()
+                dtype = pick_dtype(project.dtype, p.family, device)
+                key = models.key(p.resolved, dtype)
+                if policy == "sequential" and not _shares_with_loaded(models, p):
+                    models.release({key})  # free the memory before the next model arrives
+                loaded = models.get(p.resolved, dtype, device, offload=policy == "offload",
+                                    progress=lambda m, i=p.index: emit(ev.Loading(i, m)))
+                if policy == "sequential":
+                    models.release({key})  # shared components live on in the new pipeline
+                pipe = loaded.pipeline(p.role)
+                load_seconds = time.perf_counter() - t0
+                import torch
 
-            generator = torch.Generator("cpu").manual_seed(p.stage.effective_seed(project.seed))
-            given = fit_input(given, p)
-            call = build_call(pipe, p, project, given, generator)
+                generator = torch.Generator("cpu").manual_seed(p.stage.effective_seed(project.seed))
+                given = fit_input(given, p)
+                call = build_call(pipe, p, project, given, generator)
 
-            def on_step(i: int, n: int, p=p) -> None:
-                emit(ev.Step(p.index, i, n, min(1.0, (done_steps + i) / total_expected)))
+                def on_step(i: int, n: int, p=p) -> None:
+                    _report_saved(writer.done(), emit)
+                    emit(ev.Step(p.index, i, n, min(1.0, (done_steps + i) / total_expected)))
 
-            result = execute_stage(pipe, p, call, given, device, on_step, lambda: cancel.cancelled)
-        done_steps += result.steps_run
-        path = out.path_for(p.position, len(plans), label)
-        from core.metadata import save_png
+                result = run_stage(pipe, p, call, given, device, on_step, lambda: cancel.cancelled)
+                image, is_preview = result.image, False
+                if image is None:  # the next stage took the latents: a cheap preview, no decode
+                    from core.previews import preview
 
-        save_png(result.image, path, project, p.index)
-        finished_event = ev.StageFinished(
-            index=p.index, label=label, image=result.image, input_image=given.image, path=path,
-            load_seconds=load_seconds, denoise_seconds=result.denoise_seconds,
-            decode_seconds=result.decode_seconds, total_seconds=time.perf_counter() - t0,
-            peak_memory=meter.peak, memory_kind=meter.label, steps_run=result.steps_run, handoff=p.handoff,
-        )
-        finished.append(finished_event)
-        emit(finished_event)
-        given = StageInput(image=result.image, latents=result.latents)
+                    image = preview(pipe, p.family, result.latents, p.size, p.resolved.vae_fingerprint(models.digests))
+                    is_preview = True
+            done_steps += result.steps_run
+            path = out.path_for(p.position, len(plans), label)
+            writer.submit(image, path, project, p.index, preview=is_preview)
+            finished_event = ev.StageFinished(
+                index=p.index, label=label, image=image, input_image=given.image, path=path,
+                load_seconds=load_seconds, denoise_seconds=result.denoise_seconds,
+                decode_seconds=result.decode_seconds, total_seconds=time.perf_counter() - t0,
+                peak_memory=meter.peak, memory_kind=meter.label, steps_run=result.steps_run, handoff=p.handoff,
+                preview=is_preview,
+            )
+            finished.append(finished_event)
+            emit(finished_event)
+            given = StageInput(image=image, latents=result.latents)
+    finally:
+        # Whatever happened, what was produced is on disk before the job reports its end.
+        saved = writer.close()
+    _report_saved(saved, emit)
     emit(ev.JobFinished([f.path for f in finished], time.perf_counter() - started, finished))
+
+
+def _report_saved(written, emit) -> None:
+    for w in written:
+        if w.error is not None:
+            raise ProjectError([f"stage {w.index + 1}'s image could not be written to {w.path}: {w.error}"])
+        emit(ev.StageSaved(w.index, w.path))
 
 
 def _shares_with_loaded(models: ModelCache, p: StagePlan) -> bool:

@@ -57,6 +57,17 @@ class StageFinished:
     memory_kind: str  # what peak_memory measures: "VRAM (torch)", "process RAM"
     steps_run: int
     handoff: str
+    # The image is a cheap preview of latents the next stage took over (core.previews),
+    # not a VAE decode; its PNG says so in its recipe.
+    preview: bool = False
+
+
+@dataclass(frozen=True)
+class StageSaved:
+    """The stage's PNG is on disk (written on a thread of its own, core.png_writer)."""
+
+    index: int
+    path: Path
 
 
 @dataclass(frozen=True)
@@ -82,4 +93,4 @@ class JobCancelled:
     at_stage: int | None
 
 
-Event = JobStarted | StageStarted | Loading | Step | StageFinished | Notice | JobFinished | JobFailed | JobCancelled
+Event = JobStarted | StageStarted | Loading | Step | StageFinished | StageSaved | Notice | JobFinished | JobFailed | JobCancelled

@@ -61,15 +61,19 @@ def _quote(v: str) -> str:
     return json.dumps(v) if ("," in v or ":" in v and not re.fullmatch(r"[\w./:-]+", v)) else v
 
 
-def save_png(image, path: Path, project: Project, index: int) -> Path:
-    """Write the stage's image with its recipe, atomically."""
+def save_png(image, path: Path, project: Project, index: int, preview: bool = False) -> Path:
+    """Write the stage's image with its recipe, atomically. `preview`: the image is a cheap
+    preview of latents the next stage took over, not a VAE decode (said in the recipe)."""
     from PIL.PngImagePlugin import PngInfo
 
     from core.atomic import write_with
 
     info = PngInfo()
     info.add_text(A1111_KEY, a1111_parameters(project, index))
-    info.add_itxt(RECIPE_KEY, json.dumps({"recipe": project.to_dict(), "stage": index}))
+    recipe = {"recipe": project.to_dict(), "stage": index}
+    if preview:
+        recipe["preview"] = True
+    info.add_itxt(RECIPE_KEY, json.dumps(recipe))
     return write_with(Path(path), lambda f: image.save(f, format="PNG", pnginfo=info))
 
 
@@ -113,7 +117,7 @@ def parse_a1111(text: str) -> Project:
         width, height = (int(v) for v in settings["Size"].split("x"))
     seed = int(settings.get("Seed", 0) or 0) % (2**32)
     sampler = settings.get("Sampler")
-    from core.handoff import SCHEDULERS
+    from core.schedulers import SCHEDULERS
 
     stage = Stage(
         model=settings.get("Model", ""),

@@ -15,9 +15,9 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from core import settings_file
+from core import families, settings_file
 from core.checkpoints import DENOISER, PIPELINE, describe_file
-from core.families import FAMILIES, family_from_model_index
+from core.model_info import ModelInfo, describe_folder, info_for
 
 SOURCES = {
     "preset": "preset",
@@ -55,16 +55,17 @@ class LibraryEntry:
 
     @property
     def family_title(self) -> str:
-        return FAMILIES[self.family].title if self.family in FAMILIES else "unknown"
+        fam = families.get(self.family)
+        return fam.title if fam else "unknown"
 
     @property
     def positions(self) -> str:
         """'base and refine', 'base', 'refine', or why none."""
-        if self.kind == DENOISER:
-            return "none on its own (needs a base pipeline)"
-        if self.family not in FAMILIES:
-            return "unknown"
-        return FAMILIES[self.family].positions()
+        return ModelInfo(0, 0, self.family, self.kind).positions()
+
+    @classmethod
+    def of(cls, name: str, ref: str, source: str, info: ModelInfo) -> "LibraryEntry":
+        return cls(name, ref, source, info.family, info.kind, info.note)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,34 +83,14 @@ class LibraryEntry:
 # ---------------------------------------------------------------- what a reference is
 
 
-def describe_checkpoint(path: Path) -> tuple[str | None, str]:
-    """(family key or None, note) of a file meant as a whole model (ComfyUI's checkpoints/)."""
-    family, _, note = describe_file(path)
-    return family, note
-
-
-def describe_denoiser(path: Path) -> tuple[str | None, str]:
-    """(family key or None, note) of a transformer- or UNet-only file (ComfyUI's
-    diffusion_models/ or unet/)."""
-    family, kind, note = describe_file(path)
-    if family is None and "LoRAs" in note:
-        note = ("a transformer/UNet-only file of a family Handoff cannot tell from its tensor names; "
+def denoiser_note(info: ModelInfo) -> str:
+    """What to say of a file in ComfyUI's diffusion_models/ or unet/ folders."""
+    if info.family is None and "LoRAs" in info.note:
+        return ("a transformer/UNet-only file of a family Handoff cannot tell from its tensor names; "
                 "it needs a base pipeline (VAE and text encoders) and cannot be a stage's model on its own")
-    elif family is not None and kind == PIPELINE:
-        note = f"a whole {FAMILIES[family].title} model kept among the denoiser-only files"
-    return family, note
-
-
-def describe_folder(folder: Path) -> tuple[str | None, str]:
-    """(family key or None, note) of a diffusers folder, from its model_index.json."""
-    index_file = Path(folder) / "model_index.json"
-    if not index_file.is_file():
-        return None, f"{folder} is not a diffusers model folder (it has no model_index.json)"
-    try:
-        index = json.loads(index_file.read_text())
-        return family_from_model_index(index).key, ""
-    except (OSError, ValueError) as exc:  # UnknownFamily is a ValueError
-        return None, str(exc)
+    if info.family is not None and info.kind == PIPELINE:
+        return f"a whole {info.fam.title} model kept among the denoiser-only files"
+    return info.note
 
 
 # ---------------------------------------------------------------- the Hugging Face cache
@@ -185,7 +166,8 @@ def cached_hub_models(cache_dir: Path | str | None = None) -> list[CachedModel]:
         main = [r for r in revisions if "main" in r.refs]
         for rev in main + [r for r in revisions if r not in main]:
             if any(f.file_name == "model_index.json" and f.file_path.parent == rev.snapshot_path for f in rev.files):
-                family, note = describe_folder(rev.snapshot_path)
+                info = describe_folder(rev.snapshot_path)
+                family, note = info.family, info.note
                 complete = complete_snapshot(rev.snapshot_path)
                 if not complete:
                     note = (note + "; " if note else "") + "partly downloaded: it needs the network once more"
@@ -210,18 +192,16 @@ def scan_comfyui(models_dir: Path | str) -> list[LibraryEntry]:
     root = root.resolve()
     entries: list[LibraryEntry] = []
     for path in _files(root / "checkpoints"):
-        family, kind, note = describe_file(path)
-        entries.append(LibraryEntry(path.stem, str(path), "comfyui", family, kind, note))
+        entries.append(LibraryEntry.of(path.stem, str(path), "comfyui", info_for(str(path))))
     for sub in ("diffusion_models", "unet"):
         for path in _files(root / sub):
-            family, kind, _ = describe_file(path)
-            _, note = describe_denoiser(path)
-            entries.append(LibraryEntry(path.stem, str(path), "comfyui", family, kind if family else DENOISER, note))
+            info = info_for(str(path))
+            entries.append(LibraryEntry(path.stem, str(path), "comfyui", info.family,
+                                        info.kind if info.family else DENOISER, denoiser_note(info)))
     diffusers_dir = root / "diffusers"
     if diffusers_dir.is_dir():
         for index in sorted(diffusers_dir.glob("*/model_index.json")):
-            family, note = describe_folder(index.parent)
-            entries.append(LibraryEntry(index.parent.name, str(index.parent), "comfyui", family, PIPELINE, note))
+            entries.append(LibraryEntry.of(index.parent.name, str(index.parent), "comfyui", describe_folder(index.parent)))
     return entries
 
 
@@ -254,49 +234,14 @@ def preset_entries() -> list[LibraryEntry]:
 
 def entry_for(ref: str, source: str = "user", name: str | None = None) -> LibraryEntry:
     """A library entry for a reference the user gives, described from its files (a family
-    it cannot tell is kept, with the reason in `note`). Raises core.models.ModelError when
+    it cannot tell is kept, with the reason in `note`). Raises core.errors.ModelError when
     the reference names nothing: no such file, folder or Hub id shape."""
     from core.models import parse_ref
 
     parsed = parse_ref(ref)
-    if parsed.kind == "folder":
-        family, note = describe_folder(Path(parsed.location))
-        return LibraryEntry(name or Path(parsed.location).name, parsed.location, source, family, PIPELINE, note)
-    if parsed.kind == "file":
-        family, kind, note = describe_file(Path(parsed.location))
-        return LibraryEntry(name or Path(parsed.location).stem, parsed.location, source, family, kind, note)
-    if parsed.kind == "hub":
-        family, note = hub_family(parsed.location)
-        return LibraryEntry(name or parsed.location, parsed.location, source, family, PIPELINE, note)
-    return LibraryEntry(name or parsed.location, parsed.raw, source, None, PIPELINE, "a built-in model")
-
-
-def hub_family(repo_id: str) -> tuple[str | None, str]:
-    """A Hub model's family: from its cached model_index.json, else from the presets."""
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        found = try_to_load_from_cache(repo_id, "model_index.json")
-    except Exception:
-        found = None
-    if isinstance(found, str):
-        return describe_folder(Path(found).parent)
-    for e in preset_entries():
-        if e.ref == repo_id:
-            return e.family, ""
-    return None, "not downloaded yet: its family is known once model_index.json is in the cache"
-
-
-def family_of(ref: str) -> str | None:
-    """The family key of any reference, from metadata only (None when it cannot be told
-    without the network)."""
-    text = (ref or "").strip()
-    if not text or text.startswith("builtin:"):
-        return None
-    try:
-        return entry_for(text).family
-    except Exception:  # ModelError and friends: nothing to tell
-        return None
+    shown = {"folder": Path(parsed.location).name, "file": Path(parsed.location).stem}.get(parsed.kind, parsed.location)
+    stored = parsed.raw if parsed.kind == "builtin" else parsed.location
+    return LibraryEntry.of(name or shown, stored, source, info_for(stored))
 
 
 def availability(entry: LibraryEntry) -> tuple[bool, str]:
@@ -309,13 +254,14 @@ def availability(entry: LibraryEntry) -> tuple[bool, str]:
     path = Path(entry.ref).expanduser()
     if not path.exists():
         return False, "missing: the file or folder is gone"
-    if kind == "file" and entry.family in FAMILIES and entry.kind == PIPELINE:
+    fam = families.get(entry.family)
+    if kind == "file" and fam is not None and entry.kind == PIPELINE:
         from core.models import config_folder
 
-        if (config_folder(FAMILIES[entry.family]) / "model_index.json").is_file():
+        if (config_folder(fam) / "model_index.json").is_file():
             return True, "local file: loads offline"
         return True, (f"local file: its diffusers config comes from the Hub cache, or from the Hub once "
-                      f"(or put it in {config_folder(FAMILIES[entry.family])})")
+                      f"(or put it in {config_folder(fam)})")
     return True, "local: loads offline"
 
 

@@ -19,17 +19,14 @@ from typing import Any, Callable
 
 from core import paths
 from core.checkpoints import PIPELINE, describe_file
-from core.families import FAMILIES, Family, UnknownFamily, family_from_model_index, family_of_class
+from core.errors import Cancelled, ModelError
+from core.families import FAMILIES, Family, UnknownFamily, family_from_model_index
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
 # Components that hold weights and are worth sharing; tokenizers and schedulers are
 # cheap, and a scheduler must never be shared (it carries per-run state).
 WEIGHT_COMPONENTS = ("vae", "text_encoder", "text_encoder_2", "text_encoder_3", "unet", "transformer")
-
-
-class ModelError(Exception):
-    """A model that cannot be used, with a one-line reason a user can act on."""
 
 
 @dataclass(frozen=True)
@@ -147,7 +144,7 @@ def download(repo_id: str, progress: Callable[[str], None] | None = None, cancel
     """A Hub model's local folder, from the cache or downloaded into it (the standard
     Hugging Face cache, resuming an interrupted download). Progress arrives as text:
     "downloading unet/diffusion_pytorch_model.safetensors 120/3400 MB, 45 MB/s".
-    Setting `cancel` stops the download between chunks (core.handoff.Cancelled)."""
+    Setting `cancel` stops the download between chunks (core.errors.Cancelled)."""
     from diffusers import DiffusionPipeline
 
     try:
@@ -174,8 +171,6 @@ def download(repo_id: str, progress: Callable[[str], None] | None = None, cancel
     try:
         return download_model(repo_id, report, cancel)
     except DownloadCancelled as exc:
-        from core.handoff import Cancelled
-
         raise Cancelled() from exc
     except Exception as exc:
         raise ModelError(explain_hub_error(repo_id, exc)) from exc
@@ -314,18 +309,11 @@ class LoadedModel:
             return self._roles[role]
         import diffusers
 
-        cls_name = self.family.generate if role == "generate" else self.family.refine
-        if cls_name is None:
+        if not self.family.can_take("base" if role == "generate" else "refine"):
             what = "start a chain" if role == "generate" else "refine an image at a strength"
             raise ModelError(f"{self.family.title} models cannot {what} (they can take: {self.family.positions()})")
-        declared = type(self.pipe).__name__
-        if declared == cls_name or (cls_name == self.family.generate and declared != self.family.refine
-                                    and family_of_class(declared) == self.family.key):
-            # The folder's own class, or a text-to-image variant of the family (FLUX.2 [klein]
-            # declares Flux2KleinPipeline, whose text encoder Flux2Pipeline could not take).
-            pipe = self.pipe
-        else:
-            pipe = getattr(diffusers, cls_name).from_pipe(self.pipe)
+        cls_name = self.family.pipeline_class_for(role, type(self.pipe).__name__)
+        pipe = self.pipe if cls_name is None else getattr(diffusers, cls_name).from_pipe(self.pipe)
         pipe.set_progress_bar_config(disable=True)
         self._roles[role] = pipe
         return pipe

@@ -1,7 +1,7 @@
 """Ready-made chains for the seed workflows, and which positions each family can take.
 
 Each preset builds a fresh Project (callers may edit it freely). `families` names the
-family of each stage's model and `handoffs` the handoff core.handoff.plan() picks for
+family of each stage's model and `handoffs` the handoff core.planning.plan() picks for
 each stage ("generate" for the first), so the UI can show them before any download and
 the tests can check them. Models are real Hugging Face Hub ids, sizes the base model's
 native size, steps and guidance what each model's card uses.
@@ -206,15 +206,19 @@ class FamilyPositions:
 
 def family_positions() -> list[FamilyPositions]:
     """Which positions each family can take in a chain, read from core.families."""
-    return [FamilyPositions(f.key, f.title, f.generate is not None, f.refine is not None, f.ensemble_group)
+    return [FamilyPositions(f.key, f.title, f.can_take("base"), f.can_take("refine"), f.ensemble_group)
             for f in FAMILIES.values()]
 
 
-def can_take(family_key: str, position: str) -> bool:
-    """Whether a family can take a position: "base" or "refine"."""
-    fam = FAMILIES[family_key]
-    if position == "base":
-        return fam.generate is not None
-    if position == "refine":
-        return fam.refine is not None
-    raise ValueError(f"position '{position}' is not 'base' or 'refine'")
+_PRESET_FAMILIES: dict[str, str] = {}
+
+
+def preset_families() -> dict[str, str]:
+    """The family key each preset declares for the Hub models it uses (the family a model
+    not yet downloaded will turn out to be)."""
+    if not _PRESET_FAMILIES:
+        for p in PRESETS.values():
+            for stage, family in zip(p.project().stages, p.families):
+                if family and stage.model and not stage.model.startswith("builtin:"):
+                    _PRESET_FAMILIES.setdefault(stage.model, family)
+    return _PRESET_FAMILIES

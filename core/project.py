@@ -10,6 +10,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from core.errors import ProjectError
+
 SCHEMA_VERSION = 1
 
 HANDOFFS = ("auto", "pixel", "latent", "ensemble")
@@ -17,14 +19,6 @@ MEMORY_POLICIES = ("auto", "sequential", "resident", "offload")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 MAX_SEED = 2**32 - 1
 MAX_UPSCALE = 4.0
-
-
-class ProjectError(ValueError):
-    """A project that cannot run, with every reason why."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("; ".join(problems))
 
 
 @dataclass

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from core import paths
 from core.atomic import write_with
-from core.project import SCHEMA_VERSION, Project, ProjectError
+from core.project import SCHEMA_VERSION, Project
+from core.errors import ProjectError
 
 FORMAT = "handoff-project"
 SUFFIX = ".handoff"

@@ -20,12 +20,13 @@ from core.presets import PRESETS
 from core.events import (
     JobCancelled, JobFailed, JobFinished, JobStarted, Loading, Notice, StageFinished, StageStarted, Step,
 )
-from core.project import MAX_SEED, Project, ProjectError, validate
+from core.project import MAX_SEED, Project, validate
+from core.errors import ProjectError
 from gui import project_io
 from gui.compare_view import CompareView
 from gui.history import RunRecord, StageRecord
 from gui.images import image_size
-from gui.model_info import forget as forget_model_info, info_for, position_problem
+from core.model_info import chain_problems, forget as forget_model_info, info_for
 from gui.prompt_editor import PromptEditor
 from gui.resolution_picker import ResolutionPicker
 from gui.run_settings import RunSettings
@@ -357,15 +358,7 @@ class MainWindow(QMainWindow):
     def position_problems(self) -> list[str]:
         """Models that cannot take their place in the chain (a refiner-only model first, a
         generate-only model refining), known before any download from the model's family."""
-        out = []
-        for pos, (i, stage) in enumerate(self.project.enabled_stages()):
-            if not stage.model.strip():
-                continue
-            position = "base" if pos == 0 and self.project.init_image is None else "refine"
-            problem = position_problem(stage.model, position)
-            if problem:
-                out.append(f"stage {i + 1} ({stage.model}): {problem}")
-        return out
+        return chain_problems(self.project)
 
     def _validate(self) -> list[str]:
         problems = self.problems_now()

@@ -17,7 +17,8 @@ from PySide6.QtWidgets import (
 )
 
 from core import model_library as ml
-from core.models import ModelError, offline, offline_message, parse_ref
+from core.models import offline, offline_message, parse_ref
+from core.errors import ModelError
 
 COLUMNS = ("Name", "Family", "Positions", "Source", "Offline-ready", "Reference")
 NAME, FAMILY, POSITIONS, SOURCE, OFFLINE, REF = range(len(COLUMNS))
@@ -172,7 +173,7 @@ class ModelsDialog(QDialog):
             self.library.save()
         except OSError as exc:
             self.say(f"The model list could not be saved: {exc}")
-        from gui.model_info import forget
+        from core.model_info import forget
 
         forget()
         self.refresh()

@@ -6,7 +6,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox, QToolButton, QVBoxLayout, QWidget
 
 from core.project import Project, snap, stage_sizes
-from gui.model_info import ModelInfo
+from core.model_info import ModelInfo
 
 # SDXL-class aspect buckets; other native sizes scale them.
 ASPECTS_1024 = ((1024, 1024), (1152, 896), (896, 1152), (1024, 1536), (1536, 1024))

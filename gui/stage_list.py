@@ -10,10 +10,11 @@ from PySide6.QtWidgets import (
     QLabel, QLineEdit, QListWidget, QListWidgetItem, QSpinBox, QVBoxLayout, QWidget,
 )
 
-from core import demo, families
-from core.handoff import FLOW_SCHEDULERS, SCHEDULERS
+from core import demo
+from core.schedulers import FLOW_SCHEDULERS, SCHEDULERS
 from core.project import HANDOFFS, MAX_UPSCALE, Project, Stage
-from gui.model_info import info_for, position_problem, same_family
+from core.model_info import info_for, position_problem, same_family
+from core.planning import chain_position
 from gui.prompt_editor import StagePromptFields
 from gui.strength_slider import StrengthSlider
 from gui.widgets import SeedBox, tool_button
@@ -268,8 +269,8 @@ class StageEditor(QGroupBox):
 
     @staticmethod
     def _flow(ref: str) -> bool | None:
-        key = info_for(ref).family if ref else None
-        return families.FAMILIES[key].flow if key in families.FAMILIES else None
+        fam = info_for(ref).fam if ref else None
+        return fam.flow if fam else None
 
     def _fits(self, name: str | None, ref: str) -> bool:
         flow = self._flow(ref)
@@ -319,7 +320,7 @@ class StageEditor(QGroupBox):
 
     def position(self) -> str:
         """'base' when this stage starts the chain, 'refine' when it refines an image."""
-        return "base" if self._first and not self._has_init else "refine"
+        return chain_position(0 if self._first else 1, self._has_init)
 
     def position_problem(self) -> str | None:
         """Why the stage's model cannot take its position (None: it can, or it is not known)."""

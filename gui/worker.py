@@ -93,7 +93,7 @@ class EngineWorker(QObject):
                 getattr(diffusers, name)
             for name in ("CLIPTextModel", "CLIPTextModelWithProjection", "CLIPTokenizer"):
                 getattr(transformers, name)
-            for module in ("PIL.PngImagePlugin", "core.devices", "core.engine", "core.handoff", "core.metadata"):
+            for module in ("PIL.PngImagePlugin", "core.devices", "core.engine", "core.stage_run", "core.previews", "core.metadata"):
                 importlib.import_module(module)
         except Exception:  # only a warm-up: the job imports (and reports) for real
             pass

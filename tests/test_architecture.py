@@ -17,7 +17,7 @@ def test_core_never_imports_qt():
 
 def test_importing_core_does_not_import_torch():
     code = (
-        "import sys, core.cli, core.engine, core.models, core.handoff, core.metadata, core.project_file, core.demo, "
+        "import sys, core.cli, core.engine, core.models, core.planning, core.stage_call, core.stage_run, core.latents, core.schedulers, core.previews, core.png_writer, core.model_info, core.errors, core.metadata, core.project_file, core.demo, "
         "core.model_library, core.settings_file, core.checkpoints, core.presets, core.downloads, "
         "core.defaults, core.devices\n"
         "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'PySide6') if m in sys.modules]\n"

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from core import events as ev
-from core.models import ModelCache, ModelError
+from core.models import ModelCache
+from core.errors import ModelError
 from core.project import Project, Stage
 from tests.engine_helpers import of, run_job
 from tests.fake_hub import BIG_FILE, TINY_SD, FakeHub, go_offline, serving_tiny_sd
@@ -133,7 +134,7 @@ def test_a_connection_cut_midway_is_resumed_within_the_call(hub, monkeypatch):
 
 def test_models_download_passes_cancel_as_a_job_cancel(hub):
     from core import models
-    from core.handoff import Cancelled
+    from core.errors import Cancelled
 
     cancel = threading.Event()
     cancel.set()

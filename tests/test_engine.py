@@ -165,20 +165,23 @@ def test_same_seeds_same_images_and_stage_seed_overrides(tiny_models, tmp_path):
     assert not np.array_equal(pixels(a[1].image), pixels(c[1].image))
 
 
-def test_each_stage_is_on_disk_when_it_finishes(tiny_models, tmp_path):
+def test_each_stage_is_on_disk_when_it_is_reported_saved(tiny_models, tmp_path):
     sd = str(tiny_models["sd"])
     p = project(Stage(sd, steps=4), Stage(sd, steps=4, handoff="pixel", strength=0.5))
-    seen = []
+    finished, saved = [], []
 
     def check(e):
         if isinstance(e, ev.StageFinished):
-            assert e.path.is_file()
-            seen.append(e.path)
-        if isinstance(e, ev.StageStarted) and e.position == 1:
-            assert len(seen) == 1 and seen[0].is_file()
+            finished.append(e.index)
+        if isinstance(e, ev.StageSaved):
+            # Written by the PNG writer thread, reported once it is complete, after its stage.
+            assert e.path.is_file() and e.index in finished
+            saved.append(e.index)
+        if isinstance(e, ev.JobFinished):
+            assert sorted(saved) == [0, 1] and all(path.is_file() for path in e.paths)
 
-    run_job(p, tmp_path, on_event=check)
-    assert len(seen) == 2
+    events = run_job(p, tmp_path, on_event=check)
+    assert saved == [0, 1] and isinstance(events[-1], ev.JobFinished)
 
 
 def test_cancel_stops_within_a_step_and_the_cache_stays_usable(tiny_models, tmp_path):

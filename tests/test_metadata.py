@@ -8,7 +8,8 @@ from PIL import Image
 
 from core import project_file
 from core.metadata import a1111_parameters, parse_a1111, read_png_recipe, read_text_chunks, save_png
-from core.project import Project, ProjectError, Stage
+from core.project import Project, Stage
+from core.errors import ProjectError
 
 
 def recipe() -> Project:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from core import model_library as ml
-from core.models import ModelError
+from core.errors import ModelError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,8 +106,10 @@ def test_entry_for_folder_file_hub_and_nothing(tiny_sd, comfy):
     assert unknown.family is None and unknown.usable and "not downloaded" in unknown.note
     with pytest.raises(ModelError):
         ml.entry_for(str(comfy / "checkpoints" / "gone.safetensors"))
-    assert ml.family_of("stabilityai/stable-diffusion-xl-refiner-1.0") == "sdxl-refiner"
-    assert ml.family_of("") is None and ml.family_of("not a ref at all") is None
+    from core.model_info import info_for
+
+    assert info_for("stabilityai/stable-diffusion-xl-refiner-1.0").family == "sdxl-refiner"
+    assert info_for("").family is None and info_for("not a ref at all").family is None
 
 
 def test_library_is_stored_beside_other_settings(handoff_home, tiny_sd):

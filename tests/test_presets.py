@@ -8,10 +8,11 @@ import pytest
 
 from core import events as ev
 from core.families import FAMILIES
-from core.handoff import plan
+from core.planning import plan
 from core.models import ModelRef, ResolvedModel
-from core.presets import PRESETS, can_take, family_positions, preset
-from core.project import Project, ProjectError, validate
+from core.presets import PRESETS, family_positions, preset
+from core.project import Project, validate
+from core.errors import ProjectError
 from tests.engine_helpers import of, run_job
 
 # Which VAE each model ships (Z-Image, FLUX.1 and Chroma use FLUX.1's; ERNIE-Image uses
@@ -51,8 +52,8 @@ def test_preset_handoffs_are_what_it_claims(key):
     assert tuple(s.handoff for s in plans) == PRESETS[key].handoffs
     assert not any("impossible" in s.note or "not supported" in s.note for s in plans), [s.note for s in plans]
     for s in plans[1:]:
-        assert can_take(s.family.key, "refine")
-    assert can_take(plans[0].family.key, "base")
+        assert s.family.can_take("refine")
+    assert plans[0].family.can_take("base")
 
 
 def test_refine_presets_run_at_least_one_step():
@@ -86,7 +87,7 @@ def test_flux2_and_ernie_take_both_positions():
     refine = preset("ernie-flux2").stages[1]
     assert (refine.model, refine.handoff, refine.strength) == ("black-forest-labs/FLUX.2-dev", "latent", 0.3)
     for key in ("flux2", "ernie"):
-        assert can_take(key, "base") and can_take(key, "refine")
+        assert FAMILIES[key].can_take("base") and FAMILIES[key].can_take("refine")
 
 
 def test_family_positions_come_from_the_families_table():
@@ -100,7 +101,7 @@ def test_family_positions_come_from_the_families_table():
     assert (rows["sdxl-refiner"].base, rows["sdxl-refiner"].refine) == (False, True)
     assert rows["zimage"].ensemble_group == "zimage"
     with pytest.raises(ValueError):
-        can_take("sd", "middle")
+        FAMILIES["sd"].can_take("middle")
 
 
 def test_demo_preset_runs_end_to_end(tmp_path):

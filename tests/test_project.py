@@ -1,7 +1,8 @@
 import pytest
 
 from core.defaults import default_project
-from core.project import SCHEMA_VERSION, Project, ProjectError, Stage, validate
+from core.project import SCHEMA_VERSION, Project, Stage, validate
+from core.errors import ProjectError
 
 
 def problems(project: Project) -> str:

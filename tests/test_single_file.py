@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from core import events as ev
-from core.models import ModelCache, ModelError, parse_ref, resolve
+from core.models import ModelCache, parse_ref, resolve
+from core.errors import ModelError
 from core.project import Project, Stage
 from tests.engine_helpers import of, pixels, run_job
 from tests.ldm_export import copy_configs, export_ldm

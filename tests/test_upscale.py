@@ -8,7 +8,8 @@ from PIL import Image
 
 from core import events as ev
 from core.metadata import a1111_parameters, parse_a1111, read_png_recipe
-from core.project import Project, ProjectError, Stage, stage_sizes, validate
+from core.project import Project, Stage, stage_sizes, validate
+from core.errors import ProjectError
 from tests.engine_helpers import generator, load, of, pixels, run_job
 
 PROMPT = "a red circle on a blue background"

@@ -238,7 +238,7 @@ def build_chroma(dest: Path, seed: int = 0, vae_seed: int | None = None) -> Path
 
 
 # ---------------------------------------------------------------- ERNIE-Image, FLUX.2
-# Both refine through their text-to-image pipelines (core.handoff, flow img2img). Built with
+# Both refine through their text-to-image pipelines (core.stage_call: the imposed tail of their schedule). Built with
 # one vae_seed, their VAEs are identical in config and weights, as the real models' are.
 
 

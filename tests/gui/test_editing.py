@@ -109,7 +109,7 @@ def test_resolution_presets_swap_and_snap(window):
 
 
 def test_presets_for_a_1024_model():
-    from gui.model_info import ModelInfo
+    from core.model_info import ModelInfo
     from gui.resolution_picker import presets
 
     assert presets(ModelInfo(1024, 8, "sdxl")) == [(1024, 1024), (1152, 896), (896, 1152), (1024, 1536), (1536, 1024)]

@@ -1,0 +1,19 @@
+"""The error types every part of core raises, in one module that imports nothing of
+core's, so any module can raise them without an import cycle."""
+from __future__ import annotations
+
+
+class ModelError(Exception):
+    """A model that cannot be used, with a one-line reason a user can act on."""
+
+
+class ProjectError(ValueError):
+    """A project that cannot run, with every reason why."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+class Cancelled(Exception):
+    """Raised from the step callback: the pipeline stops at once, skipping its decode."""

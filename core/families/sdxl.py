@@ -1,0 +1,48 @@
+"""SDXL base and the SDXL refiner. They share a VAE and text_encoder_2 and can split one
+schedule between them (denoising_end / denoising_start); the refiner has only the second
+text encoder and is conditioned on aesthetic score, so it can only refine."""
+from dataclasses import dataclass
+
+from core.families.base import CONTROLNET, IP_ADAPTER, LATENTS_AS_IMAGE, LORA, Family
+
+_CLASSES = ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline")
+
+
+def _is_refiner(index: dict) -> bool:
+    first_encoder = index.get("text_encoder", [None, None])
+    no_first = not first_encoder or not isinstance(first_encoder, list) or first_encoder[0] is None
+    return bool(index.get("requires_aesthetics_score")) or (
+        index.get("_class_name") == "StableDiffusionXLImg2ImgPipeline" and no_first)
+
+
+@dataclass(frozen=True)
+class SDXL(Family):
+    def claims(self, index: dict) -> bool:
+        return index.get("_class_name") in _CLASSES and not _is_refiner(index)
+
+
+@dataclass(frozen=True)
+class SDXLRefiner(Family):
+    def claims(self, index: dict) -> bool:
+        return index.get("_class_name") in _CLASSES and _is_refiner(index)
+
+    def auto_ensembles(self) -> bool:
+        return True
+
+
+BASE = SDXL(
+    "sdxl", "SDXL", "StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline",
+    native=1024, multiple=8, flow=False, pipeline_classes=_CLASSES, ensemble_group="sdxl",
+    latent_input=LATENTS_AS_IMAGE, adapters=frozenset({LORA, CONTROLNET, IP_ADAPTER}),
+    controlnet_pipelines=("StableDiffusionXLControlNetPipeline", "StableDiffusionXLControlNetUnionPipeline"),
+    order=20, checkpoint_rank=10,
+    checkpoint_rule=lambda has: has("conditioner.embedders.1.") and has("conditioner.embedders.0."),
+)
+REFINER = SDXLRefiner(
+    "sdxl-refiner", "SDXL refiner", None, "StableDiffusionXLImg2ImgPipeline",
+    native=1024, multiple=8, flow=False, pipeline_classes=_CLASSES, ensemble_group="sdxl",
+    latent_input=LATENTS_AS_IMAGE, adapters=frozenset({LORA, IP_ADAPTER}),
+    order=21, checkpoint_rank=20,
+    checkpoint_rule=lambda has: has("conditioner.embedders.0.model.") and not has("conditioner.embedders.1."),
+)
+FAMILIES = (BASE, REFINER)

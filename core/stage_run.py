@@ -1,0 +1,86 @@
+"""Running one stage's diffusers call: the patches it needs on the cached pipeline (all
+undone, whatever fails), step reports, cancellation between steps, and the final
+latents captured on the way."""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from core.errors import Cancelled
+from core.planning import StagePlan
+from core.stage_call import Call, StageInput
+
+
+@dataclass
+class StageOutput:
+    image: Any  # PIL image; None when the stage handed over latents and was not decoded
+    latents: Any  # final latents in the family's handoff layout
+    steps_run: int
+    denoise_seconds: float
+    decode_seconds: float
+
+
+def patched(pipe, p: StagePlan, call: Call) -> contextlib.ExitStack:
+    """Every patch the call needs, entered in order under one ExitStack: leaving it (on
+    success, failure or cancel) undoes them all, in reverse."""
+    from core.latents import latents_into_prepare
+    from core.schedulers import imposed_schedule, swapped_scheduler
+
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(swapped_scheduler(pipe, p.stage.scheduler, p.family))
+        if call.sigmas is not None:  # a flow ensemble's refiner, or a refine through text-to-image
+            stack.enter_context(imposed_schedule(pipe, call.sigmas))
+        if call.prepared_latents is not None:
+            stack.enter_context(latents_into_prepare(pipe, call.prepared_latents))
+    except BaseException:
+        stack.close()
+        raise
+    return stack
+
+
+def run_stage(pipe, p: StagePlan, call: Call, given: StageInput, device: str,
+              on_step: Callable[[int, int], None], cancelled: Callable[[], bool]) -> StageOutput:
+    """Run one diffusers call, reporting steps, capturing the final latents on the way."""
+    from core.devices import synchronize
+
+    if p.runs_no_step():
+        return StageOutput(given.image, given.latents, 0, 0.0, 0.0)
+
+    captured: dict[str, Any] = {}
+
+    def callback(pipeline, i, t, kwargs):
+        if cancelled():
+            raise Cancelled()
+        captured["latents"] = kwargs["latents"]
+        captured["steps"] = i + 1
+        if p.schedule is not None and i == 0 and p.handoff == "generate":
+            # The full schedule as the base's scheduler shifted it, for the refiner to finish.
+            p.schedule["sigmas"] = pipeline.scheduler.sigmas.tolist()
+        synchronize(device)
+        captured["t_last"] = time.perf_counter()
+        # ERNIE-Image keeps no _num_timesteps: its scheduler's timesteps are the ones it runs.
+        total = int(getattr(pipeline, "_num_timesteps", 0) or 0) or len(pipeline.scheduler.timesteps)
+        on_step(i + 1, call.stop_after or total)
+        if call.stop_after is not None and i + 1 >= call.stop_after:
+            pipeline._interrupt = True  # the loop skips the rest; the latents stay at sigma_k
+        return kwargs
+
+    kwargs = dict(call.kwargs, callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["latents"])
+    start = time.perf_counter()
+    with patched(pipe, p, call):
+        result = pipe(**kwargs)
+    synchronize(device)
+    end = time.perf_counter()
+    t_last = captured.get("t_last", start)
+    steps_run = int(getattr(pipe, "_num_timesteps", 0) or 0)
+    if call.stop_after is not None or not steps_run:
+        steps_run = captured.get("steps", 0)  # the steps the callback saw
+    latents = captured.get("latents")
+    image = None if call.kwargs.get("output_type") == "latent" else result.images[0]
+    width, height = p.size
+    if latents is not None:
+        latents = p.family.from_pipeline(pipe, latents, height, width)
+    return StageOutput(image, latents, steps_run, t_last - start, end - t_last)
