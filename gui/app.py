@@ -28,7 +28,7 @@ def create_window(argv: list[str] | None = None):
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
-    from gui import project_io
+    from core import document
     from gui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "handoff"])
@@ -38,7 +38,7 @@ def create_window(argv: list[str] | None = None):
     icon = paths.RESOURCES / "icon.png"
     if icon.is_file():
         app.setWindowIcon(QIcon(str(icon)))
-    crashed = project_io.begin_session()
+    crashed = document.begin_session()
     window = MainWindow()
     window.show()
     # After the first paint: the import costs seconds, and while a thread imports torch it

@@ -10,7 +10,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout, QWidget,
 )
 
-from gui.history import RunRecord
+from core.document import Run
+from gui.images import qimage_of
 from gui.widgets import tool_button
 
 WIPE, SIDE = "Wipe", "Side by side"
@@ -179,8 +180,8 @@ class CompareView(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.runs: list[RunRecord] = []
-        self.run: RunRecord | None = None
+        self.runs: list[Run] = []
+        self.run: Run | None = None
         self._live: QImage | None = None
         self.canvas = CompareCanvas()
         self.left_pick = QComboBox()
@@ -248,7 +249,7 @@ class CompareView(QWidget):
 
     # ---------------------------------------------------------------- runs
 
-    def set_runs(self, runs: list[RunRecord]) -> None:
+    def set_runs(self, runs: list[Run]) -> None:
         """Replace the strip (a project was opened); shows the newest run."""
         self.runs = list(runs)
         self.strip.blockSignals(True)
@@ -264,14 +265,14 @@ class CompareView(QWidget):
             self._fill_pickers()
             self.canvas.set_images(None, None)
 
-    def _add_strip_item(self, run: RunRecord) -> None:
+    def _add_strip_item(self, run: Run) -> None:
         item = QListWidgetItem(run.label)
         if run.stages:
-            item.setIcon(QIcon(QPixmap.fromImage(run.stages[-1].image)))
+            item.setIcon(QIcon(QPixmap.fromImage(qimage_of(run.stages[-1].image))))
         item.setToolTip(f"{run.label}: {run.outcome}, {run.seconds:.1f} s, {run.started}")
         self.strip.addItem(item)
 
-    def begin_run(self, run: RunRecord) -> None:
+    def begin_run(self, run: Run) -> None:
         self.runs.append(run)
         self.strip.blockSignals(True)
         self._add_strip_item(run)
@@ -280,16 +281,16 @@ class CompareView(QWidget):
         self.run = run
         self._fill_pickers()
 
-    def stage_added(self, run: RunRecord) -> None:
+    def stage_added(self, run: Run) -> None:
         """A stage of `run` finished: show it against what it refined."""
         row = self.runs.index(run) if run in self.runs else -1
         if row >= 0 and run.stages:
-            self.strip.item(row).setIcon(QIcon(QPixmap.fromImage(run.stages[-1].image)))
+            self.strip.item(row).setIcon(QIcon(QPixmap.fromImage(qimage_of(run.stages[-1].image))))
             self.strip.item(row).setToolTip(f"{run.label}: {run.outcome}, {run.seconds:.1f} s")
         if run is self.run:
             self._fill_pickers()
 
-    def show_run(self, run: RunRecord) -> None:
+    def show_run(self, run: Run) -> None:
         self.run = run
         self._fill_pickers()
 
@@ -325,7 +326,8 @@ class CompareView(QWidget):
 
     def _show_picked(self) -> None:
         sources = dict(self.run.sources()) if self.run else {}
-        self.canvas.set_images(sources.get(self.left_pick.currentText()), sources.get(self.right_pick.currentText()))
+        self.canvas.set_images(qimage_of(sources.get(self.left_pick.currentText())),
+                               qimage_of(sources.get(self.right_pick.currentText())))
         self._show_zoom()
 
     def show_single(self, image: QImage | None) -> None:

@@ -3,6 +3,7 @@ but the QPixmaps built from these only on the GUI thread."""
 from __future__ import annotations
 
 import io
+import weakref
 from pathlib import Path
 
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice
@@ -17,6 +18,25 @@ def pil_to_qimage(image) -> QImage:
     fmt = QImage.Format_RGBA8888 if image.mode == "RGBA" else QImage.Format_RGB888
     bytes_per_line = image.width * (4 if image.mode == "RGBA" else 3)
     return QImage(data, image.width, image.height, bytes_per_line, fmt).copy()
+
+
+# id(PIL image) -> (a weak reference to it, its QImage). PIL images compare by value and
+# do not hash, so they are known by identity; the entry goes when the image does.
+_shown: dict[int, tuple[weakref.ref, QImage]] = {}
+
+
+def qimage_of(image) -> QImage | None:
+    """The QImage of a PIL image held by the document (core.document), converted once and
+    kept while the PIL image lives, so the views show the same object each time."""
+    if image is None:
+        return None
+    key = id(image)
+    entry = _shown.get(key)
+    if entry is not None and entry[0]() is image:
+        return entry[1]
+    q = pil_to_qimage(image)
+    _shown[key] = (weakref.ref(image, lambda _ref, key=key: _shown.pop(key, None)), q)
+    return q
 
 
 def qimage_to_png(image: QImage) -> bytes:

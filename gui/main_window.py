@@ -1,8 +1,8 @@
-"""The studio window: a thin view over core/. It edits one Project in place, asks
-core.project.validate what is wrong with it, and hands it to the engine thread."""
+"""The studio window: a thin view over core/. It shows one core.document.Document, edits
+its Project in place, asks core.project.validate what is wrong with it, and hands it to
+the engine thread; engine events go to the document, which says what changed."""
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -13,20 +13,20 @@ from PySide6.QtWidgets import (
     QPushButton, QScrollArea, QSplitter, QTabWidget, QToolButton, QVBoxLayout, QWidget,
 )
 
+from core import document as doc
 from core import paths
 from core.defaults import default_project
-from core.model_library import ModelLibrary
-from core.presets import PRESETS
+from core.document import Document, Run, read_project
+from core.errors import ProjectError
 from core.events import (
     JobCancelled, JobFailed, JobFinished, JobStarted, Loading, Notice, StageFinished, StageStarted, Step,
 )
-from core.project import MAX_SEED, Project, validate
-from core.errors import ProjectError
-from gui import project_io
-from gui.compare_view import CompareView
-from gui.history import RunRecord, StageRecord
-from gui.images import image_size
 from core.model_info import chain_problems, forget as forget_model_info, info_for
+from core.model_library import ModelLibrary
+from core.presets import PRESETS
+from core.project import MAX_SEED, Project, validate
+from gui.compare_view import CompareView
+from gui.images import image_size
 from gui.prompt_editor import PromptEditor
 from gui.resolution_picker import ResolutionPicker
 from gui.run_settings import RunSettings
@@ -78,13 +78,22 @@ class MainWindow(QMainWindow):
         self.runner = runner or JobRunner(parent=self)
         self.library = ModelLibrary.load()
         self.models_dialog = None  # gui.models_dialog.ModelsDialog, while shown
-        self.project: Project = default_project()
-        self.path: Path | None = None
-        self.modified = False
-        self.runs: list[RunRecord] = []
-        self.current_run: RunRecord | None = None
+        self.document = Document()
         self._autosave_dirty = False
-        self._job_started_at = 0.0
+        self._on_change = {
+            doc.CHANGED_PROJECT: lambda _: self._show_project(),
+            doc.CHANGED_MODIFIED: self._on_modified,
+            doc.CHANGED_RUNS: lambda _: self.compare.set_runs(self.runs),
+            doc.RUN_STARTED: lambda run: self.compare.begin_run(run),
+            doc.STAGE_ADDED: lambda run: self.compare.stage_added(run),
+            doc.RUN_ENDED: self._on_run_ended,
+        }
+        # Engine events, each to its view update (the document records them too).
+        self._on_engine_event = {
+            JobStarted: self._job_started, StageStarted: self._stage_started, Loading: self._loading,
+            Step: self._step, StageFinished: self._stage_finished, Notice: self._notice,
+            JobFinished: self._job_finished, JobFailed: self._job_failed, JobCancelled: self._job_cancelled,
+        }
         self.setAcceptDrops(True)
         self.resize(1200, 800)
         self._build()
@@ -96,7 +105,29 @@ class MainWindow(QMainWindow):
         self.autosave_timer = QTimer(self)
         self.autosave_timer.timeout.connect(self.autosave)
         self.autosave_timer.start(max(5, int(self.settings.autosave_seconds)) * 1000)
-        self.load_project(self.project, None, [])
+        self.document.subscribe(lambda what, detail: self._on_change[what](detail))
+        self.load_project(self.document.project, None, [])
+
+    # The document's parts, as the widgets and the tests see them.
+    @property
+    def project(self) -> Project:
+        return self.document.project
+
+    @property
+    def path(self) -> Path | None:
+        return self.document.path
+
+    @property
+    def modified(self) -> bool:
+        return self.document.modified
+
+    @property
+    def runs(self) -> list[Run]:
+        return self.document.runs
+
+    @property
+    def current_run(self) -> Run | None:
+        return self.document.current_run
 
     # ---------------------------------------------------------------- layout
 
@@ -295,22 +326,26 @@ class MainWindow(QMainWindow):
     # ---------------------------------------------------------------- document
 
     def document_name(self) -> str:
-        return self.path.stem if self.path else "untitled"
+        return self.document.name
 
     def _update_title(self) -> None:
         self.setWindowTitle(f"Handoff — {self.document_name()}{'*' if self.modified else ''}")
 
     def set_modified(self, modified: bool) -> None:
-        self.modified = modified
+        self.document.set_modified(modified)
+        self._update_title()
+
+    def _on_modified(self, modified: bool) -> None:
         if modified:
             self._autosave_dirty = True
         self._update_title()
 
-    def load_project(self, project: Project, path: Path | None, runs: list[RunRecord]) -> None:
-        """Show a project (new, opened or recovered) in every widget."""
-        self.project = project
-        self.path = path
-        self.runs = list(runs)
+    def load_project(self, project: Project, path: Path | None, runs: list[Run]) -> None:
+        """Make a project (new, opened or recovered) the document; every widget shows it."""
+        self.document.replace(project, path, runs)
+
+    def _show_project(self) -> None:
+        project = self.project
         self.prompt_editor.load(project)
         self.seed.blockSignals(True)
         self.seed.setValue(project.seed)
@@ -325,7 +360,7 @@ class MainWindow(QMainWindow):
         if not self.runs and project.init_image:
             self.compare.show_single(QImage(project.init_image))
         self.banner.hide()
-        self.set_modified(False)
+        self._update_title()
         self.projectLoaded.emit()
 
     def _refresh_derived(self) -> None:
@@ -454,7 +489,7 @@ class MainWindow(QMainWindow):
         if not self.maybe_discard():
             return False
         try:
-            project, runs = project_io.load_project(path)
+            project, runs = read_project(path)
         except (ProjectError, OSError) as exc:
             problems = exc.problems if isinstance(exc, ProjectError) else [str(exc)]
             self.show_error(f"Could not open {path.name}: " + "; ".join(problems))
@@ -477,16 +512,15 @@ class MainWindow(QMainWindow):
 
     def _save_to(self, path: Path) -> bool:
         try:
-            project_io.save_project(path, self.project, self.runs)
+            self.document.save(Path(path))
         except (ProjectError, OSError) as exc:
             problems = exc.problems if isinstance(exc, ProjectError) else [str(exc)]
             self.show_error(f"Could not save {path.name}: " + "; ".join(problems))
             return False
-        self.path = Path(path)
         self.settings.add_recent_file(path)
         self.settings.save()
         self._fill_recent()
-        self.set_modified(False)
+        self._update_title()
         self.statusBar().showMessage(f"Saved {path}", 5000)
         return True
 
@@ -495,7 +529,7 @@ class MainWindow(QMainWindow):
         if not self._autosave_dirty:
             return
         try:
-            project_io.write_autosave(self.project, self.runs, self.path)
+            self.document.write_autosave()
         except (ProjectError, OSError) as exc:
             self.log_line(f"autosave failed: {exc}")
             return
@@ -503,17 +537,17 @@ class MainWindow(QMainWindow):
 
     def offer_recovery(self) -> bool:
         """After a crash: offer the autosave back. True when it was restored."""
-        if not project_io.autosave_file().is_file():
+        if not doc.autosave_file().is_file():
             return False
         if not self.ask("Recover unsaved work?",
                         "Handoff did not close cleanly last time. Restore the autosaved project?"):
             return False
         try:
-            project, runs = project_io.load_project(project_io.autosave_file())
+            project, runs = read_project(doc.autosave_file())
         except (ProjectError, OSError) as exc:
             self.show_error(f"The autosave could not be read: {exc}")
             return False
-        self.load_project(project, project_io.autosave_source(), runs)
+        self.load_project(project, doc.autosave_source(), runs)
         self.set_modified(True)  # recovered work is not saved anywhere yet
         self.statusBar().showMessage("Recovered the autosaved project", 5000)
         return True
@@ -573,11 +607,9 @@ class MainWindow(QMainWindow):
     def restore_recipe(self, recipe: Project) -> None:
         # The recipe replaces the settings, not the document: history and path stay, and
         # the change is an edit like any other (saved or undone by the user).
-        runs, path = self.runs, self.path
         if recipe.init_image and not Path(recipe.init_image).is_file():
             recipe.init_image = None
-        self.load_project(recipe, path, runs)
-        self.set_modified(True)
+        self.document.replace_recipe(recipe)
         self.statusBar().showMessage("Recipe restored", 5000)
 
     def set_init_image(self, path: Path) -> None:
@@ -621,9 +653,7 @@ class MainWindow(QMainWindow):
         self.banner.hide()
         self.stage_progress.setValue(0)
         self.overall_progress.setValue(0)
-        self._job_started_at = time.perf_counter()
-        self.current_run = RunRecord(len(self.runs) + 1, datetime.now().isoformat(timespec="seconds"),
-                                     recipe=self.project.to_dict())
+        self.document.begin_run()
         if not self.runner.ready:
             self.statusBar().showMessage("Waiting for torch to load…")
         self.runner.start(self.project, paths.outputs_dir())
@@ -655,73 +685,64 @@ class MainWindow(QMainWindow):
         self.log.appendPlainText(f"{datetime.now():%H:%M:%S}  {text}")
 
     def on_event(self, ev) -> None:
-        """Every engine event lands here, on the GUI thread."""
-        run = self.current_run
-        if isinstance(ev, JobStarted):
-            self.log_line(f"job {ev.job_id}: {ev.stage_count} stage(s) on {ev.device}")
-            self.statusBar().showMessage(f"Running {ev.stage_count} stage(s) on {ev.device}")
-            self.gauge.start_run()
-            if run is not None:
-                self.runs.append(run)
-                self.compare.begin_run(run)
-        elif isinstance(ev, StageStarted):
-            how = ev.handoff + (f" ({ev.note})" if ev.note else "")
-            self.statusBar().showMessage(f"{ev.label}: {ev.model}, {how}")
-            self.log_line(f"{ev.label}: {ev.model}, {how}")
-            self.stage_progress.setValue(0)
-            self.stage_progress.setFormat(f"{ev.label}: %p%")
-        elif isinstance(ev, Loading):
-            self.statusBar().showMessage(ev.what)
-            self.log_line(ev.what)
-        elif isinstance(ev, Step):
-            self.stage_progress.setMaximum(max(1, ev.total))
-            self.stage_progress.setValue(ev.step)
-            self.overall_progress.setValue(int(ev.overall * 1000))
-        elif isinstance(ev, StageFinished):
-            self.gauge.add_peak(ev.label, ev.peak_memory, ev.memory_kind)
-            self.log_line(f"{ev.label} done in {ev.total_seconds:.2f} s → {ev.path}")
-            if run is not None:
-                run.stages.append(StageRecord.from_event(ev))
-                run.seconds = time.perf_counter() - self._job_started_at
-                self.compare.stage_added(run)
-        elif isinstance(ev, Notice):
-            self.log_line(ev.message)
-            self.statusBar().showMessage(ev.message, 8000)
-        elif isinstance(ev, JobFinished):
-            self.overall_progress.setValue(1000)
-            self.statusBar().showMessage(f"Done in {ev.seconds:.1f} s", 15000)
-            self.log_line(f"finished in {ev.seconds:.2f} s")
-            self._end_run("finished", ev.seconds)
-        elif isinstance(ev, JobFailed):
-            self.show_error(f"Generation failed: {ev.message}")
-            self.log_line(f"failed: {ev.message}")
-            if ev.detail:
-                self.log_line(ev.detail)
-            self._end_run("failed", None)
-        elif isinstance(ev, JobCancelled):
-            where = f" during stage {ev.at_stage + 1}" if ev.at_stage is not None else ""
-            self.statusBar().showMessage(f"Cancelled{where}", 10000)
-            self.log_line(f"cancelled{where}")
-            self._end_run("cancelled", None)
+        """Every engine event lands here, on the GUI thread: the view updates, and the
+        document records it (which may tell the views of a new run or stage)."""
+        handler = self._on_engine_event.get(type(ev))
+        if handler is not None:
+            handler(ev)
+        self.document.record(ev)
         if isinstance(ev, TERMINAL):
             self.jobEnded.emit(ev)
 
-    def _end_run(self, outcome: str, seconds: float | None) -> None:
-        run, self.current_run = self.current_run, None
-        if run is None:
-            return
-        run.outcome = outcome
-        if seconds is not None:
-            run.seconds = seconds
-        if run in self.runs and run.stages:
-            self.timings.add_run(run.label, run.stages, run.seconds)
-            self.compare.stage_added(run)
-            self.set_modified(True)  # the history is part of the document
-            self.autosave()
-        elif run in self.runs:
-            # Nothing came out of it: keep the strip for runs with images.
-            self.runs.remove(run)
-            self.compare.set_runs(self.runs)
+    def _job_started(self, ev: JobStarted) -> None:
+        self.log_line(f"job {ev.job_id}: {ev.stage_count} stage(s) on {ev.device}")
+        self.statusBar().showMessage(f"Running {ev.stage_count} stage(s) on {ev.device}")
+        self.gauge.start_run()
+
+    def _stage_started(self, ev: StageStarted) -> None:
+        how = ev.handoff + (f" ({ev.note})" if ev.note else "")
+        self.statusBar().showMessage(f"{ev.label}: {ev.model}, {how}")
+        self.log_line(f"{ev.label}: {ev.model}, {how}")
+        self.stage_progress.setValue(0)
+        self.stage_progress.setFormat(f"{ev.label}: %p%")
+
+    def _loading(self, ev: Loading) -> None:
+        self.statusBar().showMessage(ev.what)
+        self.log_line(ev.what)
+
+    def _step(self, ev: Step) -> None:
+        self.stage_progress.setMaximum(max(1, ev.total))
+        self.stage_progress.setValue(ev.step)
+        self.overall_progress.setValue(int(ev.overall * 1000))
+
+    def _stage_finished(self, ev: StageFinished) -> None:
+        self.gauge.add_peak(ev.label, ev.peak_memory, ev.memory_kind)
+        self.log_line(f"{ev.label} done in {ev.total_seconds:.2f} s → {ev.path}")
+
+    def _notice(self, ev: Notice) -> None:
+        self.log_line(ev.message)
+        self.statusBar().showMessage(ev.message, 8000)
+
+    def _job_finished(self, ev: JobFinished) -> None:
+        self.overall_progress.setValue(1000)
+        self.statusBar().showMessage(f"Done in {ev.seconds:.1f} s", 15000)
+        self.log_line(f"finished in {ev.seconds:.2f} s")
+
+    def _job_failed(self, ev: JobFailed) -> None:
+        self.show_error(f"Generation failed: {ev.message}")
+        self.log_line(f"failed: {ev.message}")
+        if ev.detail:
+            self.log_line(ev.detail)
+
+    def _job_cancelled(self, ev: JobCancelled) -> None:
+        where = f" during stage {ev.at_stage + 1}" if ev.at_stage is not None else ""
+        self.statusBar().showMessage(f"Cancelled{where}", 10000)
+        self.log_line(f"cancelled{where}")
+
+    def _on_run_ended(self, run: Run) -> None:
+        self.timings.add_run(run.label, run.stages, run.seconds)
+        self.compare.stage_added(run)
+        self.autosave()
 
     # ---------------------------------------------------------------- closing
 
@@ -732,5 +753,5 @@ class MainWindow(QMainWindow):
         self.autosave_timer.stop()
         self.gauge.timer.stop()
         self.runner.shutdown()
-        project_io.end_session()
+        doc.end_session()
         event.accept()

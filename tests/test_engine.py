@@ -73,6 +73,35 @@ def test_sdxl_latent_handoff_equals_latents_as_image(tiny_models, tmp_path):
     assert np.array_equal(pixels(done[1].image), pixels(final))
 
 
+def test_sd_latent_handoff_equals_latents_as_image(tiny_models, tmp_path):
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    sd = str(tiny_models["sd"])
+    p = project(Stage(sd, steps=6), Stage(sd, steps=8, handoff="latent", strength=0.5, seed=3))
+    done = of(run_job(p, tmp_path), ev.StageFinished)
+    assert [d.handoff for d in done] == ["generate", "latent"] and done[0].preview
+    base = load(tiny_models["sd"])
+    latents = base(PROMPT, num_inference_steps=6, guidance_scale=5.0, height=32, width=32, output_type="latent",
+                   generator=generator(11)).images
+    final = StableDiffusionImg2ImgPipeline.from_pipe(base)(PROMPT, image=latents, strength=0.5, num_inference_steps=8,
+                                                           guidance_scale=5.0, generator=generator(3)).images[0]
+    assert np.array_equal(pixels(done[1].image), pixels(final))
+
+
+def test_sdxl_refiner_pixel_handoff_equals_plain_diffusers(tiny_models, tmp_path):
+    base_dir, ref_dir = str(tiny_models["sdxl"]), str(tiny_models["sdxl_refiner"])
+    p = project(Stage(base_dir, steps=6), Stage(ref_dir, steps=10, handoff="pixel", strength=0.3))
+    done = of(run_job(p, tmp_path), ev.StageFinished)
+    assert [d.handoff for d in done] == ["generate", "pixel"] and not done[0].preview
+    base, refiner = load(tiny_models["sdxl"]), load(tiny_models["sdxl_refiner"])
+    first = base(PROMPT, num_inference_steps=6, guidance_scale=5.0, height=32, width=32,
+                 generator=generator(11)).images[0]
+    final = refiner(PROMPT, image=first, strength=0.3, num_inference_steps=10, guidance_scale=5.0,
+                    generator=generator(11)).images[0]
+    assert np.array_equal(pixels(done[0].image), pixels(first))
+    assert np.array_equal(pixels(done[1].image), pixels(final))
+
+
 def test_latent_falls_back_to_pixel_when_vaes_differ_and_says_so(tiny_models, tmp_path):
     p = project(Stage(str(tiny_models["sd"]), steps=4), Stage(str(tiny_models["sd_other"]), steps=4, handoff="latent", strength=0.5))
     events = run_job(p, tmp_path)
@@ -184,18 +213,38 @@ def test_each_stage_is_on_disk_when_it_is_reported_saved(tiny_models, tmp_path):
     assert saved == [0, 1] and isinstance(events[-1], ev.JobFinished)
 
 
-def test_cancel_stops_within_a_step_and_the_cache_stays_usable(tiny_models, tmp_path):
+@pytest.mark.parametrize("k", [1, 3])
+def test_cancel_from_step_k_means_step_k_plus_2_never_starts(tiny_models, tmp_path, k):
+    """Deterministic: the job runs on this thread (engine.execute), and the token is
+    cancelled inside step k's own callback. Step k+1's denoising is already under way when
+    the next check comes, so it may finish; its callback raises, and no later step starts."""
+    from core.engine import OutputPlan, execute
+
     sd = str(tiny_models["sd"])
     p = project(Stage(sd, steps=20), Stage(sd, steps=8, handoff="pixel", strength=0.5))
-    models, token = ModelCache(), CancelToken()
+    models, token, events = ModelCache(), CancelToken(), []
 
-    def cancel_at_step_3(e):
-        if isinstance(e, ev.Step) and e.step == 3:
+    def emit(e):
+        events.append(e)
+        if isinstance(e, ev.Step) and e.index == 0 and e.step == k:
             token.cancel()
 
-    events = run_job(p, tmp_path, models, cancel=token, on_event=cancel_at_step_3)
-    steps = [e.step for e in of(events, ev.Step)]
-    assert max(steps) <= 4, steps  # the step in flight may finish; none after it starts
+    import diffusers
+
+    unet_calls = []
+    unet = diffusers.UNet2DConditionModel.forward
+
+    def counting(self, *args, **kwargs):
+        unet_calls.append(1)
+        return unet(self, *args, **kwargs)
+
+    diffusers.UNet2DConditionModel.forward = counting
+    try:
+        execute(p, emit, OutputPlan.in_dir(tmp_path / "out", "job"), token, models)
+    finally:
+        diffusers.UNet2DConditionModel.forward = unet
+    assert [e.step for e in of(events, ev.Step)] == list(range(1, k + 1))
+    assert len(unet_calls) == k + 1  # step k+1 ran its UNet pass; step k+2 never started
     assert of(events, ev.JobCancelled) and not of(events, ev.StageFinished)
     again = run_job(p, tmp_path, models)
     assert len(of(again, ev.StageFinished)) == 2

@@ -20,7 +20,13 @@ from tests.engine_helpers import generator, load, of, pixels, run_job
 
 PROMPT = "a red circle on a blue background"
 FAMS = ["sd3", "flux", "chroma"]
-PACKED = {"flux", "chroma"}
+# The reference sides below know diffusers, never core: a model's pipeline class is read
+# from its model_index.json, and these tables say what diffusers offers for each.
+IMG2IMG = {"StableDiffusionPipeline": "StableDiffusionImg2ImgPipeline",
+           "StableDiffusion3Pipeline": "StableDiffusion3Img2ImgPipeline",
+           "FluxPipeline": "FluxImg2ImgPipeline", "ChromaPipeline": "ChromaImg2ImgPipeline",
+           "ZImagePipeline": "ZImageImg2ImgPipeline"}
+PACKED = {"FluxPipeline", "ChromaPipeline"}  # their loops keep latents as packed 2x2 tokens
 
 
 def project(*stages, width=32, height=32, seed=11) -> Project:
@@ -31,14 +37,13 @@ def img2img(path: Path):
     import diffusers
 
     pipe = load(path)
-    family = FAMILIES[_family_key(path)]
-    refine = getattr(diffusers, family.refine).from_pipe(pipe)
+    refine = getattr(diffusers, IMG2IMG[declared_class(path)]).from_pipe(pipe)
     refine.set_progress_bar_config(disable=True)
     return refine
 
 
-def _family_key(path: Path) -> str:
-    return resolve(parse_ref(str(path))).family.key
+def declared_class(path: Path) -> str:
+    return json.loads((Path(path) / "model_index.json").read_text())["_class_name"]
 
 
 def generate(path: Path, steps: int, guidance: float, seed: int, width=32, height=32, **kw):
@@ -111,6 +116,13 @@ def test_refines_another_familys_image_as_pixels(fam, family_models, tmp_path):
     assert handoffs_of(done) == ["generate", "pixel"]
     assert done[1].image.size == (32, 32) and done[1].steps_run == 2
     assert done[1].input_image is done[0].image
+    # Bit for bit the two plain diffusers calls: SD 1.x generates, the other family refines.
+    first = load(family_models["sd"])(PROMPT, num_inference_steps=3, guidance_scale=5.0, height=32, width=32,
+                                      generator=generator(11)).images[0]
+    second = img2img(family_models[fam])(PROMPT, image=first, strength=0.5, num_inference_steps=4, guidance_scale=2.0,
+                                         height=32, width=32, generator=generator(11)).images[0]
+    assert np.array_equal(pixels(done[0].image), pixels(first))
+    assert np.array_equal(pixels(done[1].image), pixels(second))
 
 
 @pytest.mark.parametrize("fam", FAMS)
@@ -137,10 +149,10 @@ def reference_latent(base: Path, refiner: Path, base_steps: int, steps: int, str
     from diffusers import FluxPipeline
     from diffusers.utils.torch_utils import randn_tensor
 
-    base_key, refiner_key = _family_key(base), _family_key(refiner)
+    base_cls, refiner_cls = declared_class(base), declared_class(refiner)
     latents = generate(base, base_steps, guidance, base_seed, width=width, height=height, output_type="latent")
     base_pipe = load(base)
-    if base_key in PACKED:
+    if base_cls in PACKED:
         latents = FluxPipeline._unpack_latents(latents, height, width, base_pipe.vae_scale_factor)
     assert latents.shape == (1, 16, height // 2, width // 2)  # the tiny VAEs scale by 2
 
@@ -161,7 +173,7 @@ def reference_latent(base: Path, refiner: Path, base_steps: int, steps: int, str
     sigma = first_sigma["s"]
     noise = randn_tensor(latents.shape, generator=generator(seed), dtype=latents.dtype)
     noisy = sigma * noise + (1.0 - sigma) * latents
-    if refiner_key in PACKED:
+    if refiner_cls in PACKED:
         noisy = FluxPipeline._pack_latents(noisy, 1, 16, height // 2, width // 2)
     image = Image.new("RGB", (width, height))  # unused: prepare_latents returns the given latents
     out = pipe(image=image, latents=noisy, generator=generator(seed), **dry).images[0]
@@ -202,9 +214,9 @@ def test_latent_handoff_with_a_same_vae_partner(pair, family_models, tmp_path):
     done = of(events, ev.StageFinished)
     assert handoffs_of(done) == ["generate", "latent"], of(events, ev.StageStarted)[1].note
     assert done[1].image.size == (32, 32) and done[1].steps_run == 2
-    if pair in (("sd3", "sd3_other"), ("chroma", "flux")):
-        expected, _ = reference_latent(a, b, 3, 4, 0.5, 5, width=32, height=32)
-        assert np.array_equal(pixels(done[1].image), pixels(expected))
+    assert done[0].preview  # the base handed its latents over: no decode of its own
+    expected, _ = reference_latent(a, b, 3, 4, 0.5, 5, width=32, height=32)
+    assert np.array_equal(pixels(done[1].image), pixels(expected))
 
 
 def _plan_for(paths: list[Path], handoff: str = "auto"):
@@ -266,7 +278,7 @@ def flux2_reference(model: Path, steps: int, strength: float, seed: int, guidanc
     from diffusers.pipelines.flux2.pipeline_flux2 import compute_empirical_mu
     from diffusers.utils.torch_utils import randn_tensor
 
-    key = _family_key(model)
+    key = {"Flux2Pipeline": "flux2", "Flux2KleinPipeline": "flux2", "ErnieImagePipeline": "ernie"}[declared_class(model)]
     pipe = load(model)
     vae = pipe.vae
 
@@ -367,6 +379,12 @@ def test_flux2_and_ernie_refine_another_familys_image_as_pixels(fam, flux2_model
     assert handoffs_of(done) == ["generate", "pixel"] and of(events, ev.StageStarted)[1].note == ""
     assert done[1].image.size == (32, 32) and done[1].steps_run == 2
     assert done[1].input_image is done[0].image
+    # Bit for bit: Z-Image's plain call, then the written-out flow img2img of its image.
+    first = load(family_models["zimage"])(PROMPT, num_inference_steps=2, guidance_scale=5.0, height=32, width=32,
+                                          generator=generator(11)).images[0]
+    second, _ = flux2_reference(flux2_models[fam], 4, 0.5, 11, image=first)
+    assert np.array_equal(pixels(done[0].image), pixels(first))
+    assert np.array_equal(pixels(done[1].image), pixels(second))
 
 
 @pytest.mark.parametrize("pair", [("ernie", "flux2"), ("flux2", "ernie"), ("ernie", "ernie")])

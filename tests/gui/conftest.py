@@ -70,7 +70,7 @@ def window(qtbot, with_models, answers):
     w.show()
     w.runner.preload()
     yield w
-    w.modified = False  # no question at teardown
+    w.set_modified(False)  # no question at teardown
     w.close()
 
 

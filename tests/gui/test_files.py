@@ -9,8 +9,9 @@ from PySide6.QtGui import QDropEvent, QImage
 from core import demo
 from core.defaults import default_project
 from core.project import validate
-from gui import project_io
-from gui.history import RunRecord, StageRecord
+from core import document
+from core.document import Document, Run, StageResult, read_project
+from gui.images import qimage_of
 from gui.settings import Settings
 
 
@@ -30,14 +31,13 @@ def drop(window, qtbot, path: Path) -> None:
     qtbot.wait(20)  # the drop is handled on the next turn of the event loop
 
 
-def fake_run(number: int = 1) -> RunRecord:
-    a = QImage(64, 64, QImage.Format_RGB888)
-    a.fill(Qt.blue)
-    b = QImage(64, 64, QImage.Format_RGB888)
-    b.fill(Qt.green)
-    run = RunRecord(number, "2025-01-01T00:00:00", 2.5, default_project().to_dict(), outcome="finished")
-    run.stages.append(StageRecord(0, "base", "generate", 16, 0.5, 1.0, 0.1, 1.6, 1000, "process RAM peak", "", a))
-    run.stages.append(StageRecord(1, "refiner", "ensemble", 4, 0.1, 0.5, 0.1, 0.7, 2000, "process RAM peak", "", b, a))
+def fake_run(number: int = 1) -> Run:
+    from PIL import Image
+
+    a, b = Image.new("RGB", (64, 64), (0, 0, 255)), Image.new("RGB", (64, 64), (0, 255, 0))
+    run = Run(number, "2025-01-01T00:00:00", 2.5, default_project().to_dict(), outcome="finished")
+    run.stages.append(StageResult(0, "base", "generate", 16, 0.5, 1.0, 0.1, 1.6, 1000, "process RAM peak", "", a))
+    run.stages.append(StageResult(1, "refiner", "ensemble", 4, 0.1, 0.5, 0.1, 0.7, 2000, "process RAM peak", "", b, a))
     return run
 
 
@@ -136,7 +136,7 @@ def test_save_and_reopen_a_project_with_history(window, qtbot, tmp_path, answers
     assert QImage(p.init_image).pixelColor(3, 3).name() == "#00ffff"
     assert len(window.runs) == 1 and len(window.runs[0].stages) == 2
     refiner = window.runs[0].stages[1]
-    assert refiner.input_image is not None and refiner.image.pixelColor(1, 1).name() == "#00ff00"
+    assert refiner.input_image is not None and refiner.image.getpixel((1, 1)) == (0, 255, 0)
     assert refiner.denoise_seconds == 0.5 and refiner.memory_kind == "process RAM peak"
     assert window.timings.rowCount() == 3 and window.compare.strip.count() == 1
     assert window.windowTitle() == "Handoff — mine" and not window.modified
@@ -167,27 +167,27 @@ def test_autosave_is_offered_back_after_a_crash(qtbot, with_models, answers):
 
     project = default_project()
     project.prompt = "work in progress"
-    project_io.write_autosave(project, [fake_run()], None)
-    assert project_io.begin_session() is False  # no lock before: a clean previous exit
-    assert project_io.begin_session() is True  # the lock was left behind: a crash
+    Document(project, None, [fake_run()]).write_autosave()
+    assert document.begin_session() is False  # no lock before: a clean previous exit
+    assert document.begin_session() is True  # the lock was left behind: a crash
     w = MainWindow()
     qtbot.addWidget(w)
     w.ask = lambda title, text: (answers.asked.append(title), True)[1]
     assert w.offer_recovery()
     assert w.project.prompt == "work in progress" and len(w.runs) == 1
     assert w.modified and w.windowTitle() == "Handoff — untitled*"
-    w.modified = False
+    w.set_modified(False)
     w.close()
-    assert project_io.begin_session() is False  # closing cleanly removed the lock
+    assert document.begin_session() is False  # closing cleanly removed the lock
 
 
 def test_autosave_timer_writes_only_when_changed(window):
     window.autosave()
-    assert not project_io.autosave_file().exists()  # nothing changed yet
+    assert not document.autosave_file().exists()  # nothing changed yet
     window.prompt_editor.prompt.setPlainText("edited")
     window.autosave()
-    assert project_io.autosave_file().is_file()
-    assert project_io.load_project(project_io.autosave_file())[0].prompt == "edited"
+    assert document.autosave_file().is_file()
+    assert read_project(document.autosave_file())[0].prompt == "edited"
 
 
 def test_compare_view_save_copy_zoom_and_modes(window, tmp_path):
@@ -199,7 +199,7 @@ def test_compare_view_save_copy_zoom_and_modes(window, tmp_path):
     cv = window.compare
     assert cv.left_pick.currentText() == "refiner input" and cv.right_pick.currentText() == "refiner output"
     cv.compare_stage("refiner")
-    assert cv.canvas.left is run.stages[1].input_image
+    assert cv.canvas.left is qimage_of(run.stages[1].input_image)
     cv.one_button.click()
     assert cv.canvas.effective_zoom() == 1.0 and cv.zoom_label.text() == "100%"
     center = cv.canvas.center
@@ -213,4 +213,4 @@ def test_compare_view_save_copy_zoom_and_modes(window, tmp_path):
     out = tmp_path / "shown.png"
     assert cv.save_shown(str(out)) and QImage(str(out)).pixelColor(0, 0).name() == "#00ff00"
     cv.copy_shown()
-    assert QGuiApplication.clipboard().image().size() == run.stages[1].image.size()
+    assert QGuiApplication.clipboard().image().size().toTuple() == run.stages[1].image.size

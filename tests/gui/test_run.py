@@ -8,6 +8,7 @@ import time
 from PySide6.QtCore import Qt, QTimer
 
 from conftest import JOB_TIMEOUT_MS
+from gui.images import qimage_of
 from core.events import JobCancelled, JobFailed, JobFinished, Step
 
 
@@ -70,9 +71,9 @@ def test_generate_runs_both_stages(window, qtbot, fast):
     assert len(window.runs) == 1
     run = window.runs[0]
     assert run.outcome == "finished" and len(run.stages) == 2
-    assert all(s.image.width() == 64 and s.image.height() == 64 for s in run.stages)
+    assert all(s.image.size == (64, 64) for s in run.stages)
     assert window.compare.right_pick.currentText() == "refiner output"
-    assert window.compare.canvas.right is run.stages[-1].image
+    assert window.compare.canvas.right is qimage_of(run.stages[-1].image)
     # Timings: a row per stage plus the job's total.
     assert window.timings.rowCount() == 3
     assert window.timings.item(0, 1).text() == "base"
@@ -91,9 +92,9 @@ def test_generate_runs_both_stages(window, qtbot, fast):
     window.compare.strip.setCurrentRow(0)
     assert window.compare.run is window.runs[0]
     window.compare.compare("base output", "refiner output")
-    assert window.compare.canvas.left is window.runs[0].stages[0].image
+    assert window.compare.canvas.left is qimage_of(window.runs[0].stages[0].image)
     # The autosave was written after the run.
-    from gui.project_io import autosave_file
+    from core.document import autosave_file
 
     assert autosave_file().is_file()
 
