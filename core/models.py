@@ -414,6 +414,17 @@ class ModelCache:
                 f"{name} could not be loaded with the config in {config} ({reason}); check that the config "
                 f"belongs to this checkpoint's architecture"
             ) from exc
+        import torch
+
+        for part, component in pipe.components.items():
+            if isinstance(component, torch.nn.Module) and any(p.is_meta for p in component.parameters()):
+                # diffusers fills a T5 from `shared.weight` alone (ComfyUI keeps its embedding once) and
+                # leaves transformers' encoder.embed_tokens on the meta device: tie it back, as from_pretrained does.
+                if hasattr(component, "tie_weights"):
+                    component.tie_weights()
+                if any(p.is_meta for p in component.parameters()):
+                    raise ModelError(f"{name}: the checkpoint lacks some of the {part} weights "
+                                     f"({type(component).__name__})")
         pipe.set_progress_bar_config(disable=True)
         pipe.to(device)
         return LoadedModel(resolved, pipe, dtype, device, {})

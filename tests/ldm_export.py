@@ -15,6 +15,11 @@ Layouts written:
   SDXL    model.diffusion_model.*, first_stage_model.*, conditioner.embedders.0.transformer.text_model.*
           (CLIP ViT-L layout), conditioner.embedders.1.model.* (OpenCLIP layout: resblocks,
           fused in_proj q/k/v, transposed text_projection)
+  SDXL refiner  model.diffusion_model.*, first_stage_model.*, conditioner.embedders.0.model.*
+          (its one text encoder, OpenCLIP ViT-bigG, in the OpenCLIP layout)
+
+The transformer families' all-in-one layouts (SD3, Flux.1, Chroma) are in
+tests/single_file_export.py, which reuses the VAE and CLIP helpers here.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ VAE_PREFIX = "first_stage_model."
 SD_CLIP_PREFIX = "cond_stage_model.transformer."
 SDXL_CLIP_PREFIX = "conditioner.embedders.0.transformer."
 SDXL_OPENCLIP_PREFIX = "conditioner.embedders.1.model."
+SDXL_REFINER_OPENCLIP_PREFIX = "conditioner.embedders.0.model."
 
 
 class ExportError(ValueError):
@@ -222,8 +228,14 @@ def _load(folder: Path, name: str):
     return getattr(module, cls_name).from_pretrained(str(folder / name))
 
 
+def _is_sdxl_refiner(index: dict) -> bool:
+    """An SDXL pipeline without its first (CLIP ViT-L) text encoder: the refiner."""
+    return (index.get("_class_name") == "StableDiffusionXLImg2ImgPipeline"
+            and (index.get("text_encoder") or [None])[0] is None)
+
+
 def pipeline_to_ldm(folder: Path) -> dict:
-    """The LDM-layout state dict of a diffusers SD 1.x or SDXL (base) pipeline folder."""
+    """The LDM-layout state dict of a diffusers SD 1.x, SDXL base or SDXL refiner pipeline folder."""
     import json
 
     index = json.loads((Path(folder) / "model_index.json").read_text())
@@ -234,7 +246,10 @@ def pipeline_to_ldm(folder: Path) -> dict:
     state.update({VAE_PREFIX + k: v for k, v in vae_to_ldm(vae.state_dict(), dict(vae.config)).items()})
     if cls == "StableDiffusionPipeline":
         state.update(clip_to_ldm(_load(folder, "text_encoder"), SD_CLIP_PREFIX))
-    elif cls == "StableDiffusionXLPipeline":
+    elif _is_sdxl_refiner(index):
+        # One encoder, so nothing to tell apart by width: it is embedder 0, in the OpenCLIP layout.
+        state.update(open_clip_to_ldm(_load(folder, "text_encoder_2"), SDXL_REFINER_OPENCLIP_PREFIX))
+    elif cls in ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline"):
         te1, te2 = _load(folder, "text_encoder"), _load(folder, "text_encoder_2")
         if te1.config.hidden_size == te2.config.hidden_size:
             # diffusers tells SDXL's two encoders apart by width (position embedding size):
@@ -266,11 +281,17 @@ def verify_round_trip(folder: Path, state: dict, index: dict) -> None:
     unet, vae = _load(folder, "unet"), _load(folder, "vae")
     same("unet", unet.state_dict(), sfu.convert_ldm_unet_checkpoint(state, dict(unet.config)))
     same("vae", vae.state_dict(), sfu.convert_ldm_vae_checkpoint(state, dict(vae.config)))
+    if _is_sdxl_refiner(index):
+        te2 = _load(folder, "text_encoder_2")
+        theirs = sfu.convert_open_clip_checkpoint(te2, state, prefix=SDXL_REFINER_OPENCLIP_PREFIX)
+        mine = {k: v for k, v in _clip_keys(te2).items() if not k.endswith("position_ids")}
+        same("text_encoder_2", mine, theirs)
+        return
     te1 = _load(folder, "text_encoder")
     theirs = sfu.convert_ldm_clip_checkpoint(state)
     mine = {k: v for k, v in _clip_keys(te1).items() if not k.endswith("position_ids")}
     same("text_encoder", mine, {k: v for k, v in theirs.items() if not k.endswith("position_ids")})
-    if index.get("_class_name") == "StableDiffusionXLPipeline":
+    if index.get("_class_name") in ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline"):
         te2 = _load(folder, "text_encoder_2")
         theirs = sfu.convert_open_clip_checkpoint(te2, state, prefix=SDXL_OPENCLIP_PREFIX)
         mine = {k: v for k, v in _clip_keys(te2).items() if not k.endswith("position_ids")}

@@ -1,8 +1,12 @@
-"""Single-file checkpoints in the original Stable Diffusion (LDM) layout, the kind
-ComfyUI and Automatic1111 keep: detected, loaded offline from a local config folder,
-bit-identical to the diffusers folder they came from, and refused with a readable
-message when they cannot be used."""
+"""Single-file checkpoints, the kind ComfyUI and Automatic1111 keep: SD 1.x and SDXL in the
+original Stable Diffusion (LDM) layout, the SDXL refiner, and SD3, Flux.1 and Chroma in
+ComfyUI's all-in-one layout. Each is detected from its tensor names, loaded offline from
+a local config folder, bit-identical to the diffusers folder it came from, and refused
+with a readable message when it cannot be used."""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -233,3 +237,274 @@ def test_transformer_only_file_is_refused_before_any_download(tmp_path):
     with pytest.raises(ModelError, match="flux1-dev.safetensors: a Flux.1 transformer/UNet only") as info:
         resolve(parse_ref(str(path)))
     assert "needs a base pipeline" in str(info.value) and "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------- SD3, Flux.1, Chroma, SDXL refiner
+# All-in-one checkpoints in the layouts ComfyUI saves (tests/single_file_export.py): each is
+# exported from a diffusers folder, checked against diffusers' own forward conversion, told
+# apart by its tensor names alone, and run through a job that must give the folder's image.
+
+
+def build_sd3_for_single_file(dest, qk_norm=None, dual_attention_layers=()):
+    """A tiny SD3 shaped like the real one where diffusers' single-file loader depends on it:
+    CLIP-G wider than CLIP-L (1280 vs 768; the loader tells them apart by width), CLIP-L's
+    text_projection the identity (the loader sets it so: SD3 pools CLIP-L unprojected), and
+    a T5 wider than the two CLIPs side by side (4096 > 768 + 1280). Two layers, so the last
+    block's text-stream ending (context_pre_only) is covered; qk_norm="rms_norm" with a
+    dual-attention layer is SD3.5 Medium's layout."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+
+    from core.local_tokenizers import clip_tokenizer, t5_tokenizer
+    from tests import tiny_pipelines as tp
+
+    clip, t5 = clip_tokenizer(tp.WORDS), t5_tokenizer(tp.WORDS, max_length=256)
+    clip_l = tp._clip_text(len(clip), True, 2)  # 32 wide, projected to 32
+    with torch.no_grad():
+        clip_l.text_projection.weight.copy_(torch.eye(32))
+    torch.manual_seed(1)
+    transformer = SD3Transformer2DModel(sample_size=16, patch_size=2, in_channels=16, out_channels=16, num_layers=2,
+                                        attention_head_dim=8, num_attention_heads=4, caption_projection_dim=32,
+                                        joint_attention_dim=128, pooled_projection_dim=64, pos_embed_max_size=32,
+                                        qk_norm=qk_norm, dual_attention_layers=dual_attention_layers)
+    StableDiffusion3Pipeline(
+        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=tp._vae(5, **tp.SD3_VAE), text_encoder=clip_l, tokenizer=clip,
+        text_encoder_2=tp._clip_text(len(clip), True, 3, hidden=64), tokenizer_2=clip,
+        text_encoder_3=tp._t5_text(len(t5), 4, d_model=128), tokenizer_3=t5,
+    ).save_pretrained(dest)
+    return dest
+
+
+def _full_width(cls, seed: int, **config):
+    """A Flux-shaped transformer at the real width (3072: diffusers' converter splits the
+    single blocks at it) with one block of each kind. Its half-billion parameters are filled
+    straight into bf16 (uniform, fan-in scaled, norms near 1), not initialized in fp32 and
+    cast: two seconds instead of eight."""
+    import math
+
+    import torch
+    from accelerate import init_empty_weights
+    from accelerate.utils import set_module_tensor_to_device
+
+    with init_empty_weights():
+        model = cls(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=128,
+                    num_attention_heads=24, joint_attention_dim=32, axes_dims_rope=[16, 56, 56], **config)
+    g = torch.Generator().manual_seed(seed)
+    for name, p in list(model.named_parameters()):
+        value = torch.empty(p.shape, dtype=torch.bfloat16)
+        if p.ndim >= 2:
+            bound = 1 / math.sqrt(math.prod(p.shape[1:]))
+            value.uniform_(-bound, bound, generator=g)
+        else:
+            value.uniform_(-0.05, 0.05, generator=g)
+            if "norm" in name:
+                value += 1
+        set_module_tensor_to_device(model, name, "cpu", value=value, dtype=torch.bfloat16)
+    return model
+
+
+def _flux_scheduler():
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_image_seq_len=16, max_image_seq_len=256,
+                                           base_shift=0.5, max_shift=1.15)
+
+
+def build_flux_full_width(dest):
+    """FLUX.1 [dev]-shaped (guidance embedding) at the real width; tiny VAE and encoders."""
+    from diffusers import FluxPipeline, FluxTransformer2DModel
+
+    from core.local_tokenizers import clip_tokenizer, t5_tokenizer
+    from tests import tiny_pipelines as tp
+
+    clip, t5 = clip_tokenizer(tp.WORDS), t5_tokenizer(tp.WORDS)
+    transformer = _full_width(FluxTransformer2DModel, 0, pooled_projection_dim=32, guidance_embeds=True)
+    FluxPipeline(scheduler=_flux_scheduler(), vae=tp._flux_vae(7), text_encoder=tp._clip_text(len(clip), False, 2),
+                 tokenizer=clip, text_encoder_2=tp._t5_text(len(t5), 3), tokenizer_2=t5,
+                 transformer=transformer).save_pretrained(dest)
+    return dest
+
+
+def build_chroma_full_width(dest):
+    """Chroma at the real width (its approximator small); tiny VAE and T5."""
+    from diffusers import ChromaPipeline, ChromaTransformer2DModel
+
+    from core.local_tokenizers import t5_tokenizer
+    from tests import tiny_pipelines as tp
+
+    t5 = t5_tokenizer(tp.WORDS)
+    transformer = _full_width(ChromaTransformer2DModel, 1, approximator_num_channels=16, approximator_hidden_dim=32,
+                              approximator_layers=2)
+    ChromaPipeline(scheduler=_flux_scheduler(), vae=tp._flux_vae(7), text_encoder=tp._t5_text(len(t5), 2), tokenizer=t5,
+                   transformer=transformer).save_pretrained(dest)
+    return dest
+
+
+@dataclass(frozen=True)
+class Case:
+    """One family's all-in-one checkpoint: how its folder is built, what its file must hold,
+    and the job run on both."""
+
+    family: str  # the family Handoff must tell from the tensor names
+    build: Callable  # (dest, tiny_models) -> the diffusers folder
+    prefixes: set  # the file's top-level name prefixes, exactly
+    keys: list  # tensor names the layout must have (a sample: the export checks them all)
+    stages: Callable  # (model, tiny_models) -> the job's stages
+    dtype: str = "auto"
+    handoffs: tuple = ("generate",)
+
+
+CASES = {
+    "sd3": Case(
+        "sd3", lambda dest, tiny: build_sd3_for_single_file(dest),
+        {"model", "first_stage_model", "text_encoders"},
+        ["model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight",
+         "model.diffusion_model.joint_blocks.1.context_block.adaLN_modulation.1.weight",
+         "model.diffusion_model.final_layer.adaLN_modulation.1.weight", "model.diffusion_model.pos_embed",
+         "first_stage_model.encoder.mid.attn_1.q.weight",
+         "text_encoders.clip_l.transformer.text_model.embeddings.position_embedding.weight",
+         "text_encoders.clip_g.transformer.text_projection.weight", "text_encoders.t5xxl.transformer.shared.weight"],
+        lambda m, tiny: [Stage(m, steps=3, guidance=4.0)]),
+    "sd3.5": Case(
+        "sd3", lambda dest, tiny: build_sd3_for_single_file(dest, qk_norm="rms_norm", dual_attention_layers=(0,)),
+        {"model", "first_stage_model", "text_encoders"},
+        ["model.diffusion_model.joint_blocks.0.x_block.attn2.qkv.weight",
+         "model.diffusion_model.joint_blocks.0.x_block.attn.ln_q.weight",
+         "model.diffusion_model.joint_blocks.1.context_block.attn.ln_k.weight"],
+        lambda m, tiny: [Stage(m, steps=3, guidance=4.0)]),
+    # Flux.1 and Chroma run in bf16, their dtype on a GPU (and fast on a CPU with AMX).
+    "flux": Case(
+        "flux", lambda dest, tiny: build_flux_full_width(dest),
+        {"model", "vae", "text_encoders"},
+        ["model.diffusion_model.double_blocks.0.img_attn.qkv.weight",
+         "model.diffusion_model.double_blocks.0.img_attn.norm.key_norm.scale",
+         "model.diffusion_model.single_blocks.0.linear1.weight", "model.diffusion_model.guidance_in.in_layer.weight",
+         "model.diffusion_model.final_layer.adaLN_modulation.1.weight", "vae.decoder.up.1.upsample.conv.weight",
+         "text_encoders.clip_l.transformer.text_model.final_layer_norm.weight",
+         "text_encoders.t5xxl.transformer.encoder.final_layer_norm.weight"],
+        lambda m, tiny: [Stage(m, steps=2, guidance=3.5)], dtype="bf16"),
+    "chroma": Case(
+        "chroma", lambda dest, tiny: build_chroma_full_width(dest),
+        {"model", "vae", "text_encoders"},
+        ["model.diffusion_model.distilled_guidance_layer.in_proj.bias",
+         "model.diffusion_model.distilled_guidance_layer.norms.1.scale",
+         "model.diffusion_model.double_blocks.0.txt_attn.qkv.weight", "model.diffusion_model.single_blocks.0.linear2.weight",
+         "text_encoders.t5xxl.transformer.shared.weight"],
+        lambda m, tiny: [Stage(m, steps=2, guidance=4.0)], dtype="bf16"),
+    # The refiner cannot start a chain: both jobs start from the same SDXL base folder and
+    # hand over to the refiner as an ensemble (one schedule, the refiner runs its tail).
+    "sdxl-refiner": Case(
+        "sdxl-refiner", lambda dest, tiny: tiny["sdxl_refiner"],
+        {"model", "first_stage_model", "conditioner"},
+        ["conditioner.embedders.0.model.transformer.resblocks.0.attn.in_proj_weight",
+         "conditioner.embedders.0.model.text_projection", "model.diffusion_model.label_emb.0.0.weight"],
+        lambda m, tiny: [Stage(str(tiny["sdxl"]), steps=4, guidance=5.0), Stage(m, steps=4, guidance=5.0)],
+        handoffs=("generate", "ensemble")),
+}
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def all_in_one(request, tiny_models, tmp_path_factory):
+    """(case, diffusers folder, all-in-one checkpoint). The export checks that diffusers'
+    own conversion maps every tensor of the file back to the folder's exactly; the
+    full-width Flux.1 and Chroma files (a gigabyte each) are removed after their tests."""
+    import shutil
+
+    from tests.single_file_export import export_single_file
+
+    case = CASES[request.param]
+    root = tmp_path_factory.mktemp(request.param)
+    folder = case.build(root / "folder", tiny_models)
+    checkpoint = export_single_file(folder, root / f"{request.param}.safetensors")
+    yield case, folder, checkpoint
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_all_in_one_checkpoint_has_the_comfyui_layout(all_in_one):
+    from safetensors import safe_open
+
+    case, _, checkpoint = all_in_one
+    with safe_open(str(checkpoint), framework="pt") as f:
+        keys = set(f.keys())
+    assert {k.split(".")[0] for k in keys} == case.prefixes
+    assert all(k.startswith("model.diffusion_model.") for k in keys if k.startswith("model."))
+    assert set(case.keys) <= keys, sorted(set(case.keys) - keys)
+
+
+def test_all_in_one_checkpoint_resolves_from_its_tensor_names(all_in_one):
+    from core.checkpoints import PIPELINE, describe_file
+
+    case, _, checkpoint = all_in_one
+    assert describe_file(checkpoint) == (case.family, PIPELINE, "")
+    resolved = resolve(parse_ref(str(checkpoint)))
+    assert resolved.family.key == case.family and resolved.is_file
+
+
+def test_all_in_one_job_equals_folder_job(all_in_one, tiny_models, handoff_home, offline, tmp_path):
+    """The user's path: the file plus the family's configs (no weights) set up offline."""
+    import torch
+
+    from core.models import WEIGHT_COMPONENTS
+
+    case, folder, checkpoint = all_in_one
+    copy_configs(folder, handoff_home / "configs" / case.family)
+
+    def job(model: str, out: str):
+        job_project = project(*case.stages(model, tiny_models))
+        job_project.dtype = case.dtype
+        models = ModelCache()
+        done = of(run_job(job_project, tmp_path / out, models), ev.StageFinished)
+        path = resolve(parse_ref(model)).path
+        (loaded,) = [m for m in models.loaded.values() if m.resolved.path == path]
+        return done, loaded
+
+    from_file, file_model = job(str(checkpoint), "file")
+    from_folder, folder_model = job(str(folder), "folder")
+    assert [d.handoff for d in from_file] == list(case.handoffs)
+    for a, b in zip(from_file, from_folder, strict=True):
+        assert np.array_equal(pixels(a.image), pixels(b.image))
+    # The same weights, not just the same image: every component, bit for bit.
+    assert type(file_model.pipe) is type(folder_model.pipe)
+    for name in WEIGHT_COMPONENTS:
+        mine, theirs = getattr(file_model.pipe, name, None), getattr(folder_model.pipe, name, None)
+        assert (mine is None) == (theirs is None), name
+        if mine is not None:
+            a, b = mine.state_dict(), theirs.state_dict()
+            assert set(a) == set(b), name
+            assert all(a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a), name
+    assert file_model.pipe.scheduler.config == folder_model.pipe.scheduler.config
+
+
+@pytest.mark.parametrize("family, why", [("flux", "splits the single blocks at the real model's width"),
+                                         ("chroma", "splits the single blocks at the real model's width"),
+                                         ("sd3", "identity text_projection")], ids=["flux", "chroma", "sd3"])
+def test_tiny_transformer_families_are_refused_by_the_exporter(family_models, family, why, tmp_path):
+    """Why the cases above build their own models: diffusers' loader could not read the
+    tiny ones back, and the exporter says so rather than write a file that loads wrong."""
+    from tests.ldm_export import ExportError
+    from tests.single_file_export import export_single_file
+
+    with pytest.raises(ExportError, match=why):
+        export_single_file(family_models[family], tmp_path / "x.safetensors")
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_checkpoint_missing_weights_fails_the_job_readably(handoff_home, offline, tmp_path):
+    """A T5 without its blocks leaves parameters unloaded: the job says which component,
+    instead of failing in torch on a meta tensor."""
+    from safetensors.torch import load_file, save_file
+
+    from tests.single_file_export import export_single_file
+
+    folder = build_sd3_for_single_file(tmp_path / "sd3")
+    state = load_file(str(export_single_file(folder, tmp_path / "whole.safetensors")))
+    path = tmp_path / "sd3-no-t5-blocks.safetensors"
+    save_file({k: v for k, v in state.items() if not k.startswith("text_encoders.t5xxl.transformer.encoder.block.")},
+              str(path))
+    copy_configs(folder, handoff_home / "configs" / "sd3")
+    events = run_job(project(Stage(str(path), steps=2)), tmp_path, on_event=lambda e: None)
+    failed = of(events, ev.JobFailed)
+    assert len(failed) == 1 and not of(events, ev.StageFinished)
+    assert failed[0].message == ("sd3-no-t5-blocks.safetensors: the checkpoint lacks some of the text_encoder_3 "
+                                 "weights (T5EncoderModel)")
