@@ -57,13 +57,12 @@ def build_call(pipe, p: StagePlan, project: Project, given: StageInput, generato
     kw: dict[str, Any] = {
         "prompt": stage.effective_prompt(project.prompt),
         "num_inference_steps": p.steps,
-        "guidance_scale": stage.guidance,
         "generator": generator,
     }
     negative = stage.effective_negative(project.negative_prompt)
-    if negative.strip() and accepts(pipe, "negative_prompt"):
-        # Only when set: an empty string is encoded, while None lets SDXL use zeros.
-        kw["negative_prompt"] = negative
+    # Only when set: an empty string is encoded, while None lets SDXL use zeros.
+    negative = negative if negative.strip() and accepts(pipe, "negative_prompt") else None
+    kw.update(p.family.guidance_arguments(pipe, stage.guidance, negative))
     if p.handoff == "generate" or p.flow_ensemble or accepts(pipe, "height") and p.handoff != "ensemble":
         kw["width"], kw["height"] = p.size
     if p.stop_at is not None:

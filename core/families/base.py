@@ -105,6 +105,16 @@ class Family:
             return None
         return wanted
 
+    # ------------------------------------------------------------ the call
+
+    def guidance_arguments(self, pipe, scale: float, negative: str | None) -> dict:
+        """The keyword arguments that give this family's pipelines a stage's guidance scale
+        and its negative prompt (None when the stage has none or the pipeline takes none)."""
+        kw: dict = {"guidance_scale": scale}
+        if negative is not None:
+            kw["negative_prompt"] = negative
+        return kw
+
     # ------------------------------------------------------------ latents and schedules
 
     def from_pipeline(self, pipe, latents, height: int, width: int):
