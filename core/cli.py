@@ -146,49 +146,75 @@ def main(argv: list[str] | None = None) -> int:
     return run_project(project, out)
 
 
+class _Progress:
+    """What the command line prints for each engine event (stderr; the table goes to stdout)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.finished: ev.JobFinished | None = None
+        self.status = 0
+        self.handlers = {
+            ev.StageStarted: self.stage_started, ev.Loading: lambda e: self.say(f"    {e.what}"),
+            ev.Notice: lambda e: self.say(f"    note: {e.message}"), ev.Step: self.step,
+            ev.StageFinished: self.stage_finished, ev.StageSaved: lambda e: self.say(f"    wrote {e.path}"),
+            ev.JobFinished: self.job_finished, ev.JobFailed: self.job_failed, ev.JobCancelled: self.job_cancelled,
+        }
+
+    def __call__(self, event) -> None:
+        handler = self.handlers.get(type(event))
+        if handler is not None:
+            handler(event)
+
+    @staticmethod
+    def say(text: str, end: str = "\n") -> None:
+        print(text, end=end, file=sys.stderr)
+
+    def stage_started(self, e: ev.StageStarted) -> None:
+        note = f" — {e.note}" if e.note else ""
+        self.say(f"[{e.position + 1}] {e.label}: {e.model} ({e.handoff}){note}")
+
+    def step(self, e: ev.Step) -> None:
+        if self.tty:
+            self.say(f"\r    step {e.step}/{e.total}  ({e.overall:4.0%} overall)", end="")
+        elif e.step == e.total:
+            self.say(f"    {e.total} steps")
+
+    def stage_finished(self, e: ev.StageFinished) -> None:
+        if self.tty:
+            self.say("")
+        if e.preview:
+            self.say("    (latents handed over: the image written is a preview, not a decode)")
+
+    def job_finished(self, e: ev.JobFinished) -> None:
+        self.finished = e
+
+    def job_failed(self, e: ev.JobFailed) -> None:
+        self.say(f"handoff: {e.message}")
+        self.status = EXIT_FAILED
+
+    def job_cancelled(self, e: ev.JobCancelled) -> None:
+        self.say("handoff: cancelled")
+        self.status = EXIT_CANCELLED
+
+
 def run_project(project: Project, out) -> int:
     from core.engine import CancelToken, run
 
     cancel = CancelToken()
     print(f"seed {project.seed}", file=sys.stderr)
     jobs = run(project, out=out, cancel=cancel)
-    finished: ev.JobFinished | None = None
-    status = 0
-    tty = sys.stderr.isatty()
+    progress = _Progress()
     try:
         for event in jobs:
-            if isinstance(event, ev.StageStarted):
-                note = f" — {event.note}" if event.note else ""
-                print(f"[{event.position + 1}] {event.label}: {event.model} ({event.handoff}){note}", file=sys.stderr)
-            elif isinstance(event, ev.Loading):
-                print(f"    {event.what}", file=sys.stderr)
-            elif isinstance(event, ev.Notice):
-                print(f"    note: {event.message}", file=sys.stderr)
-            elif isinstance(event, ev.Step):
-                if tty:
-                    print(f"\r    step {event.step}/{event.total}  ({event.overall:4.0%} overall)", end="", file=sys.stderr)
-                elif event.step == event.total:
-                    print(f"    {event.total} steps", file=sys.stderr)
-            elif isinstance(event, ev.StageFinished):
-                if tty:
-                    print(file=sys.stderr)
-                print(f"    wrote {event.path}", file=sys.stderr)
-            elif isinstance(event, ev.JobFinished):
-                finished = event
-            elif isinstance(event, ev.JobFailed):
-                print(f"handoff: {event.message}", file=sys.stderr)
-                status = EXIT_FAILED
-            elif isinstance(event, ev.JobCancelled):
-                print("handoff: cancelled", file=sys.stderr)
-                status = EXIT_CANCELLED
+            progress(event)
     except KeyboardInterrupt:
         cancel.cancel()
         jobs.close()
         print("\nhandoff: cancelled", file=sys.stderr)
         return EXIT_CANCELLED
-    if finished is not None:
-        print(timing_table(finished.stages, finished.seconds))
-    return status
+    if progress.finished is not None:
+        print(timing_table(progress.finished.stages, progress.finished.seconds))
+    return progress.status
 
 
 def timing_table(stages: list[ev.StageFinished], total: float) -> str:

@@ -52,10 +52,15 @@ def storage(tmp_path: Path) -> Path:
 
 
 def test_download_reports_bytes_and_fetches_only_what_diffusers_needs(hub):
+    import diffusers.pipelines.pipeline_utils as pu
+
     from core.downloads import download_model
 
+    before = pu.snapshot_download
     reports = []
     folder = download_model(REPO, reports.append)
+    # The planning stand-in for diffusers' snapshot_download lived for that call only.
+    assert pu.snapshot_download is before
 
     served = hub.repos[REPO].total_bytes(needed(hub))
     assert reports[-1].bytes_done == reports[-1].bytes_total == served
