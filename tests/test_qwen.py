@@ -14,7 +14,7 @@ from core import events as ev
 from core.families import family_from_model_index
 from core.models import parse_ref, resolve
 from core.project import Project, Stage
-from tests.engine_helpers import of, run_job
+from tests.engine_helpers import generator, load, of, pixels, run_job
 
 PROMPT = "a red circle on a blue background"
 
@@ -33,24 +33,6 @@ def project(*stages, width=32, height=32, seed=11) -> Project:
 # ---------------------------------------------------------------- plain diffusers, nothing from core
 
 
-def _pixels(image) -> np.ndarray:
-    return np.asarray(image.convert("RGB"), dtype=np.int16)
-
-
-def _generator(seed: int):
-    import torch
-
-    return torch.Generator("cpu").manual_seed(seed)
-
-
-def _load(path: Path):
-    from diffusers import DiffusionPipeline
-
-    pipe = DiffusionPipeline.from_pretrained(str(path))
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
 def _guided(guidance: float) -> dict:
     """Qwen-Image's classifier-free guidance, as its model card calls it: true_cfg_scale with
     a negative prompt (" " when there is none); guidance_scale is for distilled models only."""
@@ -58,17 +40,17 @@ def _guided(guidance: float) -> dict:
 
 
 def plain_generate(path: Path, steps: int, guidance: float, seed: int, width=32, height=32):
-    return _load(path)(PROMPT, num_inference_steps=steps, height=height, width=width, generator=_generator(seed),
+    return load(path)(PROMPT, num_inference_steps=steps, height=height, width=width, generator=generator(seed),
                        **_guided(guidance)).images[0]
 
 
 def plain_refine(path: Path, image, steps: int, guidance: float, strength: float, seed: int, width=32, height=32):
     from diffusers import QwenImageImg2ImgPipeline
 
-    pipe = QwenImageImg2ImgPipeline.from_pipe(_load(path))
+    pipe = QwenImageImg2ImgPipeline.from_pipe(load(path))
     pipe.set_progress_bar_config(disable=True)
     return pipe(PROMPT, image=image, strength=strength, num_inference_steps=steps, height=height, width=width,
-                generator=_generator(seed), **_guided(guidance)).images[0]
+                generator=generator(seed), **_guided(guidance)).images[0]
 
 
 # ---------------------------------------------------------------- the app's path
@@ -86,20 +68,20 @@ def test_generate_alone_equals_plain_diffusers(qwen, tmp_path):
     done = of(run_job(project(Stage(str(qwen), steps=3, guidance=3.0)), tmp_path), ev.StageFinished)
     assert [d.handoff for d in done] == ["generate"] and done[0].image.size == (32, 32) and done[0].steps_run == 3
     expected = plain_generate(qwen, 3, 3.0, 11)
-    assert np.array_equal(_pixels(done[0].image), _pixels(expected))
+    assert np.array_equal(pixels(done[0].image), pixels(expected))
     # The stage's guidance is Qwen's true CFG: off at 1.0, where no negative prompt is encoded.
     unguided = of(run_job(project(Stage(str(qwen), steps=3, guidance=1.0)), tmp_path / "cfg1"), ev.StageFinished)
-    assert not np.array_equal(_pixels(unguided[0].image), _pixels(done[0].image))
-    assert np.array_equal(_pixels(unguided[0].image), _pixels(plain_generate(qwen, 3, 1.0, 11)))
+    assert not np.array_equal(pixels(unguided[0].image), pixels(done[0].image))
+    assert np.array_equal(pixels(unguided[0].image), pixels(plain_generate(qwen, 3, 1.0, 11)))
 
 
 def test_a_negative_prompt_is_the_one_guidance_pushes_from(qwen, tmp_path):
     p = project(Stage(str(qwen), steps=2, guidance=4.0))
     p.negative_prompt = "blurry"
     done = of(run_job(p, tmp_path), ev.StageFinished)
-    expected = _load(qwen)(PROMPT, negative_prompt="blurry", true_cfg_scale=4.0, num_inference_steps=2, height=32,
-                           width=32, generator=_generator(11)).images[0]
-    assert np.array_equal(_pixels(done[0].image), _pixels(expected))
+    expected = load(qwen)(PROMPT, negative_prompt="blurry", true_cfg_scale=4.0, num_inference_steps=2, height=32,
+                           width=32, generator=generator(11)).images[0]
+    assert np.array_equal(pixels(done[0].image), pixels(expected))
 
 
 def test_generate_then_pixel_refine_equals_plain_diffusers(qwen, tmp_path):
@@ -111,8 +93,8 @@ def test_generate_then_pixel_refine_equals_plain_diffusers(qwen, tmp_path):
     assert [d.image.size for d in done] == [(48, 32), (48, 32)] and done[1].steps_run == 2
     first = plain_generate(qwen, 3, 3.0, 11, width=48)
     second = plain_refine(qwen, first, 4, 2.0, 0.5, 5, width=48)
-    assert np.array_equal(_pixels(done[0].image), _pixels(first))
-    assert np.array_equal(_pixels(done[1].image), _pixels(second))
+    assert np.array_equal(pixels(done[0].image), pixels(first))
+    assert np.array_equal(pixels(done[1].image), pixels(second))
 
 
 def test_latent_handoff_into_qwen_goes_as_pixels_with_a_note(qwen, tmp_path):
@@ -125,4 +107,4 @@ def test_latent_handoff_into_qwen_goes_as_pixels_with_a_note(qwen, tmp_path):
     assert "latent handoff into Qwen-Image is not supported yet: handed over as pixels" in note
     assert done[1].input_image is done[0].image and not done[0].preview
     first = plain_generate(qwen, 2, 3.0, 11)
-    assert np.array_equal(_pixels(done[1].image), _pixels(plain_refine(qwen, first, 4, 2.0, 0.5, 5)))
+    assert np.array_equal(pixels(done[1].image), pixels(plain_refine(qwen, first, 4, 2.0, 0.5, 5)))
