@@ -17,3 +17,12 @@ class ProjectError(ValueError):
 
 class Cancelled(Exception):
     """Raised from the step callback: the pipeline stops at once, skipping its decode."""
+
+
+class ReadError(ProjectError):
+    """An outside file that is malformed (a project file, a PNG's recipe, another tool's
+    metadata, the settings file, a model's config): one line naming the file and the field.
+    Every reader of outside files raises this and nothing else."""
+
+    def __init__(self, message: str):
+        super().__init__([message])
