@@ -12,13 +12,50 @@ from typing import Any
 
 from core.errors import ProjectError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: stages carry adapters (loras, controlnet, ip_adapters)
 
 HANDOFFS = ("auto", "pixel", "latent", "ensemble")
 MEMORY_POLICIES = ("auto", "sequential", "resident", "offload")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 MAX_SEED = 2**32 - 1
 MAX_UPSCALE = 4.0
+PREPROCESSORS = ("canny", "none")  # "none": the control image is a ready edge or depth map
+MAX_ADAPTER_WEIGHT = 4.0  # LoRA weights and IP-Adapter scales beyond this only break images
+
+
+@dataclass
+class Lora:
+    """A LoRA on a stage: a .safetensors file (diffusers/PEFT, kohya or civitai layout), a
+    folder holding one, or a Hub id (optionally owner/repo/file.safetensors)."""
+
+    ref: str
+    weight: float = 1.0
+
+
+@dataclass
+class ControlNet:
+    """A ControlNet conditioning a generate stage on a control image."""
+
+    model: str  # a diffusers ControlNet folder, a Hub id, or a .safetensors file
+    image: str  # the control image (a photo to take Canny edges of, or a ready map)
+    preprocessor: str = "canny"
+    low: int = 100  # Canny hysteresis thresholds, 0..255
+    high: int = 200
+    scale: float = 0.8  # controlnet_conditioning_scale
+    start: float = 0.0  # control_guidance_start / _end: the share of the schedule it acts on
+    end: float = 1.0
+
+
+@dataclass
+class IPAdapter:
+    """An IP-Adapter reference image on a generate stage. `model` is the adapter's weights:
+    a local .safetensors file (its image encoder in an image_encoder/ folder beside it, or
+    given as `image_encoder`), or on the Hub owner/repo/subfolder/file.safetensors."""
+
+    model: str
+    image: str
+    scale: float = 0.6
+    image_encoder: str | None = None
 
 
 @dataclass
@@ -42,6 +79,9 @@ class Stage:
     upscale: float = 1.0
     enabled: bool = True
     name: str = ""
+    loras: list[Lora] = field(default_factory=list)
+    controlnet: ControlNet | None = None
+    ip_adapters: list[IPAdapter] = field(default_factory=list)
 
     def effective_prompt(self, project_prompt: str) -> str:
         if self.prompt is not None and self.prompt.strip():
@@ -101,9 +141,33 @@ class Project:
                 raise ProjectError([f"stage {i + 1}: unknown field(s): {', '.join(sorted(bad))}"])
             if "model" not in raw:
                 raise ProjectError([f"stage {i + 1}: no model given"])
-            stages.append(Stage(**raw))
+            stages.append(Stage(**_adapters_from(dict(raw), i)))
         kwargs = {k: data[k] for k in project_keys if k in data}
         return cls(stages=stages, **kwargs)
+
+
+def _adapters_from(raw: dict[str, Any], i: int) -> dict[str, Any]:
+    """A stage dict with its adapter entries as dataclasses, each field checked by name."""
+    def build(cls, value, what: str):
+        if not isinstance(value, dict):
+            raise ProjectError([f"stage {i + 1}: {what} must be a table, not {type(value).__name__}"])
+        known = {f.name for f in fields(cls)}
+        bad = set(value) - known
+        if bad:
+            raise ProjectError([f"stage {i + 1}: {what}: unknown field(s): {', '.join(sorted(bad))}"])
+        try:
+            return cls(**value)
+        except TypeError as exc:
+            raise ProjectError([f"stage {i + 1}: {what}: {exc}"]) from exc
+
+    for key, cls in (("loras", Lora), ("ip_adapters", IPAdapter)):
+        if key in raw:
+            if not isinstance(raw[key], list):
+                raise ProjectError([f"stage {i + 1}: {key} must be a list"])
+            raw[key] = [build(cls, v, f"{key}[{n + 1}]") for n, v in enumerate(raw[key])]
+    if raw.get("controlnet") is not None:
+        raw["controlnet"] = build(ControlNet, raw["controlnet"], "controlnet")
+    return raw
 
 
 def migrate(data: dict[str, Any]) -> dict[str, Any]:
@@ -113,7 +177,13 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
         raise ProjectError(
             [f"this project was saved by a newer Handoff (schema {version}, this one reads up to {SCHEMA_VERSION})"]
         )
-    # Version 1 is the first schema: nothing to upgrade yet. Each future bump adds a step here.
+    if version < 2:
+        # 1 -> 2: stages gained adapters; a version 1 stage has none.
+        for stage in data.get("stages", []) if isinstance(data.get("stages"), list) else []:
+            if isinstance(stage, dict):
+                stage.setdefault("loras", [])
+                stage.setdefault("controlnet", None)
+                stage.setdefault("ip_adapters", [])
     data["schema_version"] = SCHEMA_VERSION
     return data
 
@@ -152,6 +222,7 @@ def validate(project: Project, size_multiple: int = 8, stage_multiples: dict[int
             problems.append(f"{where}: guidance must not be negative ({stage.guidance})")
         if stage.seed is not None and not 0 <= stage.seed <= MAX_SEED:
             problems.append(f"{where}: seed {stage.seed} is outside 0..{MAX_SEED}")
+        problems += adapter_problems(stage, where, generates=pos == 0 and project.init_image is None)
         if stage.handoff not in HANDOFFS:
             problems.append(f"{where}: handoff '{stage.handoff}' is not one of {', '.join(HANDOFFS)}")
             continue
@@ -191,6 +262,43 @@ def validate(project: Project, size_multiple: int = 8, stage_multiples: dict[int
         )
     if problems:
         raise ProjectError(problems)
+
+
+def adapter_problems(stage: Stage, where: str, generates: bool) -> list[str]:
+    """What is wrong with a stage's adapters, found before anything loads."""
+    from pathlib import Path
+
+    out: list[str] = []
+    for n, lora in enumerate(stage.loras):
+        if not lora.ref.strip():
+            out.append(f"{where}: LoRA {n + 1} names no file")
+        if not -MAX_ADAPTER_WEIGHT <= lora.weight <= MAX_ADAPTER_WEIGHT:
+            out.append(f"{where}: LoRA weight {lora.weight:g} is outside -{MAX_ADAPTER_WEIGHT:g}..{MAX_ADAPTER_WEIGHT:g}")
+    cn = stage.controlnet
+    if cn is not None:
+        if not generates:
+            out.append(f"{where}: a ControlNet conditions a stage that generates; this one refines")
+        if not cn.model.strip():
+            out.append(f"{where}: the ControlNet names no model")
+        if not cn.image or not Path(cn.image).is_file():
+            out.append(f"{where}: control image not found: {cn.image or '(none given)'}")
+        if cn.preprocessor not in PREPROCESSORS:
+            out.append(f"{where}: preprocessor '{cn.preprocessor}' is not one of {', '.join(PREPROCESSORS)}")
+        if not (0 <= cn.low <= 255 and 0 <= cn.high <= 255 and cn.low <= cn.high):
+            out.append(f"{where}: Canny thresholds {cn.low},{cn.high} must be 0..255 with low <= high")
+        if not 0 <= cn.scale <= 2:
+            out.append(f"{where}: ControlNet scale {cn.scale:g} is outside 0..2")
+        if not 0 <= cn.start < cn.end <= 1:
+            out.append(f"{where}: ControlNet start {cn.start:g} and end {cn.end:g} must satisfy 0 <= start < end <= 1")
+    for n, ip in enumerate(stage.ip_adapters):
+        if not generates:
+            out.append(f"{where}: an IP-Adapter conditions a stage that generates; this one refines")
+            break
+        if not ip.image or not Path(ip.image).is_file():
+            out.append(f"{where}: IP-Adapter reference image {n + 1} not found: {ip.image or '(none given)'}")
+        if not 0 <= ip.scale <= MAX_ADAPTER_WEIGHT:
+            out.append(f"{where}: IP-Adapter scale {ip.scale:g} is outside 0..{MAX_ADAPTER_WEIGHT:g}")
+    return out
 
 
 def stage_sizes(project: Project, multiples: dict[int, int] | None = None,
