@@ -13,9 +13,10 @@ PIPELINE, DENOISER = "pipeline", "denoiser"
 MAX_HEADER = 100 * 1024 * 1024  # safetensors headers are JSON; anything larger is not one
 
 
-def checkpoint_keys(path: Path) -> set[str]:
-    """The tensor names of a .safetensors file, from its header alone (8 bytes of length,
-    then JSON): no weights are read and torch is not imported."""
+def read_header(path: Path) -> tuple[dict, dict]:
+    """(tensor entries by name, the __metadata__ table) of a .safetensors file, from its
+    header alone (8 bytes of length, then JSON): no weights are read and torch is not
+    imported. Raises ValueError for a file that is not a readable safetensors file."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
@@ -31,7 +32,13 @@ def checkpoint_keys(path: Path) -> set[str]:
                          "(re-download it) or another format renamed") from exc
     if not isinstance(header, dict):
         raise ValueError("not a readable .safetensors file (its header is not a table)")
-    return {k for k in header if k != "__metadata__"}
+    meta = header.pop("__metadata__", None)
+    return header, meta if isinstance(meta, dict) else {}
+
+
+def checkpoint_keys(path: Path) -> set[str]:
+    """The tensor names of a .safetensors file (see read_header)."""
+    return set(read_header(path)[0])
 
 
 # Prefixes of the parts a whole-model checkpoint carries besides its denoiser (the VAE and

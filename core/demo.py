@@ -11,6 +11,9 @@ from core import paths
 
 DEMO_DIR = paths.RESOURCES / "demo"
 NAMES = ("demo-base", "demo-refiner")
+# Adapters for the demo base, trained by resources/demo/train_adapters.py: a ControlNet
+# folder on Canny edges, and a LoRA file teaching a checkered background.
+ADAPTERS = {"demo-controlnet": "demo-controlnet", "demo-lora": "demo-lora/demo-lora.safetensors"}
 BASE = "builtin:demo-base"
 REFINER = "builtin:demo-refiner"
 NATIVE_SIZE = 64
@@ -40,6 +43,19 @@ def ensure_model(name: str) -> Path:
     if not (built / "model_index.json").is_file():
         build_random(built.parent)
     return built
+
+
+def adapter_path(name: str) -> Path:
+    """The shipped file or folder of a builtin adapter (builtin:demo-lora, builtin:demo-controlnet)."""
+    from core.errors import ModelError
+
+    if name not in ADAPTERS:
+        raise ModelError(f"there is no builtin adapter '{name}' (builtin adapters: {', '.join(ADAPTERS)})")
+    path = DEMO_DIR / ADAPTERS[name]
+    if not path.exists():
+        raise ModelError(f"builtin:{name} is not in this checkout ({path}): train it with "
+                         "python resources/demo/train_adapters.py")
+    return path
 
 
 def declared_index(name: str) -> dict:

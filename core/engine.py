@@ -141,6 +141,7 @@ def _execute(project, emit, out, cancel, models, job_id, current) -> None:
     if problems:
         raise ProjectError(problems)
     plans = plan(project, resolved, lambda r: r.vae_fingerprint(models.digests))
+    _check_adapters(plans)
 
     device = best_device()
     policy = resolve_policy(project.memory_policy, device, plans)
@@ -173,12 +174,12 @@ def _execute(project, emit, out, cancel, models, job_id, current) -> None:
                                     progress=lambda m, i=p.index: emit(ev.Loading(i, m)))
                 if policy == "sequential":
                     models.release({key})  # shared components live on in the new pipeline
-                pipe = loaded.pipeline(p.role)
+                pipe = _stage_pipeline(loaded, p)
                 load_seconds = time.perf_counter() - t0
                 import torch
 
                 generator = torch.Generator("cpu").manual_seed(p.stage.effective_seed(project.seed))
-                given = fit_input(given, p)
+                given = _with_conditioning(fit_input(given, p), p)
                 call = build_call(pipe, p, project, given, generator)
 
                 def on_step(i: int, n: int, p=p) -> None:
@@ -210,6 +211,38 @@ def _execute(project, emit, out, cancel, models, job_id, current) -> None:
         saved = writer.close()
     _report_saved(saved, emit)
     emit(ev.JobFinished([f.path for f in finished], time.perf_counter() - started, finished))
+
+
+def _check_adapters(plans: list[StagePlan]) -> None:
+    """Every stage's adapters, checked from their files before the first stage runs."""
+    for p in plans:
+        s = p.stage
+        if s.loras or s.controlnet is not None or s.ip_adapters:
+            from core.adapters import check_stage
+
+            check_stage(s, p.family, f"stage {p.index + 1} ({p.family.title})")
+
+
+def _stage_pipeline(loaded, p: StagePlan):
+    """The stage's pipeline: the role's, or a ControlNet pipeline over the same components."""
+    if p.stage.controlnet is None:
+        return loaded.pipeline(p.role)
+    from core.adapters import check_controlnet
+
+    folder, model_cls, pipeline_cls = check_controlnet(p.stage.controlnet, p.family, f"stage {p.index + 1}")
+    return loaded.controlnet_pipeline(folder, model_cls, pipeline_cls)
+
+
+def _with_conditioning(given: StageInput, p: StagePlan) -> StageInput:
+    """The control map and IP-Adapter references the stage's adapters need."""
+    s = p.stage
+    if s.controlnet is None and not s.ip_adapters:
+        return given
+    from core.adapters import control_map, reference_images
+
+    return StageInput(given.image, given.latents,
+                      control_map(s.controlnet, p.size) if s.controlnet is not None else None,
+                      reference_images(s.ip_adapters) if s.ip_adapters else None)
 
 
 def _report_saved(written, emit) -> None:
@@ -261,13 +294,11 @@ def estimate_bytes(resolved: ResolvedModel) -> int:
 
 
 def load_init_image(project: Project):
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        with Image.open(project.init_image) as im:
-            image = im.convert("RGB")
-    except (OSError, UnidentifiedImageError) as exc:
-        raise ProjectError([f"init image {project.init_image} cannot be read: {exc}"]) from exc
+    from core.images import open_image
+
+    image = open_image(Path(project.init_image), "init image").convert("RGB")
     if image.size != (project.width, project.height):
         image = image.resize((project.width, project.height), Image.LANCZOS)
     return image

@@ -318,6 +318,24 @@ class LoadedModel:
         self._roles[role] = pipe
         return pipe
 
+    def controlnet_pipeline(self, folder: Path, model_cls: str, pipeline_cls: str):
+        """A ControlNet pipeline over this model's components, the ControlNet loaded once
+        per folder (and kept, like the model, for re-runs)."""
+        key = f"controlnet:{folder}"
+        if key in self._roles:
+            return self._roles[key]
+        import diffusers
+
+        try:
+            controlnet = getattr(diffusers, model_cls).from_pretrained(str(folder), dtype=self.dtype)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise ModelError(f"ControlNet {folder.name} could not be loaded: {_first_line(exc)}") from exc
+        controlnet.to(self.device)
+        pipe = getattr(diffusers, pipeline_cls).from_pipe(self.pipe, controlnet=controlnet)
+        pipe.set_progress_bar_config(disable=True)
+        self._roles[key] = pipe
+        return pipe
+
 
 class ModelCache:
     """Loaded models, kept for reuse across stages and jobs, sharing identical components."""

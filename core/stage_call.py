@@ -19,6 +19,8 @@ from core.project import Project
 class StageInput:
     image: Any = None  # PIL image from the previous stage or the init image
     latents: Any = None  # the previous stage's final latents, in the family's handoff layout
+    control: Any = None  # the ControlNet's map (core.adapters.control_map), at the stage's size
+    references: list | None = None  # IP-Adapter reference images
 
 
 def fit_input(given: StageInput, p: StagePlan) -> StageInput:
@@ -28,7 +30,8 @@ def fit_input(given: StageInput, p: StagePlan) -> StageInput:
         return given
     from PIL import Image
 
-    return StageInput(image=given.image.resize(p.size, Image.LANCZOS), latents=None)
+    return StageInput(image=given.image.resize(p.size, Image.LANCZOS), latents=None, control=given.control,
+                      references=given.references)
 
 
 @dataclass
@@ -67,6 +70,7 @@ def build_call(pipe, p: StagePlan, project: Project, given: StageInput, generato
         kw["width"], kw["height"] = p.size
     if p.stop_at is not None:
         kw["denoising_end"] = p.stop_at
+    _adapter_arguments(pipe, stage, given, kw)
     if p.hands_over == "latents":
         # The next stage takes the latents, not the image: no decode here (the engine
         # previews the latents cheaply instead).
@@ -100,6 +104,19 @@ def build_call(pipe, p: StagePlan, project: Project, given: StageInput, generato
         kw["image"] = given.latents
         kw["denoising_start"] = stage.switch_at
     return Call(kw, stop_after=stop_after)
+
+
+def _adapter_arguments(pipe, stage, given: StageInput, kw: dict[str, Any]) -> None:
+    """A ControlNet's map and settings, and IP-Adapter reference images, under the names
+    this pipeline takes them by (SD and SDXL say `image`, SD3, Flux.1 and Z-Image
+    `control_image`)."""
+    cn = stage.controlnet
+    if cn is not None and given.control is not None:
+        kw["control_image" if accepts(pipe, "control_image") else "image"] = given.control
+        kw["controlnet_conditioning_scale"] = cn.scale
+        kw["control_guidance_start"], kw["control_guidance_end"] = cn.start, cn.end
+    if given.references:
+        kw["ip_adapter_image"] = list(given.references)
 
 
 def _refine_through_generate(pipe, p: StagePlan, given: StageInput, generator, kw: dict[str, Any]) -> Call:

@@ -28,8 +28,13 @@ def patched(pipe, p: StagePlan, call: Call) -> contextlib.ExitStack:
     from core.latents import latents_into_prepare
     from core.schedulers import imposed_schedule, swapped_scheduler
 
+    from core.adapters import ip_adapters_loaded, loras_active
+
     stack = contextlib.ExitStack()
+    where = f"stage {p.index + 1} ({p.family.title})"
     try:
+        stack.enter_context(loras_active(pipe, p.stage.loras, p.family, where))
+        stack.enter_context(ip_adapters_loaded(pipe, p.stage.ip_adapters, p.family, where))
         stack.enter_context(swapped_scheduler(pipe, p.stage.scheduler, p.family))
         if call.sigmas is not None:  # a flow ensemble's refiner, or a refine through text-to-image
             stack.enter_context(imposed_schedule(pipe, call.sigmas))

@@ -63,7 +63,7 @@ def test_what_a_family_declares_is_what_diffusers_has(key):
     import diffusers
 
     fam = FAMILIES[key]
-    for cls_name in (fam.generate, fam.refine, *fam.pipeline_classes, *fam.controlnet_pipelines):
+    for cls_name in (fam.generate, fam.refine, *fam.pipeline_classes, *(c for pair in fam.controlnet_pipelines for c in pair)):
         if cls_name:
             assert hasattr(diffusers, cls_name), cls_name
     classes = [getattr(diffusers, c) for c in (fam.generate, fam.refine) if c]

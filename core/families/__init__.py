@@ -11,6 +11,7 @@ import pkgutil
 
 from core.families.base import (  # noqa: F401  (the package's public names)
     CONTROLNET, IP_ADAPTER, LATENTS_AS_IMAGE, LATENTS_VIA_PREPARE, LATENTS_VIA_TAIL, LORA, POSITIONS, Family,
+    LoraView,
 )
 
 
@@ -69,3 +70,22 @@ def family_from_checkpoint_keys(keys: set[str]) -> Family:
         if fam.checkpoint_rule is not None and fam.checkpoint_rule(has):
             return fam
     raise UnknownFamily("the checkpoint's tensors match no family Handoff knows")
+
+
+def family_of_lora(view: LoraView) -> Family | None:
+    """The family a LoRA was made for: named in its metadata, else told by its tensor names
+    and shapes; None when neither tells."""
+    ordered = sorted(FAMILIES.values(), key=lambda f: f.lora_rank)
+    text = view.meta_text()
+    for fam in ordered:
+        if any(token in text for token in fam.lora_meta):
+            return fam
+    for fam in ordered:
+        if fam.lora_rule is not None and fam.lora_rule(view):
+            return fam
+    return None
+
+
+def family_of_controlnet(config: dict) -> Family | None:
+    """The family a ControlNet's config.json says it conditions."""
+    return next((f for f in FAMILIES.values() if f.claims_controlnet(config)), None)

@@ -29,6 +29,29 @@ LATENTS_VIA_TAIL = "tail"  # noised to the strength's sigma, the tail of the sch
 
 
 @dataclass(frozen=True)
+class LoraView:
+    """What a LoRA file's header says: tensor names, shapes and metadata (no weights)."""
+
+    names: frozenset[str] | set[str]
+    shapes: dict[str, list[int]]
+    meta: dict[str, str]
+
+    def has(self, part: str) -> bool:
+        return any(part in k for k in self.names)
+
+    def meta_text(self) -> str:
+        keys = ("ss_base_model_version", "modelspec.architecture", "ss_sd_model_name", "base_model")
+        return " ".join(str(self.meta.get(k, "")) for k in keys).lower()
+
+    def in_features(self, part: str) -> int | None:
+        """The input width of the first LoRA down-projection whose name contains `part`."""
+        for k in sorted(self.names):
+            if part in k and ("lora_down" in k or "lora_A" in k or "lora.down" in k) and len(self.shapes.get(k, [])) >= 2:
+                return int(self.shapes[k][-1])
+        return None
+
+
+@dataclass(frozen=True)
 class Family:
     key: str
     title: str
@@ -47,7 +70,15 @@ class Family:
     ensemble_refiner: bool = False
     latent_input: str | None = None  # one of LATENTS_*; None: latent handoffs into it go as pixels
     adapters: frozenset[str] = frozenset()
-    controlnet_pipelines: tuple[str, ...] = ()  # diffusers ControlNet pipeline classes, if any
+    # (ControlNet model class, the diffusers ControlNet pipeline that takes it), if any.
+    controlnet_pipelines: tuple[tuple[str, str], ...] = ()
+    # LoRAs: tokens of the file's metadata (kohya's ss_base_model_version, modelspec's
+    # architecture) that name this family, a test of its tensor names and shapes, the
+    # order families are tried in, and families whose LoRAs load on each other (Flux.1, Chroma).
+    lora_meta: tuple[str, ...] = ()
+    lora_rule: Callable[["LoraView"], bool] | None = field(default=None, compare=False)
+    lora_rank: int = 100
+    lora_group: str | None = None
     order: int = 100  # where it is listed
     # Single-file checkpoints: families are tried by rank (lowest first), each with its
     # test of the tensor-name prefixes a file has (None: no single-file layout known).
@@ -84,6 +115,16 @@ class Family:
 
     def supports(self, adapter: str) -> bool:
         return adapter in self.adapters
+
+    def shares_loras_with(self, other: "Family") -> bool:
+        return self == other or (self.lora_group is not None and self.lora_group == other.lora_group)
+
+    def claims_controlnet(self, config: dict) -> bool:
+        """Whether a ControlNet's config.json is one made for this family."""
+        return config.get("_class_name") in {m for m, _ in self.controlnet_pipelines}
+
+    def controlnet_pipeline(self, controlnet_class: str) -> str:
+        return dict(self.controlnet_pipelines)[controlnet_class]
 
     # ------------------------------------------------------------ recognising models
 

@@ -15,4 +15,5 @@ FAMILY = PackedLatents(
     ensemble_group="flux", ensemble_refiner=True, latent_input=LATENTS_VIA_PREPARE,
     adapters=frozenset({LORA, IP_ADAPTER}),
     order=60, checkpoint_rank=40, checkpoint_rule=_chroma_checkpoint,
+    lora_meta=("chroma",), lora_rank=19, lora_group="flux",
 )

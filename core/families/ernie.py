@@ -24,4 +24,5 @@ FAMILY = Ernie(
     "ernie", "ERNIE-Image", "ErnieImagePipeline", "ErnieImagePipeline",
     native=1024, multiple=16, flow=True, pipeline_classes=("ErnieImagePipeline",),
     latent_input=LATENTS_VIA_TAIL, adapters=frozenset({LORA}), order=80, bn_eps=1e-5,
+    lora_meta=("ernie",), lora_rank=35,
 )

@@ -30,6 +30,9 @@ FAMILY = PackedLatents(
     "flux", "Flux.1", "FluxPipeline", "FluxImg2ImgPipeline",
     native=1024, multiple=16, flow=True, pipeline_classes=("FluxPipeline", "FluxImg2ImgPipeline"),
     ensemble_group="flux", ensemble_refiner=True, latent_input=LATENTS_VIA_PREPARE,
-    adapters=frozenset({LORA, CONTROLNET, IP_ADAPTER}), controlnet_pipelines=("FluxControlNetPipeline",),
+    adapters=frozenset({LORA, CONTROLNET, IP_ADAPTER}),
+    controlnet_pipelines=(("FluxControlNetModel", "FluxControlNetPipeline"),),
     order=40, checkpoint_rank=50, checkpoint_rule=has_double_blocks,
+    lora_meta=("flux-1", "flux.1", "flux1"), lora_rank=20, lora_group="flux",
+    lora_rule=lambda v: v.has("double_blocks") or v.has("single_blocks") or v.has("single_transformer_blocks"),
 )

@@ -69,4 +69,5 @@ FAMILY = Flux2(
     "flux2", "FLUX.2", "Flux2Pipeline", "Flux2Pipeline",
     native=1024, multiple=16, flow=True, pipeline_classes=("Flux2Pipeline", "Flux2KleinPipeline"),
     latent_input=LATENTS_VIA_TAIL, adapters=frozenset({LORA}), order=50,
+    lora_meta=("flux.2", "flux2", "flux-2", "klein"), lora_rank=18,
 )

@@ -30,6 +30,8 @@ class QwenFamily(Family):
 FAMILY = QwenFamily(
     "qwen", "Qwen-Image", "QwenImagePipeline", "QwenImageImg2ImgPipeline",
     native=1328, multiple=16, flow=True, pipeline_classes=("QwenImagePipeline", "QwenImageImg2ImgPipeline"),
-    adapters=frozenset({LORA, CONTROLNET}), controlnet_pipelines=("QwenImageControlNetPipeline",),
+    adapters=frozenset({LORA, CONTROLNET}),
+    controlnet_pipelines=(("QwenImageControlNetModel", "QwenImageControlNetPipeline"),),
+    lora_meta=("qwen",), lora_rank=25, lora_rule=lambda v: v.has("img_mlp") or v.has("img_mod"),
     order=90,
 )

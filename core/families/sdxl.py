@@ -3,7 +3,8 @@ schedule between them (denoising_end / denoising_start); the refiner has only th
 text encoder and is conditioned on aesthetic score, so it can only refine."""
 from dataclasses import dataclass
 
-from core.families.base import CONTROLNET, IP_ADAPTER, LATENTS_AS_IMAGE, LORA, Family
+from core.families.base import CONTROLNET, IP_ADAPTER, LATENTS_AS_IMAGE, LORA
+from core.families.sd import UNetControlNets
 
 _CLASSES = ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline")
 
@@ -16,13 +17,13 @@ def _is_refiner(index: dict) -> bool:
 
 
 @dataclass(frozen=True)
-class SDXL(Family):
+class SDXL(UNetControlNets):
     def claims(self, index: dict) -> bool:
         return index.get("_class_name") in _CLASSES and not _is_refiner(index)
 
 
 @dataclass(frozen=True)
-class SDXLRefiner(Family):
+class SDXLRefiner(UNetControlNets):
     def claims(self, index: dict) -> bool:
         return index.get("_class_name") in _CLASSES and _is_refiner(index)
 
@@ -34,15 +35,21 @@ BASE = SDXL(
     "sdxl", "SDXL", "StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline",
     native=1024, multiple=8, flow=False, pipeline_classes=_CLASSES, ensemble_group="sdxl",
     latent_input=LATENTS_AS_IMAGE, adapters=frozenset({LORA, CONTROLNET, IP_ADAPTER}),
-    controlnet_pipelines=("StableDiffusionXLControlNetPipeline", "StableDiffusionXLControlNetUnionPipeline"),
-    order=20, checkpoint_rank=10,
+    controlnet_pipelines=(("ControlNetModel", "StableDiffusionXLControlNetPipeline"),
+                          ("ControlNetUnionModel", "StableDiffusionXLControlNetUnionPipeline")),
+    xl=True, order=20, checkpoint_rank=10,
+    lora_meta=("sdxl_base", "stable-diffusion-xl-v1-base", "sdxl"), lora_rank=10,
+    lora_rule=lambda v: v.has("lora_te2_") or v.has("text_encoder_2.") or 2048 in (
+        v.in_features("attn2_to_k"), v.in_features("attn2.to_k")),
     checkpoint_rule=lambda has: has("conditioner.embedders.1.") and has("conditioner.embedders.0."),
 )
 REFINER = SDXLRefiner(
     "sdxl-refiner", "SDXL refiner", None, "StableDiffusionXLImg2ImgPipeline",
     native=1024, multiple=8, flow=False, pipeline_classes=_CLASSES, ensemble_group="sdxl",
     latent_input=LATENTS_AS_IMAGE, adapters=frozenset({LORA, IP_ADAPTER}),
-    order=21, checkpoint_rank=20,
+    xl=True, order=21, checkpoint_rank=20,
+    lora_meta=("refiner",), lora_rank=5,
+    lora_rule=lambda v: 1280 in (v.in_features("attn2_to_k"), v.in_features("attn2.to_k")),
     checkpoint_rule=lambda has: has("conditioner.embedders.0.model.") and not has("conditioner.embedders.1."),
 )
 FAMILIES = (BASE, REFINER)

@@ -6,6 +6,7 @@ FAMILY = Family(
     "zimage", "Z-Image", "ZImagePipeline", "ZImageImg2ImgPipeline",
     native=1024, multiple=16, flow=True, pipeline_classes=("ZImagePipeline", "ZImageImg2ImgPipeline"),
     ensemble_group="zimage", ensemble_refiner=True, latent_input=LATENTS_VIA_PREPARE,
-    adapters=frozenset({LORA, CONTROLNET}), controlnet_pipelines=("ZImageControlNetPipeline",),
-    order=70,
+    adapters=frozenset({LORA, CONTROLNET}),
+    controlnet_pipelines=(("ZImageControlNetModel", "ZImageControlNetPipeline"),),
+    order=70, lora_meta=("z-image", "z_image", "zimage"), lora_rank=30,
 )
