@@ -1,9 +1,11 @@
-"""Handoff: `python main.py` opens the studio; `python main.py generate|run ...` is the command line."""
+"""Handoff: `python main.py` opens the studio; `python main.py generate|run ...` is the command line;
+`--install-desktop` / `--uninstall-desktop` add it to (or take it from) the Linux application menu."""
 from __future__ import annotations
 
 import sys
 
 CLI_COMMANDS = {"generate", "run"}
+DESKTOP_FLAGS = {"--install-desktop", "--uninstall-desktop"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -12,6 +14,10 @@ def main(argv: list[str] | None = None) -> int:
         from core.cli import main as cli_main
 
         return cli_main(argv)
+    if argv and argv[0] in DESKTOP_FLAGS:
+        from core.desktop import main as desktop_main
+
+        return desktop_main(argv[0])
     from gui.app import run_app
 
     return run_app(argv)

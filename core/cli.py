@@ -26,7 +26,11 @@ class UsageError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="handoff", description="Multi-stage image generation.")
+    parser = argparse.ArgumentParser(
+        prog="handoff", description="Multi-stage image generation.",
+        epilog="With no command, handoff opens the window (and the project file given, if any). "
+               "handoff --install-desktop adds it to the Linux application menu and opens .handoff "
+               "files with it; --uninstall-desktop takes that away.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="generate (or refine) an image, optionally with a refiner stage")

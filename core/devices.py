@@ -37,6 +37,44 @@ def describe_device(device: str) -> str:
     return device
 
 
+CUDA_INDEX = "https://download.pytorch.org/whl/cu128"
+
+
+def runtime_summary(torch=None) -> str:
+    """One line for the status bar: what the engine runs on (CUDA with the GPU's name and
+    VRAM, ROCm, Apple MPS or the CPU), and on a CPU what to do about it. `torch` is for
+    tests (a stand-in module); otherwise torch is imported here, never at module load."""
+    if torch is None:
+        import torch
+    version = f"torch {torch.__version__}"
+    hip = getattr(torch.version, "hip", None)
+    if torch.cuda.is_available():
+        what = f"ROCm {hip}" if hip else f"CUDA {torch.version.cuda}"
+        try:
+            props = torch.cuda.get_device_properties(0)
+            count = torch.cuda.device_count()
+        except Exception as exc:  # a driver that lists a GPU and then fails to open it
+            return f"Runs on {what} ({version}), but the GPU could not be read: {exc}"
+        more = f" (+{count - 1} more)" if count > 1 else ""
+        return f"Runs on {what}: {props.name}{more}, {props.total_memory / 2**30:.1f} GiB VRAM ({version})"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return f"Runs on Apple MPS (Metal), in the Mac's unified memory ({version})"
+    if hip or torch.version.cuda:
+        why = f"this {'ROCm' if hip else 'CUDA'} build of torch sees no GPU (is the driver loaded? nvidia-smi / rocm-smi)"
+        return f"Runs on the CPU ({version}): {why}; real models will be slow"
+    from core import paths
+
+    if sys.platform == "darwin":
+        fix = "a Mac's GPU needs Apple silicon and macOS 12.3 or later (MPS)"
+    elif paths.FROZEN:
+        fix = "for an NVIDIA GPU use a bundle built with a CUDA torch (README: A self-contained app)"
+    else:
+        fix = (f"for an NVIDIA GPU install a CUDA build: pip install torch=={torch.__version__.split('+')[0]} "
+               f"--index-url {CUDA_INDEX} (the cuXXX of your driver: pytorch.org/get-started)")
+    return f"Runs on the CPU ({version}, a CPU-only build): real models will be slow; {fix}"
+
+
 def _nvml_reading() -> MemoryReading | None:
     try:
         import pynvml

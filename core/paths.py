@@ -7,7 +7,10 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-RESOURCES = REPO_ROOT / "resources"
+# The self-contained bundle (PyInstaller, packaging/handoff.spec) unpacks its data beside
+# the code in sys._MEIPASS (dist/Handoff/_internal); a checkout keeps it in resources/.
+FROZEN = bool(getattr(sys, "frozen", False)) and hasattr(sys, "_MEIPASS")
+RESOURCES = (Path(sys._MEIPASS) if FROZEN else REPO_ROOT) / "resources"
 
 
 def home() -> Path:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from core import paths
+from core.desktop import APP_ID
 
 
 def _real_streams() -> None:
@@ -34,7 +35,7 @@ def create_window(argv: list[str] | None = None):
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "handoff"])
     app.setApplicationName("Handoff")
     app.setOrganizationName("Handoff")
-    app.setDesktopFileName("handoff")  # Wayland matches the window to packaging/install_launcher.py's entry
+    app.setDesktopFileName(APP_ID)  # Wayland matches the window to core/desktop.py's menu entry
     icon = paths.RESOURCES / "icon.png"
     if icon.is_file():
         app.setWindowIcon(QIcon(str(icon)))
@@ -52,16 +53,59 @@ def create_window(argv: list[str] | None = None):
     return app, window
 
 
+QUIT_AFTER_ENV = "HANDOFF_QUIT_AFTER_MS"  # packaging/smoke_test.sh: open, wait for torch, report, close
+SMOKE_TORCH_WAIT_S = 300
+
+
+def _quit_after(window, delay_ms: int, result: list[int]) -> None:
+    """`delay_ms` after the window is shown, and once torch has loaded (or failed), print what
+    the window says (its title, and the status bar naming the device) and close it the way a
+    user would; run_app then returns 0, or 1 if any of that went wrong."""
+    import time
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    started = time.monotonic()
+    torch_done: list[str] = []
+    window.runner.torch_ready.connect(lambda text: torch_done.append(text))
+    window.runner.torch_failed.connect(lambda text: torch_done.append(text))
+
+    def check() -> None:
+        if not torch_done and time.monotonic() - started < SMOKE_TORCH_WAIT_S:
+            QTimer.singleShot(200, check)
+            return
+        print(f"smoke: window shown={window.isVisible()} {window.width()}x{window.height()} “{window.windowTitle()}”; "
+              f"{window.torch_status.text()}; status bar: {window.statusBar().currentMessage()}", flush=True)
+        result[0] = 0 if torch_done and window.isVisible() else 1
+        if window.modified:  # closing would ask about unsaved changes, and nobody is there to answer
+            print("smoke: the untouched window says it has unsaved changes", flush=True)
+            result[0] = 1
+            window.modified = False
+        window.close()
+        if window.isVisible():
+            print("smoke: the window did not close", flush=True)
+            result[0] = 1
+            window.hide()
+            QApplication.instance().quit()
+
+    QTimer.singleShot(delay_ms, check)
+
+
 def run_app(argv: list[str] | None = None) -> int:
     _real_streams()
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     import qasync
 
     app, window = create_window(argv)
+    result = [0]
+    quit_after = os.environ.get(QUIT_AFTER_ENV)
+    if quit_after:
+        _quit_after(window, int(quit_after), result)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     closed = asyncio.Event()
     app.aboutToQuit.connect(closed.set)
     with loop:
         loop.run_until_complete(closed.wait())
-    return 0
+    return result[0]

@@ -674,7 +674,7 @@ class MainWindow(QMainWindow):
         self.torch_status.setText(text.split(" (")[0])
         self.torch_status.setToolTip(text)
         if not self.runner.busy:
-            self.statusBar().showMessage("Ready", 5000)
+            self.statusBar().showMessage(text.splitlines()[-1])  # what it runs on (core.devices.runtime_summary)
         self.log_line(text)
 
     def _on_torch_failed(self, text: str) -> None:

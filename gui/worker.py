@@ -54,7 +54,7 @@ class EngineWorker(QObject):
     """Lives on the engine thread; every slot here runs there."""
 
     event = Signal(object)
-    torch_ready = Signal(str)  # what was loaded, e.g. "torch 2.13.0 (cpu)"
+    torch_ready = Signal(str)  # what was loaded, e.g. "torch 2.13.0 on cpu (…)", then a line saying what it runs on
     torch_failed = Signal(str)
     job_done = Signal(object)  # the job's cancel token, which names the job
 
@@ -76,7 +76,11 @@ class EngineWorker(QObject):
             return
         self._warm_imports()
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.torch_ready.emit(f"torch {torch.__version__} on {device} (loaded in {time.perf_counter() - started:.1f} s)")
+        from core.devices import runtime_summary
+
+        # Second line: what the engine runs on, for the status bar (CUDA/ROCm/MPS/CPU and what to do on a CPU).
+        self.torch_ready.emit(f"torch {torch.__version__} on {device} (loaded in {time.perf_counter() - started:.1f} s)"
+                              f"\n{runtime_summary(torch)}")
 
     @staticmethod
     def _warm_imports() -> None:

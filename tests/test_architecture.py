@@ -19,7 +19,7 @@ def test_importing_core_does_not_import_torch():
     code = (
         "import sys, core.cli, core.engine, core.models, core.planning, core.stage_call, core.stage_run, core.latents, core.schedulers, core.previews, core.png_writer, core.model_info, core.errors, core.metadata, core.project_file, core.demo, "
         "core.model_library, core.settings_file, core.checkpoints, core.presets, core.downloads, "
-        "core.defaults, core.devices\n"
+        "core.defaults, core.devices, core.desktop\n"
         "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'PySide6') if m in sys.modules]\n"
         "print(heavy); sys.exit(1 if heavy else 0)"
     )

@@ -24,24 +24,26 @@ def test_linux_entry_runs_main_and_claims_project_files(tmp_path):
     data = tmp_path / ".local" / "share"
     entry = configparser.ConfigParser(interpolation=None)
     entry.optionxform = str
-    entry.read(data / "applications" / "handoff.desktop")
+    entry.read(data / "applications" / "io.github.handoff.Handoff.desktop")
     desk = entry["Desktop Entry"]
     assert desk["Type"] == "Application" and desk["Terminal"] == "false"
     assert desk["MimeType"] == "application/x-handoff-project;"
-    assert Path(desk["Icon"]).read_bytes() == (ROOT / "resources" / "icon.png").read_bytes()
+    assert desk["Icon"] == "io.github.handoff.Handoff"
+    assert (data / "icons" / "hicolor" / "256x256" / "apps" / "io.github.handoff.Handoff.png").is_file()
     command = shlex.split(desk["Exec"])
     assert command[:2] == [sys.executable, str(ROOT / "main.py")] and command[2] == "%f"
     # The launcher's own command line, with a file argument the CLI answers at once.
     ran = subprocess.run(command[:2] + ["--help"], capture_output=True, text=True, timeout=60)
     assert ran.returncode == 0 and "generate" in ran.stdout
-    mime = ET.parse(data / "mime" / "packages" / "handoff.xml").getroot()
+    mime = ET.parse(data / "mime" / "packages" / "io.github.handoff.Handoff.xml").getroot()
     ns = {"m": "http://www.freedesktop.org/standards/shared-mime-info"}
     assert mime.find("m:mime-type", ns).get("type") == "application/x-handoff-project"
     assert mime.find("m:mime-type/m:glob", ns).get("pattern") == "*.handoff"
 
     assert install(tmp_path, "linux", "--remove").returncode == 0
-    assert not (data / "applications" / "handoff.desktop").exists()
-    assert not (data / "mime" / "packages" / "handoff.xml").exists()
+    assert not (data / "applications" / "io.github.handoff.Handoff.desktop").exists()
+    assert not (data / "mime" / "packages" / "io.github.handoff.Handoff.xml").exists()
+    assert not (data / "icons").exists()
 
 
 def test_macos_bundle_is_executable_and_opens_handoff_files(tmp_path):

@@ -43,9 +43,10 @@ ready = []
 window.runner.torch_ready.connect(lambda text: (ready.append(time.perf_counter() - t0), app.quit()))
 QTimer.singleShot(60000, app.quit)
 app.exec()
+status_ready = window.statusBar().currentMessage()  # what it runs on (core.devices.runtime_summary)
 window.close()
 print(json.dumps({"shown": shown, "torch_on_main": torch_on_main, "heavy": heavy, "status": status, "title": title,
-                  "ready": ready, "torch_status": window.torch_status.text()}))
+                  "ready": ready, "torch_status": window.torch_status.text(), "status_ready": status_ready}))
 """
 
 BARE_SCRIPT = r"""

@@ -15,3 +15,4 @@ def test_window_shows_without_torch_and_hears_when_it_is_ready(tmp_path: Path):
     assert result["title"] == "Handoff — untitled"
     assert result["status"] == "Loading torch…"
     assert result["ready"] and result["torch_status"].startswith("torch ")
+    assert result["status_ready"].startswith("Runs on ")  # the device, from core.devices.runtime_summary
