@@ -15,9 +15,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return cli_main(argv)
     if argv and argv[0] in DESKTOP_FLAGS:
-        from core.desktop import main as desktop_main
+        from core.desktop import desktop_command
 
-        return desktop_main(argv[0])
+        return desktop_command(argv[0])
     from gui.app import run_app
 
     return run_app(argv)

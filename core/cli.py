@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from core import events as ev
-from core.project import MAX_SEED, Project, Stage, snap, validate
+from core.project import MAX_SEED, ControlNet, IPAdapter, Lora, Project, Stage, snap, validate
 from core.errors import ProjectError
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 1, 2, 130
@@ -53,6 +53,27 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --refiner and no --switch-at")
     gen.add_argument("--upscale", type=float, default=1.0,
                      help="resize by this factor before refining (hires fix): the refiner's input, or the init image")
+    adapters = gen.add_argument_group("adapters (the first stage generates; LoRAs go on any stage)")
+    adapters.add_argument("--lora", action="append", default=[], metavar="FILE_OR_ID[:WEIGHT]",
+                          help="a LoRA on the first stage (repeatable): a .safetensors file, a folder, "
+                               "owner/repo/file.safetensors or builtin:demo-lora; weight 1 unless given")
+    adapters.add_argument("--refiner-lora", action="append", default=[], metavar="FILE_OR_ID[:WEIGHT]",
+                          help="a LoRA on the --refiner stage (repeatable)")
+    adapters.add_argument("--controlnet", default=None, metavar="MODEL",
+                          help="a ControlNet (diffusers folder, Hub id or builtin:demo-controlnet) on the first stage")
+    adapters.add_argument("--control-image", type=Path, default=None, help="with --controlnet: its control image")
+    adapters.add_argument("--control-scale", type=float, default=0.8, help="with --controlnet (0..2)")
+    adapters.add_argument("--control-range", default="0,1", metavar="START,END",
+                          help="with --controlnet: the share of the schedule it acts on")
+    pre = adapters.add_mutually_exclusive_group()
+    pre.add_argument("--canny", default="100,200", metavar="LOW,HIGH", help="Canny thresholds (the default preprocessor)")
+    pre.add_argument("--no-preprocess", action="store_true", help="the control image is a ready edge or depth map")
+    adapters.add_argument("--ip-adapter", default=None, metavar="MODEL",
+                          help="an IP-Adapter's .safetensors (its image encoder in image_encoder/ beside it, "
+                               "or owner/repo/subfolder/file.safetensors)")
+    adapters.add_argument("--ip-image", type=Path, action="append", default=[], help="a reference image (repeatable)")
+    adapters.add_argument("--ip-scale", type=float, action="append", default=[],
+                          help="the scale of each --ip-image, in order (one value applies to all; default 0.6)")
     gen.add_argument("--memory", choices=["auto", "sequential", "resident", "offload"], default="auto")
     gen.add_argument("--dtype", choices=["auto", "bf16", "fp16", "fp32"], default="auto")
     gen.add_argument("--out", type=Path, required=True, help="the final image; earlier stages go beside it")
@@ -61,6 +82,54 @@ def build_parser() -> argparse.ArgumentParser:
     runp.add_argument("project", type=Path)
     runp.add_argument("--out", type=Path, default=None, help="output folder (default: Handoff's outputs folder)")
     return parser
+
+
+def parse_lora(text: str) -> Lora:
+    """FILE_OR_ID[:WEIGHT]: a trailing :number is the weight (a Windows drive's colon is not)."""
+    ref, sep, weight = text.rpartition(":")
+    if sep:
+        try:
+            return Lora(ref, float(weight))
+        except ValueError:
+            pass
+    return Lora(text, 1.0)
+
+
+def parse_pair(text: str, flag: str, kind=float) -> tuple:
+    try:
+        a, b = (kind(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"{flag} '{text}' is not two numbers separated by a comma") from None
+    return a, b
+
+
+def _adapters(args, stages: list[Stage]) -> None:
+    """The adapter flags, onto the stages they name."""
+    stages[0].loras = [parse_lora(t) for t in args.lora]
+    if args.refiner_lora:
+        if len(stages) < 2:
+            raise UsageError("--refiner-lora needs --refiner")
+        stages[1].loras = [parse_lora(t) for t in args.refiner_lora]
+    if (args.controlnet is None) != (args.control_image is None):
+        raise UsageError("--controlnet and --control-image go together")
+    if args.controlnet is not None:
+        if args.init_image is not None:
+            raise UsageError("--controlnet conditions a stage that generates; it cannot go with --init-image")
+        low, high = parse_pair(args.canny, "--canny", int)
+        start, end = parse_pair(args.control_range, "--control-range")
+        stages[0].controlnet = ControlNet(args.controlnet, str(args.control_image),
+                                          "none" if args.no_preprocess else "canny", low, high,
+                                          args.control_scale, start, end)
+    if bool(args.ip_adapter) != bool(args.ip_image):
+        raise UsageError("--ip-adapter and --ip-image go together")
+    if args.ip_adapter:
+        if args.init_image is not None:
+            raise UsageError("--ip-adapter conditions a stage that generates; it cannot go with --init-image")
+        scales = args.ip_scale or [0.6]
+        if len(scales) not in (1, len(args.ip_image)):
+            raise UsageError(f"{len(args.ip_image)} --ip-image but {len(scales)} --ip-scale: give one, or one each")
+        stages[0].ip_adapters = [IPAdapter(args.ip_adapter, str(img), scales[min(n, len(scales) - 1)])
+                                 for n, img in enumerate(args.ip_image)]
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -88,6 +157,7 @@ def project_from_args(args) -> Project:
                                 prompt_suffix=args.refiner_suffix))
     elif args.switch_at is not None:
         raise UsageError("--switch-at needs --refiner")
+    _adapters(args, stages)
     if args.upscale != 1:
         if not (args.refiner or args.init_image):
             raise UsageError("--upscale resizes an image before it is refined: it needs --refiner or --init-image")

@@ -216,7 +216,7 @@ def info_plist(executable: str, version: str, icon_file: str) -> dict:
     }
 
 
-def main(action: str) -> int:
+def desktop_command(action: str) -> int:
     """`Handoff --install-desktop` / `--uninstall-desktop` (main.py dispatches here)."""
     if not sys.platform.startswith("linux"):
         print("handoff: --install-desktop is for Linux desktops; on macOS drag Handoff.app to Applications, "

@@ -92,3 +92,42 @@ def test_entry_point_exit_code():
                              "--out", "/tmp/never.png", "--strength", "0.5", "--switch-at", "0.5"],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == EXIT_USAGE and result.stderr.strip() == "handoff: --switch-at needs --refiner"
+
+
+def test_adapter_flags_put_loras_a_controlnet_and_ip_adapters_on_their_stages(tiny_models, tmp_path, capsys):
+    from core import project_file
+    from tests.tiny_adapters import build_controlnet, lora_tensors, save_lora
+
+    sd = tiny_models["sd"]
+    lora = save_lora(lora_tensors(load(sd), seed=1), tmp_path / "style.safetensors")
+    cn = build_controlnet(sd, tmp_path / "cn")
+    control = tmp_path / "control.png"
+    Image.new("RGB", (32, 32), "white").save(control)
+    out = tmp_path / "out.png"
+    code, _, stderr = cli(capsys, "generate", "a red circle", "--model", sd, "--refiner", sd, "--steps", "4",
+                          "--refiner-strength", "0.5", "--handoff", "pixel", "--size", "32x32", "--seed", "1",
+                          "--lora", f"{lora}:0.6", "--refiner-lora", lora, "--controlnet", cn, "--control-image", control,
+                          "--canny", "50,150", "--control-scale", "1.2", "--out", out)
+    assert code == 0, stderr
+    stages = project_file.load(out).project.stages
+    assert [(x.ref, x.weight) for x in stages[0].loras] == [(str(lora), 0.6)]
+    assert [(x.ref, x.weight) for x in stages[1].loras] == [(str(lora), 1.0)]
+    c = stages[0].controlnet
+    assert (c.model, c.image, c.preprocessor, c.low, c.high, c.scale) == (str(cn), str(control), "canny", 50, 150, 1.2)
+
+
+def test_bad_adapter_flags_exit_2_with_one_line(tiny_models, tmp_path, capsys):
+    sd = tiny_models["sd"]
+    out = tmp_path / "o.png"
+    base = ["generate", "x", "--model", sd, "--size", "32x32", "--steps", "2", "--out", out]
+    cases = [
+        (["--controlnet", "some/cn"], "--controlnet and --control-image go together"),
+        (["--controlnet", "some/cn", "--control-image", tmp_path / "gone.png"], "control image not found"),
+        (["--controlnet", "a/b", "--control-image", out, "--canny", "ten"], "--canny 'ten' is not two numbers"),
+        (["--ip-adapter", "x.safetensors"], "--ip-adapter and --ip-image go together"),
+        (["--refiner-lora", "x.safetensors"], "--refiner-lora needs --refiner"),
+        (["--lora", "x.safetensors:9"], "LoRA weight 9 is outside"),
+    ]
+    for extra, expected in cases:
+        code, _, err = cli(capsys, *base, *extra)
+        assert code == EXIT_USAGE and expected in err and err.count("\n") == 1, (extra, err)
