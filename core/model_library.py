@@ -60,7 +60,9 @@ class LibraryEntry:
 
     @property
     def positions(self) -> str:
-        """'base and refine', 'base', 'refine', or why none."""
+        """'base and refine', 'base', 'refine', or why none; for an adapter, what it goes on."""
+        if self.kind not in (PIPELINE, DENOISER):
+            return f"an adapter ({self.kind}) for {self.family_title} stages"
         return ModelInfo(0, 0, self.family, self.kind).positions()
 
     @classmethod
@@ -198,11 +200,106 @@ def scan_comfyui(models_dir: Path | str) -> list[LibraryEntry]:
             info = info_for(str(path))
             entries.append(LibraryEntry(path.stem, str(path), "comfyui", info.family,
                                         info.kind if info.family else DENOISER, denoiser_note(info)))
+    entries += scan_adapters(root)
     diffusers_dir = root / "diffusers"
     if diffusers_dir.is_dir():
         for index in sorted(diffusers_dir.glob("*/model_index.json")):
             entries.append(LibraryEntry.of(index.parent.name, str(index.parent), "comfyui", describe_folder(index.parent)))
     return entries
+
+
+# Kinds of adapter entry, and the ComfyUI models/ subfolders they live in.
+LORA_KIND, CONTROLNET_KIND, IP_ADAPTER_KIND, CLIP_VISION_KIND = "lora", "controlnet", "ip-adapter", "clip-vision"
+ADAPTER_FOLDERS = {LORA_KIND: ("loras",), CONTROLNET_KIND: ("controlnet",), IP_ADAPTER_KIND: ("ipadapter",),
+                   CLIP_VISION_KIND: ("clip_vision",)}
+
+
+def adapter_entry(path: Path, kind: str, source: str = "comfyui") -> LibraryEntry:
+    """An adapter's entry, its family read from its header or config (no weights load)."""
+    from core.adapters import lora_info
+    from core.errors import ModelError
+
+    family, note = None, ""
+    if kind == LORA_KIND:
+        try:
+            info = lora_info(path)
+            family, note = (info.family.key if info.family else None), info.note
+        except ModelError as exc:
+            note = str(exc)
+    elif kind == CONTROLNET_KIND:
+        config = path / "config.json" if path.is_dir() else path.with_name("config.json")
+        try:
+            made_for = families.family_of_controlnet(json.loads(config.read_text()))
+            family = made_for.key if made_for else None
+            note = "" if made_for else "a ControlNet of a kind Handoff does not know"
+        except (OSError, ValueError, AttributeError):
+            note = ("a single-file ControlNet: Handoff loads diffusers ControlNet folders (config.json and weights)"
+                    if path.is_file() else "no readable config.json")
+    name = path.stem if path.is_file() else path.name
+    return LibraryEntry(name, str(path), source, family, kind, note)
+
+
+def scan_adapters(root: Path) -> list[LibraryEntry]:
+    """LoRAs, ControlNets (files and diffusers folders), IP-Adapters and CLIP vision
+    encoders in a ComfyUI models folder."""
+    out: list[LibraryEntry] = []
+    for kind, subs in ADAPTER_FOLDERS.items():
+        for sub in subs:
+            folder = root / sub
+            # Weights inside a diffusers folder (beside its config.json) belong to that folder's entry.
+            out += [adapter_entry(p, kind) for p in _files(folder)
+                    if p.parent == folder or not (p.parent / "config.json").is_file()]
+            if folder.is_dir() and kind in (CONTROLNET_KIND, CLIP_VISION_KIND):
+                out += [adapter_entry(c.parent, kind) for c in sorted(folder.glob("*/config.json"))]
+    return out
+
+
+def cached_hub_adapters(cache_dir: Path | str | None = None) -> list[LibraryEntry]:
+    """LoRAs and ControlNets in the Hugging Face cache: repos with a ControlNet config.json,
+    and .safetensors files whose header holds LoRA tensors (owner/repo/file.safetensors)."""
+    try:
+        from huggingface_hub import constants, scan_cache_dir
+        from huggingface_hub.errors import CacheNotFound
+    except ImportError:
+        return []
+    try:
+        info = scan_cache_dir(cache_dir or constants.HF_HUB_CACHE)
+    except (CacheNotFound, OSError, ValueError):
+        return []
+    out: list[LibraryEntry] = []
+    for repo in sorted(info.repos, key=lambda r: r.repo_id.lower()):
+        if repo.repo_type != "model" or not repo.revisions:
+            continue
+        rev = max(repo.revisions, key=lambda r: r.last_modified)
+        root_files = {f.file_name: f for f in rev.files if f.file_path.parent == rev.snapshot_path}
+        if "model_index.json" in root_files:
+            continue  # a pipeline: listed by cached_hub_models
+        if "config.json" in root_files:
+            entry = adapter_entry(rev.snapshot_path, CONTROLNET_KIND, "hf-cache")
+            if entry.family is not None:
+                out.append(LibraryEntry(repo.repo_id, repo.repo_id, "hf-cache", entry.family, CONTROLNET_KIND, ""))
+                continue
+        for name, f in sorted(root_files.items()):
+            if name.endswith(".safetensors") and f.size_on_disk < 2**31:
+                entry = adapter_entry(f.file_path, LORA_KIND, "hf-cache")
+                if "holds no LoRA tensors" not in entry.note and "not a readable" not in entry.note:
+                    out.append(LibraryEntry(f"{repo.repo_id}/{name}", f"{repo.repo_id}/{name}", "hf-cache",
+                                            entry.family, LORA_KIND, entry.note))
+    return out
+
+
+def adapters_for(entries: list[LibraryEntry], kind: str, family: str | None) -> list[LibraryEntry]:
+    """The library's adapters of a kind that fit a stage of `family` (all of the kind while
+    the stage's family is unknown; an adapter whose family is unknown fits any stage)."""
+    fam = families.get(family)
+    out = []
+    for e in entries:
+        if e.kind != kind:
+            continue
+        made_for = families.get(e.family)
+        if fam is None or made_for is None or (made_for.shares_loras_with(fam) if kind == LORA_KIND else made_for == fam):
+            out.append(e)
+    return out
 
 
 def _files(folder: Path) -> list[Path]:

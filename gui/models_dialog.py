@@ -255,19 +255,24 @@ class ModelsDialog(QDialog):
             return []
         added = self.library.add_many(found)
         usable = sum(e.usable for e in found)
-        self.say(f"ComfyUI folder {folder}: {len(found)} model file(s) found, {added} new, {usable} usable as a "
-                 f"stage's model" + (" (the others say why in their tooltip)" if usable < len(found) else "."))
+        adapters = sum(e.kind not in (ml.PIPELINE, ml.DENOISER) for e in found)
+        others = len(found) - usable - adapters
+        self.say(f"ComfyUI folder {folder}: {len(found)} file(s) found, {added} new: {usable} usable as a stage's "
+                 f"model, {adapters} adapter(s) (LoRAs, ControlNets, IP-Adapters) for the stage editor"
+                 + (f", {others} that say why not in their tooltip." if others else "."))
         self._changed()
         return found
 
     def add_cached(self) -> list[ml.LibraryEntry]:
         found = ml.cached_hub_models()
         entries = [ml.LibraryEntry(c.repo_id, c.repo_id, "hf-cache", c.family, ml.PIPELINE, c.note)
-                   for c in found if self.library.find(c.repo_id) is None or
-                   self.library.find(c.repo_id).source == "hf-cache"]
+                   for c in found]
+        adapters = ml.cached_hub_adapters()
+        entries = [e for e in entries + adapters
+                   if self.library.find(e.ref) is None or self.library.find(e.ref).source == "hf-cache"]
         added = self.library.add_many(entries)
-        self.say(f"The Hugging Face cache holds {len(found)} diffusers model(s); {added} added." if found else
-                 "The Hugging Face cache holds no diffusers model yet.")
+        self.say(f"The Hugging Face cache holds {len(found)} diffusers model(s) and {len(adapters)} adapter(s); "
+                 f"{added} added." if found or adapters else "The Hugging Face cache holds no diffusers model yet.")
         self._changed()
         return entries
 

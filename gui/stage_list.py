@@ -15,6 +15,7 @@ from core.schedulers import FLOW_SCHEDULERS, SCHEDULERS
 from core.project import HANDOFFS, MAX_UPSCALE, Project, Stage
 from core.model_info import info_for, position_problem, same_family
 from core.planning import chain_position
+from gui.adapter_editor import AdapterEditor
 from gui.prompt_editor import StagePromptFields
 from gui.strength_slider import StrengthSlider
 from gui.widgets import SeedBox, tool_button
@@ -183,6 +184,8 @@ class StageEditor(QGroupBox):
         self.handoff_note.setWordWrap(True)
         self.handoff_note.setStyleSheet("color: palette(mid);")
         self.prompts = StagePromptFields()
+        self.adapters = AdapterEditor()
+        self.adapters.setObjectName("adapters")
 
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.own_seed)
@@ -204,6 +207,7 @@ class StageEditor(QGroupBox):
         form.addRow(self.strength_label, self.strength)
         form.addRow(self.upscale_label, self.upscale)
         form.addRow(self.prompts)
+        form.addRow(self.adapters)
 
         self.name.textEdited.connect(self._write)
         self.model.refChanged.connect(self._write)
@@ -217,6 +221,7 @@ class StageEditor(QGroupBox):
         self.strength.valueChanged.connect(self._write)
         self.upscale.valueChanged.connect(self._write)
         self.prompts.changed.connect(self.changed)
+        self.adapters.changed.connect(self.changed)
         self.load(None, None, True, False)
 
     def load(self, stage: Stage | None, index: int | None, first: bool, has_init: bool,
@@ -240,7 +245,13 @@ class StageEditor(QGroupBox):
         self.upscale.setValue(s.upscale)
         self.prompts.load(stage)
         self._stage = stage
+        self._load_adapters()
         self._refresh()
+
+    def _load_adapters(self) -> None:
+        s = self._stage
+        family = info_for(s.model).fam if s is not None and s.model.strip() else None
+        self.adapters.load(s, family, generates=self._first and not self._has_init)
 
     def _write(self) -> None:
         if self._stage is None:
@@ -254,6 +265,7 @@ class StageEditor(QGroupBox):
         if s.model != self._scheduler_model:
             # A new model may be of another kind (flow matching or not): offer what fits it.
             self._fill_schedulers(s.model, s.scheduler if self._fits(s.scheduler, s.model) else None)
+            self._load_adapters()  # and the adapters its family takes
         s.scheduler = self.scheduler.currentData()
         s.handoff = self.handoff.currentData()
         s.switch_at = round(self.switch_at.value(), 2)
@@ -368,6 +380,8 @@ class StageList(QWidget):
 
     def set_library(self, entries: list) -> None:
         self.editor.model.set_library(entries)
+        self.editor.adapters.set_library(entries)
+        self.editor._load_adapters()
 
 
     # ---------------------------------------------------------------- model -> view

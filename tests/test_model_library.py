@@ -164,3 +164,35 @@ def test_cached_hub_models_list_what_loads_offline(tiny_sd, tmp_path, monkeypatc
             f.unlink()
     assert ml.cached_snapshot(TINY_SD) is None
     assert not ml.cached_hub_models()[0].complete
+
+
+def test_scan_lists_adapters_with_their_families_and_offers_them_by_family(tmp_path):
+    import json
+
+    root = tmp_path / "ComfyUI" / "models"
+    _tensors(root / "loras" / "xl-style.safetensors", ["lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight"])
+    from safetensors.numpy import save_file
+
+    save_file({"lora_unet_x.lora_down.weight": np.zeros((2, 2), dtype=np.float32)},
+              str(root / "loras" / "sd-style.safetensors"), metadata={"ss_base_model_version": "sd_v1"})
+    save_file({"transformer.single_transformer_blocks.0.attn.to_q.lora_A.weight": np.zeros((2, 2), dtype=np.float32)},
+              str(root / "loras" / "flux-style.safetensors"))
+    _tensors(root / "loras" / "not-a-lora.safetensors", ["model.diffusion_model.input_blocks.0.0.weight"])
+    cn = root / "controlnet" / "sdxl-canny"
+    cn.mkdir(parents=True)
+    (cn / "config.json").write_text(json.dumps({"_class_name": "ControlNetModel", "addition_embed_type": "text_time"}))
+    _tensors(cn / "diffusion_pytorch_model.safetensors", ["conv_in.weight"])
+    _tensors(root / "controlnet" / "control_canny.safetensors", ["input_hint_block.0.weight"])
+    _tensors(root / "ipadapter" / "ip-adapter_sd15.safetensors", ["image_proj.proj.weight"])
+    entries = {e.name: e for e in ml.scan_adapters(root)}
+    assert set(entries) == {"xl-style", "sd-style", "flux-style", "not-a-lora", "sdxl-canny", "control_canny",
+                            "ip-adapter_sd15"}
+    assert (entries["sd-style"].kind, entries["sd-style"].family) == ("lora", "sd")
+    assert entries["flux-style"].family == "flux" and entries["xl-style"].family is None
+    assert "holds no LoRA tensors" in entries["not-a-lora"].note
+    assert (entries["sdxl-canny"].kind, entries["sdxl-canny"].family) == ("controlnet", "sdxl")
+    assert "single-file ControlNet" in entries["control_canny"].note
+    assert not any(e.usable for e in entries.values())  # adapters are never a stage's model
+    chroma = {e.name for e in ml.adapters_for(list(entries.values()), "lora", "chroma")}
+    assert "flux-style" in chroma and "sd-style" not in chroma  # Flux.1 LoRAs load on Chroma
+    assert {e.name for e in ml.adapters_for(list(entries.values()), "controlnet", "sd")} == {"control_canny"}

@@ -113,7 +113,7 @@ def test_library_adds_a_folder_and_a_comfyui_scan(window, tiny_sd, comfy):
                                              "added by you", "yes"]
     dialog.choose_comfyui_folder = lambda: str(comfy.parent)  # ComfyUI's own folder works too
     found = dialog.add_comfyui()
-    assert len(found) == 3 and "3 model file(s) found" in dialog.status.text()
+    assert len(found) == 3 and "3 file(s) found" in dialog.status.text() and "1 usable" in dialog.status.text()
     rows = _rows(dialog)
     ckpt = str(comfy / "checkpoints" / "tiny-sd15.safetensors")
     assert rows[ckpt][:4] == ["tiny-sd15", "Stable Diffusion 1.x/2.x", "base and refine", "ComfyUI folder"]
