@@ -13,7 +13,9 @@ from core import events as ev
 from core.models import ModelCache
 from core.project import ControlNet, IPAdapter, Lora, Project, Stage
 from tests.engine_helpers import generator, load, of, pixels, run_job
-from tests.tiny_adapters import build_controlnet, build_ip_adapter, lora_tensors, save_lora, to_kohya
+from tests.tiny_adapters import (
+    build_controlnet, build_ip_adapter, build_transformer_controlnet, lora_tensors, save_lora, to_kohya,
+)
 
 PROMPT = "a red circle on a blue background"
 
@@ -233,6 +235,36 @@ def test_controlnet_with_canny_equals_plain_diffusers(tiny_models, tmp_path):
     assert np.array_equal(pixels(done[0].image), pixels(expected))
 
 
+CONTROLNET_CASES = {  # family fixture key -> (ControlNet pipeline class, the call's name for the map)
+    "sdxl": ("StableDiffusionXLControlNetPipeline", "image"),
+    "sd3": ("StableDiffusion3ControlNetPipeline", "control_image"),
+    "flux": ("FluxControlNetPipeline", "control_image"),
+}
+
+
+@pytest.mark.parametrize("fam", sorted(CONTROLNET_CASES))
+def test_controlnet_on_each_family_equals_plain_diffusers(fam, tiny_models, family_models, tmp_path):
+    import diffusers
+
+    model = tiny_models["sdxl"] if fam == "sdxl" else family_models[fam]
+    cn_dir = (build_controlnet(model, tmp_path / "cn") if fam == "sdxl"
+              else build_transformer_controlnet(model, tmp_path / "cn"))
+    img = control_image(tmp_path / "control.png")
+    guidance = 5.0 if fam == "sdxl" else 2.0
+    spec = ControlNet(str(cn_dir), str(img), scale=0.7)
+    done = of(run_job(project(Stage(str(model), steps=3, guidance=guidance, controlnet=spec)), tmp_path),
+              ev.StageFinished)
+    cls_name, arg = CONTROLNET_CASES[fam]
+    cn_cls = "ControlNetModel" if fam == "sdxl" else ("SD3ControlNetModel" if fam == "sd3" else "FluxControlNetModel")
+    controlnet = getattr(diffusers, cn_cls).from_pretrained(str(cn_dir))
+    pipe = getattr(diffusers, cls_name).from_pipe(load(model), controlnet=controlnet)
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(prompt=PROMPT, num_inference_steps=3, guidance_scale=guidance, height=32, width=32,
+                    controlnet_conditioning_scale=0.7, control_guidance_start=0.0, control_guidance_end=1.0,
+                    generator=generator(11), **{arg: canny(img)}).images[0]
+    assert np.array_equal(pixels(done[0].image), pixels(expected))
+
+
 def test_bad_controlnets_are_refused_before_any_step(tiny_models, tmp_path):
     sd, xl = tiny_models["sd"], tiny_models["sdxl"]
     img = control_image(tmp_path / "control.png")
@@ -263,11 +295,12 @@ def test_bad_controlnets_are_refused_before_any_step(tiny_models, tmp_path):
 # ---------------------------------------------------------------- IP-Adapter
 
 
-def test_ip_adapter_equals_plain_diffusers(tiny_models, tmp_path):
+@pytest.mark.parametrize("fam", ["sd", "sdxl"])
+def test_ip_adapter_equals_plain_diffusers(fam, tiny_models, tmp_path):
     from PIL import Image
     from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
-    sd = tiny_models["sd"]
+    sd = tiny_models[fam]
     weights = build_ip_adapter(load(sd), tmp_path / "ip")
     ref = tmp_path / "ref.png"
     Image.new("RGB", (40, 40), (250, 200, 10)).save(ref)
@@ -288,3 +321,15 @@ def test_ip_adapter_equals_plain_diffusers(tiny_models, tmp_path):
     plain = load(sd)(PROMPT, num_inference_steps=4, guidance_scale=5.0, height=32, width=32,
                      generator=generator(11)).images[0]
     assert np.array_equal(pixels(after.image), pixels(plain))
+
+
+def test_a_lora_on_qwen_image_equals_plain_diffusers(tmp_path):
+    from tests.tiny_qwen import build_qwen
+
+    model = build_qwen(tmp_path / "qwen", seed=0)
+    lora = save_lora(lora_tensors(load(model), seed=9), tmp_path / "qwen.safetensors")
+    done = of(run_job(project(Stage(str(model), steps=3, guidance=1.0, loras=[Lora(str(lora), 0.8)])), tmp_path),
+              ev.StageFinished)
+    # Guidance 1: no true CFG, so the plain call needs no negative prompt (core.families.qwen).
+    expected = plain_with_lora(model, lora, 0.8, num_inference_steps=3, true_cfg_scale=1.0)
+    assert np.array_equal(pixels(done[0].image), pixels(expected))

@@ -114,3 +114,29 @@ def build_ip_adapter(pipe, dest: Path, seed: int = 0, tokens: int = 4) -> Path:
     save_file(state, str(path))
     (dest / "README.txt").write_text(json.dumps({"tokens": tokens, "seed": seed}))
     return path
+
+
+def build_transformer_controlnet(pipe_dir: Path, dest: Path, seed: int = 0) -> Path:
+    """A ControlNet made from an SD3 or Flux.1 pipeline's transformer (one block), its
+    output projections given random weights so the control image changes the result."""
+    import torch
+    from diffusers import DiffusionPipeline, FluxControlNetModel, SD3ControlNetModel
+
+    transformer = DiffusionPipeline.from_pretrained(str(pipe_dir)).transformer
+    torch.manual_seed(seed)
+    if type(transformer).__name__.startswith("Flux"):
+        cfg = transformer.config
+        cn = FluxControlNetModel.from_transformer(transformer, num_layers=1, num_single_layers=1,
+                                                  attention_head_dim=cfg.attention_head_dim,
+                                                  num_attention_heads=cfg.num_attention_heads)
+        blocks = [*cn.controlnet_blocks, *cn.controlnet_single_blocks, cn.controlnet_x_embedder]
+    else:
+        # Not from its weights: the tiny transformer's one block is context_pre_only, the ControlNet's is not.
+        cn = SD3ControlNetModel.from_transformer(transformer, num_layers=1, num_extra_conditioning_channels=0,
+                                                 load_weights_from_transformer=False)
+        blocks = [*cn.controlnet_blocks, cn.pos_embed_input.proj]
+    with torch.no_grad():
+        for block in blocks:
+            block.weight.normal_(0, 0.2)
+    cn.save_pretrained(str(dest))
+    return dest
