@@ -71,3 +71,18 @@ def test_cpu_advice_fits_how_handoff_was_installed(monkeypatch):
     monkeypatch.setattr(sys, "platform", "darwin")
     assert "CUDA" not in devices.runtime_summary(fake_torch())
 
+
+
+def test_cpu_peak_meter_sees_memory_freed_before_the_stage_ends():
+    import time
+
+    import numpy as np
+
+    from core.devices import PeakMeter, process_ram
+
+    before = process_ram()
+    with PeakMeter("cpu") as meter:
+        block = np.ones(300 * 2**20, dtype=np.uint8)  # touched: resident, 300 MiB
+        time.sleep(0.35)  # the sampler looks every 0.1 s
+        del block
+    assert meter.peak >= before + 250 * 2**20 and meter.label == "process RAM peak"

@@ -6,7 +6,9 @@ Builds a tiny SDXL base + refiner (or uses --base/--refiner folders: on a GPU ma
 point them at full-size models), then times, for each handoff, the same two-stage job
 run (a) as the plain diffusers calls a user would write and (b) through Handoff's
 engine. Prints medians and the engine/plain ratio; the first run of each is a warm-up,
-and the two alternate.
+and the two alternate. Wall time and this process's CPU time (every thread: the engine's
+job and PNG-writer threads too) are both reported: on a shared machine the CPU time is
+the steadier measure of the work each side does.
 """
 from __future__ import annotations
 
@@ -82,21 +84,23 @@ def main() -> None:
                 raise SystemExit(e.message)
         assert isinstance(e, JobFinished)
 
-    def timed_pair(kind) -> tuple[float, float]:
+    def timed_pair(kind) -> tuple[float, float, float, float]:
         # Alternate the two so drift on a shared machine (clock, other load) hits both alike.
-        plain_t, engine_t = [], []
+        times = {plain: ([], []), engine: ([], [])}
         for i in range(args.repeats + 1):
-            for fn, times in ((plain, plain_t), (engine, engine_t)):
-                t = time.perf_counter()
+            for fn in (plain, engine):
+                t, c = time.perf_counter(), time.process_time()
                 fn(kind)
-                times.append(time.perf_counter() - t)
-        return statistics.median(plain_t[1:]), statistics.median(engine_t[1:])
+                times[fn][0].append(time.perf_counter() - t)
+                times[fn][1].append(time.process_time() - c)
+        med = lambda xs: statistics.median(xs[1:])
+        return med(times[plain][0]), med(times[engine][0]), med(times[plain][1]), med(times[engine][1])
 
     print(f"device {device}, {size}x{size}, {n} steps, median of {args.repeats} after a warm-up, torch threads {torch.get_num_threads()}")
-    print(f"{'handoff':9} {'plain s':>8} {'engine s':>9} {'ratio':>6}")
+    print(f"{'handoff':9} {'plain s':>8} {'engine s':>9} {'ratio':>6}   {'plain cpu':>9} {'engine cpu':>10} {'ratio':>6}")
     for kind in ("ensemble", "latent", "pixel"):
-        a, b = timed_pair(kind)
-        print(f"{kind:9} {a:8.3f} {b:9.3f} {b / a:6.2f}")
+        a, b, ca, cb = timed_pair(kind)
+        print(f"{kind:9} {a:8.3f} {b:9.3f} {b / a:6.2f}   {ca:9.3f} {cb:10.3f} {cb / ca:6.2f}")
 
 
 if __name__ == "__main__":
