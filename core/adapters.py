@@ -236,10 +236,27 @@ def ip_adapter_files(ip: IPAdapter) -> tuple[Path, Path]:
         encoder = Path(ip.image_encoder).expanduser()
     else:
         encoder = weights.parent / "image_encoder"
+        if not (encoder / "config.json").is_file() and _hub_file(ip.model) is not None:
+            _fetch_hub_encoder(ip.model)  # the repo keeps it beside the weights: fetch that folder too
     if not (encoder / "config.json").is_file():
         raise ModelError(f"IP-Adapter {weights.name}: its image encoder is not at {encoder} (a folder with "
                          "config.json and weights, as the adapter's repo keeps it in image_encoder/)")
     return weights, encoder
+
+
+def _fetch_hub_encoder(ref: str) -> None:
+    from huggingface_hub import snapshot_download
+
+    from core.models import explain_hub_error, offline
+
+    parts = ref.split("/")
+    repo, sub = "/".join(parts[:2]), "/".join(parts[2:-1])
+    prefix = f"{sub}/image_encoder" if sub else "image_encoder"
+    try:
+        snapshot_download(repo, allow_patterns=[f"{prefix}/*.json", f"{prefix}/*.safetensors"],
+                          local_files_only=offline())
+    except Exception as exc:
+        raise ModelError(explain_hub_error(f"{repo}/{prefix}", exc)) from exc
 
 
 def _ip_state_dict(path: Path) -> dict:
