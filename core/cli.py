@@ -1,7 +1,7 @@
 """The command line, in the style of the two-command workflows users run today:
 
     python main.py generate "PROMPT" --model M [--init-image F --strength S] [--refiner M --switch-at F] --out FILE
-    python main.py run PROJECT_FILE [--out DIR]
+    python main.py run PROJECT_FILE [--out DIR] [--from-stage N]
 
 Progress goes to stderr; the per-stage timing table is printed at the end. Bad input
 exits with status 2 and a one-line reason, a job that fails with 1, a cancelled one 130.
@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     runp = sub.add_parser("run", help="run a saved project (.handoff, .json, or a PNG with a recipe)")
     runp.add_argument("project", type=Path)
     runp.add_argument("--out", type=Path, default=None, help="output folder (default: Handoff's outputs folder)")
+    runp.add_argument("--from-stage", type=int, default=None, metavar="N",
+                      help="start at stage N (1-based), reusing the stored output of the stages before it "
+                           "from an earlier run; a stale one (an earlier stage changed) is run again")
     return parser
 
 
@@ -214,10 +217,21 @@ def main(argv: list[str] | None = None) -> int:
             project = project_file.load(args.project).project
             out = OutputPlan.in_dir(args.out, stem=args.project.stem)
         validate(project)
+        from_stage = _from_stage(project, getattr(args, "from_stage", None))
     except (UsageError, ProjectError) as exc:
         print(f"handoff: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    return run_project(project, out)
+    return run_project(project, out, from_stage)
+
+
+def _from_stage(project: Project, number: int | None) -> int | None:
+    """--from-stage N (1-based) as an index in project.stages, checked."""
+    if number is None:
+        return None
+    if not 1 <= number <= len(project.stages) or not project.stages[number - 1].enabled:
+        enabled = ", ".join(str(i + 1) for i, _ in project.enabled_stages())
+        raise UsageError(f"--from-stage {number}: the project's enabled stages are {enabled}")
+    return number - 1
 
 
 class _Progress:
@@ -254,6 +268,9 @@ class _Progress:
             self.say(f"    {e.total} steps")
 
     def stage_finished(self, e: ev.StageFinished) -> None:
+        if e.reused:
+            self.say(f"[-] {e.label}: reused from an earlier run")
+            return
         if self.tty:
             self.say("")
         if e.preview:
@@ -271,12 +288,12 @@ class _Progress:
         self.status = EXIT_CANCELLED
 
 
-def run_project(project: Project, out) -> int:
+def run_project(project: Project, out, from_stage: int | None = None) -> int:
     from core.engine import CancelToken, run
 
     cancel = CancelToken()
     print(f"seed {project.seed}", file=sys.stderr)
-    jobs = run(project, out=out, cancel=cancel)
+    jobs = run(project, out=out, cancel=cancel, from_stage=from_stage)
     progress = _Progress()
     try:
         for event in jobs:
@@ -294,6 +311,9 @@ def run_project(project: Project, out) -> int:
 def timing_table(stages: list[ev.StageFinished], total: float) -> str:
     rows = [("stage", "handoff", "steps", "load s", "denoise s", "decode s", "total s", "peak")]
     for s in stages:
+        if s.reused:
+            rows.append((s.label, "reused", "-", "-", "-", "-", "-", "-"))
+            continue
         rows.append((s.label, s.handoff, str(s.steps_run), f"{s.load_seconds:.2f}", f"{s.denoise_seconds:.2f}",
                      f"{s.decode_seconds:.2f}", f"{s.total_seconds:.2f}", f"{s.peak_memory / 2**20:,.0f} MiB ({s.memory_kind})"))
     rows.append(("job", "", "", "", "", "", f"{total:.2f}", ""))

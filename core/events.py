@@ -60,6 +60,8 @@ class StageFinished:
     # The image is a cheap preview of latents the next stage took over (core.previews),
     # not a VAE decode; its PNG says so in its recipe.
     preview: bool = False
+    # The stage did not run: its output was reused from an earlier run (core.stage_store).
+    reused: bool = False
 
 
 @dataclass(frozen=True)
