@@ -309,14 +309,16 @@ def run_project(project: Project, out, from_stage: int | None = None) -> int:
 
 
 def timing_table(stages: list[ev.StageFinished], total: float) -> str:
-    rows = [("stage", "handoff", "steps", "load s", "denoise s", "decode s", "total s", "peak")]
+    rows = [("stage", "handoff", "steps", "load s", "denoise s", "decode s", "total s", "peak", "drift")]
     for s in stages:
         if s.reused:
-            rows.append((s.label, "reused", "-", "-", "-", "-", "-", "-"))
+            rows.append((s.label, "reused", "-", "-", "-", "-", "-", "-", ""))
             continue
+        drift = "" if s.drift is None else s.drift.label() + (f" — {s.drift.warning}" if s.drift.warning else "")
         rows.append((s.label, s.handoff, str(s.steps_run), f"{s.load_seconds:.2f}", f"{s.denoise_seconds:.2f}",
-                     f"{s.decode_seconds:.2f}", f"{s.total_seconds:.2f}", f"{s.peak_memory / 2**20:,.0f} MiB ({s.memory_kind})"))
-    rows.append(("job", "", "", "", "", "", f"{total:.2f}", ""))
+                     f"{s.decode_seconds:.2f}", f"{s.total_seconds:.2f}",
+                     f"{s.peak_memory / 2**20:,.0f} MiB ({s.memory_kind})", drift))
+    rows.append(("job", "", "", "", "", "", f"{total:.2f}", "", ""))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
 

@@ -169,6 +169,7 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
             plans[start - 1].schedule["sigmas"] = list(reused.sigmas)  # shared with the refiner's plan
     else:
         given = StageInput(image=load_init_image(project) if project.init_image else None)
+    given_preview = reused is not None and reused.preview
     finished: list[ev.StageFinished] = []
     writer = PngWriter()
     try:
@@ -220,18 +221,20 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
                     image = preview(pipe, p.family, result.latents, p.size, p.resolved.vae_fingerprint(models.digests))
                     is_preview = True
             done_steps += result.steps_run
+            drift = _drift(p, given, image, given_preview)
             path = out.path_for(p.position, len(plans), label)
-            writer.submit(image, path, project, p.index, preview=is_preview)
+            writer.submit(image, path, project, p.index, preview=is_preview,
+                          extra={"drift": drift.to_dict()} if drift is not None else None)
             finished_event = ev.StageFinished(
                 index=p.index, label=label, image=image, input_image=given.image, path=path,
                 load_seconds=load_seconds, denoise_seconds=result.denoise_seconds,
                 decode_seconds=result.decode_seconds, total_seconds=time.perf_counter() - t0,
                 peak_memory=meter.peak, memory_kind=meter.label, steps_run=result.steps_run, handoff=p.handoff,
-                preview=is_preview,
+                preview=is_preview, drift=drift,
             )
             finished.append(finished_event)
             emit(finished_event)
-            given = StageInput(image=image, latents=result.latents)
+            given, given_preview = StageInput(image=image, latents=result.latents), is_preview
             if p.position < len(plans) - 1:
                 sigmas = (p.schedule or {}).get("sigmas")
                 latents = result.latents if p.hands_over == "latents" else None
@@ -241,6 +244,15 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
         saved = writer.close()
     _report_saved(saved, emit)
     emit(ev.JobFinished([f.path for f in finished], time.perf_counter() - started, finished))
+
+
+def _drift(p: StagePlan, given: StageInput, image, given_preview: bool):
+    """A refine stage's drift from the image it took in (None for the other stages)."""
+    if p.handoff not in ("pixel", "latent") or given.image is None or image is None:
+        return None
+    from core.drift import measure
+
+    return measure(given.image, image, p.strength, against_preview=given_preview)
 
 
 def _prefix_keys(project: Project, plans: list[StagePlan], device: str, models: ModelCache):
