@@ -2,6 +2,7 @@
 
     python main.py generate "PROMPT" --model M [--init-image F --strength S] [--refiner M --switch-at F] --out FILE
     python main.py run PROJECT_FILE [--out DIR] [--from-stage N]
+    python main.py sweep PROJECT_FILE --x "2.strength=0.1,0.2,0.3" [--y "seed=1,2,3"] --out DIR
 
 Progress goes to stderr; the per-stage timing table is printed at the end. Bad input
 exits with status 2 and a one-line reason, a job that fails with 1, a cancelled one 130.
@@ -84,6 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     runp.add_argument("--from-stage", type=int, default=None, metavar="N",
                       help="start at stage N (1-based), reusing the stored output of the stages before it "
                            "from an earlier run; a stale one (an earlier stage changed) is run again")
+
+    sweep = sub.add_parser("sweep", help="run a project over a grid of parameter values and write a labelled grid")
+    sweep.add_argument("project", type=Path)
+    sweep.add_argument("--x", required=True, metavar="SPEC",
+                       help="N.PARAM=V1,V2,... (N the 1-based stage; PARAM strength, switch_at, steps, guidance, "
+                            "seed, scheduler, model, prompt_suffix or loraK.weight), or seed=... for the project; "
+                            "values split on '|' when one is given")
+    sweep.add_argument("--y", default=None, metavar="SPEC", help="a second axis, down the rows")
+    sweep.add_argument("--out", type=Path, required=True, help="folder for grid.png, sweep.json and cells/")
     return parser
 
 
@@ -207,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     from core.engine import OutputPlan
 
+    if args.command == "sweep":
+        return sweep_main(args)
     try:
         if args.command == "generate":
             project = project_from_args(args)
@@ -286,6 +298,62 @@ class _Progress:
     def job_cancelled(self, e: ev.JobCancelled) -> None:
         self.say("handoff: cancelled")
         self.status = EXIT_CANCELLED
+
+
+def sweep_main(args) -> int:
+    from core import project_file
+    from core.sweep import cells, parse_axis
+
+    try:
+        project = project_file.load(args.project).project
+        validate(project)
+        x = parse_axis(args.x, project)
+        y = parse_axis(args.y, project) if args.y else None
+        if y is not None and y.name == x.name:
+            raise UsageError(f"--x and --y both sweep {x.name}")
+        count = len(cells(project, x, y))
+    except (UsageError, ProjectError) as exc:
+        print(f"handoff: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return run_sweep_cli(project, x, y, args.out, count)
+
+
+def run_sweep_cli(project: Project, x, y, out_dir: Path, count: int) -> int:
+    from core.engine import CancelToken
+    from core.sweep import cell_caption, run_sweep
+
+    cancel = CancelToken()
+    state = {"cell": None, "n": 0, "status": 0}
+
+    def on_event(item) -> None:
+        cell, e = item
+        if cell is not state["cell"]:
+            state["cell"], state["n"] = cell, state["n"] + 1
+            print(f"cell {state['n']}/{count}: {', '.join(cell.labels)}", file=sys.stderr)
+        if isinstance(e, ev.Notice):
+            print(f"    note: {e.message}", file=sys.stderr)
+        elif isinstance(e, ev.StageFinished):
+            print(f"    {e.label}: {'reused' if e.reused else f'{e.total_seconds:.2f} s'}", file=sys.stderr)
+        elif isinstance(e, ev.JobFailed):
+            print(f"    failed: {e.message}", file=sys.stderr)
+            state["status"] = EXIT_FAILED
+        elif isinstance(e, ev.JobCancelled):
+            state["status"] = EXIT_CANCELLED
+
+    try:
+        result = run_sweep(project, x, y, out_dir, on_event, cancel=cancel)
+    except KeyboardInterrupt:
+        cancel.cancel()
+        print("\nhandoff: cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
+    rows = [("cell", "seconds", "reused", "drift", "image")]
+    for c in result.cells:
+        rows.append((", ".join(c.labels), f"{c.seconds:.2f}", str(c.reused), cell_caption(c) + (
+            f" — {c.drift.warning}" if c.drift is not None and c.drift.warning else ""), str(c.path or c.error)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    print("\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows))
+    print(f"sweep: {len(result.cells)} cells in {result.seconds:.2f} s; grid {result.grid}")
+    return state["status"]
 
 
 def run_project(project: Project, out, from_stage: int | None = None) -> int:

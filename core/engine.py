@@ -292,8 +292,8 @@ def _reusable_start(plans: list[StagePlan], from_stage: int | None, key_of, stor
     if start < wanted:
         prev = plans[wanted - 1]
         emit(ev.Notice(
-            f"the stored output of {prev.stage.label(prev.index)} is stale or missing (an earlier stage changed, "
-            f"or it has not run with these settings): running from {plans[start].stage.label(plans[start].index)}"))
+            f"no stored output of {prev.stage.label(prev.index)} fits these settings (stale: an earlier stage "
+            f"changed, or it has not run with them): running from {plans[start].stage.label(plans[start].index)}"))
     return start, stored
 
 
