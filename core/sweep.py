@@ -114,6 +114,7 @@ class Cell:
     labels: list[str]
     path: Path | None = None  # the last stage's PNG
     image: Any = None
+    input_image: Any = None  # what the last stage refined (for a before/after view)
     drift: Any = None  # core.drift.Drift of the swept stage (or the last refine), if any
     seconds: float = 0.0
     reused: int = 0  # stages whose stored output the cell reused
@@ -203,7 +204,7 @@ def _collect(cell: Cell, events: list, x: Axis) -> None:
         return
     stages = done[0].stages
     last = stages[-1]
-    cell.path, cell.image = last.path, last.image
+    cell.path, cell.image, cell.input_image = last.path, last.image, last.input_image
     cell.reused = sum(1 for s in stages if s.reused)
     swept = [s for s in stages if s.index == x.stage and s.drift is not None]
     drifts = swept or [s for s in stages if s.drift is not None]
