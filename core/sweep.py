@@ -89,8 +89,8 @@ def parse_axis(spec: str, project: Project) -> Axis:
         if not 0 <= stage < len(project.stages):
             raise SweepError(f"'{spec}': the project has stages 1..{len(project.stages)}")
         if param not in STAGE_PARAMS:
-            raise SweepError(f"'{spec}': '{param}' cannot be swept (choose from: {', '.join(STAGE_PARAMS[:-1])}, "
-                             "loraK.weight)")
+            names = ", ".join(p for p in STAGE_PARAMS if p != "lora_weight")
+            raise SweepError(f"'{spec}': '{param}' cannot be swept (choose from: {names}, loraK.weight)")
     lora = int(lora_n) - 1 if lora_n else 0
     if param == "lora_weight" and not 0 <= lora < len(project.stages[stage].loras):
         raise SweepError(f"'{spec}': stage {stage + 1} has {len(project.stages[stage].loras)} LoRA(s)")
