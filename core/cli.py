@@ -2,7 +2,8 @@
 
     python main.py generate "PROMPT" --model M [--init-image F --strength S] [--refiner M --switch-at F] --out FILE
     python main.py run PROJECT_FILE [--out DIR] [--from-stage N]
-    python main.py sweep PROJECT_FILE --x "2.strength=0.1,0.2,0.3" [--y "seed=1,2,3"] --out DIR
+    python main.py sweep PROJECT_FILE --x "2.strength=0.1,0.2,0.3" [--y "seed=1,2,3"] --out DIR [--ray ADDRESS]
+    python main.py batch JOBS.jsonl [--project PROJECT_FILE] --out DIR [--ray ADDRESS]
 
 Progress goes to stderr; the per-stage timing table is printed at the end. Bad input
 exits with status 2 and a one-line reason, a job that fails with 1, a cancelled one 130.
@@ -94,7 +95,21 @@ def build_parser() -> argparse.ArgumentParser:
                             "values split on '|' when one is given")
     sweep.add_argument("--y", default=None, metavar="SPEC", help="a second axis, down the rows")
     sweep.add_argument("--out", type=Path, required=True, help="folder for grid.png, sweep.json and cells/")
+    _ray_flags(sweep)
+
+    batch = sub.add_parser("batch", help="run a JSON Lines file of projects (or of prompts over --project)")
+    batch.add_argument("jobs", type=Path)
+    batch.add_argument("--project", type=Path, default=None, help="the chain for lines that give only a prompt/seed")
+    batch.add_argument("--out", type=Path, required=True)
+    _ray_flags(batch)
     return parser
+
+
+def _ray_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="run the cells on a Ray cluster: its address (ray://host:10001, auto) or 'local'")
+    p.add_argument("--workers", type=int, default=None, help="with --ray: how many workers (default: one per GPU, "
+                   "or per CPU up to the cell count)")
 
 
 def parse_lora(text: str) -> Lora:
@@ -219,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "sweep":
         return sweep_main(args)
+    if args.command == "batch":
+        return batch_main(args)
     try:
         if args.command == "generate":
             project = project_from_args(args)
@@ -312,15 +329,52 @@ def sweep_main(args) -> int:
         if y is not None and y.name == x.name:
             raise UsageError(f"--x and --y both sweep {x.name}")
         count = len(cells(project, x, y))
+        if args.ray:
+            _connect(args.ray)
     except (UsageError, ProjectError) as exc:
         print(f"handoff: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.ray:
+        from core.cluster import progress_bar, run_sweep_on_ray
+
+        result = run_sweep_on_ray(project, x, y, args.out, args.workers, progress_bar)
+        print(sweep_table(result))
+        return EXIT_FAILED if any(c.error for c in result.cells) else 0
     return run_sweep_cli(project, x, y, args.out, count)
+
+
+def _connect(address: str) -> None:
+    from core.cluster import ClusterError, connect
+
+    try:
+        connect(address)
+    except ClusterError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def batch_main(args) -> int:
+    from core import project_file
+    from core.cluster import batch_jobs, describe, progress_bar, read_batch, run_batch_locally, run_cells
+
+    try:
+        base = project_file.load(args.project).project if args.project else None
+        projects = read_batch(args.jobs, base)
+        if args.ray:
+            _connect(args.ray)
+    except (UsageError, ProjectError) as exc:
+        print(f"handoff: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.ray:
+        outcomes = run_cells(batch_jobs(projects), args.out, args.workers, progress_bar)
+    else:
+        outcomes = run_batch_locally(projects, args.out, progress_bar)
+    print(describe(outcomes))
+    return EXIT_FAILED if any(o.error for o in outcomes) else 0
 
 
 def run_sweep_cli(project: Project, x, y, out_dir: Path, count: int) -> int:
     from core.engine import CancelToken
-    from core.sweep import cell_caption, run_sweep
+    from core.sweep import run_sweep
 
     cancel = CancelToken()
     state = {"cell": None, "n": 0, "status": 0}
@@ -346,14 +400,20 @@ def run_sweep_cli(project: Project, x, y, out_dir: Path, count: int) -> int:
         cancel.cancel()
         print("\nhandoff: cancelled", file=sys.stderr)
         return EXIT_CANCELLED
+    print(sweep_table(result))
+    return state["status"]
+
+
+def sweep_table(result) -> str:
+    from core.sweep import cell_caption
+
     rows = [("cell", "seconds", "reused", "drift", "image")]
     for c in result.cells:
         rows.append((", ".join(c.labels), f"{c.seconds:.2f}", str(c.reused), cell_caption(c) + (
             f" — {c.drift.warning}" if c.drift is not None and c.drift.warning else ""), str(c.path or c.error)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    print("\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows))
-    print(f"sweep: {len(result.cells)} cells in {result.seconds:.2f} s; grid {result.grid}")
-    return state["status"]
+    table = "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows)
+    return table + f"\nsweep: {len(result.cells)} cells in {result.seconds:.2f} s; grid {result.grid}"
 
 
 def run_project(project: Project, out, from_stage: int | None = None) -> int:

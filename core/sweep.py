@@ -175,7 +175,7 @@ def run_sweep(project: Project, x: Axis, y: Axis | None, out_dir: Path, emit: Ca
         if cancel.cancelled:
             break
         t0 = time.perf_counter()
-        stem = f"cell-{cell.x + 1}" + (f"-{cell.y + 1}" if y is not None else "")
+        stem = cell_stem(cell, y is not None)
         seen: list = []
 
         def on_event(e, cell=cell, seen=seen):
@@ -186,13 +186,21 @@ def run_sweep(project: Project, x: Axis, y: Axis | None, out_dir: Path, emit: Ca
                 models=models, from_stage=start_at, store=store)
         cell.seconds = time.perf_counter() - t0
         _collect(cell, seen, x)
+    return finish(todo, x, y, out_dir, time.perf_counter() - started)
+
+
+def finish(todo: list[Cell], x: Axis, y: Axis | None, out_dir: Path, seconds: float) -> SweepResult:
+    """The grid and the summary of cells that have run (here, or on a cluster)."""
     grid = None
-    finished = [c for c in todo if c.image is not None]
-    if finished:
+    if any(c.image is not None for c in todo):
         grid = Path(out_dir) / "grid.png"
         make_grid(todo, x, y).save(grid)
         _write_summary(Path(out_dir) / "sweep.json", todo, x, y, grid)
-    return SweepResult(todo, grid, time.perf_counter() - started)
+    return SweepResult(todo, grid, seconds)
+
+
+def cell_stem(cell: Cell, two_axes: bool) -> str:
+    return f"cell-{cell.x + 1}" + (f"-{cell.y + 1}" if two_axes else "")
 
 
 def _collect(cell: Cell, events: list, x: Axis) -> None:
