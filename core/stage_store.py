@@ -63,8 +63,14 @@ def model_fingerprint(resolved, digests) -> str:
         return digests.of(resolved.path)
     from core.models import component_fingerprint
 
-    parts = [f"{d.name}:{component_fingerprint(d, digests)}" for d in sorted(resolved.path.iterdir()) if d.is_dir()]
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+    h = hashlib.sha256()
+    for d in sorted(resolved.path.iterdir()):
+        if d.is_dir():
+            # Components without weights (scheduler, tokenizer) by their files' contents.
+            fp = component_fingerprint(d, digests) or "".join(
+                f.name + hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(d.iterdir()) if f.is_file())
+            h.update(f"{d.name}:{fp}|".encode())
+    return h.hexdigest()
 
 
 def _file_id(ref: str | None) -> str | None:

@@ -116,3 +116,19 @@ def test_cli_run_from_stage_shows_reused_and_rejects_a_bad_stage(tiny_models, tm
     assert np.array_equal(a, b)
     assert main(["run", str(path), "--from-stage", "5"]) == EXIT_USAGE
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_the_key_follows_the_model_files_and_earlier_stages_only(tiny_models, tmp_path):
+    import shutil
+
+    from core.models import Digests, parse_ref, resolve
+    from core.stage_store import model_fingerprint
+
+    copy = tmp_path / "sd-copy"
+    shutil.copytree(tiny_models["sd"], copy)
+    digests = Digests(tmp_path / "digests.json")
+    same = model_fingerprint(resolve(parse_ref(str(copy))), digests)
+    assert same == model_fingerprint(resolve(parse_ref(str(tiny_models["sd"]))), digests), "by content, not path"
+    cfg = copy / "scheduler" / "scheduler_config.json"
+    cfg.write_text(cfg.read_text().replace("{", '{"steps_offset": 7, ', 1))
+    assert model_fingerprint(resolve(parse_ref(str(copy))), digests) != same
