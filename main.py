@@ -1,10 +1,10 @@
-"""Handoff: `python main.py` opens the studio; `python main.py generate|run ...` is the command line;
+"""Handoff: `python main.py` opens the studio; `python main.py generate|run|sweep|batch ...` is the command line;
 `--install-desktop` / `--uninstall-desktop` add it to (or take it from) the Linux application menu."""
 from __future__ import annotations
 
 import sys
 
-CLI_COMMANDS = {"generate", "run"}
+CLI_COMMANDS = {"generate", "run", "sweep", "batch"}
 DESKTOP_FLAGS = {"--install-desktop", "--uninstall-desktop"}
 
 

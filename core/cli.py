@@ -1,7 +1,9 @@
 """The command line, in the style of the two-command workflows users run today:
 
     python main.py generate "PROMPT" --model M [--init-image F --strength S] [--refiner M --switch-at F] --out FILE
-    python main.py run PROJECT_FILE [--out DIR]
+    python main.py run PROJECT_FILE [--out DIR] [--from-stage N]
+    python main.py sweep PROJECT_FILE --x "2.strength=0.1,0.2,0.3" [--y "seed=1,2,3"] --out DIR [--ray ADDRESS]
+    python main.py batch JOBS.jsonl [--project PROJECT_FILE] --out DIR [--ray ADDRESS]
 
 Progress goes to stderr; the per-stage timing table is printed at the end. Bad input
 exits with status 2 and a one-line reason, a job that fails with 1, a cancelled one 130.
@@ -81,7 +83,33 @@ def build_parser() -> argparse.ArgumentParser:
     runp = sub.add_parser("run", help="run a saved project (.handoff, .json, or a PNG with a recipe)")
     runp.add_argument("project", type=Path)
     runp.add_argument("--out", type=Path, default=None, help="output folder (default: Handoff's outputs folder)")
+    runp.add_argument("--from-stage", type=int, default=None, metavar="N",
+                      help="start at stage N (1-based), reusing the stored output of the stages before it "
+                           "from an earlier run; a stale one (an earlier stage changed) is run again")
+
+    sweep = sub.add_parser("sweep", help="run a project over a grid of parameter values and write a labelled grid")
+    sweep.add_argument("project", type=Path)
+    sweep.add_argument("--x", required=True, metavar="SPEC",
+                       help="N.PARAM=V1,V2,... (N the 1-based stage; PARAM strength, switch_at, steps, guidance, "
+                            "seed, scheduler, model, prompt_suffix or loraK.weight), or seed=... for the project; "
+                            "values split on '|' when one is given")
+    sweep.add_argument("--y", default=None, metavar="SPEC", help="a second axis, down the rows")
+    sweep.add_argument("--out", type=Path, required=True, help="folder for grid.png, sweep.json and cells/")
+    _ray_flags(sweep)
+
+    batch = sub.add_parser("batch", help="run a JSON Lines file of projects (or of prompts over --project)")
+    batch.add_argument("jobs", type=Path)
+    batch.add_argument("--project", type=Path, default=None, help="the chain for lines that give only a prompt/seed")
+    batch.add_argument("--out", type=Path, required=True)
+    _ray_flags(batch)
     return parser
+
+
+def _ray_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="run the cells on a Ray cluster: its address (ray://host:10001, auto) or 'local'")
+    p.add_argument("--workers", type=int, default=None, help="with --ray: how many workers (default: one per GPU, "
+                   "or per CPU up to the cell count)")
 
 
 def parse_lora(text: str) -> Lora:
@@ -204,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     from core.engine import OutputPlan
 
+    if args.command == "sweep":
+        return sweep_main(args)
+    if args.command == "batch":
+        return batch_main(args)
     try:
         if args.command == "generate":
             project = project_from_args(args)
@@ -214,10 +246,21 @@ def main(argv: list[str] | None = None) -> int:
             project = project_file.load(args.project).project
             out = OutputPlan.in_dir(args.out, stem=args.project.stem)
         validate(project)
+        from_stage = _from_stage(project, getattr(args, "from_stage", None))
     except (UsageError, ProjectError) as exc:
         print(f"handoff: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    return run_project(project, out)
+    return run_project(project, out, from_stage)
+
+
+def _from_stage(project: Project, number: int | None) -> int | None:
+    """--from-stage N (1-based) as an index in project.stages, checked."""
+    if number is None:
+        return None
+    if not 1 <= number <= len(project.stages) or not project.stages[number - 1].enabled:
+        enabled = ", ".join(str(i + 1) for i, _ in project.enabled_stages())
+        raise UsageError(f"--from-stage {number}: the project's enabled stages are {enabled}")
+    return number - 1
 
 
 class _Progress:
@@ -254,6 +297,9 @@ class _Progress:
             self.say(f"    {e.total} steps")
 
     def stage_finished(self, e: ev.StageFinished) -> None:
+        if e.reused:
+            self.say(f"[-] {e.label}: reused from an earlier run")
+            return
         if self.tty:
             self.say("")
         if e.preview:
@@ -271,12 +317,111 @@ class _Progress:
         self.status = EXIT_CANCELLED
 
 
-def run_project(project: Project, out) -> int:
+def sweep_main(args) -> int:
+    from core import project_file
+    from core.sweep import cells, parse_axis
+
+    try:
+        project = project_file.load(args.project).project
+        validate(project)
+        x = parse_axis(args.x, project)
+        y = parse_axis(args.y, project) if args.y else None
+        if y is not None and y.name == x.name:
+            raise UsageError(f"--x and --y both sweep {x.name}")
+        count = len(cells(project, x, y))
+        if args.ray:
+            _connect(args.ray)
+    except (UsageError, ProjectError) as exc:
+        print(f"handoff: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.ray:
+        from core.cluster import progress_bar, run_sweep_on_ray
+
+        result = run_sweep_on_ray(project, x, y, args.out, args.workers, progress_bar)
+        print(sweep_table(result))
+        return EXIT_FAILED if any(c.error for c in result.cells) else 0
+    return run_sweep_cli(project, x, y, args.out, count)
+
+
+def _connect(address: str) -> None:
+    from core.cluster import ClusterError, connect
+
+    try:
+        connect(address)
+    except ClusterError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def batch_main(args) -> int:
+    from core import project_file
+    from core.cluster import batch_jobs, describe, progress_bar, read_batch, run_batch_locally, run_cells
+
+    try:
+        base = project_file.load(args.project).project if args.project else None
+        projects = read_batch(args.jobs, base)
+        if args.ray:
+            _connect(args.ray)
+    except (UsageError, ProjectError) as exc:
+        print(f"handoff: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.ray:
+        outcomes = run_cells(batch_jobs(projects), args.out, args.workers, progress_bar)
+    else:
+        outcomes = run_batch_locally(projects, args.out, progress_bar)
+    print(describe(outcomes))
+    return EXIT_FAILED if any(o.error for o in outcomes) else 0
+
+
+def run_sweep_cli(project: Project, x, y, out_dir: Path, count: int) -> int:
+    from core.engine import CancelToken
+    from core.sweep import run_sweep
+
+    cancel = CancelToken()
+    state = {"cell": None, "n": 0, "status": 0}
+
+    def on_event(item) -> None:
+        cell, e = item
+        if cell is not state["cell"]:
+            state["cell"], state["n"] = cell, state["n"] + 1
+            print(f"cell {state['n']}/{count}: {', '.join(cell.labels)}", file=sys.stderr)
+        if isinstance(e, ev.Notice):
+            print(f"    note: {e.message}", file=sys.stderr)
+        elif isinstance(e, ev.StageFinished):
+            print(f"    {e.label}: {'reused' if e.reused else f'{e.total_seconds:.2f} s'}", file=sys.stderr)
+        elif isinstance(e, ev.JobFailed):
+            print(f"    failed: {e.message}", file=sys.stderr)
+            state["status"] = EXIT_FAILED
+        elif isinstance(e, ev.JobCancelled):
+            state["status"] = EXIT_CANCELLED
+
+    try:
+        result = run_sweep(project, x, y, out_dir, on_event, cancel=cancel)
+    except KeyboardInterrupt:
+        cancel.cancel()
+        print("\nhandoff: cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
+    print(sweep_table(result))
+    return state["status"]
+
+
+def sweep_table(result) -> str:
+    from core.sweep import cell_caption
+
+    rows = [("cell", "seconds", "reused", "drift", "image")]
+    for c in result.cells:
+        rows.append((", ".join(c.labels), f"{c.seconds:.2f}", str(c.reused), cell_caption(c) + (
+            f" — {c.drift.warning}" if c.drift is not None and c.drift.warning else ""), str(c.path or c.error)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    table = "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows)
+    return table + f"\nsweep: {len(result.cells)} cells in {result.seconds:.2f} s; grid {result.grid}"
+
+
+def run_project(project: Project, out, from_stage: int | None = None) -> int:
     from core.engine import CancelToken, run
 
     cancel = CancelToken()
     print(f"seed {project.seed}", file=sys.stderr)
-    jobs = run(project, out=out, cancel=cancel)
+    jobs = run(project, out=out, cancel=cancel, from_stage=from_stage)
     progress = _Progress()
     try:
         for event in jobs:
@@ -292,11 +437,16 @@ def run_project(project: Project, out) -> int:
 
 
 def timing_table(stages: list[ev.StageFinished], total: float) -> str:
-    rows = [("stage", "handoff", "steps", "load s", "denoise s", "decode s", "total s", "peak")]
+    rows = [("stage", "handoff", "steps", "load s", "denoise s", "decode s", "total s", "peak", "drift")]
     for s in stages:
+        if s.reused:
+            rows.append((s.label, "reused", "-", "-", "-", "-", "-", "-", ""))
+            continue
+        drift = "" if s.drift is None else s.drift.label() + (f" — {s.drift.warning}" if s.drift.warning else "")
         rows.append((s.label, s.handoff, str(s.steps_run), f"{s.load_seconds:.2f}", f"{s.denoise_seconds:.2f}",
-                     f"{s.decode_seconds:.2f}", f"{s.total_seconds:.2f}", f"{s.peak_memory / 2**20:,.0f} MiB ({s.memory_kind})"))
-    rows.append(("job", "", "", "", "", "", f"{total:.2f}", ""))
+                     f"{s.decode_seconds:.2f}", f"{s.total_seconds:.2f}",
+                     f"{s.peak_memory / 2**20:,.0f} MiB ({s.memory_kind})", drift))
+    rows.append(("job", "", "", "", "", "", f"{total:.2f}", "", ""))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
 

@@ -47,11 +47,14 @@ class StageResult:
     image: Any  # PIL image
     input_image: Any = None  # PIL image this stage refined, None for a generate stage
     preview: bool = False  # the image previews latents handed to the next stage
+    reused: bool = False  # the stage did not run: its stored output was reused
+    drift: Any = None  # core.drift.Drift of a refine stage
 
     @classmethod
     def from_event(cls, e: ev.StageFinished) -> "StageResult":
         return cls(e.index, e.label, e.handoff, e.steps_run, e.load_seconds, e.denoise_seconds, e.decode_seconds,
-                   e.total_seconds, e.peak_memory, e.memory_kind, str(e.path), e.image, e.input_image, e.preview)
+                   e.total_seconds, e.peak_memory, e.memory_kind, str(e.path), e.image, e.input_image, e.preview,
+                   e.reused, e.drift)
 
 
 @dataclass
@@ -202,10 +205,11 @@ class Document:
 
     # ------------------------------------------------------------ runs
 
-    def begin_run(self) -> Run:
-        """The run a job about to start will fill (the recipe as it is now)."""
+    def begin_run(self, project: Project | None = None) -> Run:
+        """The run a job about to start will fill (the recipe as it is now, or the queued
+        job's)."""
         self.current_run = Run(len(self.runs) + 1, datetime.now().isoformat(timespec="seconds"),
-                               recipe=self.project.to_dict())
+                               recipe=(project or self.project).to_dict())
         return self.current_run
 
     def record(self, event) -> None:

@@ -26,6 +26,7 @@ from core.project import Project, validate
 from core.schedulers import check_scheduler
 from core.stage_call import StageInput, build_call, fit_input
 from core.stage_run import run_stage
+from core.stage_store import StageStore, StoredOutput, model_fingerprint, prefix_key
 
 
 class CancelToken:
@@ -71,7 +72,8 @@ class OutputPlan:
 
 
 def run(project: Project, out: OutputPlan | None = None, cancel: CancelToken | None = None,
-        models: ModelCache | None = None) -> Iterator[ev.Event]:
+        models: ModelCache | None = None, from_stage: int | None = None,
+        store: StageStore | None = None) -> Iterator[ev.Event]:
     """The job's events as a generator. Closing the generator early cancels the job."""
     cancel = cancel or CancelToken()
     q: queue.Queue = queue.Queue()
@@ -79,7 +81,7 @@ def run(project: Project, out: OutputPlan | None = None, cancel: CancelToken | N
 
     def body() -> None:
         try:
-            execute(project, q.put, out=out, cancel=cancel, models=models)
+            execute(project, q.put, out=out, cancel=cancel, models=models, from_stage=from_stage, store=store)
         finally:
             q.put(done)
 
@@ -94,16 +96,22 @@ def run(project: Project, out: OutputPlan | None = None, cancel: CancelToken | N
 
 
 def execute(project: Project, emit: Callable[[ev.Event], None], out: OutputPlan | None = None,
-            cancel: CancelToken | None = None, models: ModelCache | None = None) -> None:
+            cancel: CancelToken | None = None, models: ModelCache | None = None, from_stage: int | None = None,
+            store: StageStore | None = None) -> None:
     """Run the job on this thread, passing each event to `emit`. Never raises for a
-    job that fails: the failure is reported as JobFailed and the caller stays usable."""
+    job that fails: the failure is reported as JobFailed and the caller stays usable.
+
+    `from_stage` (an index in project.stages): start there, reusing the stored output of
+    the stages before it (core.stage_store); where that output is stale or missing, the
+    job says so and starts from the latest stage whose output is still stored."""
     cancel = cancel or CancelToken()
     models = models if models is not None else ModelCache()
     out = out or OutputPlan.in_dir()
     job_id = uuid.uuid4().hex[:8]
     current: list[int | None] = [None]
     try:
-        _execute(project, emit, out, cancel, models, job_id, current)
+        _execute(project, emit, out, cancel, models, job_id, current, from_stage,
+                 store if store is not None else StageStore.default())
     except Cancelled:
         emit(ev.JobCancelled(current[0]))
     except (ModelError, ProjectError) as exc:
@@ -123,7 +131,7 @@ def explain(exc: BaseException) -> str:
     return f"{name}: {text[:300]}"
 
 
-def _execute(project, emit, out, cancel, models, job_id, current) -> None:
+def _execute(project, emit, out, cancel, models, job_id, current, from_stage, store) -> None:
     started = time.perf_counter()
     validate(project)
     from core.devices import PeakMeter, best_device, describe_device
@@ -151,13 +159,32 @@ def _execute(project, emit, out, cancel, models, job_id, current) -> None:
     if policy != project.memory_policy:
         emit(ev.Notice(f"memory policy: {policy} (auto)"))
 
-    total_expected = sum(p.expected_steps() for p in plans) or 1
+    key_of = _prefix_keys(project, plans, device, models)
+    start, reused = _reusable_start(plans, from_stage, key_of, store, emit)
+    total_expected = sum(p.expected_steps() for p in plans[start:]) or 1
     done_steps = 0
-    given = StageInput(image=load_init_image(project) if project.init_image else None)
+    if reused is not None:
+        given = StageInput(image=reused.image, latents=None if reused.latents is None else reused.latents.to(device, copy=True))
+        if plans[start - 1].schedule is not None and reused.sigmas is not None:
+            plans[start - 1].schedule["sigmas"] = list(reused.sigmas)  # shared with the refiner's plan
+    else:
+        given = StageInput(image=load_init_image(project) if project.init_image else None)
+    given_preview = reused is not None and reused.preview
     finished: list[ev.StageFinished] = []
     writer = PngWriter()
     try:
-        for p in plans:
+        for p in plans[:start]:
+            stored = reused if p.position == start - 1 else store.get(key_of(p.position))
+            if stored is None:
+                continue  # an earlier stage's own output was pruned; the one handed over is kept
+            path = out.path_for(p.position, len(plans), p.stage.label(p.index))
+            writer.submit(stored.image, path, project, p.index, preview=stored.preview)
+            finished.append(ev.StageFinished(
+                index=p.index, label=p.stage.label(p.index), image=stored.image, input_image=None, path=path,
+                load_seconds=0.0, denoise_seconds=0.0, decode_seconds=0.0, total_seconds=0.0, peak_memory=0,
+                memory_kind="", steps_run=0, handoff=p.handoff, preview=stored.preview, reused=True))
+            emit(finished[-1])
+        for p in plans[start:]:
             current[0] = p.index
             if cancel.cancelled:
                 raise Cancelled()
@@ -194,23 +221,80 @@ def _execute(project, emit, out, cancel, models, job_id, current) -> None:
                     image = preview(pipe, p.family, result.latents, p.size, p.resolved.vae_fingerprint(models.digests))
                     is_preview = True
             done_steps += result.steps_run
+            drift = _drift(p, given, image, given_preview)
             path = out.path_for(p.position, len(plans), label)
-            writer.submit(image, path, project, p.index, preview=is_preview)
+            writer.submit(image, path, project, p.index, preview=is_preview,
+                          extra={"drift": drift.to_dict()} if drift is not None else None)
             finished_event = ev.StageFinished(
                 index=p.index, label=label, image=image, input_image=given.image, path=path,
                 load_seconds=load_seconds, denoise_seconds=result.denoise_seconds,
                 decode_seconds=result.decode_seconds, total_seconds=time.perf_counter() - t0,
                 peak_memory=meter.peak, memory_kind=meter.label, steps_run=result.steps_run, handoff=p.handoff,
-                preview=is_preview,
+                preview=is_preview, drift=drift,
             )
             finished.append(finished_event)
             emit(finished_event)
-            given = StageInput(image=image, latents=result.latents)
+            given, given_preview = StageInput(image=image, latents=result.latents), is_preview
+            if p.position < len(plans) - 1:
+                sigmas = (p.schedule or {}).get("sigmas")
+                latents = result.latents if p.hands_over == "latents" else None
+                store.put(key_of(p.position), StoredOutput(image, latents, sigmas, is_preview))
     finally:
         # Whatever happened, what was produced is on disk before the job reports its end.
         saved = writer.close()
     _report_saved(saved, emit)
     emit(ev.JobFinished([f.path for f in finished], time.perf_counter() - started, finished))
+
+
+def _drift(p: StagePlan, given: StageInput, image, given_preview: bool):
+    """A refine stage's drift from the image it took in (None for the other stages)."""
+    if p.handoff not in ("pixel", "latent") or given.image is None or image is None:
+        return None
+    from core.drift import measure
+
+    return measure(given.image, image, p.strength, against_preview=given_preview)
+
+
+def _prefix_keys(project: Project, plans: list[StagePlan], device: str, models: ModelCache):
+    """key_of(position): the stored-output key of the stage at that position (memoised)."""
+    keys: dict[int, str] = {}
+    prints: dict[str, str] = {}
+
+    def fingerprint(p: StagePlan) -> str:
+        name = str(p.resolved.path)
+        if name not in prints:
+            prints[name] = model_fingerprint(p.resolved, models.digests)
+        return prints[name]
+
+    def key_of(position: int) -> str:
+        if position not in keys:
+            keys[position] = prefix_key(project, plans, position, device,
+                                        lambda p: pick_dtype(project.dtype, p.family, device), fingerprint)
+        return keys[position]
+
+    return key_of
+
+
+def _reusable_start(plans: list[StagePlan], from_stage: int | None, key_of, store: StageStore, emit):
+    """The position to run from, and the stored output handed to it (None: from the start)."""
+    if from_stage is None:
+        return 0, None
+    wanted = next((p.position for p in plans if p.index == from_stage), None)
+    if wanted is None:
+        raise ProjectError([f"stage {from_stage + 1} is not an enabled stage of this project"])
+    for position in range(wanted - 1, -1, -1):
+        stored = store.get(key_of(position))
+        if stored is not None:
+            break
+    else:
+        position, stored = -1, None
+    start = position + 1
+    if start < wanted:
+        prev = plans[wanted - 1]
+        emit(ev.Notice(
+            f"no stored output of {prev.stage.label(prev.index)} fits these settings (stale: an earlier stage "
+            f"changed, or it has not run with them): running from {plans[start].stage.label(plans[start].index)}"))
+    return start, stored
 
 
 def _check_adapters(plans: list[StagePlan]) -> None:

@@ -60,6 +60,19 @@ class StageFinished:
     # The image is a cheap preview of latents the next stage took over (core.previews),
     # not a VAE decode; its PNG says so in its recipe.
     preview: bool = False
+    # The stage did not run: its output was reused from an earlier run (core.stage_store).
+    reused: bool = False
+    # A refine stage's drift from its input (core.drift): SSIM on luminance, mean ΔE in
+    # CIELAB, and why it may have changed composition or text; None for other stages.
+    drift: Any = None  # core.drift.Drift
+
+    @property
+    def ssim(self) -> float | None:
+        return None if self.drift is None else self.drift.ssim
+
+    @property
+    def color_shift(self) -> float | None:
+        return None if self.drift is None else self.drift.delta_e
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,8 @@ def _quote(v: str) -> str:
     return json.dumps(v) if ("," in v or ":" in v and not re.fullmatch(r"[\w./:-]+", v)) else v
 
 
-def save_png(image, path: Path, project: Project, index: int, preview: bool = False) -> Path:
+def save_png(image, path: Path, project: Project, index: int, preview: bool = False,
+             extra: dict | None = None) -> Path:
     """Write the stage's image with its recipe, atomically. `preview`: the image is a cheap
     preview of latents the next stage took over, not a VAE decode (said in the recipe)."""
     from PIL.PngImagePlugin import PngInfo
@@ -73,6 +74,7 @@ def save_png(image, path: Path, project: Project, index: int, preview: bool = Fa
     recipe = {"recipe": project.to_dict(), "stage": index}
     if preview:
         recipe["preview"] = True
+    recipe.update(extra or {})  # e.g. "drift" (core.drift), "sweep": the cell's values
     info.add_itxt(RECIPE_KEY, json.dumps(recipe))
     return write_with(Path(path), lambda f: image.save(f, format="PNG", pnginfo=info))
 

@@ -25,9 +25,11 @@ class PngWriter:
         self._thread = threading.Thread(target=self._work, name="handoff-png-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, image: Any, path: Path, project: Any, index: int, preview: bool = False) -> None:
-        """Queue a write; the image and project must not change afterwards."""
-        self._todo.put((image, Path(path), project, index, preview))
+    def submit(self, image: Any, path: Path, project: Any, index: int, preview: bool = False,
+               extra: dict | None = None) -> None:
+        """Queue a write; the image and project must not change afterwards. `extra`: more
+        keys for the recipe chunk (a refine's drift)."""
+        self._todo.put((image, Path(path), project, index, preview, extra))
 
     def done(self) -> list[Written]:
         """The writes finished since the last call, without waiting."""
@@ -48,9 +50,9 @@ class PngWriter:
         from core.metadata import save_png
 
         while (item := self._todo.get()) is not None:
-            image, path, project, index, preview = item
+            image, path, project, index, preview, extra = item
             try:
-                save_png(image, path, project, index, preview=preview)
+                save_png(image, path, project, index, preview=preview, extra=extra)
                 self._done.put(Written(index, path))
             except BaseException as exc:  # reported on the engine's thread, never lost
                 self._done.put(Written(index, path, exc))

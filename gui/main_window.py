@@ -35,6 +35,7 @@ from gui.stage_list import StageList
 from gui.timing_table import TimingTable
 from gui.widgets import SeedBox
 from gui.vram_gauge import VramGauge
+from gui.tuning import Tuning
 from gui.worker import JobRunner
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
@@ -98,6 +99,7 @@ class MainWindow(QMainWindow):
         self.resize(1200, 800)
         self._build()
         self._build_menus()
+        self.tuning = Tuning(self)  # re-run from a stage, the job queue, sweeps (gui/tuning.py)
         self.runner.event.connect(self.on_event)
         self.runner.torch_ready.connect(self._on_torch_ready)
         self.runner.torch_failed.connect(self._on_torch_failed)
@@ -399,7 +401,7 @@ class MainWindow(QMainWindow):
         problems = self.problems_now()
         self.problems.setText("\n".join(f"• {p}" for p in problems))
         self.problems.setVisible(bool(problems))
-        self.generate_button.setEnabled(not problems and not self.runner.busy)
+        self.generate_button.setEnabled(not problems)  # while a job runs, Generate queues
         return problems
 
     def on_edited(self) -> None:
@@ -644,20 +646,21 @@ class MainWindow(QMainWindow):
     # ---------------------------------------------------------------- running
 
     def generate(self) -> bool:
-        if self.runner.busy:
-            return False
+        """Run the project, or queue it while a job runs."""
         problems = self._validate()
         if problems:
             self.show_error("The job cannot start:\n" + "\n".join(f"• {p}" for p in problems))
             return False
+        return self.tuning.submit()
+
+    def start_job(self, project: Project, from_stage: int | None = None) -> bool:
         self.banner.hide()
         self.stage_progress.setValue(0)
         self.overall_progress.setValue(0)
-        self.document.begin_run()
+        self.document.begin_run(project)
         if not self.runner.ready:
             self.statusBar().showMessage("Waiting for torch to load…")
-        self.runner.start(self.project, paths.outputs_dir())
-        return True
+        return self.runner.start(project, paths.outputs_dir(), from_stage)
 
     def cancel(self) -> None:
         if self.runner.busy:
@@ -667,7 +670,6 @@ class MainWindow(QMainWindow):
     def _on_busy(self, busy: bool) -> None:
         self.cancel_button.setEnabled(busy)
         self.cancel_action.setEnabled(busy)
-        self.generate_action.setEnabled(not busy)
         self._validate()
 
     def _on_torch_ready(self, text: str) -> None:

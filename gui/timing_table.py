@@ -6,7 +6,7 @@ from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem
 
 from gui.vram_gauge import human
 
-COLUMNS = ("Run", "Stage", "Handoff", "Steps", "Load s", "Denoise s", "Decode s", "Total s", "Peak memory")
+COLUMNS = ("Run", "Stage", "Handoff", "Steps", "Load s", "Denoise s", "Decode s", "Total s", "Peak memory", "Drift")
 
 
 class TimingTable(QTableWidget):
@@ -23,10 +23,15 @@ class TimingTable(QTableWidget):
         """Insert one run's rows at the top (each stage, then the run's total)."""
         rows: list[tuple] = []
         for s in stages:
+            if getattr(s, "reused", False):
+                rows.append((run_label, s.label, "reused", "", None, None, None, None, "", ""))
+                continue
+            drift = getattr(s, "drift", None)
             rows.append((run_label, s.label, s.handoff, s.steps_run, s.load_seconds, s.denoise_seconds,
-                         s.decode_seconds, s.total_seconds, f"{human(s.peak_memory)} {s.memory_kind}"))
+                         s.decode_seconds, s.total_seconds, f"{human(s.peak_memory)} {s.memory_kind}",
+                         "" if drift is None else (drift.label() + (f" — {drift.warning}" if drift.warning else ""))))
         if total_seconds is not None:
-            rows.append((run_label, "whole job", "", "", None, None, None, total_seconds, ""))
+            rows.append((run_label, "whole job", "", "", None, None, None, total_seconds, "", ""))
         for r, values in enumerate(rows):
             self.insertRow(r)
             for c, v in enumerate(values):

@@ -57,6 +57,7 @@ class EngineWorker(QObject):
     torch_ready = Signal(str)  # what was loaded, e.g. "torch 2.13.0 on cpu (…)", then a line saying what it runs on
     torch_failed = Signal(str)
     job_done = Signal(object)  # the job's cancel token, which names the job
+    sweep_event = Signal(object)  # a sweep's (cell, engine event), then its core.sweep.SweepResult
 
     def __init__(self, run_fn: RunFn | None = None) -> None:
         super().__init__()
@@ -102,23 +103,43 @@ class EngineWorker(QObject):
         except Exception:  # only a warm-up: the job imports (and reports) for real
             pass
 
-    @Slot(object, object, object)
-    def run_job(self, project, out_dir: Path, cancel) -> None:
+    def models(self):
+        from core.models import ModelCache
+
+        if self._models is None:
+            self._models = shared_models(ModelCache)
+        return self._models
+
+    @Slot(object, object, object, object)
+    def run_job(self, project, out_dir: Path, cancel, from_stage=None) -> None:
         try:
             if self._run_fn is not None:
                 for ev in self._run_fn(project, out_dir, cancel):
                     self.event.emit(ev)
             else:
                 from core import engine
-                from core.models import ModelCache
 
-                if self._models is None:
-                    self._models = shared_models(ModelCache)
                 # engine.execute runs the job on this thread (engine.run would start another
                 # one), so torch stays on the one thread that imported it.
-                engine.execute(project, self.event.emit, engine.OutputPlan.in_dir(out_dir), cancel, self._models)
+                engine.execute(project, self.event.emit, engine.OutputPlan.in_dir(out_dir), cancel, self.models(),
+                               from_stage=from_stage)
         except Exception as exc:  # the engine reports its own failures; this catches its bugs
             self.event.emit(JobFailed(f"the job stopped unexpectedly: {exc}", traceback.format_exc()))
+        finally:
+            self.job_done.emit(cancel)
+
+    @Slot(object, object, object)
+    def run_sweep(self, request, out_dir: Path, cancel) -> None:
+        """request: (project, x axis, y axis or None). The engine events of every cell go
+        to sweep_event as (cell, event); the last sweep_event is the SweepResult."""
+        try:
+            from core.sweep import run_sweep
+
+            project, x, y = request
+            result = run_sweep(project, x, y, out_dir, self.sweep_event.emit, models=self.models(), cancel=cancel)
+            self.sweep_event.emit(result)
+        except Exception as exc:
+            self.event.emit(JobFailed(f"the sweep stopped unexpectedly: {exc}", traceback.format_exc()))
         finally:
             self.job_done.emit(cancel)
 
@@ -130,9 +151,11 @@ class JobRunner(QObject):
     torch_ready = Signal(str)
     torch_failed = Signal(str)
     busy_changed = Signal(bool)
+    sweep_event = Signal(object)
 
     _request_preload = Signal()
-    _request_job = Signal(object, object, object)
+    _request_job = Signal(object, object, object, object)
+    _request_sweep = Signal(object, object, object)
 
     def __init__(self, run_fn: RunFn | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -142,6 +165,8 @@ class JobRunner(QObject):
         self.worker.moveToThread(self.thread)
         self._request_preload.connect(self.worker.preload)
         self._request_job.connect(self.worker.run_job)
+        self._request_sweep.connect(self.worker.run_sweep)
+        self.worker.sweep_event.connect(self.sweep_event)
         self.worker.event.connect(self._on_event)
         self.worker.torch_ready.connect(self._on_ready)
         self.worker.torch_failed.connect(self.torch_failed)
@@ -154,15 +179,27 @@ class JobRunner(QObject):
     def preload(self) -> None:
         self._request_preload.emit()
 
-    def start(self, project, out_dir: Path) -> bool:
+    def start(self, project, out_dir: Path, from_stage: int | None = None) -> bool:
+        """Run a job; `from_stage` (an index in project.stages) re-runs from there."""
         if self.busy:
             return False
+        self._begin()
+        # A copy: the user may edit the project while the job runs.
+        self._request_job.emit(project.copy(), Path(out_dir), self._cancel, from_stage)
+        return True
+
+    def start_sweep(self, project, x, y, out_dir: Path) -> bool:
+        """Run a sweep (core.sweep) on the engine thread; its events come as sweep_event."""
+        if self.busy:
+            return False
+        self._begin()
+        self._request_sweep.emit((project.copy(), x, y), Path(out_dir), self._cancel)
+        return True
+
+    def _begin(self) -> None:
         self._cancel = make_cancel_token()
         self.busy = True
         self.busy_changed.emit(True)
-        # A copy: the user may edit the project while the job runs.
-        self._request_job.emit(project.copy(), Path(out_dir), self._cancel)
-        return True
 
     def cancel(self) -> None:
         if self.busy and self._cancel is not None:

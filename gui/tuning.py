@@ -1,0 +1,108 @@
+"""Tuning a chain from the window: re-run from the selected stage, queue jobs pressed while
+one runs, and sweep a parameter. The panels live in docks of their own, so the window's
+layout is untouched; main_window calls install() once and routes Generate through
+submit()."""
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QDockWidget
+
+from core import paths
+from core.job_queue import JobQueue
+from gui.job_queue import QueuePanel
+from gui.sweep_panel import SweepPanel
+
+
+class Tuning(QObject):
+    def __init__(self, window) -> None:
+        super().__init__(window)
+        self.window = window
+        self.queue = JobQueue.load()
+        self.queue_panel = QueuePanel(self.queue)
+        self.sweep_panel = SweepPanel()
+        self.queue_dock = self._dock("Job queue", self.queue_panel)
+        self.sweep_dock = self._dock("Sweep", self.sweep_panel)
+        self.sweep_dock.hide()
+        run_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Run")
+        self.run_from_action = QAction("Run From Selected &Stage", window)
+        self.run_from_action.setShortcut("Ctrl+Shift+Return")
+        self.run_from_action.triggered.connect(lambda: self.run_from(window.stage_list.current_index()))
+        run_menu.addAction(self.run_from_action)
+        sweep_action = QAction("S&weep…", window)
+        sweep_action.triggered.connect(self.show_sweep)
+        run_menu.addAction(sweep_action)
+        run_menu.addAction(self.queue_dock.toggleViewAction())
+        # The stage list's context menu: "Run from this stage".
+        stage_view = window.stage_list.list
+        stage_view.setContextMenuPolicy(Qt.ActionsContextMenu)
+        stage_view.addAction(self.run_from_action)
+        self.queue_panel.cancelRunning.connect(window.cancel)
+        self.sweep_panel.startSweep.connect(self.start_sweep)
+        self.sweep_panel.openCell.connect(self.open_cell)
+        window.runner.sweep_event.connect(self.sweep_panel.on_sweep_event)
+        window.runner.busy_changed.connect(self._on_busy)
+        window.jobEnded.connect(lambda _: QTimer.singleShot(0, self.start_next))
+        if self.queue.jobs:
+            window.statusBar().showMessage(f"{len(self.queue)} queued job(s) from the last session", 10000)
+
+    def _dock(self, title: str, widget) -> QDockWidget:
+        dock = QDockWidget(title, self.window)
+        dock.setObjectName(title.replace(" ", "-").lower())
+        dock.setWidget(widget)
+        self.window.addDockWidget(Qt.RightDockWidgetArea, dock)
+        return dock
+
+    # ---------------------------------------------------------------- jobs and the queue
+
+    def submit(self, from_stage: int | None = None) -> bool:
+        """Run the window's project now, or queue it when a job is running."""
+        if self.window.runner.busy:
+            job = self.queue.add(self.window.project, from_stage)
+            self.queue_panel.refresh()
+            self.queue_dock.show()
+            self.window.statusBar().showMessage(f"queued: {job.describe()}", 5000)
+            return True
+        return self.window.start_job(self.window.project, from_stage)
+
+    def run_from(self, index: int) -> bool:
+        """Re-run from stage `index`, reusing the stored output of the stages before it."""
+        if not 0 <= index < len(self.window.project.stages):
+            return False
+        if self.window._validate():
+            return False
+        return self.submit(index)
+
+    def start_next(self) -> None:
+        if self.window.runner.busy or not self.queue.jobs:
+            return
+        job = self.queue.pop()
+        self.queue_panel.refresh()
+        self.window.start_job(job.project, job.from_stage)
+
+    def _on_busy(self, busy: bool) -> None:
+        self.queue_panel.set_running("a job" if busy else None)
+        if not busy:
+            # A sweep ends with no terminal job event: take the next queued job here too.
+            QTimer.singleShot(0, self.start_next)
+
+    # ---------------------------------------------------------------- sweeps
+
+    def show_sweep(self) -> None:
+        self.sweep_panel.set_project(self.window.project)
+        self.sweep_dock.show()
+        self.sweep_dock.raise_()
+
+    def start_sweep(self, project, x, y) -> None:
+        if self.window.runner.busy:
+            self.sweep_panel.problem.setText("a job is running: the sweep starts when it has finished")
+            return
+        from datetime import datetime
+
+        out = paths.outputs_dir() / f"sweep-{datetime.now():%Y%m%d-%H%M%S}"
+        self.window.runner.start_sweep(project, x, y, out)
+
+    def open_cell(self, before, after) -> None:
+        from gui.images import qimage_of
+
+        self.window.compare.canvas.set_images(qimage_of(before) if before is not None else None, qimage_of(after))

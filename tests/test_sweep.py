@@ -1,0 +1,78 @@
+"""Sweeps: axes parsed from specs, cells that share the stages before the swept one share
+their stored output, a labelled grid, each cell's PNG with its recipe, and the CLI."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core import events as ev
+from core import project_file
+from core.cli import EXIT_USAGE, main
+from core.metadata import RECIPE_KEY, read_png_recipe, read_text_chunks
+from core.models import ModelCache
+from core.project import Lora, Project, Stage
+from core.stage_store import StageStore
+from core.sweep import SweepError, parse_axis, reuse_from, run_sweep
+from tests.engine_helpers import of, pixels, run_job
+
+
+def chain(sd, **second) -> Project:
+    return Project(prompt="a red circle", width=32, height=32, seed=3, stages=[
+        Stage(sd, steps=4), Stage(sd, steps=4, handoff="pixel", strength=0.5, **second)])
+
+
+def test_axis_specs(tiny_models):
+    p = chain("m")
+    p.stages[1].loras = [Lora("a.safetensors", 1.0)]
+    a = parse_axis("2.strength=0.1,0.2", p)
+    assert (a.stage, a.param, a.values) == (1, "strength", (0.1, 0.2))
+    assert parse_axis("seed=1,2,3", p).stage is None
+    assert parse_axis("1.steps=4,8", p).values == (4, 8)
+    assert parse_axis("2.lora1.weight=0.5,1", p).param == "lora_weight"
+    assert parse_axis("2.prompt_suffix=sharp|film, 35mm", p).values == ("sharp", "film, 35mm")
+    for bad, why in [("strength=0.1", "stage number"), ("3.strength=0.1", "stages 1..2"),
+                     ("2.colour=1", "cannot be swept"), ("2.strength=a,b", "numbers"),
+                     ("2.lora2.weight=1", "1 LoRA"), ("nonsense", "PARAM=VALUES"), ("2.steps=4,,5", "empty")]:
+        with pytest.raises(SweepError, match=why):
+            parse_axis(bad, p)
+    assert reuse_from(p) == 1
+
+
+def test_strength_sweep_runs_the_base_once_per_seed_and_matches_single_runs(tiny_models, tmp_path):
+    sd = str(tiny_models["sd"])
+    p = chain(sd)
+    x, y = parse_axis("2.strength=0.25,0.5,0.75", p), parse_axis("seed=3,4", p)
+    seen = []
+    result = run_sweep(p, x, y, tmp_path / "sweep", seen.append, models=ModelCache(),
+                       store=StageStore(tmp_path / "stages"))
+    assert len(result.cells) == 6 and not any(c.error for c in result.cells)
+    base_runs = [e for c, e in seen if isinstance(e, ev.StageFinished) and e.index == 0 and not e.reused]
+    assert len(base_runs) == 2, "stage 1 runs once per seed"
+    assert [c.reused for c in result.cells] == [0, 1, 1, 0, 1, 1]
+    # Each cell is bit for bit the single run of its project.
+    cell = result.cells[4]  # strength 0.5, seed 4
+    alone = of(run_job(cell.project, tmp_path), ev.StageFinished)[-1]
+    assert np.array_equal(pixels(cell.image), pixels(alone.image))
+    # Each cell's PNG carries its full recipe, and its drift.
+    assert read_png_recipe(cell.path).stages[1].strength == 0.5 and read_png_recipe(cell.path).seed == 4
+    assert "drift" in json.loads(read_text_chunks(cell.path)[RECIPE_KEY])
+    grid = Image.open(result.grid)
+    assert grid.width >= 3 * 160 and grid.height >= 2 * 160
+    summary = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert summary["x"] == "2.strength" and len(summary["cells"]) == 6
+    assert summary["cells"][2]["drift"]["warning"].startswith("strength 0.75")
+
+
+def test_cli_sweep_writes_a_grid_and_bad_specs_exit_2(tiny_models, tmp_path, capsys):
+    p = chain(str(tiny_models["sd"]))
+    path = project_file.save(tmp_path / "p.handoff", project_file.ProjectDocument(p))
+    assert main(["sweep", str(path), "--x", "2.steps=4,6", "--out", str(tmp_path / "s")]) == 0
+    out, err = capsys.readouterr()
+    assert (tmp_path / "s" / "grid.png").is_file() and "2.steps=6" in out and "SSIM" in out
+    for spec in ("2.strength=2", "9.steps=1", "bogus"):
+        assert main(["sweep", str(path), "--x", spec, "--out", str(tmp_path / "t")]) == EXIT_USAGE
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("handoff: "), err
