@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-CLI_COMMANDS = {"generate", "run"}
+CLI_COMMANDS = {"generate", "run", "inspect", "export"}
 
 
 def main(argv: list[str] | None = None) -> int:

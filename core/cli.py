@@ -2,6 +2,8 @@
 
     python main.py generate "PROMPT" --model M [--init-image F --strength S] [--refiner M --switch-at F] --out FILE
     python main.py run PROJECT_FILE [--out DIR]
+    python main.py inspect FILE              (the project a PNG/JPEG/WebP/.json/.handoff restores)
+    python main.py export PROJECT --comfyui OUT.json
 
 Progress goes to stderr; the per-stage timing table is printed at the end. Bad input
 exits with status 2 and a one-line reason, a job that fails with 1, a cancelled one 130.
@@ -53,9 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--dtype", choices=["auto", "bf16", "fp16", "fp32"], default="auto")
     gen.add_argument("--out", type=Path, required=True, help="the final image; earlier stages go beside it")
 
-    runp = sub.add_parser("run", help="run a saved project (.handoff, .json, or a PNG with a recipe)")
+    runp = sub.add_parser("run", help="run a saved project (.handoff, .json, a ComfyUI workflow, or an image with a "
+                                       "recipe: Handoff's, A1111's, ComfyUI's, InvokeAI's, Fooocus's or NovelAI's)")
     runp.add_argument("project", type=Path)
     runp.add_argument("--out", type=Path, default=None, help="output folder (default: Handoff's outputs folder)")
+
+    insp = sub.add_parser("inspect", help="print the project a file restores (any PNG, JPEG, WebP, .json or .handoff) "
+                                          "as JSON, and what could not be mapped on stderr; runs nothing")
+    insp.add_argument("file", type=Path)
+
+    exp = sub.add_parser("export", help="write a project as another tool's file")
+    exp.add_argument("project", type=Path, help="a .handoff, .json or an image with a recipe")
+    exp.add_argument("--comfyui", type=Path, required=True, help="the ComfyUI workflow (.json) to write")
     return parser
 
 
@@ -127,6 +138,8 @@ def _init_image_size(path: Path) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("inspect", "export"):
+        return inspect_file(args.file) if args.command == "inspect" else export_project(args.project, args.comfyui)
     _quiet_libraries()
     from core.engine import OutputPlan
 
@@ -137,13 +150,67 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from core import project_file
 
-            project = project_file.load(args.project).project
+            doc = project_file.load(args.project)
+            project = doc.project
+            if doc.source is not None:
+                _say_import(doc.source)
             out = OutputPlan.in_dir(args.out, stem=args.project.stem)
         validate(project)
     except (UsageError, ProjectError) as exc:
         print(f"handoff: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return run_project(project, out)
+
+
+def _read(path: Path):
+    """The project document a file restores, or a one-line reason it cannot be read."""
+    from core import project_file
+
+    try:
+        return project_file.load(path), None
+    except (ProjectError, OSError) as exc:
+        return None, str(exc)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        # A malformed file the reader did not foresee: still one line, never a traceback.
+        return None, f"{path.name} cannot be read ({type(exc).__name__}: {exc})"
+
+
+def _say_import(imported) -> None:
+    for line in imported.summary(limit=50).splitlines():
+        print(f"handoff: {line}", file=sys.stderr)
+
+
+def inspect_file(path: Path) -> int:
+    """`inspect FILE`: the restored project as JSON on stdout, the report on stderr."""
+    import json
+
+    doc, problem = _read(path)
+    if doc is None:
+        print(f"handoff: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps(doc.project.to_dict(), indent=2))
+    if doc.source is not None:
+        _say_import(doc.source)
+    else:
+        print("handoff: a Handoff project: everything restored", file=sys.stderr)
+    return 0
+
+
+def export_project(path: Path, comfyui_out: Path) -> int:
+    """`export PROJECT --comfyui OUT.json`: the project as a ComfyUI workflow."""
+    from core.interop.comfyui import write_workflow
+
+    doc, problem = _read(path)
+    if doc is None:
+        print(f"handoff: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        write_workflow(doc.project, comfyui_out)
+    except (ProjectError, OSError) as exc:
+        print(f"handoff: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote {comfyui_out}", file=sys.stderr)
+    return 0
 
 
 class _Progress:
