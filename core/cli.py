@@ -4,6 +4,8 @@
     python main.py run PROJECT_FILE [--out DIR] [--from-stage N]
     python main.py sweep PROJECT_FILE --x "2.strength=0.1,0.2,0.3" [--y "seed=1,2,3"] --out DIR [--ray ADDRESS]
     python main.py batch JOBS.jsonl [--project PROJECT_FILE] --out DIR [--ray ADDRESS]
+    python main.py inspect FILE              (the project a PNG/JPEG/WebP/.json/.handoff restores)
+    python main.py export PROJECT --comfyui OUT.json
 
 Progress goes to stderr; the per-stage timing table is printed at the end. Bad input
 exits with status 2 and a one-line reason, a job that fails with 1, a cancelled one 130.
@@ -80,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--dtype", choices=["auto", "bf16", "fp16", "fp32"], default="auto")
     gen.add_argument("--out", type=Path, required=True, help="the final image; earlier stages go beside it")
 
-    runp = sub.add_parser("run", help="run a saved project (.handoff, .json, or a PNG with a recipe)")
+    runp = sub.add_parser("run", help="run a saved project (.handoff, .json, a ComfyUI workflow, or an image with a "
+                                       "recipe: Handoff's, A1111's, ComfyUI's, InvokeAI's, Fooocus's or NovelAI's)")
     runp.add_argument("project", type=Path)
     runp.add_argument("--out", type=Path, default=None, help="output folder (default: Handoff's outputs folder)")
     runp.add_argument("--from-stage", type=int, default=None, metavar="N",
@@ -102,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--project", type=Path, default=None, help="the chain for lines that give only a prompt/seed")
     batch.add_argument("--out", type=Path, required=True)
     _ray_flags(batch)
+
+    insp = sub.add_parser("inspect", help="print the project a file restores (any PNG, JPEG, WebP, .json or .handoff) "
+                                          "as JSON, and what could not be mapped on stderr; runs nothing")
+    insp.add_argument("file", type=Path)
+
+    exp = sub.add_parser("export", help="write a project as another tool's file")
+    exp.add_argument("project", type=Path, help="a .handoff, .json or an image with a recipe")
+    exp.add_argument("--comfyui", type=Path, required=True, help="the ComfyUI workflow (.json) to write")
     return parser
 
 
@@ -229,6 +240,8 @@ def _init_image_size(path: Path) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("inspect", "export"):
+        return inspect_file(args.file) if args.command == "inspect" else export_project(args.project, args.comfyui)
     _quiet_libraries()
     from core.engine import OutputPlan
 
@@ -243,7 +256,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from core import project_file
 
-            project = project_file.load(args.project).project
+            doc = project_file.load(args.project)
+            project = doc.project
+            if doc.source is not None:
+                _say_import(doc.source)
             out = OutputPlan.in_dir(args.out, stem=args.project.stem)
         validate(project)
         from_stage = _from_stage(project, getattr(args, "from_stage", None))
@@ -261,6 +277,57 @@ def _from_stage(project: Project, number: int | None) -> int | None:
         enabled = ", ".join(str(i + 1) for i, _ in project.enabled_stages())
         raise UsageError(f"--from-stage {number}: the project's enabled stages are {enabled}")
     return number - 1
+
+
+def _read(path: Path):
+    """The project document a file restores, or a one-line reason it cannot be read."""
+    from core import project_file
+
+    try:
+        return project_file.load(path), None
+    except (ProjectError, OSError) as exc:
+        return None, str(exc)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        # A malformed file the reader did not foresee: still one line, never a traceback.
+        return None, f"{path.name} cannot be read ({type(exc).__name__}: {exc})"
+
+
+def _say_import(imported) -> None:
+    for line in imported.summary(limit=50).splitlines():
+        print(f"handoff: {line}", file=sys.stderr)
+
+
+def inspect_file(path: Path) -> int:
+    """`inspect FILE`: the restored project as JSON on stdout, the report on stderr."""
+    import json
+
+    doc, problem = _read(path)
+    if doc is None:
+        print(f"handoff: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps(doc.project.to_dict(), indent=2))
+    if doc.source is not None:
+        _say_import(doc.source)
+    else:
+        print("handoff: a Handoff project: everything restored", file=sys.stderr)
+    return 0
+
+
+def export_project(path: Path, comfyui_out: Path) -> int:
+    """`export PROJECT --comfyui OUT.json`: the project as a ComfyUI workflow."""
+    from core.interop.comfyui import write_workflow
+
+    doc, problem = _read(path)
+    if doc is None:
+        print(f"handoff: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        write_workflow(doc.project, comfyui_out)
+    except (ProjectError, OSError) as exc:
+        print(f"handoff: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote {comfyui_out}", file=sys.stderr)
+    return 0
 
 
 class _Progress:

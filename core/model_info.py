@@ -131,9 +131,49 @@ def info_for(ref: str) -> ModelInfo:
     return _of_family(families.get(family), PIPELINE, note)
 
 
+@lru_cache(maxsize=256)
+def scheduler_config(ref: str) -> dict | None:
+    """The scheduler config a model ships with (scheduler/scheduler_config.json of its
+    diffusers folder, of its cached Hub snapshot, of the built-in demo, or of the configs
+    Handoff keeps for a single-file checkpoint's family), read without loading anything;
+    None when there is none to read."""
+    from core.models import parse_ref
+
+    try:
+        parsed = parse_ref(ref or "")
+    except ModelError:
+        return None
+    found: Path | None = None
+    if parsed.kind == "builtin":
+        from core import demo
+
+        found = demo.DEMO_DIR / parsed.location / "scheduler" / "scheduler_config.json"
+    elif parsed.kind == "folder":
+        found = Path(parsed.location) / "scheduler" / "scheduler_config.json"
+    elif parsed.kind == "file":
+        from core.models import config_folder
+
+        fam = info_for(ref).fam
+        found = config_folder(fam) / "scheduler" / "scheduler_config.json" if fam else None
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            cached = try_to_load_from_cache(parsed.location, "scheduler/scheduler_config.json")
+        except Exception:  # a malformed id, an unreadable cache: nothing to read
+            cached = None
+        found = Path(cached) if isinstance(cached, str) else None
+    try:
+        config = json.loads(found.read_text()) if found is not None else None
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
 def forget() -> None:
     """Drop what is remembered about references (after a download or a library change)."""
     info_for.cache_clear()
+    scheduler_config.cache_clear()
 
 
 def position_problem(ref: str, position: str) -> str | None:

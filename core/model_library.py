@@ -23,6 +23,7 @@ SOURCES = {
     "preset": "preset",
     "user": "added by you",
     "comfyui": "ComfyUI folder",
+    "a1111": "Automatic1111 folder",
     "hf-cache": "Hugging Face cache",
 }
 # What an entry is: a whole pipeline (loads on its own) or a denoiser only (a ComfyUI
@@ -300,6 +301,41 @@ def adapters_for(entries: list[LibraryEntry], kind: str, family: str | None) -> 
         if fam is None or made_for is None or (made_for.shares_loras_with(fam) if kind == LORA_KIND else made_for == fam):
             out.append(e)
     return out
+
+
+# ---------------------------------------------------------------- Automatic1111 / Forge
+
+
+def scan_a1111(webui_dir: Path | str) -> list[LibraryEntry]:
+    """The checkpoints of an Automatic1111 or Forge install: the .safetensors files under
+    models/Stable-diffusion (in subfolders too, as A1111 lists them). `webui_dir` is the
+    web UI's folder, its `models` folder, or `Stable-diffusion` itself."""
+    root = Path(webui_dir).expanduser()
+    for candidate in (root / "models" / "Stable-diffusion", root / "Stable-diffusion", root):
+        if candidate.is_dir() and candidate.name == "Stable-diffusion":
+            root = candidate
+            break
+    else:
+        raise FileNotFoundError(f"{root} holds no models/Stable-diffusion folder")
+    return [LibraryEntry.of(p.stem, str(p), "a1111", info_for(str(p))) for p in _files(root.resolve())]
+
+
+def scan_models_folder(folder: Path | str) -> list[LibraryEntry]:
+    """A ComfyUI models folder or an A1111/Forge install, whichever `folder` is (an
+    extra_model_paths setup can make one folder both)."""
+    found: list[LibraryEntry] = []
+    errors: list[str] = []
+    for scan in (scan_comfyui, scan_a1111):
+        try:
+            found += scan(folder)
+        except FileNotFoundError as exc:
+            errors.append(str(exc))
+    if not found and len(errors) == 2:
+        raise FileNotFoundError(f"{folder} is neither a ComfyUI models folder nor an Automatic1111 install")
+    unique: dict[str, LibraryEntry] = {}
+    for e in found:
+        unique.setdefault(e.ref, e)  # a file both layouts list is one entry
+    return list(unique.values())
 
 
 def _files(folder: Path) -> list[Path]:

@@ -221,6 +221,19 @@ class Digests:
         except (OSError, json.JSONDecodeError):
             self._known = {}
 
+    def cached(self, path: Path) -> str | None:
+        """The sha256 when it is already known (the file unchanged since), never reading
+        the file: for writers that must not stall on a multi-gigabyte checkpoint."""
+        try:
+            real = path.resolve()
+            if re.fullmatch(r"[0-9a-f]{64}", real.name):
+                return real.name
+            st = real.stat()
+        except OSError:
+            return None
+        with self._lock:
+            return self._known.get(f"{real}|{st.st_size}|{st.st_mtime_ns}")
+
     def of(self, path: Path) -> str:
         real = path.resolve()
         # Files in the Hugging Face cache are stored under their own sha256: free to read.

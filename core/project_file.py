@@ -4,7 +4,8 @@ with its outputs, so a project moves between machines whole.
     project.json   {"format": "handoff-project", "schema_version", "project", "history"}
     images/init.png
     images/<run-id>-<n>.png
-A plain .json project (just the recipe) and a PNG carrying a Handoff recipe load too.
+A plain .json project (just the recipe), a ComfyUI graph saved as .json, and an image
+(PNG, JPEG, WebP) carrying a recipe, Handoff's or another tool's, load too.
 """
 from __future__ import annotations
 
@@ -14,14 +15,19 @@ import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core import paths
 from core.atomic import write_with
 from core.project import SCHEMA_VERSION, Project
-from core.errors import ProjectError
+from core.errors import ProjectError, ReadError
+
+if TYPE_CHECKING:
+    from core.interop.reading import Imported
 
 FORMAT = "handoff-project"
 SUFFIX = ".handoff"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 @dataclass
@@ -45,6 +51,9 @@ class HistoryRun:
 class ProjectDocument:
     project: Project
     history: list[HistoryRun] = field(default_factory=list)
+    # Where the project came from when it was restored from an image's or a graph's
+    # metadata (the tool, what it could not map); None for a Handoff project file.
+    source: "Imported | None" = None
 
 
 def save(path: Path, doc: ProjectDocument) -> Path:
@@ -82,16 +91,27 @@ def load(path: Path) -> ProjectDocument:
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ProjectError([f"{path.name} is not a readable project: {exc}"]) from exc
-        return ProjectDocument(Project.from_dict(data.get("project", data)))
-    if path.suffix.lower() == ".png":
-        from core.metadata import read_png_recipe
+        except (OSError, ValueError) as exc:
+            raise ReadError(f"{path.name} is not a readable project: {exc}") from exc
+        from core.interop.detect import from_json
 
-        project = read_png_recipe(path)
-        if project is None:
-            raise ProjectError([f"{path.name} carries no recipe (neither Handoff's nor Automatic1111's)"])
-        return ProjectDocument(project)
+        imported = from_json(data, path.name)  # a ComfyUI graph saved as .json, say
+        if imported is not None:
+            return ProjectDocument(imported.project, source=imported)
+        if not isinstance(data, dict):
+            raise ReadError(f"{path.name} is not a Handoff project, nor a ComfyUI workflow")
+        try:
+            return ProjectDocument(Project.from_dict(data.get("project", data)))
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ReadError(f"{path.name}: the project is malformed ({exc})") from exc
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        from core.metadata import read_recipe
+
+        imported = read_recipe(path)
+        if imported is None:
+            raise ReadError(f"{path.name} carries no recipe (no Handoff, Automatic1111, ComfyUI, InvokeAI, Fooocus "
+                            "or NovelAI metadata)")
+        return ProjectDocument(imported.project, source=imported)
     try:
         with zipfile.ZipFile(path) as z:
             manifest = json.loads(z.read("project.json"))

@@ -1,6 +1,6 @@
-"""Schedulers: the A1111-style names users know, and the scheduler patches a stage's call
-puts on a cached pipeline. Every patch is a context manager: whatever fails inside it,
-the pipeline leaves with the scheduler it came with."""
+"""Schedulers: the A1111-style names users know (the table is core.interop.samplers), and
+the scheduler patches a stage's call puts on a cached pipeline. Every patch is a context
+manager: whatever fails inside it, the pipeline leaves with the scheduler it came with."""
 from __future__ import annotations
 
 import contextlib
@@ -9,33 +9,25 @@ from typing import Any, Iterator
 
 from core.errors import ModelError
 from core.families import Family
+from core.interop import samplers
+from core.interop.samplers import fits  # noqa: F401  (the window asks here which names fit a model)
 
-SCHEDULERS = {
-    # A1111-style names, the way users know them, mapped to diffusers classes and options.
-    "Euler": ("EulerDiscreteScheduler", {}),
-    "Euler a": ("EulerAncestralDiscreteScheduler", {}),
-    "DPM++ 2M": ("DPMSolverMultistepScheduler", {}),
-    "DPM++ 2M Karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
-    "DPM++ SDE": ("DPMSolverSinglestepScheduler", {}),
-    "DDIM": ("DDIMScheduler", {}),
-    "UniPC": ("UniPCMultistepScheduler", {}),
-    "Heun": ("HeunDiscreteScheduler", {}),
-    "LMS": ("LMSDiscreteScheduler", {}),
-    "Flow Euler": ("FlowMatchEulerDiscreteScheduler", {}),
-}
-FLOW_SCHEDULERS = {"Flow Euler"}
+# Every name a stage's scheduler can take (A1111-style: "DPM++ 2M Karras", "Euler a"…), from
+# the one sampler table in core.interop.samplers, which also translates other tools' names.
+SCHEDULERS: dict[str, samplers.Choice] = samplers.CHOICES
 
 
 def check_scheduler(name: str | None, family: Family) -> str | None:
     """A message if the named scheduler cannot drive this family, else None."""
     if not name:
         return None
-    if name not in SCHEDULERS:
+    chosen = samplers.choice(name)
+    if chosen is None:
         return f"unknown scheduler '{name}' (choose from: {', '.join(SCHEDULERS)})"
-    if family.flow != (name in FLOW_SCHEDULERS):
+    if chosen.cls(family.flow) is None:
         kind = "flow-matching" if family.flow else "noise-prediction"
-        fits = [n for n in SCHEDULERS if (n in FLOW_SCHEDULERS) == family.flow]
-        return f"scheduler '{name}' cannot drive {family.title} ({kind}); use one of: {', '.join(fits)}"
+        usable = [n for n in SCHEDULERS if fits(n, family.flow)]
+        return f"scheduler '{name}' cannot drive {family.title} ({kind}); use one of: {', '.join(usable)}"
     return None
 
 
@@ -60,9 +52,20 @@ def swapped_scheduler(pipe, name: str | None, family: Family) -> Iterator[None]:
     problem = check_scheduler(name, family)
     if problem:
         raise ModelError(problem)
-    cls_name, options = SCHEDULERS[name]
-    with _scheduler_replaced(pipe, getattr(diffusers, cls_name).from_config(pipe.scheduler.config, **options)):
+    chosen = samplers.choice(name)
+    cls = getattr(diffusers, chosen.cls(family.flow))
+    needs = chosen.needs()
+    if needs and not _importable(needs):
+        raise ModelError(f"scheduler '{name}' needs the {needs} package, which is not installed "
+                         f"(pip install {needs}), or choose another scheduler")
+    with _scheduler_replaced(pipe, cls.from_config(pipe.scheduler.config, **chosen.options())):
         yield
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def unshifted_config(config) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from core import document as doc
 from core import paths
 from core.defaults import default_project
 from core.document import Document, Run, read_project
-from core.errors import ProjectError
+from core.errors import ProjectError, ReadError
 from core.events import (
     JobCancelled, JobFailed, JobFinished, JobStarted, Loading, Notice, StageFinished, StageStarted, Step,
 )
@@ -272,6 +272,8 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         action(file_menu, "&Save", self.save, QKeySequence.Save)
         action(file_menu, "Save &As…", self.save_as, QKeySequence.SaveAs)
+        export_menu = file_menu.addMenu("&Export")
+        action(export_menu, "&ComfyUI workflow…", lambda: self.export_comfyui())
         file_menu.addSeparator()
         action(file_menu, "&Quit", self.close, QKeySequence.Quit)
         edit_menu = self.menuBar().addMenu("&Edit")
@@ -526,6 +528,26 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Saved {path}", 5000)
         return True
 
+    def choose_export_path(self) -> Path | None:
+        name, _ = QFileDialog.getSaveFileName(self, "Export ComfyUI workflow", str(paths.home() / "workflow.json"),
+                                              "ComfyUI workflow (*.json)")
+        return Path(name) if name else None
+
+    def export_comfyui(self, path: Path | None = None) -> bool:
+        """File > Export > ComfyUI workflow: the chain as a workflow ComfyUI opens."""
+        from core.interop.comfyui import write_workflow
+
+        path = path or self.choose_export_path()
+        if path is None:
+            return False
+        try:
+            write_workflow(self.project, path)
+        except (ProjectError, OSError) as exc:
+            self.show_error(f"Could not export {Path(path).name}: {exc}")
+            return False
+        self.statusBar().showMessage(f"Exported the ComfyUI workflow to {path}", 5000)
+        return True
+
     def autosave(self) -> None:
         """Write the autosave file when something changed since the last one."""
         if not self._autosave_dirty:
@@ -585,26 +607,42 @@ class MainWindow(QMainWindow):
         if suffix in PROJECT_SUFFIXES:
             return "project" if self.open_project_file(path) else "cancelled"
         if suffix in IMAGE_SUFFIXES and image_size(path) is not None:
-            recipe = self._recipe_in(path) if suffix == ".png" else None
-            if recipe is not None and self.ask(
-                    "Restore recipe?",
-                    f"{path.name} carries the recipe it was made with ({len(recipe.stages)} stage(s), "
-                    f"“{recipe.prompt[:60]}”).\n\nRestore it? (No uses the image as the init image.)"):
-                self.restore_recipe(recipe)
-                return "recipe"
+            try:
+                imported = self._recipe_in(path)
+            except ReadError as exc:
+                # Metadata that is there but damaged is said, not silently dropped.
+                if not self.ask("Recipe unreadable", f"{exc}\n\nUse the image as the init image instead?"):
+                    return "cancelled"
+                self.set_init_image(path)
+                return "init"
+            if imported is not None:
+                if self.ask("Restore recipe?", self._restore_question(path, imported)):
+                    self.restore_recipe(imported.project)
+                    for line in imported.summary(limit=100).splitlines():
+                        self.log_line(f"{path.name}: {line}")
+                    return "recipe"
             self.set_init_image(path)
             return "init"
         self.show_error(f"{path.name} is not an image or a Handoff project (.handoff); nothing was changed.")
         return "rejected"
 
-    def _recipe_in(self, path: Path) -> Project | None:
-        try:
-            from core.metadata import read_png_recipe
+    @staticmethod
+    def _recipe_in(path: Path):
+        """The recipe an image carries (Handoff's, or another tool's), None when it has none;
+        raises ReadError for metadata that is there but damaged. On this thread, at most
+        1 GiB of not-yet-hashed checkpoints is hashed to match a model hash."""
+        from core.interop.model_lookup import ModelLookup
+        from core.metadata import read_recipe
 
-            return read_png_recipe(path)
-        except Exception as exc:  # a damaged chunk is the file's problem: use the pixels only
-            self.log_line(f"{path.name}: its recipe could not be read ({exc})")
-            return None
+        return read_recipe(path, ModelLookup(hash_budget=2**30))
+
+    @staticmethod
+    def _restore_question(path: Path, imported) -> str:
+        recipe = imported.project
+        head = (f"{path.name} carries the recipe it was made with, by {imported.tool} "
+                f"({len(recipe.stages)} stage(s), “{recipe.prompt[:60]}”).")
+        details = "" if imported.tool == "Handoff" else "\n\n" + imported.summary(limit=8)
+        return f"{head}{details}\n\nRestore it? (No uses the image as the init image.)"
 
     def restore_recipe(self, recipe: Project) -> None:
         # The recipe replaces the settings, not the document: history and path stay, and

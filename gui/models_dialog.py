@@ -65,7 +65,8 @@ class ModelsDialog(QDialog):
                                         self.add_folder)
         self.add_file_button = button("Add .safetensors…", "A single-file checkpoint (the kind ComfyUI and "
                                       "Automatic1111 keep)", self.add_file)
-        self.comfyui_button = button("Use ComfyUI models folder…", "Scan a ComfyUI models folder: checkpoints, "
+        self.comfyui_button = button("Use ComfyUI models folder…", "Scan a ComfyUI models folder (or an Automatic1111 "
+                                     "install's models/Stable-diffusion): checkpoints, "
                                      "diffusion_models/unet files and diffusers folders", self.add_comfyui)
         self.cache_button = button("Add cached Hub models", "Every diffusers model already in the Hugging Face "
                                    "cache: they load with no network", self.add_cached)
@@ -249,7 +250,7 @@ class ModelsDialog(QDialog):
         if not folder:
             return []
         try:
-            found = ml.scan_comfyui(folder)
+            found = ml.scan_models_folder(folder)
         except (OSError, FileNotFoundError) as exc:
             self.say(f"{folder} could not be scanned: {exc}")
             return []

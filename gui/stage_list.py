@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (
 )
 
 from core import demo
-from core.schedulers import FLOW_SCHEDULERS, SCHEDULERS
+from core.schedulers import SCHEDULERS, fits
 from core.project import HANDOFFS, MAX_UPSCALE, Project, Stage
 from core.model_info import info_for, position_problem, same_family
 from core.planning import chain_position
@@ -286,7 +286,7 @@ class StageEditor(QGroupBox):
 
     def _fits(self, name: str | None, ref: str) -> bool:
         flow = self._flow(ref)
-        return name is None or flow is None or (name in FLOW_SCHEDULERS) == flow
+        return name is None or flow is None or fits(name, flow)
 
     def _fill_schedulers(self, ref: str, current: str | None) -> None:
         """The schedulers that can drive the model's family (all of them while it is unknown);

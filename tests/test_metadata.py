@@ -7,7 +7,10 @@ import pytest
 from PIL import Image
 
 from core import project_file
-from core.metadata import a1111_parameters, parse_a1111, read_png_recipe, read_text_chunks, save_png
+from core.interop import a1111, image_text
+from core.interop.detect import from_chunks
+from core.interop.model_lookup import ModelLookup
+from core.metadata import read_recipe, save_png
 from core.project import Project, Stage
 from core.errors import ProjectError
 
@@ -21,19 +24,23 @@ def recipe() -> Project:
 
 def test_png_carries_a1111_parameters_and_the_full_recipe(tmp_path):
     path = save_png(Image.new("RGB", (8, 8)), tmp_path / "out.png", recipe(), 1)
-    chunks = read_text_chunks(path)
+    chunks = image_text.read_texts(path).chunks
     params = chunks["parameters"]
-    assert params.splitlines()[0] == "a knight, blue and gold, intricate engravings"
+    # The job, not the last pass alone: the base's prompt, steps, model; the refine as the hires pass.
+    assert params.splitlines()[0] == "a knight, blue and gold"
     assert "Negative prompt: blurry, text" in params
-    assert "Steps: 8" in params and "Seed: 77" in params and "Size: 1152x896" in params
-    assert "Denoising strength: 0.15" in params and "Model: Tongyi-MAI/Z-Image-Turbo" in params
-    assert read_png_recipe(path) == recipe()
+    assert "Steps: 30," in params and "Seed: 77" in params and "Size: 1152x896" in params
+    assert "Model: Tongyi-MAI/Z-Image," in params and "Hires checkpoint: Tongyi-MAI/Z-Image-Turbo" in params
+    assert "Denoising strength: 0.15" in params and "Hires steps: 8" in params
+    assert 'Hires prompt: "a knight, blue and gold, intricate engravings"' in params
+    restored = read_recipe(path)
+    assert restored.tool == "Handoff" and restored.project == recipe()
 
 
 def test_a1111_parameters_parse_back():
     text = ("a photo of a cat, \"quoted\"\nNegative prompt: ugly\nSteps: 25, Sampler: Euler a, CFG scale: 6.5, "
             "Seed: 1234, Size: 832x1216, Model: sd_xl_base_1.0, Refiner: sd_xl_refiner_1.0, Refiner switch at: 0.8")
-    p = parse_a1111(text)
+    p = from_chunks({"parameters": text}, "x.png", lookup=ModelLookup([])).project
     assert p.prompt == 'a photo of a cat, "quoted"' and p.negative_prompt == "ugly"
     assert (p.width, p.height, p.seed) == (832, 1216, 1234)
     assert p.stages[0].steps == 25 and p.stages[0].guidance == 6.5 and p.stages[0].scheduler == "Euler a"
@@ -43,13 +50,13 @@ def test_a1111_parameters_parse_back():
 
 def test_own_parameters_round_trip_through_the_a1111_parser():
     p = recipe()
-    back = parse_a1111(a1111_parameters(p, 0))
+    back = from_chunks({"parameters": a1111.write(p, 0)}, "x.png", lookup=ModelLookup([])).project
     assert (back.prompt, back.seed, back.width, back.stages[0].steps) == (p.prompt, 77, 1152, 30)
 
 
 def test_png_without_a_recipe(tmp_path):
     Image.new("RGB", (4, 4)).save(tmp_path / "plain.png")
-    assert read_png_recipe(tmp_path / "plain.png") is None
+    assert read_recipe(tmp_path / "plain.png") is None
     with pytest.raises(ProjectError, match="carries no recipe"):
         project_file.load(tmp_path / "plain.png")
 

@@ -7,7 +7,10 @@ import pytest
 from PIL import Image
 
 from core import events as ev
-from core.metadata import a1111_parameters, parse_a1111, read_png_recipe
+from core.interop import a1111
+from core.interop.detect import from_chunks
+from core.interop.model_lookup import ModelLookup
+from core.metadata import read_recipe
 from core.project import Project, Stage, stage_sizes, validate
 from core.errors import ProjectError
 from tests.engine_helpers import generator, load, of, pixels, run_job
@@ -63,7 +66,7 @@ def test_sd_upscale_equals_plain_img2img_on_the_lanczos_resized_image(tiny_model
     assert np.array_equal(pixels(done[1].image), pixels(second))
     with Image.open(done[1].path) as im:
         assert im.size == (64, 64)
-    restored = read_png_recipe(done[1].path)
+    restored = read_recipe(done[1].path).project
     assert restored.stages[1].upscale == 2.0
 
 
@@ -95,11 +98,12 @@ def test_sdxl_refiner_with_upscale_is_not_an_ensemble(tiny_models, tmp_path):
 def test_a1111_hires_fix_round_trip():
     p = project(Stage("sdxl-base", steps=20), Stage("sdxl-base", steps=10, handoff="pixel", strength=0.45, upscale=2.0),
                 size=512)
-    text = a1111_parameters(p, 1)
+    text = a1111.write(p, 1)
     assert "Size: 512x512" in text and "Hires upscale: 2" in text and "Denoising strength: 0.45" in text
-    back = parse_a1111(text)
+    assert "Steps: 20," in text and "Hires steps: 10" in text, "the base pass's steps, then the hires pass's"
+    back = from_chunks({"parameters": text}, "x.png", lookup=ModelLookup([])).project
     assert (back.width, back.height) == (512, 512)
-    assert [(s.handoff, s.upscale, s.steps) for s in back.stages] == [("auto", 1.0, 10), ("pixel", 2.0, 10)]
+    assert [(s.handoff, s.upscale, s.steps) for s in back.stages] == [("auto", 1.0, 20), ("pixel", 2.0, 10)]
     assert back.stages[1].strength == 0.45
 
 

@@ -1,0 +1,111 @@
+"""What every reader of another tool's metadata gives and uses: the result (`Imported`:
+the project, the tool detected, what could not be mapped) and typed access to a field
+that fails with core.errors.ReadError naming the file and the field."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.errors import ReadError
+from core.project import MAX_SEED, Project
+
+
+@dataclass
+class Imported:
+    project: Project
+    tool: str  # "ComfyUI", "Automatic1111", "Forge", "InvokeAI", "Fooocus", "NovelAI" or "Handoff"
+    source: str = ""  # where in the file it was read: "the 'prompt' chunk", "EXIF UserComment"…
+    unmapped: list[str] = field(default_factory=list)  # what the file asks for that Handoff did not apply
+    notes: list[str] = field(default_factory=list)  # what was applied only approximately, or needs the user
+
+    def summary(self, limit: int = 12) -> str:
+        """A few lines for a person: the tool, then what was not mapped, then the notes."""
+        lines = [f"made by {self.tool}" + (f" ({self.source})" if self.source else "")]
+        if self.unmapped:
+            lines.append("not mapped:")
+            lines += [f"  - {u}" for u in self.unmapped[:limit]]
+            if len(self.unmapped) > limit:
+                lines.append(f"  … and {len(self.unmapped) - limit} more")
+        if self.notes:
+            lines.append("notes:")
+            lines += [f"  - {n}" for n in self.notes[:limit]]
+            if len(self.notes) > limit:
+                lines.append(f"  … and {len(self.notes) - limit} more")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Where:
+    """Names the place a value came from, for messages: `Where("photo.png: ComfyUI prompt")`."""
+
+    prefix: str
+
+    def at(self, part: str) -> "Where":
+        return Where(f"{self.prefix}: {part}")
+
+    def error(self, what: str, problem: str) -> ReadError:
+        return ReadError(f"{self.prefix}: {what} {problem}")
+
+    def whole(self, value: Any, what: str) -> int:
+        """An int from a JSON number or a string of digits."""
+        if isinstance(value, bool):
+            raise self.error(what, f"is {value!r}, not a whole number")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise self.error(what, f"is {_shown(value)}, not a whole number")
+
+    def number(self, value: Any, what: str) -> float:
+        if isinstance(value, bool):
+            raise self.error(what, f"is {value!r}, not a number")
+        if isinstance(value, (int, float)):
+            result = float(value)
+        elif isinstance(value, str):
+            try:
+                result = float(value.strip())
+            except ValueError:
+                raise self.error(what, f"is {_shown(value)}, not a number") from None
+        else:
+            raise self.error(what, f"is {_shown(value)}, not a number")
+        if not math.isfinite(result):
+            raise self.error(what, f"is {_shown(value)}, not a finite number")
+        return result
+
+    def text(self, value: Any, what: str) -> str:
+        if isinstance(value, str):
+            return value
+        raise self.error(what, f"is {_shown(value)}, not text")
+
+    def table(self, value: Any, what: str) -> dict:
+        if isinstance(value, dict):
+            return value
+        raise self.error(what, f"is {_shown(value)}, not a JSON object")
+
+    def seed(self, value: Any, what: str, notes: list[str]) -> int:
+        """A seed in Handoff's 0..2^32-1: larger (ComfyUI's 64-bit) or negative seeds are
+        taken modulo 2^32, with a note (the noise differs between tools anyway)."""
+        seed = self.whole(value, what)
+        if 0 <= seed <= MAX_SEED:
+            return seed
+        folded = seed % (MAX_SEED + 1)
+        notes.append(f"{what} {seed} does not fit Handoff's 32-bit seeds: used {folded}")
+        return folded
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+def size_of(where: Where, width: Any, height: Any, what: str = "size") -> tuple[int, int]:
+    w, h = where.whole(width, f"{what} width"), where.whole(height, f"{what} height")
+    if not (0 < w <= 65536 and 0 < h <= 65536):
+        raise where.error(what, f"{w}x{h} is not a usable image size")
+    return w, h
