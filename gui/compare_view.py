@@ -188,6 +188,10 @@ class CompareView(QWidget):
         self.left_pick.setObjectName("compare_left")
         self.right_pick = QComboBox()
         self.right_pick.setObjectName("compare_right")
+        for pick in (self.left_pick, self.right_pick):
+            # Long source names must not set the viewer's minimum width (a laptop's is small).
+            pick.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            pick.setMinimumContentsLength(8)
         self.mode = QComboBox()
         self.mode.addItems([WIPE, SIDE])
         self.fit_button = tool_button("Fit", "Fit the image to the view", lambda: self.canvas.set_zoom(None))
@@ -214,16 +218,21 @@ class CompareView(QWidget):
         bar.addWidget(QLabel("After"))
         bar.addWidget(self.right_pick, 1)
         bar.addWidget(self.mode)
-        bar.addWidget(self.fit_button)
-        bar.addWidget(self.one_button)
-        bar.addWidget(self.zoom_label)
-        bar.addWidget(self.save_button)
-        bar.addWidget(self.copy_button)
+        # The view tools share the wipe slider's row: one toolbar would make the viewer's
+        # minimum width more than a laptop's third column has.
+        tools = QHBoxLayout()
+        tools.addWidget(self.wipe_slider, 1)
+        tools.addStretch(0)
+        tools.addWidget(self.fit_button)
+        tools.addWidget(self.one_button)
+        tools.addWidget(self.zoom_label)
+        tools.addWidget(self.save_button)
+        tools.addWidget(self.copy_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(bar)
         layout.addWidget(self.canvas, 1)
-        layout.addWidget(self.wipe_slider)
+        layout.addLayout(tools)
         layout.addWidget(self.strip)
 
         self.left_pick.currentIndexChanged.connect(self._show_picked)

@@ -33,6 +33,8 @@ from gui.run_settings import RunSettings
 from gui.settings import Settings
 from gui.stage_list import StageList
 from gui.timing_table import TimingTable
+from gui import window_state
+from gui.collapsible import Section
 from gui.widgets import SeedBox
 from gui.vram_gauge import VramGauge
 from gui.worker import JobRunner
@@ -95,9 +97,9 @@ class MainWindow(QMainWindow):
             JobFinished: self._job_finished, JobFailed: self._job_failed, JobCancelled: self._job_cancelled,
         }
         self.setAcceptDrops(True)
-        self.resize(1200, 800)
         self._build()
         self._build_menus()
+        window_state.restore(self, self.settings, self.splitters)
         self.runner.event.connect(self.on_event)
         self.runner.torch_ready.connect(self._on_torch_ready)
         self.runner.torch_failed.connect(self._on_torch_failed)
@@ -162,6 +164,10 @@ class MainWindow(QMainWindow):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setObjectName("cancel")
         self.cancel_button.setEnabled(False)
+        # Fixed sizes: enabling, disabling or relabelling them during a run moves nothing.
+        for b in (self.generate_button, self.cancel_button):
+            b.setFixedHeight(b.sizeHint().height() + 6)
+        self.cancel_button.setFixedWidth(max(96, self.cancel_button.sizeHint().width()))
         self.problems = QLabel()
         self.problems.setObjectName("problems")
         self.problems.setWordWrap(True)
@@ -188,12 +194,14 @@ class MainWindow(QMainWindow):
         lv.addWidget(self.resolution)
         lv.addWidget(self.init_row)
         lv.addWidget(self.stage_list)
-        lv.addWidget(self.run_settings)
+        self.run_settings.setTitle("")  # the section header names it
+        self.run_section = Section("Run settings", self.run_settings, expanded=False)
+        lv.addWidget(self.run_section)
         lv.addStretch(1)
-        scroll = QScrollArea()
+        self.left_scroll = scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(left)
-        scroll.setMinimumWidth(400)
+        scroll.setMinimumWidth(320)
         left_panel = QWidget()
         lp = QVBoxLayout(left_panel)
         lp.setContentsMargins(0, 0, 0, 0)
@@ -227,12 +235,23 @@ class MainWindow(QMainWindow):
         vsplit.setStretchFactor(1, 1)
         vsplit.setSizes([560, 220])
         rv.addWidget(vsplit, 1)
+        # The selected stage's editor in a column of its own beside the chain: at 1366×768
+        # neither column needs a scrollbar with the editor's default sections open.
+        editor_scroll = QScrollArea()
+        editor_scroll.setObjectName("stage_editor_scroll")
+        editor_scroll.setWidgetResizable(True)
+        editor_scroll.setWidget(self.stage_list.take_editor())
+        editor_scroll.setMinimumWidth(300)
+        self.editor_scroll = editor_scroll
         split = QSplitter(Qt.Horizontal)
         split.addWidget(left_panel)
+        split.addWidget(editor_scroll)
         split.addWidget(right)
-        split.setStretchFactor(1, 1)
-        split.setSizes([430, 770])
+        split.setStretchFactor(2, 1)
+        split.setChildrenCollapsible(False)
+        split.setSizes([350, 350, 660])
         self.setCentralWidget(split)
+        self.splitters = {"main": split, "viewer": vsplit}
 
         self.torch_status = QLabel("Loading torch…")
         self.torch_status.setObjectName("torch_status")
@@ -752,6 +771,8 @@ class MainWindow(QMainWindow):
             return
         self.autosave_timer.stop()
         self.gauge.timer.stop()
+        window_state.save(self, self.settings, self.splitters)
+        self.settings.save()
         self.runner.shutdown()
         doc.end_session()
         event.accept()
