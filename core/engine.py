@@ -25,7 +25,7 @@ from core.png_writer import PngWriter
 from core.project import Project, validate
 from core.schedulers import check_scheduler
 from core.stage_call import StageInput, build_call, fit_input
-from core.stage_run import run_stage
+from core.stage_run import Previews, run_stage
 
 
 class CancelToken:
@@ -94,16 +94,19 @@ def run(project: Project, out: OutputPlan | None = None, cancel: CancelToken | N
 
 
 def execute(project: Project, emit: Callable[[ev.Event], None], out: OutputPlan | None = None,
-            cancel: CancelToken | None = None, models: ModelCache | None = None) -> None:
+            cancel: CancelToken | None = None, models: ModelCache | None = None,
+            live_previews: bool = False) -> None:
     """Run the job on this thread, passing each event to `emit`. Never raises for a
-    job that fails: the failure is reported as JobFailed and the caller stays usable."""
+    job that fails: the failure is reported as JobFailed and the caller stays usable.
+    With `live_previews`, stages also emit StagePreview now and then (a window shows them;
+    the command line has nowhere to)."""
     cancel = cancel or CancelToken()
     models = models if models is not None else ModelCache()
     out = out or OutputPlan.in_dir()
     job_id = uuid.uuid4().hex[:8]
     current: list[int | None] = [None]
     try:
-        _execute(project, emit, out, cancel, models, job_id, current)
+        _execute(project, emit, out, cancel, models, job_id, current, live_previews)
     except Cancelled:
         emit(ev.JobCancelled(current[0]))
     except (ModelError, ProjectError) as exc:
@@ -123,7 +126,7 @@ def explain(exc: BaseException) -> str:
     return f"{name}: {text[:300]}"
 
 
-def _execute(project, emit, out, cancel, models, job_id, current) -> None:
+def _execute(project, emit, out, cancel, models, job_id, current, live_previews=False) -> None:
     started = time.perf_counter()
     validate(project)
     from core.devices import PeakMeter, best_device, describe_device
@@ -186,7 +189,9 @@ def _execute(project, emit, out, cancel, models, job_id, current) -> None:
                     _report_saved(writer.done(), emit)
                     emit(ev.Step(p.index, i, n, min(1.0, (done_steps + i) / total_expected)))
 
-                result = run_stage(pipe, p, call, given, device, on_step, lambda: cancel.cancelled)
+                previews = Previews(lambda i, image, p=p: emit(ev.StagePreview(p.index, i, image)),
+                                    p.resolved.vae_fingerprint(models.digests)) if live_previews else None
+                result = run_stage(pipe, p, call, given, device, on_step, lambda: cancel.cancelled, previews)
                 image, is_preview = result.image, False
                 if image is None:  # the next stage took the latents: a cheap preview, no decode
                     from core.previews import preview

@@ -40,10 +40,16 @@ class CompareCanvas(QWidget):
     # ---------------------------------------------------------------- state
 
     def set_images(self, left: QImage | None, right: QImage | None) -> None:
-        first = self.left is None and self.right is None
+        before = self._reference()
+        first = before is None
         self.left, self.right = left, right
         self._pix.clear()  # QPixmaps are made here, on the GUI thread, and cached per image
         ref = self._reference()
+        if ref is not None and not first and ref.size() != before.size() and self.zoom is not None:
+            # A new size (another run, an init image): a zoom chosen for the old one means
+            # nothing here (a 200x150 image stayed at 606%, cropped), so fit it again.
+            self.set_zoom(None)
+            return
         if ref is not None and (first or not self._center_inside(ref)):
             self.center = QPointF(ref.width() / 2, ref.height() / 2)
         self.update()
@@ -337,6 +343,12 @@ class CompareView(QWidget):
         sources = dict(self.run.sources()) if self.run else {}
         self.canvas.set_images(qimage_of(sources.get(self.left_pick.currentText())),
                                qimage_of(sources.get(self.right_pick.currentText())))
+        self._show_zoom()
+
+    def show_live(self, image: QImage) -> None:
+        """A live preview of the stage running now, until the stage's own image arrives."""
+        self._live = image
+        self.canvas.set_images(None, image)
         self._show_zoom()
 
     def show_single(self, image: QImage | None) -> None:

@@ -19,16 +19,18 @@ from core.defaults import default_project
 from core.document import Document, Run, read_project
 from core.errors import ProjectError
 from core.events import (
-    JobCancelled, JobFailed, JobFinished, JobStarted, Loading, Notice, StageFinished, StageStarted, Step,
+    JobCancelled, JobFailed, JobFinished, JobStarted, Loading, Notice, StageFinished, StagePreview, StageStarted,
+    Step,
 )
 from core.model_info import chain_problems, forget as forget_model_info, info_for
 from core.model_library import ModelLibrary
 from core.presets import PRESETS
 from core.project import MAX_SEED, Project, validate
 from gui.compare_view import CompareView
-from gui.images import image_size
+from gui.images import image_size, pil_to_qimage
 from gui.prompt_editor import PromptEditor
 from gui.resolution_picker import ResolutionPicker
+from gui.run_progress import StepRate
 from gui.run_settings import RunSettings
 from gui.settings import Settings
 from gui.stage_list import StageList
@@ -93,7 +95,7 @@ class MainWindow(QMainWindow):
         # Engine events, each to its view update (the document records them too).
         self._on_engine_event = {
             JobStarted: self._job_started, StageStarted: self._stage_started, Loading: self._loading,
-            Step: self._step, StageFinished: self._stage_finished, Notice: self._notice,
+            Step: self._step, StagePreview: self._stage_preview, StageFinished: self._stage_finished, Notice: self._notice,
             JobFinished: self._job_finished, JobFailed: self._job_failed, JobCancelled: self._job_cancelled,
         }
         self.setAcceptDrops(True)
@@ -173,11 +175,10 @@ class MainWindow(QMainWindow):
         self.problems.setWordWrap(True)
         self.problems.setStyleSheet("color: #b00020;")
         self.stage_progress = QProgressBar()
-        self.stage_progress.setFormat("stage: %p%")
         self.overall_progress = QProgressBar()
-        self.overall_progress.setRange(0, 1000)
-        self.overall_progress.setFormat("job: %p%")
+        self.step_rate = StepRate()
         self.gauge = VramGauge()
+        self.reset_progress()
 
         seed_row = QHBoxLayout()
         seed_row.addWidget(QLabel("Seed"))
@@ -363,8 +364,21 @@ class MainWindow(QMainWindow):
         """Make a project (new, opened or recovered) the document; every widget shows it."""
         self.document.replace(project, path, runs)
 
+    def reset_progress(self) -> None:
+        """Bars and peaks that say nothing about a run: a new project, a preset, a failed run
+        must not keep showing the last run's stage and peaks."""
+        self.stage_progress.setRange(0, 1)
+        self.stage_progress.setValue(0)
+        self.stage_progress.setFormat("stage: —")
+        self.overall_progress.setRange(0, 1000)
+        self.overall_progress.setValue(0)
+        self.overall_progress.setFormat("job: %p%")
+        self.gauge.clear_peaks()
+
     def _show_project(self) -> None:
         project = self.project
+        if not self.runner.busy:
+            self.reset_progress()
         self.prompt_editor.load(project)
         self.seed.blockSignals(True)
         self.seed.setValue(project.seed)
@@ -670,8 +684,7 @@ class MainWindow(QMainWindow):
             self.show_error("The job cannot start:\n" + "\n".join(f"• {p}" for p in problems))
             return False
         self.banner.hide()
-        self.stage_progress.setValue(0)
-        self.overall_progress.setValue(0)
+        self.reset_progress()
         self.document.begin_run()
         if not self.runner.ready:
             self.statusBar().showMessage("Waiting for torch to load…")
@@ -723,7 +736,8 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"{ev.label}: {ev.model}, {how}")
         self.log_line(f"{ev.label}: {ev.model}, {how}")
         self.stage_progress.setValue(0)
-        self.stage_progress.setFormat(f"{ev.label}: %p%")
+        self.stage_progress.setFormat(f"{ev.label}: starting")
+        self.step_rate.start(ev.label)
 
     def _loading(self, ev: Loading) -> None:
         self.statusBar().showMessage(ev.what)
@@ -732,7 +746,12 @@ class MainWindow(QMainWindow):
     def _step(self, ev: Step) -> None:
         self.stage_progress.setMaximum(max(1, ev.total))
         self.stage_progress.setValue(ev.step)
+        self.stage_progress.setFormat(self.step_rate.text(ev.step, ev.total))
         self.overall_progress.setValue(int(ev.overall * 1000))
+
+    def _stage_preview(self, ev: StagePreview) -> None:
+        # The preview is a PIL image made on the engine thread; the QImage is made here.
+        self.compare.show_live(pil_to_qimage(ev.image))
 
     def _stage_finished(self, ev: StageFinished) -> None:
         self.gauge.add_peak(ev.label, ev.peak_memory, ev.memory_kind)
@@ -748,6 +767,8 @@ class MainWindow(QMainWindow):
         self.log_line(f"finished in {ev.seconds:.2f} s")
 
     def _job_failed(self, ev: JobFailed) -> None:
+        self.reset_progress()
+        self.stage_progress.setFormat("failed")
         self.show_error(f"Generation failed: {ev.message}")
         self.log_line(f"failed: {ev.message}")
         if ev.detail:

@@ -59,8 +59,12 @@ class VramGauge(QWidget):
         self.last = reading
 
     def start_run(self) -> None:
+        self.clear_peaks()
+
+    def clear_peaks(self) -> None:
         self._peaks = []
         self.peaks.setText("")
+        self.peaks.setToolTip("")
 
     def add_peak(self, label: str, peak: int, kind: str) -> None:
         self._peaks.append(f"{label}: {human(peak)} {kind}")

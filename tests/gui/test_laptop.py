@@ -75,3 +75,55 @@ def test_nothing_moves_when_a_run_starts(window, qtbot, fast):
     assert isinstance(blocker.args[0], JobFinished)
     assert during == before
     assert (window.generate_button.geometry(), window.cancel_button.geometry()) == before
+
+
+def test_a_run_shows_live_previews_and_its_speed(window, qtbot, fast, monkeypatch):
+    from core.events import StagePreview, Step
+    import core.stage_run as stage_run
+
+    fast(window, steps=12)
+    seen: list = []
+    formats: list[str] = []
+    live: list = []
+    window.runner.event.connect(lambda ev: seen.append(ev))
+    window.runner.event.connect(lambda ev: formats.append(window.stage_progress.format()) if isinstance(ev, Step) else None)
+    real = window.compare.show_live
+    window.compare.show_live = lambda image: (live.append(image), real(image))
+    # Every step may have one: the demo's steps take milliseconds.
+    monkeypatch.setattr(stage_run, "PREVIEW_INTERVAL_S", 0.0)
+    monkeypatch.setattr(stage_run, "PREVIEW_BUDGET", 1.0)
+    with qtbot.waitSignal(window.jobEnded, timeout=JOB_TIMEOUT_MS) as blocker:
+        window.generate()
+    assert isinstance(blocker.args[0], JobFinished)
+    previews = [e for e in seen if isinstance(e, StagePreview)]
+    assert previews and all(e.image.size == (window.project.width, window.project.height) for e in previews)
+    assert live and not live[-1].isNull()
+    assert any("it/s" in f or "s/it" in f for f in formats) and any("left" in f for f in formats)
+    assert any(f.startswith("base: step ") for f in formats)
+
+
+def test_preview_throttle_keeps_to_its_interval_and_budget():
+    from core.stage_run import PreviewThrottle
+
+    now = [0.0]
+    t = PreviewThrottle(interval=0.25, budget=0.05, clock=lambda: now[0])
+    now[0] = 0.1
+    assert not t.due()  # too soon
+    now[0] = 1.0
+    assert t.due()
+    t.took(0.9)  # that preview cost 0.1 s: 10% of the stage so far
+    now[0] = 1.3
+    assert not t.due()  # over budget until the stage has run 2 s
+    now[0] = 2.1
+    assert t.due()
+
+
+def test_step_rate_text():
+    from gui.run_progress import StepRate
+
+    now = [0.0]
+    r = StepRate(clock=lambda: now[0])
+    r.start("refiner")
+    assert r.text(1, 30) == "refiner: step 1/30"
+    now[0] = 2.0
+    assert r.text(11, 30) == "refiner: step 11/30 · 5.0 it/s · 4 s left"
