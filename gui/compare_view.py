@@ -3,6 +3,9 @@ zoom and pan shared by both (so they always stay in step), a 1:1 pixel zoom, a s
 past runs, and save/copy of the image shown."""
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Callable
+
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QGuiApplication, QIcon, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
@@ -189,6 +192,9 @@ class CompareView(QWidget):
         self.runs: list[Run] = []
         self.run: Run | None = None
         self._live: QImage | None = None
+        # Where the save dialog opens and whom it tells where it was left (the window's settings).
+        self.dialog_dir: Callable[[], str] = lambda: str(Path.home())
+        self.dialog_used: Callable[[str], None] = lambda path: None
         self.canvas = CompareCanvas()
         self.left_pick = QComboBox()
         self.left_pick.setObjectName("compare_left")
@@ -314,13 +320,25 @@ class CompareView(QWidget):
             self.show_run(self.runs[row])
             self.runSelected.emit(row)
 
+    def all_sources(self) -> list[tuple[str, object]]:
+        """What the pickers offer: the shown run's images by their own names first, then every
+        other run's as "run N · name", so Before/After can compare two runs."""
+        sources = list(self.run.sources()) if self.run else []
+        for run in reversed(self.runs):
+            if run is not self.run:
+                sources += [(f"{run.label} · {name}", image) for name, image in run.sources()]
+        return sources
+
     def _fill_pickers(self) -> None:
         sources = self.run.sources() if self.run else []
+        every = self.all_sources()
         for pick in (self.left_pick, self.right_pick):
             pick.blockSignals(True)
             pick.clear()
-            for name, _ in sources:
+            for name, _ in every:
                 pick.addItem(name)
+            if len(sources) < len(every):
+                pick.insertSeparator(len(sources))
             pick.blockSignals(False)
         if sources:
             # Default: the last stage's output against what it started from.
@@ -340,7 +358,8 @@ class CompareView(QWidget):
         self.compare(f"{label} input", f"{label} output")
 
     def _show_picked(self) -> None:
-        sources = dict(self.run.sources()) if self.run else {}
+        self._live = None
+        sources = dict(self.all_sources())
         self.canvas.set_images(qimage_of(sources.get(self.left_pick.currentText())),
                                qimage_of(sources.get(self.right_pick.currentText())))
         self._show_zoom()
@@ -370,7 +389,10 @@ class CompareView(QWidget):
         if image is None:
             return False
         if not path:
-            path, _ = QFileDialog.getSaveFileName(self, "Save image", "image.png", "PNG (*.png)")
+            path, _ = QFileDialog.getSaveFileName(self, "Save image", str(Path(self.dialog_dir()) / "image.png"),
+                                                  "PNG (*.png)")
+            if path:
+                self.dialog_used(path)
         if not path:
             return False
         from core.atomic import write_bytes

@@ -27,6 +27,7 @@ from core.model_library import ModelLibrary
 from core.presets import PRESETS
 from core.project import MAX_SEED, Project, validate
 from gui.compare_view import CompareView
+from gui import init_size
 from gui.images import image_size, pil_to_qimage
 from gui.prompt_editor import PromptEditor
 from gui.resolution_picker import ResolutionPicker
@@ -37,6 +38,7 @@ from gui.stage_list import StageList
 from gui.timing_table import TimingTable
 from gui import window_state
 from gui.collapsible import Section
+from gui.undo import ProjectHistory
 from gui.widgets import SeedBox
 from gui.vram_gauge import VramGauge
 from gui.worker import JobRunner
@@ -83,6 +85,7 @@ class MainWindow(QMainWindow):
         self.library = ModelLibrary.load()
         self.models_dialog = None  # gui.models_dialog.ModelsDialog, while shown
         self.document = Document()
+        self.history = ProjectHistory(lambda: self.document.project, self._restore_snapshot, self)
         self._autosave_dirty = False
         self._on_change = {
             doc.CHANGED_PROJECT: lambda _: self._show_project(),
@@ -151,12 +154,25 @@ class MainWindow(QMainWindow):
         self.clear_init = QToolButton()
         self.clear_init.setText("Clear")
         self.clear_init.setToolTip("Remove the init image: the first stage generates again")
+        self.init_size_note = QLabel()
+        self.init_size_note.setObjectName("init_size_note")
+        self.init_size_note.setWordWrap(True)
+        self.init_size_note.setStyleSheet("color: #8a5a00;")
+        self.snap_init = QToolButton()
+        self.snap_init.setObjectName("snap_init")
+        self.snap_init.clicked.connect(self.snap_init_size)
         self.init_row = QWidget()
         init_layout = QHBoxLayout(self.init_row)
         init_layout.setContentsMargins(0, 0, 0, 0)
         init_layout.addWidget(self.init_thumb)
-        init_layout.addWidget(self.init_label, 1)
-        init_layout.addWidget(self.clear_init)
+        init_text = QVBoxLayout()
+        init_text.addWidget(self.init_label)
+        snap_row = QHBoxLayout()
+        snap_row.addWidget(self.init_size_note, 1)
+        snap_row.addWidget(self.snap_init)
+        init_text.addLayout(snap_row)
+        init_layout.addLayout(init_text, 1)
+        init_layout.addWidget(self.clear_init, 0, Qt.AlignTop)
         self.stage_list = StageList(self.settings.recent_models)
         self.stage_list.set_library(self.library.all())
         self.run_settings = RunSettings()
@@ -218,6 +234,8 @@ class MainWindow(QMainWindow):
 
         self.banner = Banner()
         self.compare = CompareView()
+        self.compare.dialog_dir = self._dialog_dir
+        self.compare.dialog_used = self.settings.remember_dir
         self.timings = TimingTable()
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
@@ -263,6 +281,7 @@ class MainWindow(QMainWindow):
         self.seed.valueChanged.connect(self._on_seed)
         self.random_seed.clicked.connect(self._random_seed)
         self.resolution.changed.connect(self.on_edited)
+        self.resolution.changed.connect(self._advise_init_size)
         self.resolution.matchInitRequested.connect(self.match_init_size)
         self.stage_list.changed.connect(self._on_stages_changed)
         self.stage_list.modelChosen.connect(self._remember_model)
@@ -293,6 +312,13 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         action(file_menu, "&Quit", self.close, QKeySequence.Quit)
         edit_menu = self.menuBar().addMenu("&Edit")
+        self.undo_action = self.history.stack.createUndoAction(self, "&Undo")
+        self.undo_action.setShortcuts([QKeySequence(QKeySequence.Undo)])
+        self.redo_action = self.history.stack.createRedoAction(self, "&Redo")
+        self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        edit_menu.addAction(self.undo_action)
+        edit_menu.addAction(self.redo_action)
+        edit_menu.addSeparator()
         action(edit_menu, "&Copy Image", self.compare.copy_shown, QKeySequence.Copy)
         action(edit_menu, "Save Image &As…", lambda: self.compare.save_shown(), "Ctrl+Shift+E")
         models_menu = self.menuBar().addMenu("&Models")
@@ -308,6 +334,7 @@ class MainWindow(QMainWindow):
             self.preset_actions[key] = a
         run_menu = self.menuBar().addMenu("&Run")
         self.generate_action = action(run_menu, "&Generate", self.generate, "Ctrl+Return")
+        self.generate_action.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])
         self.cancel_action = action(run_menu, "&Cancel", self.cancel, "Escape")
         self._fill_recent()
 
@@ -331,11 +358,17 @@ class MainWindow(QMainWindow):
         answer = box.exec()
         return {QMessageBox.Save: "save", QMessageBox.Discard: "discard"}.get(answer, "cancel")
 
+    def _dialog_dir(self) -> str:
+        """Where file dialogs open: the folder last used, else the user's home (never the
+        app's data folder, which holds nothing of theirs)."""
+        return str(self.settings.start_dir(Path.home()))
+
     def choose_save_path(self) -> Path | None:
-        start = str(self.path or (paths.home() / "untitled.handoff"))
+        start = str(self.path or (Path(self._dialog_dir()) / "untitled.handoff"))
         name, _ = QFileDialog.getSaveFileName(self, "Save project", start, "Handoff project (*.handoff)")
         if not name:
             return None
+        self.settings.remember_dir(name)
         p = Path(name)
         return p if p.suffix == ".handoff" else p.with_suffix(".handoff")
 
@@ -353,7 +386,16 @@ class MainWindow(QMainWindow):
 
     def set_modified(self, modified: bool) -> None:
         self.document.set_modified(modified)
+        if modified:
+            self.history.record()  # every edit comes through here
         self._update_title()
+
+    def _restore_snapshot(self, project: Project) -> None:
+        """Undo or redo: the project as it was, in place (history and path stay)."""
+        row = self.stage_list.current_index()
+        self.document.replace_recipe(project)
+        if 0 <= row < len(project.stages):
+            self.stage_list.list.setCurrentRow(row)
 
     def _on_modified(self, modified: bool) -> None:
         if modified:
@@ -363,6 +405,7 @@ class MainWindow(QMainWindow):
     def load_project(self, project: Project, path: Path | None, runs: list[Run]) -> None:
         """Make a project (new, opened or recovered) the document; every widget shows it."""
         self.document.replace(project, path, runs)
+        self.history.reset()  # another project: the last one's edits are not undone into it
 
     def reset_progress(self) -> None:
         """Bars and peaks that say nothing about a run: a new project, a preset, a failed run
@@ -406,7 +449,32 @@ class MainWindow(QMainWindow):
             size = image_size(Path(init))
             dims = f" ({size[0]}×{size[1]})" if size else ""
             self.init_label.setText(f"Init image: {Path(init).name}{dims} — the first stage refines it")
+        self._advise_init_size()
         self._validate()
+
+    def init_size_advice(self) -> tuple[int, int] | None:
+        """The size to snap to when the job's size is far from the base model's native area."""
+        if not self.project.init_image:
+            return None
+        info = info_for(self._base_model())
+        return init_size.advice(self.project.width, self.project.height, info.native, info.multiple)
+
+    def _advise_init_size(self) -> None:
+        good = self.init_size_advice()
+        if good is not None:
+            native = info_for(self._base_model()).native
+            self.init_size_note.setText(f"{self.project.width}×{self.project.height} is far from the model's "
+                                        f"{native}×{native} area: expect mush or repeats")
+            self.snap_init.setText(f"Use {good[0]}×{good[1]}")
+            self.snap_init.setToolTip("The same shape at the model's native area (the init image is resized)")
+        self.init_size_note.setVisible(good is not None)
+        self.snap_init.setVisible(good is not None)
+
+    def snap_init_size(self) -> None:
+        good = self.init_size_advice()
+        if good is not None:
+            self.resolution.set_size(*good)
+            self._refresh_derived()
 
     def _base_model(self) -> str:
         enabled = self.project.enabled_stages()
@@ -507,15 +575,17 @@ class MainWindow(QMainWindow):
 
     def open_dialog(self) -> None:
         name, _ = QFileDialog.getOpenFileName(
-            self, "Open", str(paths.home()),
+            self, "Open", self._dialog_dir(),
             "Projects and images (*.handoff *.png *.jpg *.jpeg *.webp);;Handoff project (*.handoff);;All files (*)")
         if name:
+            self.settings.remember_dir(name)
             self.open_path(Path(name))
 
     def open_image_dialog(self) -> None:
-        name, _ = QFileDialog.getOpenFileName(self, "Open image", str(paths.home()),
+        name, _ = QFileDialog.getOpenFileName(self, "Open image", self._dialog_dir(),
                                               "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff)")
         if name:
+            self.settings.remember_dir(name)
             self.open_path(Path(name))
 
     def open_project_file(self, path: Path) -> bool:
@@ -621,6 +691,10 @@ class MainWindow(QMainWindow):
                     "Restore recipe?",
                     f"{path.name} carries the recipe it was made with ({len(recipe.stages)} stage(s), "
                     f"“{recipe.prompt[:60]}”).\n\nRestore it? (No uses the image as the init image.)"):
+                # The recipe replaces every setting: unsaved ones are asked about first, as
+                # for any other replacement (it stays one undo step away too).
+                if not self.maybe_discard():
+                    return "cancelled"
                 self.restore_recipe(recipe)
                 return "recipe"
             self.set_init_image(path)
@@ -643,6 +717,7 @@ class MainWindow(QMainWindow):
         if recipe.init_image and not Path(recipe.init_image).is_file():
             recipe.init_image = None
         self.document.replace_recipe(recipe)
+        self.history.record()
         self.statusBar().showMessage("Recipe restored", 5000)
 
     def set_init_image(self, path: Path) -> None:

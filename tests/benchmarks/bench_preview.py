@@ -5,7 +5,8 @@
 Builds a tiny SDXL base (tests/tiny_pipelines.py; or --base FOLDER for a real model on a
 GPU machine), runs a one-stage job through core.engine.execute with live_previews off and
 on, alternating, the first of each a warm-up. Prints the median denoise seconds of each,
-the number of previews, and the ratio; the budget is a ratio of at most 1.05.
+the number of previews, the time spent inside core.previews.preview, and the ratios;
+the budget is previews costing at most 5% (a ratio of 1.05).
 """
 from __future__ import annotations
 
@@ -86,7 +87,9 @@ def main() -> None:
     print(f"  with previews:    {l:.3f} s, {statistics.median(counts):.0f} previews per job")
     print(f"  time inside core.previews.preview: {statistics.median(inside):.3f} s per job "
           f"({statistics.median(inside) / l * 100:.1f}% of the denoise time)")
-    print(f"  ratio: {l / p:.3f} (budget ≤ 1.05)")
+    print(f"  ratio: {l / p:.3f} of medians, {min(live) / min(plain):.3f} of the fastest runs (budget ≤ 1.05)")
+    # On a shared machine the whole-job ratio is mostly other people's load; the time
+    # measured inside the preview itself is the cost previews add.
 
 
 if __name__ == "__main__":

@@ -127,3 +127,143 @@ def test_step_rate_text():
     assert r.text(1, 30) == "refiner: step 1/30"
     now[0] = 2.0
     assert r.text(11, 30) == "refiner: step 11/30 · 5.0 it/s · 4 s left"
+
+
+def _png(path, size, colour="red"):
+    from PIL import Image
+
+    Image.new("RGB", size, colour).save(path)
+    return path
+
+
+def test_switching_to_a_preset_resets_progress_and_peaks(window, qtbot, fast):
+    fast(window)
+    with qtbot.waitSignal(window.jobEnded, timeout=JOB_TIMEOUT_MS):
+        window.generate()
+    assert window.gauge.peaks.text() and window.overall_progress.value() == 1000
+    window.set_modified(False)
+    assert window.new_from_preset(next(iter(window.preset_actions)))
+    assert window.overall_progress.value() == 0 and window.stage_progress.value() == 0
+    assert window.gauge.peaks.text() == "" and "stage" in window.stage_progress.format()
+    assert "base" not in window.stage_progress.format()
+
+
+def test_the_viewer_fits_an_image_of_a_new_size(window, tmp_path):
+    from PySide6.QtGui import QImage
+
+    canvas = window.compare.canvas
+    window.compare.show_single(QImage(str(_png(tmp_path / "a.png", (32, 32)))))
+    canvas.set_zoom(6.06)
+    window.compare.show_single(QImage(str(_png(tmp_path / "b.png", (200, 150)))))
+    assert canvas.zoom is None  # fitted, not left at 606% and cropped
+    canvas.set_zoom(2.0)
+    window.compare.show_single(QImage(str(_png(tmp_path / "c.png", (200, 150), "blue"))))
+    assert canvas.zoom == 2.0  # the same size keeps the zoom (comparing two results closely)
+
+
+def test_before_and_after_can_come_from_two_runs(window, qtbot, fast):
+    from gui.images import qimage_of
+
+    fast(window)
+    for _ in range(2):
+        with qtbot.waitSignal(window.jobEnded, timeout=JOB_TIMEOUT_MS):
+            window.generate()
+    cv = window.compare
+    names = [cv.left_pick.itemText(i) for i in range(cv.left_pick.count())]
+    assert "refiner output" in names and "run 1 · refiner output" in names
+    cv.compare("run 1 · refiner output", "refiner output")
+    assert cv.canvas.left is qimage_of(window.runs[0].stages[-1].image)
+    assert cv.canvas.right is qimage_of(window.runs[1].stages[-1].image)
+
+
+def test_a_reopened_init_image_keeps_its_name(window, tmp_path, answers):
+    window.set_init_image(_png(tmp_path / "holiday photo.png", (64, 64)))
+    answers.save_path = tmp_path / "p.handoff"
+    assert window.save()
+    window.set_modified(False)
+    assert window.open_path(tmp_path / "p.handoff") == "project"
+    assert "holiday_photo.png" in window.init_label.text()
+
+
+def test_a_dropped_recipe_asks_before_replacing_unsaved_work(window, tmp_path, answers):
+    from PIL import Image
+
+    from core.defaults import default_project
+    from core.metadata import save_png
+
+    recipe = default_project()
+    recipe.prompt = "a recipe prompt"
+    png = save_png(Image.new("RGB", (64, 64), "yellow"), tmp_path / "made.png", recipe, 1)
+    window.prompt_editor.prompt.setPlainText("my unsaved prompt")
+    answers.save_changes = "cancel"
+    assert window.open_path(png) == "cancelled"
+    assert answers.asked == ["Restore recipe?", "save changes"]
+    assert window.project.prompt == "my unsaved prompt"
+    answers.save_changes = "discard"
+    assert window.open_path(png) == "recipe" and window.project.prompt == "a recipe prompt"
+
+
+def test_file_dialogs_start_in_the_last_folder(window, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    from core import paths
+
+    assert not window._dialog_dir().startswith(str(paths.home()))
+    picked = _png(tmp_path / "pic.png", (64, 64))
+    starts = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileName",
+                        staticmethod(lambda parent, title, start, filt: (starts.append(start), (str(picked), ""))[1]))
+    window.open_image_dialog()
+    window.open_image_dialog()
+    assert starts[1] == str(tmp_path)
+
+
+def test_undo_and_redo_every_edit(window, qtbot):
+    from PySide6.QtCore import Qt
+
+    stack = window.history.stack
+    ed = window.stage_list.editor
+    window.stage_list.list.setCurrentRow(1)
+    ed.steps.setValue(9)
+    assert window.project.stages[1].steps == 9
+    window.prompt_editor.prompt.setPlainText("one")
+    window.prompt_editor.prompt.setPlainText("one two")  # rapid edits of one field: one step
+    window.stage_list.add_stage()
+    assert len(window.project.stages) == 3
+    window.setFocus()
+    qtbot.keyClick(window, Qt.Key_Z, Qt.ControlModifier)
+    assert len(window.project.stages) == 2
+    window.undo_action.trigger()
+    assert window.project.prompt != "one" and window.project.prompt != "one two"
+    window.undo_action.trigger()
+    assert window.project.stages[1].steps != 9 and window.stage_list.editor.steps.value() != 9
+    assert not stack.canUndo()
+    qtbot.keyClick(window, Qt.Key_Z, Qt.ControlModifier | Qt.ShiftModifier)
+    assert window.project.stages[1].steps == 9
+    window.redo_action.trigger()
+    window.redo_action.trigger()
+    assert window.project.prompt == "one two" and len(window.project.stages) == 3
+    # Another project starts with nothing to undo.
+    window.set_modified(False)
+    window.new_project()
+    assert not stack.canUndo()
+
+
+def test_an_init_image_far_from_the_native_area_offers_a_snap(window, tmp_path):
+    from core.model_info import info_for
+
+    info = info_for(window.project.stages[0].model)
+    small = info.native // 4
+    window.set_init_image(_png(tmp_path / "tiny.png", (small * 4 // 3, small)))
+    assert window.init_size_note.isVisibleTo(window) and window.snap_init.isVisibleTo(window)
+    window.snap_init.click()
+    w, h = window.project.width, window.project.height
+    assert w % info.multiple == 0 and h % info.multiple == 0
+    assert 0.5 <= w * h / info.native ** 2 <= 2 and w > h
+    assert not window.init_size_note.isVisibleTo(window)
+
+
+def test_keys_generate_cancel_and_save(window, qtbot):
+    keys = {a.shortcut().toString() for a in window.findChildren(type(window.generate_action))}
+    assert {"Ctrl+Return", "Esc", "Ctrl+Z", "Ctrl+Shift+Z", "Ctrl+S"} <= keys
+    assert "Ctrl+Enter" in [s.toString() for s in window.generate_action.shortcuts()]
