@@ -40,7 +40,7 @@ from gui import window_state
 from gui.collapsible import Section
 from gui.undo import ProjectHistory
 from gui.widgets import SeedBox
-from gui.vram_gauge import VramGauge
+from gui.vram_gauge import VramGauge, human
 from gui.worker import JobRunner
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
@@ -332,6 +332,8 @@ class MainWindow(QMainWindow):
             a.setToolTip(p.note)
             a.setStatusTip(p.note)
             self.preset_actions[key] = a
+        self.presets_menu.aboutToShow.connect(self._mark_presets)  # a download may have finished since
+        self._mark_presets()
         run_menu = self.menuBar().addMenu("&Run")
         self.generate_action = action(run_menu, "&Generate", self.generate, "Ctrl+Return")
         self.generate_action.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])
@@ -561,11 +563,35 @@ class MainWindow(QMainWindow):
         if self.models_dialog is None:
             self.models_dialog = ModelsDialog(self.library, self)
             self.models_dialog.changed.connect(self.library_changed)
+            self.models_dialog.useModel.connect(self.use_model_for_stage)
+            self.models_dialog.sizesChanged.connect(self._mark_presets)
         self.models_dialog.refresh()
         self.models_dialog.show()
         self.models_dialog.raise_()
         self.models_dialog.activateWindow()
         return self.models_dialog
+
+    def use_model_for_stage(self, ref: str) -> None:
+        """The library's "Use for this stage" (or a double-click): the selected stage's model."""
+        if not self.project.stages:
+            return
+        self.stage_list.editor.model._commit(ref)
+
+    def _mark_presets(self) -> None:
+        """Each preset says whether it needs a download first, and how much once known."""
+        from core.model_library import availability, known_download_size
+
+        entries = {e.ref: e for e in self.library.all()}
+        for key, a in self.preset_actions.items():
+            preset = PRESETS[key]
+            missing = [s.model for s in preset.project().stages
+                       if s.model in entries and not availability(entries[s.model])[0]]
+            if not missing:
+                a.setText(preset.title)
+                continue
+            sizes = [known_download_size(m) for m in dict.fromkeys(missing)]
+            size = f" ({human(sum(sizes))})" if all(s is not None for s in sizes) else ""
+            a.setText(f"{preset.title} — needs a download{size}")
 
     def library_changed(self) -> None:
         forget_model_info()

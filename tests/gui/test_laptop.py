@@ -267,3 +267,66 @@ def test_keys_generate_cancel_and_save(window, qtbot):
     keys = {a.shortcut().toString() for a in window.findChildren(type(window.generate_action))}
     assert {"Ctrl+Return", "Esc", "Ctrl+Z", "Ctrl+Shift+Z", "Ctrl+S"} <= keys
     assert "Ctrl+Enter" in [s.toString() for s in window.generate_action.shortcuts()]
+
+
+def test_the_library_lists_the_builtin_models_and_chooses_for_the_stage(window, qtbot):
+    from gui.models_dialog import OFFLINE, REF, SIZE
+
+    dialog = window.open_models()
+    t = dialog.table
+    rows = {t.item(r, REF).text(): r for r in range(t.rowCount())}
+    for ref in ("builtin:demo-base", "builtin:demo-refiner"):
+        assert t.item(rows[ref], OFFLINE).text() == "yes" and t.item(rows[ref], SIZE).text() == "none needed"
+    # A message about one row goes when another is selected.
+    dialog.say("Something went wrong with that one")
+    window.stage_list.list.setCurrentRow(1)
+    dialog.select("builtin:demo-base")
+    assert dialog.status.text() == ""
+    assert dialog.use_button.isEnabled() and not dialog.remove_button.isEnabled()
+    assert dialog.use_selected()
+    assert window.project.stages[1].model == "builtin:demo-base"
+    assert window.stage_list.editor.model.currentText() == "builtin:demo-base"
+    dialog.table.cellDoubleClicked.emit(rows["builtin:demo-refiner"], 0)
+    assert window.project.stages[1].model == "builtin:demo-refiner"
+    assert window.history.stack.canUndo()  # choosing from the library is an edit like any other
+
+
+def test_download_sizes_in_the_library_and_the_presets_menu(window, qtbot, monkeypatch):
+    from core import model_library as ml
+    from core.presets import PRESETS
+    from gui.models_dialog import REF, SIZE, SIZE_UNKNOWN_OFFLINE
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    dialog = window.open_models()
+    t = dialog.table
+    hub = [r for r in range(t.rowCount()) if dialog.entries[r].ref_kind == "hub"]
+    assert hub and all(t.item(r, SIZE).text() == SIZE_UNKNOWN_OFFLINE for r in hub)
+    marked = [a.text() for a in window.preset_actions.values()]
+    assert any("needs a download" in m for m in marked)
+    assert window.preset_actions["demo"].text() == PRESETS["demo"].title  # the builtins need nothing
+    # Online: the Hub's answer arrives on the GUI thread, into the table and the menu.
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(ml, "_sizes", {})
+
+    def fake_size(repo_id):
+        ml._sizes[repo_id] = 5 * 1024 ** 3
+        return ml._sizes[repo_id]
+
+    monkeypatch.setattr(ml, "hub_download_size", fake_size)
+    dialog.sizes._asked.clear()
+    with qtbot.waitSignal(dialog.sizesChanged, timeout=5000):
+        dialog.refresh()
+    qtbot.waitUntil(lambda: all(t.item(r, SIZE).text() == "5.0 GiB" for r in hub), timeout=5000)
+    window.presets_menu.aboutToShow.emit()
+    assert any("needs a download (" in a.text() and "GiB)" in a.text() for a in window.preset_actions.values())
+
+
+def test_download_size_counts_what_a_pipeline_download_fetches():
+    from core.model_library import download_files
+
+    files = {"model_index.json": 1, "sd_xl_base_1.0.safetensors": 7000, "unet/config.json": 1,
+             "unet/diffusion_pytorch_model.safetensors": 100, "unet/diffusion_pytorch_model.fp16.safetensors": 50,
+             "unet/diffusion_pytorch_model.bin": 100, "vae/diffusion_pytorch_model.fp16.safetensors": 10}
+    assert set(download_files(files)) == {"model_index.json", "unet/config.json",
+                                          "unet/diffusion_pytorch_model.safetensors",
+                                          "vae/diffusion_pytorch_model.fp16.safetensors"}
