@@ -887,8 +887,19 @@ class MainWindow(QMainWindow):
 
     # ---------------------------------------------------------------- closing
 
+    def quit_for_signal(self) -> None:
+        """SIGTERM or SIGINT (gui/app.py): close now, asking nothing (nobody may be there to
+        answer). Unsaved work is autosaved and the session stays marked, so the next start
+        offers it back; with nothing unsaved it is a clean exit and nothing is offered."""
+        self._signal_quit = True
+        if self.modified:
+            self._autosave_dirty = True
+            self.autosave()
+        self.close()
+
     def closeEvent(self, event) -> None:
-        if not self.maybe_discard():
+        by_signal = getattr(self, "_signal_quit", False)
+        if not by_signal and not self.maybe_discard():
             event.ignore()
             return
         self.autosave_timer.stop()
@@ -896,5 +907,6 @@ class MainWindow(QMainWindow):
         window_state.save(self, self.settings, self.splitters)
         self.settings.save()
         self.runner.shutdown()
-        doc.end_session()
+        if not (by_signal and self.modified):
+            doc.end_session()
         event.accept()

@@ -330,3 +330,36 @@ def test_download_size_counts_what_a_pipeline_download_fetches():
     assert set(download_files(files)) == {"model_index.json", "unet/config.json",
                                           "unet/diffusion_pytorch_model.safetensors",
                                           "vae/diffusion_pytorch_model.fp16.safetensors"}
+
+
+def test_sigterm_quits_cleanly_and_is_no_crash(qtbot, with_models, monkeypatch):
+    import os
+    import signal
+
+    from core import document
+    from gui.app import create_window, install_quit_signals
+
+    app, w = create_window([])
+    qtbot.addWidget(w)
+    assert app.applicationName() == "Handoff" and os.environ.get("RESOURCE_NAME") == "Handoff"
+    assert document._lock_file().exists()
+    installed = install_quit_signals(app, w)
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        qtbot.waitUntil(lambda: not w.isVisible(), timeout=10_000)
+    finally:
+        installed.restore()
+    assert not document._lock_file().exists()
+    assert not document.begin_session()  # the next start offers no recovery
+    document.end_session()
+
+
+def test_sigterm_with_unsaved_work_keeps_it_for_the_next_start(window, qtbot):
+    from core import document
+
+    document.begin_session()
+    window.prompt_editor.prompt.setPlainText("not saved anywhere")
+    window.quit_for_signal()
+    assert not window.isVisible()
+    assert document.begin_session()  # offered back: it was never saved
+    document.end_session()
