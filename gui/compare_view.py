@@ -144,8 +144,9 @@ class CompareCanvas(QWidget):
             p.setClipRect(QRectF(pane.left(), pane.top(), x - pane.left(), pane.height()))
             p.drawPixmap(self._target(self.left, pane), self._pixmap(self.left), QRectF(self.left.rect()))
             p.restore()
-        p.setPen(QPen(Qt.white, 2))
-        p.drawLine(QPointF(x, pane.top()), QPointF(x, pane.bottom()))
+        if self.left is not None and self.right is not None:  # one image (a live preview): no line
+            p.setPen(QPen(Qt.white, 2))
+            p.drawLine(QPointF(x, pane.top()), QPointF(x, pane.bottom()))
 
     # ---------------------------------------------------------------- zoom and pan
 
@@ -209,6 +210,10 @@ class CompareView(QWidget):
         self.fit_button = tool_button("Fit", "Fit the image to the view", lambda: self.canvas.set_zoom(None))
         self.one_button = tool_button("1:1", "One image pixel per screen pixel", lambda: self.canvas.set_zoom(1.0))
         self.zoom_label = QLabel()
+        self.live_label = QLabel()
+        self.live_label.setObjectName("live_label")
+        self.live_label.setStyleSheet("color: #b00020; font-weight: bold;")
+        self.live_label.hide()
         self.save_button = tool_button("Save…", "Save the image shown on the right", self.save_shown)
         self.copy_button = tool_button("Copy", "Copy the image shown on the right", self.copy_shown)
         self.wipe_slider = QSlider(Qt.Horizontal)
@@ -229,6 +234,7 @@ class CompareView(QWidget):
         bar.addWidget(self.left_pick, 1)
         bar.addWidget(QLabel("After"))
         bar.addWidget(self.right_pick, 1)
+        bar.addWidget(self.live_label)
         bar.addWidget(self.mode)
         # The view tools share the wipe slider's row: one toolbar would make the viewer's
         # minimum width more than a laptop's third column has.
@@ -359,20 +365,29 @@ class CompareView(QWidget):
 
     def _show_picked(self) -> None:
         self._live = None
+        self.live_label.hide()
         sources = dict(self.all_sources())
         self.canvas.set_images(qimage_of(sources.get(self.left_pick.currentText())),
                                qimage_of(sources.get(self.right_pick.currentText())))
         self._show_zoom()
 
-    def show_live(self, image: QImage) -> None:
-        """A live preview of the stage running now, until the stage's own image arrives."""
+    def show_live(self, image: QImage, caption: str = "") -> None:
+        """A live preview of the stage running now, until the stage's own image arrives;
+        the pickers go blank meanwhile, since what shows is neither of their images."""
         self._live = image
+        for pick in (self.left_pick, self.right_pick):
+            pick.blockSignals(True)
+            pick.setCurrentIndex(-1)
+            pick.blockSignals(False)
+        self.live_label.setText(f"● live: {caption}" if caption else "● live")
+        self.live_label.show()
         self.canvas.set_images(None, image)
         self._show_zoom()
 
     def show_single(self, image: QImage | None) -> None:
         """One image with nothing to compare (an init image dropped before any run)."""
         self.run = None
+        self.live_label.hide()
         for pick in (self.left_pick, self.right_pick):
             pick.blockSignals(True)
             pick.clear()

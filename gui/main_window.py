@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
     QFileDialog, QFrame, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QPlainTextEdit, QProgressBar,
-    QPushButton, QScrollArea, QSplitter, QTabWidget, QToolButton, QVBoxLayout, QWidget,
+    QPushButton, QScrollArea, QSizePolicy, QSplitter, QTabWidget, QToolButton, QVBoxLayout, QWidget,
 )
 
 from core import document as doc
@@ -194,6 +194,11 @@ class MainWindow(QMainWindow):
         self.overall_progress = QProgressBar()
         self.step_rate = StepRate()
         self.gauge = VramGauge()
+        # The step line grows during a run ("refiner: step 12/25 · 18.1 it/s · 1 s left"):
+        # its text must not widen the column, or the whole window grows past a laptop's screen.
+        for w in (self.stage_progress, self.overall_progress, self.gauge.label):
+            w.setSizePolicy(QSizePolicy.Ignored, w.sizePolicy().verticalPolicy())
+            w.setMinimumWidth(0)
         self.reset_progress()
 
         seed_row = QHBoxLayout()
@@ -218,7 +223,8 @@ class MainWindow(QMainWindow):
         self.left_scroll = scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(left)
-        scroll.setMinimumWidth(320)
+        # Wide enough for its widest row (the size picker), so it never scrolls sideways.
+        scroll.setMinimumWidth(left.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4)
         left_panel = QWidget()
         lp = QVBoxLayout(left_panel)
         lp.setContentsMargins(0, 0, 0, 0)
@@ -260,7 +266,8 @@ class MainWindow(QMainWindow):
         editor_scroll.setObjectName("stage_editor_scroll")
         editor_scroll.setWidgetResizable(True)
         editor_scroll.setWidget(self.stage_list.take_editor())
-        editor_scroll.setMinimumWidth(300)
+        editor_scroll.setMinimumWidth(self.stage_list.editor.minimumSizeHint().width()
+                                      + editor_scroll.verticalScrollBar().sizeHint().width() + 4)
         self.editor_scroll = editor_scroll
         split = QSplitter(Qt.Horizontal)
         split.addWidget(left_panel)
@@ -268,7 +275,7 @@ class MainWindow(QMainWindow):
         split.addWidget(right)
         split.setStretchFactor(2, 1)
         split.setChildrenCollapsible(False)
-        split.setSizes([350, 350, 660])
+        split.setSizes([360, 360, 646])
         self.setCentralWidget(split)
         self.splitters = {"main": split, "viewer": vsplit}
 
@@ -852,7 +859,7 @@ class MainWindow(QMainWindow):
 
     def _stage_preview(self, ev: StagePreview) -> None:
         # The preview is a PIL image made on the engine thread; the QImage is made here.
-        self.compare.show_live(pil_to_qimage(ev.image))
+        self.compare.show_live(pil_to_qimage(ev.image), f"{self.step_rate.label}, step {ev.step}")
 
     def _stage_finished(self, ev: StageFinished) -> None:
         self.gauge.add_peak(ev.label, ev.peak_memory, ev.memory_kind)

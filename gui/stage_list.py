@@ -62,7 +62,7 @@ class ModelCombo(QComboBox):
         super().__init__(parent)
         self.setEditable(True)
         self.setInsertPolicy(QComboBox.NoInsert)
-        self.setMinimumContentsLength(18)
+        self.setMinimumContentsLength(10)  # long references scroll in the line edit
         self.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
         self._recent = list(recent or [])
         self._library: list = []  # core.model_library.LibraryEntry, usable ones only
@@ -226,6 +226,7 @@ class StageEditor(QGroupBox):
         column.setSpacing(2)
         for section in self.sections:
             column.addWidget(section)
+        column.addStretch(1)  # folded sections stay together at the top, not spread out
 
         self.name.textEdited.connect(self._write)
         self.model.refChanged.connect(self._write)

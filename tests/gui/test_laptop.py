@@ -21,6 +21,7 @@ def test_the_window_opens_within_the_available_area(window):
 
 
 def test_at_1366x768_the_selected_stage_needs_no_scrollbar(window, qtbot):
+    assert window.minimumSizeHint().width() <= 1366 and window.minimumSizeHint().height() <= LAPTOP[1]
     _fit_laptop(window, qtbot)
     for row in range(len(window.project.stages)):
         window.stage_list.list.setCurrentRow(row)
@@ -74,6 +75,7 @@ def test_nothing_moves_when_a_run_starts(window, qtbot, fast):
         during = (window.generate_button.geometry(), window.cancel_button.geometry())
     assert isinstance(blocker.args[0], JobFinished)
     assert during == before
+    assert window.width() == LAPTOP[0]  # the step line's text does not widen the window
     assert (window.generate_button.geometry(), window.cancel_button.geometry()) == before
 
 
@@ -88,7 +90,7 @@ def test_a_run_shows_live_previews_and_its_speed(window, qtbot, fast, monkeypatc
     window.runner.event.connect(lambda ev: seen.append(ev))
     window.runner.event.connect(lambda ev: formats.append(window.stage_progress.format()) if isinstance(ev, Step) else None)
     real = window.compare.show_live
-    window.compare.show_live = lambda image: (live.append(image), real(image))
+    window.compare.show_live = lambda image, caption="": (live.append((image, caption)), real(image, caption))
     # Every step may have one: the demo's steps take milliseconds.
     monkeypatch.setattr(stage_run, "PREVIEW_INTERVAL_S", 0.0)
     monkeypatch.setattr(stage_run, "PREVIEW_BUDGET", 1.0)
@@ -97,7 +99,8 @@ def test_a_run_shows_live_previews_and_its_speed(window, qtbot, fast, monkeypatc
     assert isinstance(blocker.args[0], JobFinished)
     previews = [e for e in seen if isinstance(e, StagePreview)]
     assert previews and all(e.image.size == (window.project.width, window.project.height) for e in previews)
-    assert live and not live[-1].isNull()
+    assert live and not live[-1][0].isNull() and "step" in live[-1][1]
+    assert window.compare.live_label.isVisible() is False  # the stage's own image replaced it
     assert any("it/s" in f or "s/it" in f for f in formats) and any("left" in f for f in formats)
     assert any(f.startswith("base: step ") for f in formats)
 
