@@ -25,7 +25,7 @@ from core.png_writer import PngWriter
 from core.project import Project, validate
 from core.schedulers import check_scheduler
 from core.stage_call import StageInput, build_call, fit_input
-from core.stage_run import run_stage
+from core.stage_run import Previews, run_stage
 from core.stage_store import StageStore, StoredOutput, model_fingerprint, prefix_key
 
 
@@ -97,13 +97,15 @@ def run(project: Project, out: OutputPlan | None = None, cancel: CancelToken | N
 
 def execute(project: Project, emit: Callable[[ev.Event], None], out: OutputPlan | None = None,
             cancel: CancelToken | None = None, models: ModelCache | None = None, from_stage: int | None = None,
-            store: StageStore | None = None) -> None:
+            store: StageStore | None = None, live_previews: bool = False) -> None:
     """Run the job on this thread, passing each event to `emit`. Never raises for a
     job that fails: the failure is reported as JobFailed and the caller stays usable.
 
     `from_stage` (an index in project.stages): start there, reusing the stored output of
     the stages before it (core.stage_store); where that output is stale or missing, the
-    job says so and starts from the latest stage whose output is still stored."""
+    job says so and starts from the latest stage whose output is still stored.
+    With `live_previews`, stages also emit StagePreview now and then (a window shows them;
+    the command line has nowhere to)."""
     cancel = cancel or CancelToken()
     models = models if models is not None else ModelCache()
     out = out or OutputPlan.in_dir()
@@ -111,7 +113,7 @@ def execute(project: Project, emit: Callable[[ev.Event], None], out: OutputPlan 
     current: list[int | None] = [None]
     try:
         _execute(project, emit, out, cancel, models, job_id, current, from_stage,
-                 store if store is not None else StageStore.default())
+                 store if store is not None else StageStore.default(), live_previews)
     except Cancelled:
         emit(ev.JobCancelled(current[0]))
     except (ModelError, ProjectError) as exc:
@@ -131,7 +133,8 @@ def explain(exc: BaseException) -> str:
     return f"{name}: {text[:300]}"
 
 
-def _execute(project, emit, out, cancel, models, job_id, current, from_stage, store) -> None:
+def _execute(project, emit, out, cancel, models, job_id, current, from_stage, store,
+             live_previews=False) -> None:
     started = time.perf_counter()
     validate(project)
     from core.devices import PeakMeter, best_device, describe_device
@@ -213,7 +216,9 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
                     _report_saved(writer.done(), emit)
                     emit(ev.Step(p.index, i, n, min(1.0, (done_steps + i) / total_expected)))
 
-                result = run_stage(pipe, p, call, given, device, on_step, lambda: cancel.cancelled)
+                previews = Previews(lambda i, image, p=p: emit(ev.StagePreview(p.index, i, image)),
+                                    p.resolved.vae_fingerprint(models.digests)) if live_previews else None
+                result = run_stage(pipe, p, call, given, device, on_step, lambda: cancel.cancelled, previews)
                 image, is_preview = result.image, False
                 if image is None:  # the next stage took the latents: a cheap preview, no decode
                     from core.previews import preview

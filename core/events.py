@@ -43,6 +43,15 @@ class Step:
 
 
 @dataclass(frozen=True)
+class StagePreview:
+    """A cheap look at the stage's latents part-way (core.previews), every few steps."""
+
+    index: int
+    step: int  # 1-based, the step the latents are from
+    image: Any  # PIL.Image.Image at the stage's output size
+
+
+@dataclass(frozen=True)
 class StageFinished:
     index: int
     label: str
@@ -106,4 +115,4 @@ class JobCancelled:
     at_stage: int | None
 
 
-Event = JobStarted | StageStarted | Loading | Step | StageFinished | StageSaved | Notice | JobFinished | JobFailed | JobCancelled
+Event = JobStarted | StageStarted | Loading | Step | StagePreview | StageFinished | StageSaved | Notice | JobFinished | JobFailed | JobCancelled

@@ -12,6 +12,7 @@ whatever else that file holds.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from core.checkpoints import DENOISER, PIPELINE, describe_file
 from core.model_info import ModelInfo, describe_folder, info_for
 
 SOURCES = {
+    "builtin": "built in",
     "preset": "preset",
     "user": "added by you",
     "comfyui": "ComfyUI folder",
@@ -47,7 +49,9 @@ class LibraryEntry:
 
     @property
     def ref_kind(self) -> str:
-        """'hub', 'folder' or 'file', from the reference's shape (no file access)."""
+        """'builtin', 'hub', 'folder' or 'file', from the reference's shape (no file access)."""
+        if self.ref.startswith("builtin:"):
+            return "builtin"
         if self.ref.lower().endswith(".safetensors"):
             return "file"
         if self.ref.startswith(("/", "~", ".")) or "\\" in self.ref or (len(self.ref) > 1 and self.ref[1] == ":"):
@@ -365,6 +369,72 @@ def preset_entries() -> list[LibraryEntry]:
     return [LibraryEntry(name, ref, "preset", family) for name, ref, family in _PRESET_MODELS]
 
 
+def builtin_entries() -> list[LibraryEntry]:
+    """The demo models that ship with Handoff: always listed, always offline-ready."""
+    from core import demo
+
+    return [LibraryEntry("demo base", demo.BASE, "builtin", info_for(demo.BASE).family),
+            LibraryEntry("demo refiner", demo.REFINER, "builtin", info_for(demo.REFINER).family)]
+
+
+_sizes: dict[str, int | None] = {}  # Hub id -> bytes a download fetches, once asked
+_sizes_lock = threading.Lock()
+
+
+def known_download_size(repo_id: str) -> int | None:
+    """What hub_download_size found for `repo_id` this session (None: not asked or unknown)."""
+    with _sizes_lock:
+        return _sizes.get(repo_id)
+
+
+_OTHER_WEIGHTS = (".bin", ".ckpt", ".msgpack", ".onnx", ".onnx_data", ".pb", ".h5", ".pt", ".pth")
+
+
+def download_files(files: dict[str, int]) -> dict[str, int]:
+    """Of a repo's files (name -> bytes), those a pipeline download fetches, about as
+    DiffusionPipeline.download chooses them without importing diffusers: the component
+    folders' files and the top-level configs (not a top-level single-file checkpoint),
+    safetensors rather than other weight formats, the plain weights rather than fp16
+    variants."""
+    names = set(files)
+    out = {}
+    for name, size in files.items():
+        folder, _, base = name.rpartition("/")
+        if not folder and not base.endswith((".json", ".txt")):
+            continue
+        if base.endswith(_OTHER_WEIGHTS) and any(n.startswith(f"{folder}/") and n.endswith(".safetensors") for n in names):
+            continue
+        plain = base.replace(".fp16.", ".").replace(".bf16.", ".")
+        if plain != base and f"{folder}/{plain}" in names:
+            continue
+        out[name] = size
+    return out
+
+
+def hub_download_size(repo_id: str) -> int | None:
+    """The bytes of `repo_id`'s files on the Hub (huggingface_hub's model_info with
+    files_metadata); None when offline or the Hub cannot say. A network call: run it off
+    the GUI thread. Remembered for the session."""
+    with _sizes_lock:
+        if repo_id in _sizes:
+            return _sizes[repo_id]
+    from core.models import offline
+
+    if offline():
+        return None
+    try:
+        from huggingface_hub import HfApi
+
+        info = HfApi().model_info(repo_id, files_metadata=True)
+        files = {s.rfilename: s.size for s in (info.siblings or []) if getattr(s, "size", None)}
+        total = sum(download_files(files).values()) if files else None
+    except Exception:  # no network, no such repo, a gated one: the size is just not known
+        return None
+    with _sizes_lock:
+        _sizes[repo_id] = total
+    return total
+
+
 def entry_for(ref: str, source: str = "user", name: str | None = None) -> LibraryEntry:
     """A library entry for a reference the user gives, described from its files (a family
     it cannot tell is kept, with the reason in `note`). Raises core.errors.ModelError when
@@ -380,6 +450,8 @@ def entry_for(ref: str, source: str = "user", name: str | None = None) -> Librar
 def availability(entry: LibraryEntry) -> tuple[bool, str]:
     """(ready with no network, what to say about it) for an entry."""
     kind = entry.ref_kind
+    if kind == "builtin":
+        return True, "built in: ships with Handoff, loads offline"
     if kind == "hub":
         if cached_snapshot(entry.ref) is not None:
             return True, "cached: loads offline"
@@ -425,10 +497,11 @@ class ModelLibrary:
         })
 
     def all(self) -> list[LibraryEntry]:
-        """The user's entries, then the presets' models not already listed or removed."""
+        """The built-in demo models, the user's entries, then the presets' models not
+        already listed or removed."""
         mine = {e.ref for e in self.entries}
         presets = [e for e in preset_entries() if e.ref not in mine and e.ref not in self.hidden_presets]
-        return list(self.entries) + presets
+        return builtin_entries() + list(self.entries) + presets
 
     def find(self, ref: str) -> LibraryEntry | None:
         return next((e for e in self.all() if e.ref == ref), None)

@@ -2,7 +2,7 @@
 with its outputs, so a project moves between machines whole.
 
     project.json   {"format": "handoff-project", "schema_version", "project", "history"}
-    images/init.png
+    images/init/<name>.png   the init image, as PNG, under its own name (images/init.png before)
     images/<run-id>-<n>.png
 A plain .json project (just the recipe), a ComfyUI graph saved as .json, and an image
 (PNG, JPEG, WebP) carrying a recipe, Handoff's or another tool's, load too.
@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from core import paths
@@ -62,7 +63,8 @@ def save(path: Path, doc: ProjectDocument) -> Path:
     init_png = None
     if project.init_image:
         init_png = _png_bytes(Path(project.init_image))
-        project.init_image = "images/init.png"
+        # Under its own name (as PNG), so the reopened project still says which image it is.
+        project.init_image = f"images/init/{_safe_stem(Path(project.init_image))}.png"
     manifest = {
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
@@ -72,7 +74,7 @@ def save(path: Path, doc: ProjectDocument) -> Path:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         if init_png is not None:
-            z.writestr("images/init.png", init_png)
+            z.writestr(project.init_image, init_png)
         for run in doc.history:
             entry = {"run_id": run.run_id, "when": run.when, "recipe": run.recipe, "timings": run.timings, "images": []}
             for n, img in enumerate(run.images):
@@ -119,7 +121,7 @@ def load(path: Path) -> ProjectDocument:
                 raise ProjectError([f"{path.name} is not a Handoff project"])
             project = Project.from_dict(manifest["project"])
             if project.init_image:
-                project.init_image = str(_extract(z.read(project.init_image)))
+                project.init_image = str(_extract(z.read(project.init_image), PurePosixPath(project.init_image).name))
             history = [
                 HistoryRun(
                     run_id=r["run_id"], when=r["when"], recipe=r["recipe"], timings=r.get("timings", []),
@@ -144,9 +146,17 @@ def _png_bytes(path: Path) -> bytes:
         raise ProjectError([f"init image {path} cannot be read: {exc}"]) from exc
 
 
-def _extract(data: bytes) -> Path:
-    """Init images live as files while a project is open (the engine reads a path)."""
-    target = paths.cache_dir() / "project-images" / f"{hashlib.sha256(data).hexdigest()[:16]}.png"
+def _safe_stem(path: Path) -> str:
+    stem = re.sub(r"[^\w.-]+", "_", path.stem).strip("._")[:80]
+    return stem or "init"
+
+
+def _extract(data: bytes, name: str = "init.png") -> Path:
+    """Init images live as files while a project is open (the engine reads a path): in a
+    folder named by the content's hash (two projects' different photo.png never collide),
+    under the image's own name."""
+    name = f"{_safe_stem(Path(name))}.png"
+    target = paths.cache_dir() / "project-images" / hashlib.sha256(data).hexdigest()[:16] / name
     if not target.exists():
         write_with(target, lambda f: f.write(data))
     return target

@@ -13,6 +13,40 @@ from core.planning import StagePlan
 from core.stage_call import Call, StageInput
 
 
+PREVIEW_INTERVAL_S = 0.25  # at most four live previews a second
+PREVIEW_BUDGET = 0.05  # and never more than this share of the stage's time spent on them
+
+
+class PreviewThrottle:
+    """When a step gets a live preview: the latent->RGB map costs a fraction of a step, but
+    a step of a tiny model costs less than that, so previews are paced by the clock and by
+    what they have cost so far, not by a step count."""
+
+    def __init__(self, interval: float = PREVIEW_INTERVAL_S, budget: float = PREVIEW_BUDGET,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.interval, self.budget, self.clock = interval, budget, clock
+        self.start = clock()
+        self.last = self.start
+        self.spent = 0.0
+
+    def due(self) -> bool:
+        now = self.clock()
+        return now - self.last >= self.interval and self.spent <= self.budget * (now - self.start)
+
+    def took(self, started: float) -> None:
+        self.last = self.clock()
+        self.spent += self.last - started
+
+
+@dataclass
+class Previews:
+    """Where a stage's live previews go: `emit(step, PIL image)`, for the VAE `fingerprint`
+    (core.previews remembers its fitted map by it)."""
+
+    emit: Callable[[int, Any], None]
+    fingerprint: str | None
+
+
 @dataclass
 class StageOutput:
     image: Any  # PIL image; None when the stage handed over latents and was not decoded
@@ -47,14 +81,35 @@ def patched(pipe, p: StagePlan, call: Call) -> contextlib.ExitStack:
 
 
 def run_stage(pipe, p: StagePlan, call: Call, given: StageInput, device: str,
-              on_step: Callable[[int, int], None], cancelled: Callable[[], bool]) -> StageOutput:
-    """Run one diffusers call, reporting steps, capturing the final latents on the way."""
+              on_step: Callable[[int, int], None], cancelled: Callable[[], bool],
+              previews: Previews | None = None) -> StageOutput:
+    """Run one diffusers call, reporting steps (and live previews, when asked), capturing
+    the final latents on the way."""
     from core.devices import synchronize
 
     if p.runs_no_step():
         return StageOutput(given.image, given.latents, 0, 0.0, 0.0)
 
     captured: dict[str, Any] = {}
+    width, height = p.size
+    throttle = PreviewThrottle(PREVIEW_INTERVAL_S, PREVIEW_BUDGET) if previews is not None else None
+
+    def live_preview(pipeline, i: int, total: int, latents) -> None:
+        nonlocal throttle
+        if throttle is None or i + 1 >= total or not throttle.due():
+            return  # the last step's image is the stage's own, moments later
+        from core.previews import preview
+
+        started = time.perf_counter()
+        try:
+            # The callback's latents are in the pipeline's layout (Flux packs them).
+            handed = p.family.from_pipeline(pipeline, latents, height, width)
+            image = preview(pipeline, p.family, handed, (width, height), previews.fingerprint)
+        except Exception:  # a VAE the map cannot fit: the run goes on without previews
+            throttle = None
+            return
+        throttle.took(started)
+        previews.emit(i + 1, image)
 
     def callback(pipeline, i, t, kwargs):
         if cancelled():
@@ -68,6 +123,7 @@ def run_stage(pipe, p: StagePlan, call: Call, given: StageInput, device: str,
         captured["t_last"] = time.perf_counter()
         # ERNIE-Image keeps no _num_timesteps: its scheduler's timesteps are the ones it runs.
         total = int(getattr(pipeline, "_num_timesteps", 0) or 0) or len(pipeline.scheduler.timesteps)
+        live_preview(pipeline, i, call.stop_after or total, kwargs["latents"])
         on_step(i + 1, call.stop_after or total)
         if call.stop_after is not None and i + 1 >= call.stop_after:
             pipeline._interrupt = True  # the loop skips the rest; the latents stay at sigma_k
@@ -85,7 +141,6 @@ def run_stage(pipe, p: StagePlan, call: Call, given: StageInput, device: str,
         steps_run = captured.get("steps", 0)  # the steps the callback saw
     latents = captured.get("latents")
     image = None if call.kwargs.get("output_type") == "latent" else result.images[0]
-    width, height = p.size
     if latents is not None:
         latents = p.family.from_pipeline(pipe, latents, height, width)
     return StageOutput(image, latents, steps_run, t_last - start, end - t_last)

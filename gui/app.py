@@ -20,6 +20,52 @@ def _real_streams() -> None:
 
 
 PRELOAD_DELAY_MS = 300
+APP_NAME = "Handoff"
+
+
+def install_quit_signals(app, window) -> object:
+    """SIGTERM (a logout, `kill`, a service manager) and SIGINT close the window through the
+    Qt loop, as a user would, instead of killing the process mid-write: the session lock
+    goes, so the next start does not take it for a crash. Python runs signal handlers only
+    between bytecodes, and a Qt loop waiting for events runs none; the wakeup fd makes the
+    loop wake (a socket notifier) so the handler runs at once. Returns what must be kept
+    alive; `restore()` on it puts the old handlers back (for tests)."""
+    import signal
+    import socket
+
+    from PySide6.QtCore import QSocketNotifier, QTimer
+
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    old_fd = signal.set_wakeup_fd(writer.fileno())
+    notifier = QSocketNotifier(reader.fileno(), QSocketNotifier.Read, app)
+
+    def drain() -> None:
+        try:
+            reader.recv(256)  # the Python handler has run by now; empty the pipe
+        except OSError:
+            pass
+
+    notifier.activated.connect(drain)
+
+    def on_signal(signum, _frame) -> None:
+        QTimer.singleShot(0, window.quit_for_signal)
+
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    class Installed:
+        def restore(self) -> None:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+            signal.set_wakeup_fd(old_fd)
+            notifier.setEnabled(False)
+            reader.close()
+            writer.close()
+
+    installed = Installed()
+    installed.keep = (reader, writer, notifier)
+    return installed
 
 
 def create_window(argv: list[str] | None = None):
@@ -32,8 +78,11 @@ def create_window(argv: list[str] | None = None):
     from core import document
     from gui.main_window import MainWindow
 
-    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "handoff"])
-    app.setApplicationName("Handoff")
+    # X11 names the window's WM_CLASS after argv[0] (or RESOURCE_NAME): "Handoff", not
+    # "main.py", so docks and window rules find it; Wayland uses the desktop file name below.
+    os.environ.setdefault("RESOURCE_NAME", APP_NAME)
+    app = QApplication.instance() or QApplication([APP_NAME] + (sys.argv[1:] if sys.argv else []))
+    app.setApplicationName(APP_NAME)
     app.setOrganizationName("Handoff")
     app.setDesktopFileName(APP_ID)  # Wayland matches the window to core/desktop.py's menu entry
     icon = paths.RESOURCES / "icon.png"
@@ -98,6 +147,7 @@ def run_app(argv: list[str] | None = None) -> int:
     import qasync
 
     app, window = create_window(argv)
+    signals = install_quit_signals(app, window)  # noqa: F841  (kept alive while the app runs)
     result = [0]
     quit_after = os.environ.get(QUIT_AFTER_ENV)
     if quit_after:

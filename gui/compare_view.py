@@ -3,6 +3,9 @@ zoom and pan shared by both (so they always stay in step), a 1:1 pixel zoom, a s
 past runs, and save/copy of the image shown."""
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Callable
+
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QGuiApplication, QIcon, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
@@ -40,10 +43,16 @@ class CompareCanvas(QWidget):
     # ---------------------------------------------------------------- state
 
     def set_images(self, left: QImage | None, right: QImage | None) -> None:
-        first = self.left is None and self.right is None
+        before = self._reference()
+        first = before is None
         self.left, self.right = left, right
         self._pix.clear()  # QPixmaps are made here, on the GUI thread, and cached per image
         ref = self._reference()
+        if ref is not None and not first and ref.size() != before.size() and self.zoom is not None:
+            # A new size (another run, an init image): a zoom chosen for the old one means
+            # nothing here (a 200x150 image stayed at 606%, cropped), so fit it again.
+            self.set_zoom(None)
+            return
         if ref is not None and (first or not self._center_inside(ref)):
             self.center = QPointF(ref.width() / 2, ref.height() / 2)
         self.update()
@@ -135,8 +144,9 @@ class CompareCanvas(QWidget):
             p.setClipRect(QRectF(pane.left(), pane.top(), x - pane.left(), pane.height()))
             p.drawPixmap(self._target(self.left, pane), self._pixmap(self.left), QRectF(self.left.rect()))
             p.restore()
-        p.setPen(QPen(Qt.white, 2))
-        p.drawLine(QPointF(x, pane.top()), QPointF(x, pane.bottom()))
+        if self.left is not None and self.right is not None:  # one image (a live preview): no line
+            p.setPen(QPen(Qt.white, 2))
+            p.drawLine(QPointF(x, pane.top()), QPointF(x, pane.bottom()))
 
     # ---------------------------------------------------------------- zoom and pan
 
@@ -183,16 +193,27 @@ class CompareView(QWidget):
         self.runs: list[Run] = []
         self.run: Run | None = None
         self._live: QImage | None = None
+        # Where the save dialog opens and whom it tells where it was left (the window's settings).
+        self.dialog_dir: Callable[[], str] = lambda: str(Path.home())
+        self.dialog_used: Callable[[str], None] = lambda path: None
         self.canvas = CompareCanvas()
         self.left_pick = QComboBox()
         self.left_pick.setObjectName("compare_left")
         self.right_pick = QComboBox()
         self.right_pick.setObjectName("compare_right")
+        for pick in (self.left_pick, self.right_pick):
+            # Long source names must not set the viewer's minimum width (a laptop's is small).
+            pick.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            pick.setMinimumContentsLength(8)
         self.mode = QComboBox()
         self.mode.addItems([WIPE, SIDE])
         self.fit_button = tool_button("Fit", "Fit the image to the view", lambda: self.canvas.set_zoom(None))
         self.one_button = tool_button("1:1", "One image pixel per screen pixel", lambda: self.canvas.set_zoom(1.0))
         self.zoom_label = QLabel()
+        self.live_label = QLabel()
+        self.live_label.setObjectName("live_label")
+        self.live_label.setStyleSheet("color: #b00020; font-weight: bold;")
+        self.live_label.hide()
         self.save_button = tool_button("Save…", "Save the image shown on the right", self.save_shown)
         self.copy_button = tool_button("Copy", "Copy the image shown on the right", self.copy_shown)
         self.wipe_slider = QSlider(Qt.Horizontal)
@@ -213,17 +234,23 @@ class CompareView(QWidget):
         bar.addWidget(self.left_pick, 1)
         bar.addWidget(QLabel("After"))
         bar.addWidget(self.right_pick, 1)
+        bar.addWidget(self.live_label)
         bar.addWidget(self.mode)
-        bar.addWidget(self.fit_button)
-        bar.addWidget(self.one_button)
-        bar.addWidget(self.zoom_label)
-        bar.addWidget(self.save_button)
-        bar.addWidget(self.copy_button)
+        # The view tools share the wipe slider's row: one toolbar would make the viewer's
+        # minimum width more than a laptop's third column has.
+        tools = QHBoxLayout()
+        tools.addWidget(self.wipe_slider, 1)
+        tools.addStretch(0)
+        tools.addWidget(self.fit_button)
+        tools.addWidget(self.one_button)
+        tools.addWidget(self.zoom_label)
+        tools.addWidget(self.save_button)
+        tools.addWidget(self.copy_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(bar)
         layout.addWidget(self.canvas, 1)
-        layout.addWidget(self.wipe_slider)
+        layout.addLayout(tools)
         layout.addWidget(self.strip)
 
         self.left_pick.currentIndexChanged.connect(self._show_picked)
@@ -299,13 +326,25 @@ class CompareView(QWidget):
             self.show_run(self.runs[row])
             self.runSelected.emit(row)
 
+    def all_sources(self) -> list[tuple[str, object]]:
+        """What the pickers offer: the shown run's images by their own names first, then every
+        other run's as "run N · name", so Before/After can compare two runs."""
+        sources = list(self.run.sources()) if self.run else []
+        for run in reversed(self.runs):
+            if run is not self.run:
+                sources += [(f"{run.label} · {name}", image) for name, image in run.sources()]
+        return sources
+
     def _fill_pickers(self) -> None:
         sources = self.run.sources() if self.run else []
+        every = self.all_sources()
         for pick in (self.left_pick, self.right_pick):
             pick.blockSignals(True)
             pick.clear()
-            for name, _ in sources:
+            for name, _ in every:
                 pick.addItem(name)
+            if len(sources) < len(every):
+                pick.insertSeparator(len(sources))
             pick.blockSignals(False)
         if sources:
             # Default: the last stage's output against what it started from.
@@ -325,14 +364,30 @@ class CompareView(QWidget):
         self.compare(f"{label} input", f"{label} output")
 
     def _show_picked(self) -> None:
-        sources = dict(self.run.sources()) if self.run else {}
+        self._live = None
+        self.live_label.hide()
+        sources = dict(self.all_sources())
         self.canvas.set_images(qimage_of(sources.get(self.left_pick.currentText())),
                                qimage_of(sources.get(self.right_pick.currentText())))
+        self._show_zoom()
+
+    def show_live(self, image: QImage, caption: str = "") -> None:
+        """A live preview of the stage running now, until the stage's own image arrives;
+        the pickers go blank meanwhile, since what shows is neither of their images."""
+        self._live = image
+        for pick in (self.left_pick, self.right_pick):
+            pick.blockSignals(True)
+            pick.setCurrentIndex(-1)
+            pick.blockSignals(False)
+        self.live_label.setText(f"● live: {caption}" if caption else "● live")
+        self.live_label.show()
+        self.canvas.set_images(None, image)
         self._show_zoom()
 
     def show_single(self, image: QImage | None) -> None:
         """One image with nothing to compare (an init image dropped before any run)."""
         self.run = None
+        self.live_label.hide()
         for pick in (self.left_pick, self.right_pick):
             pick.blockSignals(True)
             pick.clear()
@@ -349,7 +404,10 @@ class CompareView(QWidget):
         if image is None:
             return False
         if not path:
-            path, _ = QFileDialog.getSaveFileName(self, "Save image", "image.png", "PNG (*.png)")
+            path, _ = QFileDialog.getSaveFileName(self, "Save image", str(Path(self.dialog_dir()) / "image.png"),
+                                                  "PNG (*.png)")
+            if path:
+                self.dialog_used(path)
         if not path:
             return False
         from core.atomic import write_bytes

@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
     QFileDialog, QFrame, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QPlainTextEdit, QProgressBar,
-    QPushButton, QScrollArea, QSplitter, QTabWidget, QToolButton, QVBoxLayout, QWidget,
+    QPushButton, QScrollArea, QSizePolicy, QSplitter, QTabWidget, QToolButton, QVBoxLayout, QWidget,
 )
 
 from core import document as doc
@@ -19,22 +19,28 @@ from core.defaults import default_project
 from core.document import Document, Run, read_project
 from core.errors import ProjectError, ReadError
 from core.events import (
-    JobCancelled, JobFailed, JobFinished, JobStarted, Loading, Notice, StageFinished, StageStarted, Step,
+    JobCancelled, JobFailed, JobFinished, JobStarted, Loading, Notice, StageFinished, StagePreview, StageStarted,
+    Step,
 )
 from core.model_info import chain_problems, forget as forget_model_info, info_for
 from core.model_library import ModelLibrary
 from core.presets import PRESETS
 from core.project import MAX_SEED, Project, validate
 from gui.compare_view import CompareView
-from gui.images import image_size
+from gui import init_size
+from gui.images import image_size, pil_to_qimage
 from gui.prompt_editor import PromptEditor
 from gui.resolution_picker import ResolutionPicker
+from gui.run_progress import StepRate
 from gui.run_settings import RunSettings
 from gui.settings import Settings
 from gui.stage_list import StageList
 from gui.timing_table import TimingTable
+from gui import window_state
+from gui.collapsible import Section
+from gui.undo import ProjectHistory
 from gui.widgets import SeedBox
-from gui.vram_gauge import VramGauge
+from gui.vram_gauge import VramGauge, human
 from gui.tuning import Tuning
 from gui.worker import JobRunner
 
@@ -80,6 +86,7 @@ class MainWindow(QMainWindow):
         self.library = ModelLibrary.load()
         self.models_dialog = None  # gui.models_dialog.ModelsDialog, while shown
         self.document = Document()
+        self.history = ProjectHistory(lambda: self.document.project, self._restore_snapshot, self)
         self._autosave_dirty = False
         self._on_change = {
             doc.CHANGED_PROJECT: lambda _: self._show_project(),
@@ -92,14 +99,14 @@ class MainWindow(QMainWindow):
         # Engine events, each to its view update (the document records them too).
         self._on_engine_event = {
             JobStarted: self._job_started, StageStarted: self._stage_started, Loading: self._loading,
-            Step: self._step, StageFinished: self._stage_finished, Notice: self._notice,
+            Step: self._step, StagePreview: self._stage_preview, StageFinished: self._stage_finished, Notice: self._notice,
             JobFinished: self._job_finished, JobFailed: self._job_failed, JobCancelled: self._job_cancelled,
         }
         self.setAcceptDrops(True)
-        self.resize(1200, 800)
         self._build()
         self._build_menus()
         self.tuning = Tuning(self)  # re-run from a stage, the job queue, sweeps (gui/tuning.py)
+        window_state.restore(self, self.settings, self.splitters)
         self.runner.event.connect(self.on_event)
         self.runner.torch_ready.connect(self._on_torch_ready)
         self.runner.torch_failed.connect(self._on_torch_failed)
@@ -149,12 +156,25 @@ class MainWindow(QMainWindow):
         self.clear_init = QToolButton()
         self.clear_init.setText("Clear")
         self.clear_init.setToolTip("Remove the init image: the first stage generates again")
+        self.init_size_note = QLabel()
+        self.init_size_note.setObjectName("init_size_note")
+        self.init_size_note.setWordWrap(True)
+        self.init_size_note.setStyleSheet("color: #8a5a00;")
+        self.snap_init = QToolButton()
+        self.snap_init.setObjectName("snap_init")
+        self.snap_init.clicked.connect(self.snap_init_size)
         self.init_row = QWidget()
         init_layout = QHBoxLayout(self.init_row)
         init_layout.setContentsMargins(0, 0, 0, 0)
         init_layout.addWidget(self.init_thumb)
-        init_layout.addWidget(self.init_label, 1)
-        init_layout.addWidget(self.clear_init)
+        init_text = QVBoxLayout()
+        init_text.addWidget(self.init_label)
+        snap_row = QHBoxLayout()
+        snap_row.addWidget(self.init_size_note, 1)
+        snap_row.addWidget(self.snap_init)
+        init_text.addLayout(snap_row)
+        init_layout.addLayout(init_text, 1)
+        init_layout.addWidget(self.clear_init, 0, Qt.AlignTop)
         self.stage_list = StageList(self.settings.recent_models)
         self.stage_list.set_library(self.library.all())
         self.run_settings = RunSettings()
@@ -164,16 +184,24 @@ class MainWindow(QMainWindow):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setObjectName("cancel")
         self.cancel_button.setEnabled(False)
+        # Fixed sizes: enabling, disabling or relabelling them during a run moves nothing.
+        for b in (self.generate_button, self.cancel_button):
+            b.setFixedHeight(b.sizeHint().height() + 6)
+        self.cancel_button.setFixedWidth(max(96, self.cancel_button.sizeHint().width()))
         self.problems = QLabel()
         self.problems.setObjectName("problems")
         self.problems.setWordWrap(True)
         self.problems.setStyleSheet("color: #b00020;")
         self.stage_progress = QProgressBar()
-        self.stage_progress.setFormat("stage: %p%")
         self.overall_progress = QProgressBar()
-        self.overall_progress.setRange(0, 1000)
-        self.overall_progress.setFormat("job: %p%")
+        self.step_rate = StepRate()
         self.gauge = VramGauge()
+        # The step line grows during a run ("refiner: step 12/25 · 18.1 it/s · 1 s left"):
+        # its text must not widen the column, or the whole window grows past a laptop's screen.
+        for w in (self.stage_progress, self.overall_progress, self.gauge.label):
+            w.setSizePolicy(QSizePolicy.Ignored, w.sizePolicy().verticalPolicy())
+            w.setMinimumWidth(0)
+        self.reset_progress()
 
         seed_row = QHBoxLayout()
         seed_row.addWidget(QLabel("Seed"))
@@ -190,12 +218,15 @@ class MainWindow(QMainWindow):
         lv.addWidget(self.resolution)
         lv.addWidget(self.init_row)
         lv.addWidget(self.stage_list)
-        lv.addWidget(self.run_settings)
+        self.run_settings.setTitle("")  # the section header names it
+        self.run_section = Section("Run settings", self.run_settings, expanded=False)
+        lv.addWidget(self.run_section)
         lv.addStretch(1)
-        scroll = QScrollArea()
+        self.left_scroll = scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(left)
-        scroll.setMinimumWidth(400)
+        # Wide enough for its widest row (the size picker), so it never scrolls sideways.
+        scroll.setMinimumWidth(left.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4)
         left_panel = QWidget()
         lp = QVBoxLayout(left_panel)
         lp.setContentsMargins(0, 0, 0, 0)
@@ -211,6 +242,8 @@ class MainWindow(QMainWindow):
 
         self.banner = Banner()
         self.compare = CompareView()
+        self.compare.dialog_dir = self._dialog_dir
+        self.compare.dialog_used = self.settings.remember_dir
         self.timings = TimingTable()
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
@@ -229,12 +262,24 @@ class MainWindow(QMainWindow):
         vsplit.setStretchFactor(1, 1)
         vsplit.setSizes([560, 220])
         rv.addWidget(vsplit, 1)
+        # The selected stage's editor in a column of its own beside the chain: at 1366×768
+        # neither column needs a scrollbar with the editor's default sections open.
+        editor_scroll = QScrollArea()
+        editor_scroll.setObjectName("stage_editor_scroll")
+        editor_scroll.setWidgetResizable(True)
+        editor_scroll.setWidget(self.stage_list.take_editor())
+        editor_scroll.setMinimumWidth(self.stage_list.editor.minimumSizeHint().width()
+                                      + editor_scroll.verticalScrollBar().sizeHint().width() + 4)
+        self.editor_scroll = editor_scroll
         split = QSplitter(Qt.Horizontal)
         split.addWidget(left_panel)
+        split.addWidget(editor_scroll)
         split.addWidget(right)
-        split.setStretchFactor(1, 1)
-        split.setSizes([430, 770])
+        split.setStretchFactor(2, 1)
+        split.setChildrenCollapsible(False)
+        split.setSizes([360, 360, 646])
         self.setCentralWidget(split)
+        self.splitters = {"main": split, "viewer": vsplit}
 
         self.torch_status = QLabel("Loading torch…")
         self.torch_status.setObjectName("torch_status")
@@ -245,6 +290,7 @@ class MainWindow(QMainWindow):
         self.seed.valueChanged.connect(self._on_seed)
         self.random_seed.clicked.connect(self._random_seed)
         self.resolution.changed.connect(self.on_edited)
+        self.resolution.changed.connect(self._advise_init_size)
         self.resolution.matchInitRequested.connect(self.match_init_size)
         self.stage_list.changed.connect(self._on_stages_changed)
         self.stage_list.modelChosen.connect(self._remember_model)
@@ -277,6 +323,13 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         action(file_menu, "&Quit", self.close, QKeySequence.Quit)
         edit_menu = self.menuBar().addMenu("&Edit")
+        self.undo_action = self.history.stack.createUndoAction(self, "&Undo")
+        self.undo_action.setShortcuts([QKeySequence(QKeySequence.Undo)])
+        self.redo_action = self.history.stack.createRedoAction(self, "&Redo")
+        self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        edit_menu.addAction(self.undo_action)
+        edit_menu.addAction(self.redo_action)
+        edit_menu.addSeparator()
         action(edit_menu, "&Copy Image", self.compare.copy_shown, QKeySequence.Copy)
         action(edit_menu, "Save Image &As…", lambda: self.compare.save_shown(), "Ctrl+Shift+E")
         models_menu = self.menuBar().addMenu("&Models")
@@ -290,8 +343,11 @@ class MainWindow(QMainWindow):
             a.setToolTip(p.note)
             a.setStatusTip(p.note)
             self.preset_actions[key] = a
+        self.presets_menu.aboutToShow.connect(self._mark_presets)  # a download may have finished since
+        self._mark_presets()
         run_menu = self.menuBar().addMenu("&Run")
         self.generate_action = action(run_menu, "&Generate", self.generate, "Ctrl+Return")
+        self.generate_action.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])
         self.cancel_action = action(run_menu, "&Cancel", self.cancel, "Escape")
         self._fill_recent()
 
@@ -315,11 +371,17 @@ class MainWindow(QMainWindow):
         answer = box.exec()
         return {QMessageBox.Save: "save", QMessageBox.Discard: "discard"}.get(answer, "cancel")
 
+    def _dialog_dir(self) -> str:
+        """Where file dialogs open: the folder last used, else the user's home (never the
+        app's data folder, which holds nothing of theirs)."""
+        return str(self.settings.start_dir(Path.home()))
+
     def choose_save_path(self) -> Path | None:
-        start = str(self.path or (paths.home() / "untitled.handoff"))
+        start = str(self.path or (Path(self._dialog_dir()) / "untitled.handoff"))
         name, _ = QFileDialog.getSaveFileName(self, "Save project", start, "Handoff project (*.handoff)")
         if not name:
             return None
+        self.settings.remember_dir(name)
         p = Path(name)
         return p if p.suffix == ".handoff" else p.with_suffix(".handoff")
 
@@ -337,7 +399,16 @@ class MainWindow(QMainWindow):
 
     def set_modified(self, modified: bool) -> None:
         self.document.set_modified(modified)
+        if modified:
+            self.history.record()  # every edit comes through here
         self._update_title()
+
+    def _restore_snapshot(self, project: Project) -> None:
+        """Undo or redo: the project as it was, in place (history and path stay)."""
+        row = self.stage_list.current_index()
+        self.document.replace_recipe(project)
+        if 0 <= row < len(project.stages):
+            self.stage_list.list.setCurrentRow(row)
 
     def _on_modified(self, modified: bool) -> None:
         if modified:
@@ -347,9 +418,23 @@ class MainWindow(QMainWindow):
     def load_project(self, project: Project, path: Path | None, runs: list[Run]) -> None:
         """Make a project (new, opened or recovered) the document; every widget shows it."""
         self.document.replace(project, path, runs)
+        self.history.reset()  # another project: the last one's edits are not undone into it
+
+    def reset_progress(self) -> None:
+        """Bars and peaks that say nothing about a run: a new project, a preset, a failed run
+        must not keep showing the last run's stage and peaks."""
+        self.stage_progress.setRange(0, 1)
+        self.stage_progress.setValue(0)
+        self.stage_progress.setFormat("stage: —")
+        self.overall_progress.setRange(0, 1000)
+        self.overall_progress.setValue(0)
+        self.overall_progress.setFormat("job: %p%")
+        self.gauge.clear_peaks()
 
     def _show_project(self) -> None:
         project = self.project
+        if not self.runner.busy:
+            self.reset_progress()
         self.prompt_editor.load(project)
         self.seed.blockSignals(True)
         self.seed.setValue(project.seed)
@@ -377,7 +462,32 @@ class MainWindow(QMainWindow):
             size = image_size(Path(init))
             dims = f" ({size[0]}×{size[1]})" if size else ""
             self.init_label.setText(f"Init image: {Path(init).name}{dims} — the first stage refines it")
+        self._advise_init_size()
         self._validate()
+
+    def init_size_advice(self) -> tuple[int, int] | None:
+        """The size to snap to when the job's size is far from the base model's native area."""
+        if not self.project.init_image:
+            return None
+        info = info_for(self._base_model())
+        return init_size.advice(self.project.width, self.project.height, info.native, info.multiple)
+
+    def _advise_init_size(self) -> None:
+        good = self.init_size_advice()
+        if good is not None:
+            native = info_for(self._base_model()).native
+            self.init_size_note.setText(f"{self.project.width}×{self.project.height} is far from the model's "
+                                        f"{native}×{native} area: expect mush or repeats")
+            self.snap_init.setText(f"Use {good[0]}×{good[1]}")
+            self.snap_init.setToolTip("The same shape at the model's native area (the init image is resized)")
+        self.init_size_note.setVisible(good is not None)
+        self.snap_init.setVisible(good is not None)
+
+    def snap_init_size(self) -> None:
+        good = self.init_size_advice()
+        if good is not None:
+            self.resolution.set_size(*good)
+            self._refresh_derived()
 
     def _base_model(self) -> str:
         enabled = self.project.enabled_stages()
@@ -464,11 +574,35 @@ class MainWindow(QMainWindow):
         if self.models_dialog is None:
             self.models_dialog = ModelsDialog(self.library, self)
             self.models_dialog.changed.connect(self.library_changed)
+            self.models_dialog.useModel.connect(self.use_model_for_stage)
+            self.models_dialog.sizesChanged.connect(self._mark_presets)
         self.models_dialog.refresh()
         self.models_dialog.show()
         self.models_dialog.raise_()
         self.models_dialog.activateWindow()
         return self.models_dialog
+
+    def use_model_for_stage(self, ref: str) -> None:
+        """The library's "Use for this stage" (or a double-click): the selected stage's model."""
+        if not self.project.stages:
+            return
+        self.stage_list.editor.model._commit(ref)
+
+    def _mark_presets(self) -> None:
+        """Each preset says whether it needs a download first, and how much once known."""
+        from core.model_library import availability, known_download_size
+
+        entries = {e.ref: e for e in self.library.all()}
+        for key, a in self.preset_actions.items():
+            preset = PRESETS[key]
+            missing = [s.model for s in preset.project().stages
+                       if s.model in entries and not availability(entries[s.model])[0]]
+            if not missing:
+                a.setText(preset.title)
+                continue
+            sizes = [known_download_size(m) for m in dict.fromkeys(missing)]
+            size = f" ({human(sum(sizes))})" if all(s is not None for s in sizes) else ""
+            a.setText(f"{preset.title} — needs a download{size}")
 
     def library_changed(self) -> None:
         forget_model_info()
@@ -478,15 +612,17 @@ class MainWindow(QMainWindow):
 
     def open_dialog(self) -> None:
         name, _ = QFileDialog.getOpenFileName(
-            self, "Open", str(paths.home()),
+            self, "Open", self._dialog_dir(),
             "Projects and images (*.handoff *.png *.jpg *.jpeg *.webp);;Handoff project (*.handoff);;All files (*)")
         if name:
+            self.settings.remember_dir(name)
             self.open_path(Path(name))
 
     def open_image_dialog(self) -> None:
-        name, _ = QFileDialog.getOpenFileName(self, "Open image", str(paths.home()),
+        name, _ = QFileDialog.getOpenFileName(self, "Open image", self._dialog_dir(),
                                               "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff)")
         if name:
+            self.settings.remember_dir(name)
             self.open_path(Path(name))
 
     def open_project_file(self, path: Path) -> bool:
@@ -617,6 +753,10 @@ class MainWindow(QMainWindow):
                 return "init"
             if imported is not None:
                 if self.ask("Restore recipe?", self._restore_question(path, imported)):
+                    # The recipe replaces every setting: unsaved ones are asked about first, as
+                    # for any other replacement (it stays one undo step away too).
+                    if not self.maybe_discard():
+                        return "cancelled"
                     self.restore_recipe(imported.project)
                     for line in imported.summary(limit=100).splitlines():
                         self.log_line(f"{path.name}: {line}")
@@ -650,6 +790,7 @@ class MainWindow(QMainWindow):
         if recipe.init_image and not Path(recipe.init_image).is_file():
             recipe.init_image = None
         self.document.replace_recipe(recipe)
+        self.history.record()
         self.statusBar().showMessage("Recipe restored", 5000)
 
     def set_init_image(self, path: Path) -> None:
@@ -693,8 +834,7 @@ class MainWindow(QMainWindow):
 
     def start_job(self, project: Project, from_stage: int | None = None) -> bool:
         self.banner.hide()
-        self.stage_progress.setValue(0)
-        self.overall_progress.setValue(0)
+        self.reset_progress()
         self.document.begin_run(project)
         if not self.runner.ready:
             self.statusBar().showMessage("Waiting for torch to load…")
@@ -744,7 +884,8 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"{ev.label}: {ev.model}, {how}")
         self.log_line(f"{ev.label}: {ev.model}, {how}")
         self.stage_progress.setValue(0)
-        self.stage_progress.setFormat(f"{ev.label}: %p%")
+        self.stage_progress.setFormat(f"{ev.label}: starting")
+        self.step_rate.start(ev.label)
 
     def _loading(self, ev: Loading) -> None:
         self.statusBar().showMessage(ev.what)
@@ -753,7 +894,12 @@ class MainWindow(QMainWindow):
     def _step(self, ev: Step) -> None:
         self.stage_progress.setMaximum(max(1, ev.total))
         self.stage_progress.setValue(ev.step)
+        self.stage_progress.setFormat(self.step_rate.text(ev.step, ev.total))
         self.overall_progress.setValue(int(ev.overall * 1000))
+
+    def _stage_preview(self, ev: StagePreview) -> None:
+        # The preview is a PIL image made on the engine thread; the QImage is made here.
+        self.compare.show_live(pil_to_qimage(ev.image), f"{self.step_rate.label}, step {ev.step}")
 
     def _stage_finished(self, ev: StageFinished) -> None:
         self.gauge.add_peak(ev.label, ev.peak_memory, ev.memory_kind)
@@ -769,6 +915,8 @@ class MainWindow(QMainWindow):
         self.log_line(f"finished in {ev.seconds:.2f} s")
 
     def _job_failed(self, ev: JobFailed) -> None:
+        self.reset_progress()
+        self.stage_progress.setFormat("failed")
         self.show_error(f"Generation failed: {ev.message}")
         self.log_line(f"failed: {ev.message}")
         if ev.detail:
@@ -786,12 +934,26 @@ class MainWindow(QMainWindow):
 
     # ---------------------------------------------------------------- closing
 
+    def quit_for_signal(self) -> None:
+        """SIGTERM or SIGINT (gui/app.py): close now, asking nothing (nobody may be there to
+        answer). Unsaved work is autosaved and the session stays marked, so the next start
+        offers it back; with nothing unsaved it is a clean exit and nothing is offered."""
+        self._signal_quit = True
+        if self.modified:
+            self._autosave_dirty = True
+            self.autosave()
+        self.close()
+
     def closeEvent(self, event) -> None:
-        if not self.maybe_discard():
+        by_signal = getattr(self, "_signal_quit", False)
+        if not by_signal and not self.maybe_discard():
             event.ignore()
             return
         self.autosave_timer.stop()
         self.gauge.timer.stop()
+        window_state.save(self, self.settings, self.splitters)
+        self.settings.save()
         self.runner.shutdown()
-        doc.end_session()
+        if not (by_signal and self.modified):
+            doc.end_session()
         event.accept()

@@ -7,9 +7,10 @@ The questions (a Hub id, a folder, a file) and the download are methods, so test
 them instead of a modal dialog."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView, QDialog, QDialogButtonBox, QFileDialog, QHBoxLayout, QHeaderView, QInputDialog, QLabel,
@@ -19,13 +20,54 @@ from PySide6.QtWidgets import (
 from core import model_library as ml
 from core.models import offline, offline_message, parse_ref
 from core.errors import ModelError
+from gui.vram_gauge import human
 
-COLUMNS = ("Name", "Family", "Positions", "Source", "Offline-ready", "Reference")
-NAME, FAMILY, POSITIONS, SOURCE, OFFLINE, REF = range(len(COLUMNS))
+COLUMNS = ("Name", "Family", "Positions", "Source", "Offline-ready", "Download", "Reference")
+NAME, FAMILY, POSITIONS, SOURCE, OFFLINE, SIZE, REF = range(len(COLUMNS))
+SIZE_UNKNOWN_OFFLINE = "size unknown offline"
+
+
+def size_text(entry: ml.LibraryEntry, ready: bool) -> str:
+    """What the Download column says: nothing to fetch, the size (once the Hub said), or why not."""
+    if entry.ref_kind != "hub" or ready:
+        return "none needed"
+    size = ml.known_download_size(entry.ref)
+    if size is not None:
+        return human(size)
+    return SIZE_UNKNOWN_OFFLINE if offline() else "asking the Hub…"
+
+
+class SizeFetcher(QObject):
+    """Asks the Hub for download sizes on a thread of its own (a network call must not
+    freeze the window); `found(repo_id, bytes or None)` arrives on the GUI thread."""
+
+    found = Signal(str, object)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._asked: set[str] = set()
+
+    def ask(self, repo_ids: list[str]) -> None:
+        todo = [r for r in repo_ids if r not in self._asked]
+        if not todo or offline():
+            return
+        self._asked.update(todo)
+
+        def work() -> None:
+            for repo_id in todo:
+                size = ml.hub_download_size(repo_id)
+                try:
+                    self.found.emit(repo_id, size)
+                except RuntimeError:  # the dialog was closed and deleted meanwhile
+                    return
+
+        threading.Thread(target=work, name="handoff-sizes", daemon=True).start()
 
 
 class ModelsDialog(QDialog):
     changed = Signal()  # the library changed (and was saved)
+    useModel = Signal(str)  # "use for this stage": the reference for the selected stage
+    sizesChanged = Signal()  # a download size arrived (the Presets menu shows them too)
 
     def __init__(self, library: ml.ModelLibrary | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -74,6 +116,11 @@ class ModelsDialog(QDialog):
                                     self.remove_selected)
         self.download_button = button("Download", "Download the selected Hub model now, so it loads offline "
                                       "and the first run does not wait for it", self.download_selected)
+        self.use_button = button("Use for this stage", "Make the selected model the selected stage's model "
+                                 "(double-click a row does the same)", self.use_selected)
+        self.use_button.setObjectName("use_for_stage")
+        self.sizes = SizeFetcher(self)
+        self.sizes.found.connect(self._size_found)
         row = QHBoxLayout()
         for b in (self.add_hub_button, self.add_folder_button, self.add_file_button, self.comfyui_button,
                   self.cache_button):
@@ -81,6 +128,7 @@ class ModelsDialog(QDialog):
         row.addStretch(1)
         row.addWidget(self.download_button)
         row.addWidget(self.remove_button)
+        row.addWidget(self.use_button)
         close = QDialogButtonBox(QDialogButtonBox.Close)
         close.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
@@ -90,6 +138,7 @@ class ModelsDialog(QDialog):
         layout.addWidget(self.status)
         layout.addWidget(close)
         self.table.itemSelectionChanged.connect(self._on_selection)
+        self.table.cellDoubleClicked.connect(self._double_clicked)
         self.refresh()
 
     # ------------------------------------------------------------ questions (tests replace these)
@@ -127,7 +176,7 @@ class ModelsDialog(QDialog):
         for r, e in enumerate(self.entries):
             ready, how = ml.availability(e)
             cells = (e.name, e.family_title, e.positions, ml.SOURCES.get(e.source, e.source),
-                     "yes" if ready else "no", e.ref)
+                     "yes" if ready else "no", size_text(e, ready), e.ref)
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 tip = e.note or how
@@ -138,6 +187,15 @@ class ModelsDialog(QDialog):
         if selected is not None:
             self.select(selected.ref)
         self._on_selection()
+        self.sizes.ask([e.ref for e in self.entries if e.ref_kind == "hub" and not ml.availability(e)[0]])
+
+    def _size_found(self, repo_id: str, size) -> None:
+        row = self.row_of(repo_id)
+        if row >= 0:
+            e = self.entries[row]
+            text = size_text(e, ml.availability(e)[0]) if size is not None else "size unknown (the Hub did not say)"
+            self.table.item(row, SIZE).setText(text)
+        self.sizesChanged.emit()
 
     def row_of(self, ref: str) -> int:
         return next((i for i, e in enumerate(self.entries) if e.ref == ref), -1)
@@ -155,7 +213,9 @@ class ModelsDialog(QDialog):
 
     def _on_selection(self) -> None:
         e = self.selected()
-        self.remove_button.setEnabled(e is not None)
+        self.say("")  # the last action's message belongs to the row it was about
+        self.remove_button.setEnabled(e is not None and e.source != "builtin")
+        self.use_button.setEnabled(e is not None and e.usable)
         ready, how = ml.availability(e) if e is not None else (True, "")
         self.download_button.setEnabled(e is not None and e.ref_kind == "hub" and not ready)
         if e is None:
@@ -177,9 +237,11 @@ class ModelsDialog(QDialog):
         from core.model_info import forget
 
         forget()
+        said = self.status.text()  # about this change: kept through the reselection below
         self.refresh()
         if select:
             self.select(select)
+        self.say(said)
         self.changed.emit()
 
     # ------------------------------------------------------------ actions
@@ -277,9 +339,21 @@ class ModelsDialog(QDialog):
         self._changed()
         return entries
 
+    def _double_clicked(self, row: int, _column: int) -> None:
+        self.table.selectRow(row)
+        self.use_selected()
+
+    def use_selected(self) -> bool:
+        e = self.selected()
+        if e is None or not e.usable:
+            return False
+        self.useModel.emit(e.ref)
+        self.say(f"{e.name} is now the selected stage's model.")
+        return True
+
     def remove_selected(self) -> bool:
         e = self.selected()
-        if e is None:
+        if e is None or e.source == "builtin":
             return False
         self.library.remove(e.ref)
         self.say(f"Removed {e.name} from the list (its files stay where they are).")

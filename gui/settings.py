@@ -16,6 +16,10 @@ class Settings:
     recent_files: list[str] = field(default_factory=list)
     recent_models: list[str] = field(default_factory=list)
     autosave_seconds: int = 60
+    # The window as it was closed: QWidget.saveGeometry() in base64, and each splitter's sizes.
+    window_geometry: str = ""
+    splitters: dict[str, list[int]] = field(default_factory=dict)
+    last_dir: str = ""  # where the last file dialog was left (open, save, image)
 
     @classmethod
     def load(cls) -> "Settings":
@@ -33,6 +37,15 @@ class Settings:
 
     def add_recent_file(self, path: Path | str) -> None:
         self.recent_files = _push(self.recent_files, str(Path(path).resolve()))
+
+    def remember_dir(self, path: Path | str) -> None:
+        p = Path(path)
+        self.last_dir = str(p if p.is_dir() else p.parent)
+
+    def start_dir(self, fallback: Path) -> Path:
+        """Where a file dialog opens: the last folder used, while it still exists."""
+        last = Path(self.last_dir) if self.last_dir else None
+        return last if last is not None and last.is_dir() else fallback
 
     def add_recent_model(self, ref: str) -> None:
         if ref.strip() and not ref.startswith("builtin:"):

@@ -16,6 +16,7 @@ from core.project import HANDOFFS, MAX_UPSCALE, Project, Stage
 from core.model_info import info_for, position_problem, same_family
 from core.planning import chain_position
 from gui.adapter_editor import AdapterEditor
+from gui.collapsible import Section
 from gui.prompt_editor import StagePromptFields
 from gui.strength_slider import StrengthSlider
 from gui.widgets import SeedBox, tool_button
@@ -61,7 +62,7 @@ class ModelCombo(QComboBox):
         super().__init__(parent)
         self.setEditable(True)
         self.setInsertPolicy(QComboBox.NoInsert)
-        self.setMinimumContentsLength(18)
+        self.setMinimumContentsLength(10)  # long references scroll in the line edit
         self.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
         self._recent = list(recent or [])
         self._library: list = []  # core.model_library.LibraryEntry, usable ones only
@@ -190,24 +191,42 @@ class StageEditor(QGroupBox):
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.own_seed)
         seed_row.addWidget(self.seed, 1)
-        form = QFormLayout(self)
-        form.addRow("Name", self.name)
         model_row = QHBoxLayout()
         model_row.addWidget(self.model, 1)
         model_row.addWidget(self.models_button)
-        form.addRow("Model", model_row)
-        form.addRow("", self.position_note)
-        form.addRow("Steps", self.steps)
-        form.addRow("Guidance", self.guidance)
-        form.addRow("Seed", seed_row)
-        form.addRow("Scheduler", self.scheduler)
-        form.addRow("Handoff", self.handoff)
-        form.addRow("", self.handoff_note)
-        form.addRow(self.switch_label, self.switch_at)
-        form.addRow(self.strength_label, self.strength)
-        form.addRow(self.upscale_label, self.upscale)
-        form.addRow(self.prompts)
-        form.addRow(self.adapters)
+        basics = QFormLayout()
+        basics.addRow("Name", self.name)
+        basics.addRow("Model", model_row)
+        basics.addRow("", self.position_note)
+        basics.addRow("Steps", self.steps)
+        basics.addRow("Guidance", self.guidance)
+        basics.addRow("Seed", seed_row)
+        basics.addRow("Scheduler", self.scheduler)
+        handoff = QFormLayout()
+        handoff.addRow("Handoff", self.handoff)
+        handoff.addRow("", self.handoff_note)
+        handoff.addRow(self.switch_label, self.switch_at)
+        handoff.addRow(self.strength_label, self.strength)
+        handoff.addRow(self.upscale_label, self.upscale)
+        prompts = QVBoxLayout()
+        prompts.setContentsMargins(0, 0, 0, 0)
+        prompts.addWidget(self.prompts)
+        adapters = QVBoxLayout()
+        adapters.setContentsMargins(0, 0, 0, 0)
+        adapters.addWidget(self.adapters)
+        # Basics and Handoff (strength / switch point) are what a chain is tuned with, so
+        # they start open; per-stage prompts and adapters are rarer and start folded.
+        self.basics_section = Section("Basics", basics, expanded=True)
+        self.handoff_section = Section("Handoff", handoff, expanded=True)
+        self.prompts_section = Section("Prompts", prompts, expanded=False)
+        self.adapters_section = Section("Adapters", adapters, expanded=False)
+        self.sections = (self.basics_section, self.handoff_section, self.prompts_section, self.adapters_section)
+        column = QVBoxLayout(self)
+        column.setContentsMargins(6, 4, 6, 4)
+        column.setSpacing(2)
+        for section in self.sections:
+            column.addWidget(section)
+        column.addStretch(1)  # folded sections stay together at the top, not spread out
 
         self.name.textEdited.connect(self._write)
         self.model.refChanged.connect(self._write)
@@ -220,8 +239,8 @@ class StageEditor(QGroupBox):
         self.switch_at.valueChanged.connect(self._write)
         self.strength.valueChanged.connect(self._write)
         self.upscale.valueChanged.connect(self._write)
-        self.prompts.changed.connect(self.changed)
-        self.adapters.changed.connect(self.changed)
+        self.prompts.changed.connect(self._part_changed)
+        self.adapters.changed.connect(self._part_changed)
         self.load(None, None, True, False)
 
     def load(self, stage: Stage | None, index: int | None, first: bool, has_init: bool,
@@ -247,6 +266,10 @@ class StageEditor(QGroupBox):
         self._stage = stage
         self._load_adapters()
         self._refresh()
+
+    def _part_changed(self) -> None:
+        self._summarise(self._stage, self._first and not self._has_init)
+        self.changed.emit()
 
     def _load_adapters(self) -> None:
         s = self._stage
@@ -329,6 +352,24 @@ class StageEditor(QGroupBox):
         if s is not None:
             same = same_family(self._previous_model, s.model) if self._previous_model else None
             self.strength.set_context(s.steps, same)
+        self._summarise(s, generates)
+
+    def _summarise(self, s: Stage | None, generates: bool) -> None:
+        """Each section's title says what it holds, so a folded one hides nothing that is set."""
+        if s is None:
+            return
+        if generates:
+            self.handoff_section.set_summary("generates")
+        elif s.handoff == "ensemble":
+            self.handoff_section.set_summary(f"ensemble, switch at {s.switch_at:.2f}")
+        else:
+            up = f", ×{s.upscale:g}" if s.upscale != 1 else ""
+            self.handoff_section.set_summary(f"{s.handoff}, strength {s.strength:.2f}{up}")
+        own = [n for n, v in (("prompt", s.prompt), ("detail terms", s.prompt_suffix),
+                              ("negative", s.negative_prompt)) if v]
+        self.prompts_section.set_summary(", ".join(own) if own else "the project's")
+        n = len(s.loras) + len(s.ip_adapters) + (s.controlnet is not None)
+        self.adapters_section.set_summary(f"{n} set" if n else "none")
 
     def position(self) -> str:
         """'base' when this stage starts the chain, 'refine' when it refines an image."""
@@ -371,12 +412,19 @@ class StageList(QWidget):
         layout.addWidget(header)
         layout.addWidget(self.list)
         layout.addLayout(buttons)
+        self._layout = layout
         layout.addWidget(self.editor)
         self.list.currentRowChanged.connect(self._select)
         self.list.itemChanged.connect(self._on_item_changed)
         self.editor.changed.connect(self._on_edit)
         self.editor.model.refChanged.connect(self.modelChosen)
         self.editor.manageModels.connect(self.manageModels)
+
+    def take_editor(self) -> StageEditor:
+        """The editor, out of this widget's column, for a window that shows it beside the
+        list (the chain on one side, the selected stage's controls on the other)."""
+        self._layout.removeWidget(self.editor)
+        return self.editor
 
     def set_library(self, entries: list) -> None:
         self.editor.model.set_library(entries)

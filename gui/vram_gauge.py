@@ -2,7 +2,7 @@
 or this process's RAM on a machine with no GPU), and the peak of each stage."""
 from __future__ import annotations
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QLabel, QProgressBar, QVBoxLayout, QWidget
 
 from core import devices
@@ -29,6 +29,10 @@ class VramGauge(QWidget):
         self.peaks = QLabel()
         self.peaks.setObjectName("memory_peaks")
         self.peaks.setWordWrap(True)
+        # Two lines reserved whether or not there are peaks yet, so the peaks arriving after
+        # a run do not push the Generate and Cancel buttons above them (they moved 14 px).
+        self.peaks.setFixedHeight(2 * self.peaks.fontMetrics().lineSpacing() + 2)
+        self.peaks.setAlignment(Qt.AlignLeft | Qt.AlignTop)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.label)
@@ -55,9 +59,14 @@ class VramGauge(QWidget):
         self.last = reading
 
     def start_run(self) -> None:
+        self.clear_peaks()
+
+    def clear_peaks(self) -> None:
         self._peaks = []
         self.peaks.setText("")
+        self.peaks.setToolTip("")
 
     def add_peak(self, label: str, peak: int, kind: str) -> None:
         self._peaks.append(f"{label}: {human(peak)} {kind}")
         self.peaks.setText("Peak per stage — " + "; ".join(self._peaks))
+        self.peaks.setToolTip(self.peaks.text())  # a long chain is clipped to the two lines

@@ -122,7 +122,7 @@ class EngineWorker(QObject):
                 # engine.execute runs the job on this thread (engine.run would start another
                 # one), so torch stays on the one thread that imported it.
                 engine.execute(project, self.event.emit, engine.OutputPlan.in_dir(out_dir), cancel, self.models(),
-                               from_stage=from_stage)
+                               from_stage=from_stage, live_previews=True)
         except Exception as exc:  # the engine reports its own failures; this catches its bugs
             self.event.emit(JobFailed(f"the job stopped unexpectedly: {exc}", traceback.format_exc()))
         finally:

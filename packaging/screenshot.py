@@ -1,7 +1,12 @@
-"""Render the studio window offscreen after the default two-stage demo job and save it
-as resources/screenshot.png (for the README and store listings).
+"""Render the studio window at a laptop's 1366×768 in the middle of a run, with the live
+preview showing, and save it as resources/screenshot.png (for the README and store
+listings). A first demo job fills the run strip and the timings; the second runs with
+more steps and is grabbed when its refiner has a live preview up, then cancelled.
 
     python packaging/screenshot.py [--out resources/screenshot.png]
+
+Offscreen by default; under Xvfb (`xvfb-run -s "-screen 0 1366x768x24" python
+packaging/screenshot.py`, QT_QPA_PLATFORM=xcb) the platform style and fonts are real.
 """
 from __future__ import annotations
 
@@ -27,13 +32,13 @@ def main() -> int:
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from core.events import JobFinished
+    from core.events import JobFinished, StagePreview
     from gui.main_window import MainWindow
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app = QApplication.instance() or QApplication(["Handoff"])
     window = MainWindow()
-    window.resize(1280, 820)
     window.show()
+    window.setGeometry(0, 0, 1366, 768)
     outcome: list = []
     # A local loop, not app.exec()/app.quit(): Qt 6's quit() closes the windows, and this
     # one would then ask about its unsaved run with nobody there to answer.
@@ -41,7 +46,6 @@ def main() -> int:
 
     def ended(ev) -> None:
         outcome.append(ev)
-        # Let the last progress and table updates paint before grabbing.
         QTimer.singleShot(300, loop.quit)
 
     window.jobEnded.connect(ended)
@@ -51,10 +55,29 @@ def main() -> int:
     loop.exec()
     if not outcome or not isinstance(outcome[0], JobFinished):
         print(f"the demo job did not finish: {outcome[0] if outcome else 'timed out'}", file=sys.stderr)
-        window.modified = False
+        window.set_modified(False)
         window.close()
         return 1
+    # The second run: long enough stages that the refiner's live preview shows mid-run.
+    window.jobEnded.disconnect(ended)
+    for stage in window.project.stages:
+        stage.steps = 120
     window.stage_list.list.setCurrentRow(1)  # show the refiner's settings: the interesting ones
+    window.stage_list.refresh()
+    caught: list = []
+
+    def on_event(ev) -> None:
+        # The preview of the refiner, some way in: grab after it has painted.
+        if isinstance(ev, StagePreview) and ev.index == 1 and ev.step >= 8 and not caught:
+            caught.append(ev)
+            QTimer.singleShot(150, loop.quit)
+
+    window.runner.event.connect(on_event)
+    window.generate()
+    loop.exec()
+    if not caught:
+        print("no live preview of the refiner arrived", file=sys.stderr)
+        return 1
     app.processEvents()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     from core.atomic import write_bytes
@@ -62,7 +85,12 @@ def main() -> int:
 
     write_bytes(args.out, qimage_to_png(window.grab().toImage()))
     print(f"wrote {args.out}")
-    window.modified = False
+    done = QEventLoop()
+    window.jobEnded.connect(lambda _ev: done.quit())
+    window.cancel()
+    QTimer.singleShot(30_000, done.quit)
+    done.exec()
+    window.set_modified(False)
     window.close()
     return 0
 

@@ -8,7 +8,8 @@ from PIL import Image
 
 from core import drift
 from core import events as ev
-from core.metadata import RECIPE_KEY, read_text_chunks
+from core.interop.image_text import read_texts
+from core.metadata import RECIPE_KEY
 from core.project import Project, Stage
 from tests.engine_helpers import of, run_job
 
@@ -65,8 +66,8 @@ def test_refine_stages_report_drift_in_events_png_and_table(tiny_models, tmp_pat
     assert d == expected and 0 < d.ssim <= 1
     assert done[1].ssim == d.ssim and done[1].color_shift == d.delta_e
     assert "strength 0.75" in d.warning
-    recipe = json.loads(read_text_chunks(done[1].path)[RECIPE_KEY])
+    recipe = json.loads(read_texts(done[1].path).chunks[RECIPE_KEY])
     assert recipe["drift"]["ssim"] == round(d.ssim, 4) and "warning" in recipe["drift"]
-    assert "drift" not in json.loads(read_text_chunks(done[0].path)[RECIPE_KEY])
+    assert "drift" not in json.loads(read_texts(done[0].path).chunks[RECIPE_KEY])
     table = timing_table(done, 1.0)
     assert f"SSIM {d.ssim:.3f}" in table and "strength 0.75" in table

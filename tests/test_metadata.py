@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import zipfile
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -73,8 +74,9 @@ def test_project_file_holds_recipe_init_image_and_history(tmp_path):
                                   [{"stage": 0, "total": 1.5}])
     path = project_file.save(tmp_path / "p.handoff", project_file.ProjectDocument(p, [run]))
     names = zipfile.ZipFile(path).namelist()
-    assert {"project.json", "images/init.png", "images/r1-1.png"} <= set(names)
+    assert {"project.json", "images/init/init.png", "images/r1-1.png"} <= set(names)
     doc = project_file.load(path)
+    assert Path(doc.project.init_image).name == "init.png"  # its own name, in a folder named by its hash
     assert doc.project.prompt == p.prompt and doc.project.stages == p.stages
     with Image.open(doc.project.init_image) as im:
         assert im.getpixel((0, 0)) == (255, 0, 0)

@@ -11,7 +11,8 @@ from PIL import Image
 from core import events as ev
 from core import project_file
 from core.cli import EXIT_USAGE, main
-from core.metadata import RECIPE_KEY, read_png_recipe, read_text_chunks
+from core.interop.image_text import read_texts
+from core.metadata import RECIPE_KEY, read_recipe
 from core.models import ModelCache
 from core.project import Lora, Project, Stage
 from core.stage_store import StageStore
@@ -57,8 +58,8 @@ def test_strength_sweep_runs_the_base_once_per_seed_and_matches_single_runs(tiny
     alone = of(run_job(cell.project, tmp_path), ev.StageFinished)[-1]
     assert np.array_equal(pixels(cell.image), pixels(alone.image))
     # Each cell's PNG carries its full recipe, and its drift.
-    assert read_png_recipe(cell.path).stages[1].strength == 0.5 and read_png_recipe(cell.path).seed == 4
-    assert "drift" in json.loads(read_text_chunks(cell.path)[RECIPE_KEY])
+    assert read_recipe(cell.path).project.stages[1].strength == 0.5 and read_recipe(cell.path).project.seed == 4
+    assert "drift" in json.loads(read_texts(cell.path).chunks[RECIPE_KEY])
     grid = Image.open(result.grid)
     assert grid.width >= 3 * 160 and grid.height >= 2 * 160
     summary = json.loads((tmp_path / "sweep" / "sweep.json").read_text())

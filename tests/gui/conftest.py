@@ -33,6 +33,15 @@ def handoff_home(tmp_path, monkeypatch, request) -> Path:
     return home
 
 
+@pytest.fixture(autouse=True)
+def no_hub_sizes(monkeypatch):
+    """The model library asks the Hub for download sizes on a thread: tests make no network
+    calls, so the Hub "does not say" unless a test fakes an answer."""
+    from core import model_library
+
+    monkeypatch.setattr(model_library, "hub_download_size", lambda repo_id: None)
+
+
 @pytest.fixture
 def with_models(handoff_home, demo_models) -> Path:
     """Make the session's demo models visible under this test's HANDOFF_HOME."""

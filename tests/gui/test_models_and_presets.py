@@ -41,8 +41,10 @@ def comfy(tmp_path_factory, tiny_sd) -> Path:
 
 
 def _rows(dialog) -> dict[str, list[str]]:
+    from gui.models_dialog import REF  # the rows are keyed by their reference
+
     t = dialog.table
-    return {t.item(r, 5).text(): [t.item(r, c).text() for c in range(t.columnCount())] for r in range(t.rowCount())}
+    return {t.item(r, REF).text(): [t.item(r, c).text() for c in range(t.columnCount())] for r in range(t.rowCount())}
 
 
 def _combo_items(window) -> list[str]:

@@ -1,0 +1,368 @@
+"""Issue 13: a studio that fits a 1366×768 laptop, shows the run as it happens, and keeps
+its state straight between projects, runs and sessions."""
+from __future__ import annotations
+
+from conftest import JOB_TIMEOUT_MS
+from core.events import JobFinished
+
+LAPTOP = (1366, 768 - 60)  # the available area under a panel, less the window's own title bar
+
+
+def _fit_laptop(window, qtbot) -> None:
+    window.resize(*LAPTOP)
+    qtbot.wait(10)
+
+
+def test_the_window_opens_within_the_available_area(window):
+    area = window.screen().availableGeometry()
+    assert window.frameGeometry().width() <= area.width() or window.minimumSizeHint().width() > area.width()
+    assert window.frameGeometry().height() <= area.height()
+    assert window.statusBar().geometry().bottom() <= window.height()
+
+
+def test_at_1366x768_the_selected_stage_needs_no_scrollbar(window, qtbot):
+    assert window.minimumSizeHint().width() <= 1366 and window.minimumSizeHint().height() <= LAPTOP[1]
+    _fit_laptop(window, qtbot)
+    for row in range(len(window.project.stages)):
+        window.stage_list.list.setCurrentRow(row)
+        qtbot.wait(5)
+        assert window.left_scroll.verticalScrollBar().maximum() == 0
+        assert window.editor_scroll.verticalScrollBar().maximum() == 0
+    ed = window.stage_list.editor
+    # The demo's refiner is an ensemble: its switch point shows; a pixel refine shows its strength.
+    assert ed.switch_at.isVisibleTo(window)
+    ed.handoff.setCurrentIndex(ed.handoff.findData("pixel"))
+    assert ed.strength.isVisibleTo(window) and ed.strength.isVisible()
+    assert window.editor_scroll.verticalScrollBar().maximum() == 0
+    # Folded sections say what they hold.
+    assert "strength 0." in ed.handoff_section.header.text()
+    ed.prompts_section.set_expanded(True)
+    assert ed.prompts.isVisibleTo(window)
+
+
+def test_geometry_and_splitters_are_restored(qtbot, with_models):
+    from gui.main_window import MainWindow
+    from gui.settings import Settings
+
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.show()
+    w.resize(w.minimumSizeHint().width(), 650)  # the offscreen screen is narrower than that
+    w.splitters["main"].setSizes([330, 310, 400])
+    qtbot.wait(10)
+    sizes = w.splitters["main"].sizes()
+    w.set_modified(False)
+    w.close()
+    saved = Settings.load()
+    assert saved.window_geometry and saved.splitters["main"] == sizes
+    again = MainWindow()
+    qtbot.addWidget(again)
+    again.show()
+    qtbot.wait(10)
+    assert (again.width(), again.height()) == (w.width(), 650)
+    assert again.splitters["main"].sizes() == sizes
+    again.set_modified(False)
+    again.close()
+
+
+def test_nothing_moves_when_a_run_starts(window, qtbot, fast):
+    fast(window)
+    _fit_laptop(window, qtbot)
+    before = (window.generate_button.geometry(), window.cancel_button.geometry())
+    with qtbot.waitSignal(window.jobEnded, timeout=JOB_TIMEOUT_MS) as blocker:
+        assert window.generate()
+        qtbot.wait(20)
+        during = (window.generate_button.geometry(), window.cancel_button.geometry())
+    assert isinstance(blocker.args[0], JobFinished)
+    assert during == before
+    assert window.width() == LAPTOP[0]  # the step line's text does not widen the window
+    assert (window.generate_button.geometry(), window.cancel_button.geometry()) == before
+
+
+def test_a_run_shows_live_previews_and_its_speed(window, qtbot, fast, monkeypatch):
+    from core.events import StagePreview, Step
+    import core.stage_run as stage_run
+
+    fast(window, steps=12)
+    seen: list = []
+    formats: list[str] = []
+    live: list = []
+    window.runner.event.connect(lambda ev: seen.append(ev))
+    window.runner.event.connect(lambda ev: formats.append(window.stage_progress.format()) if isinstance(ev, Step) else None)
+    real = window.compare.show_live
+    window.compare.show_live = lambda image, caption="": (live.append((image, caption)), real(image, caption))
+    # Every step may have one: the demo's steps take milliseconds.
+    monkeypatch.setattr(stage_run, "PREVIEW_INTERVAL_S", 0.0)
+    monkeypatch.setattr(stage_run, "PREVIEW_BUDGET", 1.0)
+    with qtbot.waitSignal(window.jobEnded, timeout=JOB_TIMEOUT_MS) as blocker:
+        window.generate()
+    assert isinstance(blocker.args[0], JobFinished)
+    previews = [e for e in seen if isinstance(e, StagePreview)]
+    assert previews and all(e.image.size == (window.project.width, window.project.height) for e in previews)
+    assert live and not live[-1][0].isNull() and "step" in live[-1][1]
+    assert window.compare.live_label.isVisible() is False  # the stage's own image replaced it
+    assert any("it/s" in f or "s/it" in f for f in formats) and any("left" in f for f in formats)
+    assert any(f.startswith("base: step ") for f in formats)
+
+
+def test_preview_throttle_keeps_to_its_interval_and_budget():
+    from core.stage_run import PreviewThrottle
+
+    now = [0.0]
+    t = PreviewThrottle(interval=0.25, budget=0.05, clock=lambda: now[0])
+    now[0] = 0.1
+    assert not t.due()  # too soon
+    now[0] = 1.0
+    assert t.due()
+    t.took(0.9)  # that preview cost 0.1 s: 10% of the stage so far
+    now[0] = 1.3
+    assert not t.due()  # over budget until the stage has run 2 s
+    now[0] = 2.1
+    assert t.due()
+
+
+def test_step_rate_text():
+    from gui.run_progress import StepRate
+
+    now = [0.0]
+    r = StepRate(clock=lambda: now[0])
+    r.start("refiner")
+    assert r.text(1, 30) == "refiner: step 1/30"
+    now[0] = 2.0
+    assert r.text(11, 30) == "refiner: step 11/30 · 5.0 it/s · 4 s left"
+
+
+def _png(path, size, colour="red"):
+    from PIL import Image
+
+    Image.new("RGB", size, colour).save(path)
+    return path
+
+
+def test_switching_to_a_preset_resets_progress_and_peaks(window, qtbot, fast):
+    fast(window)
+    with qtbot.waitSignal(window.jobEnded, timeout=JOB_TIMEOUT_MS):
+        window.generate()
+    assert window.gauge.peaks.text() and window.overall_progress.value() == 1000
+    window.set_modified(False)
+    assert window.new_from_preset(next(iter(window.preset_actions)))
+    assert window.overall_progress.value() == 0 and window.stage_progress.value() == 0
+    assert window.gauge.peaks.text() == "" and "stage" in window.stage_progress.format()
+    assert "base" not in window.stage_progress.format()
+
+
+def test_the_viewer_fits_an_image_of_a_new_size(window, tmp_path):
+    from PySide6.QtGui import QImage
+
+    canvas = window.compare.canvas
+    window.compare.show_single(QImage(str(_png(tmp_path / "a.png", (32, 32)))))
+    canvas.set_zoom(6.06)
+    window.compare.show_single(QImage(str(_png(tmp_path / "b.png", (200, 150)))))
+    assert canvas.zoom is None  # fitted, not left at 606% and cropped
+    canvas.set_zoom(2.0)
+    window.compare.show_single(QImage(str(_png(tmp_path / "c.png", (200, 150), "blue"))))
+    assert canvas.zoom == 2.0  # the same size keeps the zoom (comparing two results closely)
+
+
+def test_before_and_after_can_come_from_two_runs(window, qtbot, fast):
+    from gui.images import qimage_of
+
+    fast(window)
+    for _ in range(2):
+        with qtbot.waitSignal(window.jobEnded, timeout=JOB_TIMEOUT_MS):
+            window.generate()
+    cv = window.compare
+    names = [cv.left_pick.itemText(i) for i in range(cv.left_pick.count())]
+    assert "refiner output" in names and "run 1 · refiner output" in names
+    cv.compare("run 1 · refiner output", "refiner output")
+    assert cv.canvas.left is qimage_of(window.runs[0].stages[-1].image)
+    assert cv.canvas.right is qimage_of(window.runs[1].stages[-1].image)
+
+
+def test_a_reopened_init_image_keeps_its_name(window, tmp_path, answers):
+    window.set_init_image(_png(tmp_path / "holiday photo.png", (64, 64)))
+    answers.save_path = tmp_path / "p.handoff"
+    assert window.save()
+    window.set_modified(False)
+    assert window.open_path(tmp_path / "p.handoff") == "project"
+    assert "holiday_photo.png" in window.init_label.text()
+
+
+def test_a_dropped_recipe_asks_before_replacing_unsaved_work(window, tmp_path, answers):
+    from PIL import Image
+
+    from core.defaults import default_project
+    from core.metadata import save_png
+
+    recipe = default_project()
+    recipe.prompt = "a recipe prompt"
+    png = save_png(Image.new("RGB", (64, 64), "yellow"), tmp_path / "made.png", recipe, 1)
+    window.prompt_editor.prompt.setPlainText("my unsaved prompt")
+    answers.save_changes = "cancel"
+    assert window.open_path(png) == "cancelled"
+    assert answers.asked == ["Restore recipe?", "save changes"]
+    assert window.project.prompt == "my unsaved prompt"
+    answers.save_changes = "discard"
+    assert window.open_path(png) == "recipe" and window.project.prompt == "a recipe prompt"
+
+
+def test_file_dialogs_start_in_the_last_folder(window, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    from core import paths
+
+    assert not window._dialog_dir().startswith(str(paths.home()))
+    picked = _png(tmp_path / "pic.png", (64, 64))
+    starts = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileName",
+                        staticmethod(lambda parent, title, start, filt: (starts.append(start), (str(picked), ""))[1]))
+    window.open_image_dialog()
+    window.open_image_dialog()
+    assert starts[1] == str(tmp_path)
+
+
+def test_undo_and_redo_every_edit(window, qtbot):
+    from PySide6.QtCore import Qt
+
+    stack = window.history.stack
+    ed = window.stage_list.editor
+    window.stage_list.list.setCurrentRow(1)
+    ed.steps.setValue(9)
+    assert window.project.stages[1].steps == 9
+    window.prompt_editor.prompt.setPlainText("one")
+    window.prompt_editor.prompt.setPlainText("one two")  # rapid edits of one field: one step
+    window.stage_list.add_stage()
+    assert len(window.project.stages) == 3
+    window.setFocus()
+    qtbot.keyClick(window, Qt.Key_Z, Qt.ControlModifier)
+    assert len(window.project.stages) == 2
+    window.undo_action.trigger()
+    assert window.project.prompt != "one" and window.project.prompt != "one two"
+    window.undo_action.trigger()
+    assert window.project.stages[1].steps != 9 and window.stage_list.editor.steps.value() != 9
+    assert not stack.canUndo()
+    qtbot.keyClick(window, Qt.Key_Z, Qt.ControlModifier | Qt.ShiftModifier)
+    assert window.project.stages[1].steps == 9
+    window.redo_action.trigger()
+    window.redo_action.trigger()
+    assert window.project.prompt == "one two" and len(window.project.stages) == 3
+    # Another project starts with nothing to undo.
+    window.set_modified(False)
+    window.new_project()
+    assert not stack.canUndo()
+
+
+def test_an_init_image_far_from_the_native_area_offers_a_snap(window, tmp_path):
+    from core.model_info import info_for
+
+    info = info_for(window.project.stages[0].model)
+    small = info.native // 4
+    window.set_init_image(_png(tmp_path / "tiny.png", (small * 4 // 3, small)))
+    assert window.init_size_note.isVisibleTo(window) and window.snap_init.isVisibleTo(window)
+    window.snap_init.click()
+    w, h = window.project.width, window.project.height
+    assert w % info.multiple == 0 and h % info.multiple == 0
+    assert 0.5 <= w * h / info.native ** 2 <= 2 and w > h
+    assert not window.init_size_note.isVisibleTo(window)
+
+
+def test_keys_generate_cancel_and_save(window, qtbot):
+    keys = {a.shortcut().toString() for a in window.findChildren(type(window.generate_action))}
+    assert {"Ctrl+Return", "Esc", "Ctrl+Z", "Ctrl+Shift+Z", "Ctrl+S"} <= keys
+    assert "Ctrl+Enter" in [s.toString() for s in window.generate_action.shortcuts()]
+
+
+def test_the_library_lists_the_builtin_models_and_chooses_for_the_stage(window, qtbot):
+    from gui.models_dialog import OFFLINE, REF, SIZE
+
+    dialog = window.open_models()
+    t = dialog.table
+    rows = {t.item(r, REF).text(): r for r in range(t.rowCount())}
+    for ref in ("builtin:demo-base", "builtin:demo-refiner"):
+        assert t.item(rows[ref], OFFLINE).text() == "yes" and t.item(rows[ref], SIZE).text() == "none needed"
+    # A message about one row goes when another is selected.
+    dialog.say("Something went wrong with that one")
+    window.stage_list.list.setCurrentRow(1)
+    dialog.select("builtin:demo-base")
+    assert dialog.status.text() == ""
+    assert dialog.use_button.isEnabled() and not dialog.remove_button.isEnabled()
+    assert dialog.use_selected()
+    assert window.project.stages[1].model == "builtin:demo-base"
+    assert window.stage_list.editor.model.currentText() == "builtin:demo-base"
+    dialog.table.cellDoubleClicked.emit(rows["builtin:demo-refiner"], 0)
+    assert window.project.stages[1].model == "builtin:demo-refiner"
+    assert window.history.stack.canUndo()  # choosing from the library is an edit like any other
+
+
+def test_download_sizes_in_the_library_and_the_presets_menu(window, qtbot, monkeypatch):
+    from core import model_library as ml
+    from core.presets import PRESETS
+    from gui.models_dialog import REF, SIZE, SIZE_UNKNOWN_OFFLINE
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    dialog = window.open_models()
+    t = dialog.table
+    hub = [r for r in range(t.rowCount()) if dialog.entries[r].ref_kind == "hub"]
+    assert hub and all(t.item(r, SIZE).text() == SIZE_UNKNOWN_OFFLINE for r in hub)
+    marked = [a.text() for a in window.preset_actions.values()]
+    assert any("needs a download" in m for m in marked)
+    assert window.preset_actions["demo"].text() == PRESETS["demo"].title  # the builtins need nothing
+    # Online: the Hub's answer arrives on the GUI thread, into the table and the menu.
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(ml, "_sizes", {})
+
+    def fake_size(repo_id):
+        ml._sizes[repo_id] = 5 * 1024 ** 3
+        return ml._sizes[repo_id]
+
+    monkeypatch.setattr(ml, "hub_download_size", fake_size)
+    dialog.sizes._asked.clear()
+    with qtbot.waitSignal(dialog.sizesChanged, timeout=5000):
+        dialog.refresh()
+    qtbot.waitUntil(lambda: all(t.item(r, SIZE).text() == "5.0 GiB" for r in hub), timeout=5000)
+    window.presets_menu.aboutToShow.emit()
+    assert any("needs a download (" in a.text() and "GiB)" in a.text() for a in window.preset_actions.values())
+
+
+def test_download_size_counts_what_a_pipeline_download_fetches():
+    from core.model_library import download_files
+
+    files = {"model_index.json": 1, "sd_xl_base_1.0.safetensors": 7000, "unet/config.json": 1,
+             "unet/diffusion_pytorch_model.safetensors": 100, "unet/diffusion_pytorch_model.fp16.safetensors": 50,
+             "unet/diffusion_pytorch_model.bin": 100, "vae/diffusion_pytorch_model.fp16.safetensors": 10}
+    assert set(download_files(files)) == {"model_index.json", "unet/config.json",
+                                          "unet/diffusion_pytorch_model.safetensors",
+                                          "vae/diffusion_pytorch_model.fp16.safetensors"}
+
+
+def test_sigterm_quits_cleanly_and_is_no_crash(qtbot, with_models, monkeypatch):
+    import os
+    import signal
+
+    from core import document
+    from gui.app import create_window, install_quit_signals
+
+    app, w = create_window([])
+    qtbot.addWidget(w)
+    assert app.applicationName() == "Handoff" and os.environ.get("RESOURCE_NAME") == "Handoff"
+    assert document._lock_file().exists()
+    installed = install_quit_signals(app, w)
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        qtbot.waitUntil(lambda: not w.isVisible(), timeout=10_000)
+    finally:
+        installed.restore()
+    assert not document._lock_file().exists()
+    assert not document.begin_session()  # the next start offers no recovery
+    document.end_session()
+
+
+def test_sigterm_with_unsaved_work_keeps_it_for_the_next_start(window, qtbot):
+    from core import document
+
+    document.begin_session()
+    window.prompt_editor.prompt.setPlainText("not saved anywhere")
+    window.quit_for_signal()
+    assert not window.isVisible()
+    assert document.begin_session()  # offered back: it was never saved
+    document.end_session()
