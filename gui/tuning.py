@@ -21,8 +21,11 @@ class Tuning(QObject):
         self.queue = JobQueue.load()
         self.queue_panel = QueuePanel(self.queue)
         self.sweep_panel = SweepPanel()
-        self.queue_dock = self._dock("Job queue", self.queue_panel)
-        self.sweep_dock = self._dock("Sweep", self.sweep_panel)
+        # Below the studio, and shown once a job waits: a dock beside it would widen the
+        # window past a 1366-pixel laptop screen.
+        self.queue_dock = self._dock("Job queue", self.queue_panel, Qt.BottomDockWidgetArea)
+        self.sweep_dock = self._dock("Sweep", self.sweep_panel, Qt.RightDockWidgetArea)
+        self.queue_dock.setVisible(bool(self.queue.jobs))
         self.sweep_dock.hide()
         run_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Run")
         self.run_from_action = QAction("Run From Selected &Stage", window)
@@ -46,11 +49,11 @@ class Tuning(QObject):
         if self.queue.jobs:
             window.statusBar().showMessage(f"{len(self.queue)} queued job(s) from the last session", 10000)
 
-    def _dock(self, title: str, widget) -> QDockWidget:
+    def _dock(self, title: str, widget, area) -> QDockWidget:
         dock = QDockWidget(title, self.window)
         dock.setObjectName(title.replace(" ", "-").lower())
         dock.setWidget(widget)
-        self.window.addDockWidget(Qt.RightDockWidgetArea, dock)
+        self.window.addDockWidget(area, dock)
         return dock
 
     # ---------------------------------------------------------------- jobs and the queue
