@@ -83,9 +83,17 @@ def main() -> None:
         sync()
         parts["refine"].append(time.perf_counter() - t)
 
+    outside = []
+
     def sweep(seed):
+        from core.events import StageFinished
+
+        seen = []
+        t = time.perf_counter()
         result = run_sweep(project(seed), Axis("strength", strengths, stage=1), None, out / f"sweep-{seed}",
-                           models=models)
+                           emit=seen.append, models=models)
+        ran = [e for _, e in seen if isinstance(e, StageFinished) and not e.reused]
+        outside.append((time.perf_counter() - t) - sum(e.denoise_seconds + e.decode_seconds for e in ran))
         assert all(c.image is not None and not c.error for c in result.cells), [c.error for c in result.cells]
         assert sum(c.reused for c in result.cells) == len(strengths) - 1
 
@@ -125,6 +133,8 @@ def main() -> None:
     print(f"plain: one base {med(parts['base']):.3f} s + {args.k} refines {med(parts['refine']):.3f} s "
           f"= {med(plain_t):.3f} s")
     print(f"sweep of {args.k} cells: {med(sweep_t):.3f} s  ratio {med(sweep_t) / med(plain_t):.2f} (target <= 1.10)")
+    print(f"sweep time outside the diffusers calls (planning, stored outputs, PNGs, drift, grid): "
+          f"{med(outside):.3f} s = {med(outside) / med(sweep_t):.1%} of the sweep")
     print(f"re-run from stage 2: {med(rerun_t):.3f} s vs plain refine alone {med(refine_t):.3f} s  ratio "
           f"{med(rerun_t) / med(refine_t):.2f}; stage-1 time in the re-run {max(stage1_in_rerun):.3f} s")
 
