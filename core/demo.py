@@ -1,7 +1,8 @@
 """The offline demo family: a small SDXL-architecture base and refiner that run with no
 download. Trained weights ship in resources/demo/; where they are absent (a checkout
 without them), the same architecture is built with seeded random weights instead, so
-the app and its tests always have a model to run.
+the app and its tests always have a model to run. Two adapters of the base ship there
+too (a Canny ControlNet and a LoRA): see adapter_path.
 """
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ DEMO_DIR = paths.RESOURCES / "demo"
 NAMES = ("demo-base", "demo-refiner")
 BASE = "builtin:demo-base"
 REFINER = "builtin:demo-refiner"
+# The demo base's adapters (resources/demo/train_adapters.py): name -> where it ships, under DEMO_DIR
+ADAPTERS = {"demo-controlnet": "demo-controlnet", "demo-lora": "demo-lora/demo-lora.safetensors"}
+CONTROLNET = "builtin:demo-controlnet"
+LORA = "builtin:demo-lora"
 NATIVE_SIZE = 64
 LATENT_SIZE = NATIVE_SIZE // 4  # the VAE downsamples by 4 (three blocks)
 
@@ -40,6 +45,17 @@ def ensure_model(name: str) -> Path:
     if not (built / "model_index.json").is_file():
         build_random(built.parent)
     return built
+
+
+def adapter_path(name: str) -> Path:
+    """Where a builtin adapter ships: the ControlNet's diffusers folder, the LoRA's
+    .safetensors file. Unlike the models, adapters have no random stand-in: a checkout
+    without the trained files has none, and the path does not exist."""
+    if name not in ADAPTERS:
+        from core.errors import ModelError
+
+        raise ModelError(f"there is no builtin adapter '{name}' (builtin adapters: {', '.join(ADAPTERS)})")
+    return DEMO_DIR / ADAPTERS[name]
 
 
 def declared_index(name: str) -> dict:
