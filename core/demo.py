@@ -1,7 +1,8 @@
 """The offline demo family: a small SDXL-architecture base and refiner that run with no
 download. Trained weights ship in resources/demo/; where they are absent (a checkout
 without them), the same architecture is built with seeded random weights instead, so
-the app and its tests always have a model to run.
+the app and its tests always have a model to run. Two adapters of the base ship there
+too (a Canny ControlNet and a LoRA): see adapter_path.
 """
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from core import paths
 
 DEMO_DIR = paths.RESOURCES / "demo"
 NAMES = ("demo-base", "demo-refiner")
-# Adapters for the demo base, trained by resources/demo/train_adapters.py: a ControlNet
-# folder on Canny edges, and a LoRA file teaching a checkered background.
-ADAPTERS = {"demo-controlnet": "demo-controlnet", "demo-lora": "demo-lora/demo-lora.safetensors"}
 BASE = "builtin:demo-base"
 REFINER = "builtin:demo-refiner"
+# The demo base's adapters, trained by resources/demo/train_adapters.py: a ControlNet folder on
+# Canny edges, and a LoRA file teaching a checkered background (name -> where it ships, under DEMO_DIR)
+ADAPTERS = {"demo-controlnet": "demo-controlnet", "demo-lora": "demo-lora/demo-lora.safetensors"}
+CONTROLNET = "builtin:demo-controlnet"
+LORA = "builtin:demo-lora"
 NATIVE_SIZE = 64
 LATENT_SIZE = NATIVE_SIZE // 4  # the VAE downsamples by 4 (three blocks)
 

@@ -149,6 +149,11 @@ def background(s: dict, n: int) -> np.ndarray:
         d = np.hypot((xx * n) % p - p / 2, (yy * n) % p - p / 2)
         dot = (d < p * 0.2)[..., None]
         img = np.where(dot, contrast_shade(RGB[s["bg"]], 0.45), img)
+    elif s["kind"] == "checkered":  # only train_adapters.py draws it (the LoRA's style); never in KINDS
+        cell = s.get("cell", 8) * n // SIZE
+        yy_i, xx_i = grid(n).astype(np.int64) // cell
+        odd = ((yy_i + xx_i) % 2).astype(np.float32)[..., None]
+        img = np.asarray(RGB["black"], np.float32) * (1 - odd) + np.asarray(RGB["white"], np.float32) * odd
     elif s["kind"] == "textured":
         noise = rng.normal(0, 1, (SIZE // 4, SIZE // 4)).astype(np.float32)
         noise = np.asarray(Image.fromarray(noise).resize((n, n), Image.BICUBIC))
