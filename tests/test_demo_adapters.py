@@ -148,3 +148,37 @@ def test_lora_leaves_other_prompts_alone(lora_pipe):
                       generator=gen(0)).images[0]
     assert dm.checker_score(image, where=dm.frame()) < 0.45
     assert np.linalg.norm(dm.frame_median(dm.rgb(image)) - dm.PALETTE["blue"]) < 80  # still a blue background
+
+
+def test_the_engine_runs_both_demo_adapters_by_their_builtin_names(tmp_path):
+    """The app's own path: a project whose base stage names builtin:demo-controlnet and
+    builtin:demo-lora, run by the engine, equals the plain pipeline with both adapters bit
+    for bit (whose meaning the tests above measure one adapter at a time), and the board
+    is there (the shape mask cannot be read against a board, so IoU is measured above)."""
+    from core import events as ev
+    from core.project import ControlNet, Lora, Project, Stage
+    from tests.engine_helpers import of, pixels, run_job
+
+    adapter("demo-controlnet"), adapter("demo-lora")
+    shape, center, r, angle, fg, bg = dm.HELD_OUT_SCENES[0]
+    control = tmp_path / "edges.png"
+    dm.edge_map(dm.draw_scene(shape, center, r, angle, fg, bg)).save(control)
+    prompt = f"a {fg} {shape} on a checkered background"
+    stage = Stage(demo.BASE, steps=STEPS, guidance=GUIDANCE, loras=[Lora(demo.LORA, 1.0)],
+                  controlnet=ControlNet(demo.CONTROLNET, str(control), preprocessor="none", scale=1.0))
+    (done,) = of(run_job(Project(prompt=prompt, width=64, height=64, seed=0, stages=[stage]), tmp_path),
+                 ev.StageFinished)
+    from diffusers import ControlNetModel, StableDiffusionXLControlNetPipeline
+
+    pipe = StableDiffusionXLControlNetPipeline.from_pipe(
+        load_base(), controlnet=ControlNetModel.from_pretrained(demo.adapter_path("demo-controlnet")))
+    pipe.set_progress_bar_config(disable=True)
+    pipe.load_lora_weights(str(demo.adapter_path("demo-lora")), adapter_name="demo")
+    pipe.set_adapters(["demo"], adapter_weights=[1.0])
+    from PIL import Image
+
+    expected = pipe(prompt, image=Image.open(control).convert("RGB"), controlnet_conditioning_scale=1.0,
+                    num_inference_steps=STEPS, guidance_scale=GUIDANCE, height=64, width=64,
+                    generator=gen(0)).images[0]
+    assert np.array_equal(pixels(done.image), pixels(expected))
+    assert dm.checker_score(done.image, where=dm.frame()) > 0.6
