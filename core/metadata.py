@@ -49,8 +49,32 @@ def read_recipe(path: Path, lookup=None) -> Imported | None:
     path = Path(path)
     text = image_text.read_texts(path)
     if RECIPE_KEY in text.chunks:
-        return Imported(_handoff_recipe(text.chunks[RECIPE_KEY], path.name), "Handoff", "the `handoff` chunk")
+        project = _handoff_recipe(text.chunks[RECIPE_KEY], path.name)
+        return Imported(project, "Handoff", "the `handoff` chunk", unmapped=_drop_missing_adapters(project))
     return detect.from_chunks(text.chunks, path.name, text.size, lookup)
+
+
+def _drop_missing_adapters(project: Project) -> list[str]:
+    """Adapters whose local files are not on this machine, taken off their stages and named
+    (a recipe from another machine restores what is here and says what is not)."""
+    def gone(ref: str) -> bool:
+        path = Path(ref).expanduser()
+        return bool(ref) and path.is_absolute() and not path.exists()
+
+    missing: list[str] = []
+    for n, stage in enumerate(project.stages, start=1):
+        for lora in [lo for lo in stage.loras if gone(lo.ref)]:
+            stage.loras.remove(lora)
+            missing.append(f"stage {n}: LoRA {lora.ref} (weight {lora.weight:g}) is not on this machine")
+        cn = stage.controlnet
+        if cn is not None and (gone(cn.model) or gone(cn.image)):
+            stage.controlnet = None
+            missing.append(f"stage {n}: ControlNet {cn.model} with control image {cn.image}: "
+                           f"{'the model' if gone(cn.model) else 'the control image'} is not on this machine")
+        for ip in [i for i in stage.ip_adapters if gone(i.model) or gone(i.image)]:
+            stage.ip_adapters.remove(ip)
+            missing.append(f"stage {n}: IP-Adapter {ip.model} with reference {ip.image} is not on this machine")
+    return missing
 
 
 def _handoff_recipe(text: str, name: str) -> Project:

@@ -333,3 +333,36 @@ def test_a_lora_on_qwen_image_equals_plain_diffusers(tmp_path):
     # Guidance 1: no true CFG, so the plain call needs no negative prompt (core.families.qwen).
     expected = plain_with_lora(model, lora, 0.8, num_inference_steps=3, true_cfg_scale=1.0)
     assert np.array_equal(pixels(done[0].image), pixels(expected))
+
+
+def test_parameters_name_loras_and_controlnet_and_a_restore_keeps_what_is_here(tiny_models, sd_lora, tmp_path):
+    """A1111's <lora:name:weight> tags and sd-webui-controlnet's ControlNet 0 entry in the
+    `parameters` text; restoring the PNG keeps the adapters whose files are here and names
+    the others; an A1111 tag resolves through the model library by the file's name."""
+    from PIL import Image
+
+    from core.metadata import read_recipe, save_png
+    from core.interop import a1111
+    from core.model_library import LibraryEntry, ModelLibrary
+
+    img = control_image(tmp_path / "control.png")
+    gone = tmp_path / "elsewhere" / "gone.safetensors"
+    stage = Stage(str(tiny_models["sd"]), steps=4, loras=[Lora(str(sd_lora), 0.7), Lora(str(gone), 0.3)],
+                  controlnet=ControlNet(str(tmp_path / "cn"), str(img), low=80, high=160, scale=0.9))
+    png = save_png(Image.new("RGB", (32, 32)), tmp_path / "out.png", project(stage), 0)
+    text = a1111.write(project(stage), 0)
+    assert "<lora:style:0.7>" in text and "<lora:gone:0.3>" in text
+    assert 'ControlNet 0: "Module: canny, Model: cn, Weight: 0.9' in text and "Threshold A: 80" in text
+    imported = read_recipe(png)
+    assert [(lo.ref, lo.weight) for lo in imported.project.stages[0].loras] == [(str(sd_lora), 0.7)]
+    assert any("gone.safetensors" in u for u in imported.unmapped)
+    assert imported.project.stages[0].controlnet is None  # its model folder is not here
+    # The A1111 text alone: the tag finds the file through the library, by its name.
+    library = ModelLibrary.load()
+    library.add(LibraryEntry("style", str(sd_lora), "comfyui", None, "lora"))
+    library.save()
+    from core.interop.model_lookup import ModelLookup
+
+    restored = a1111.read_parameters(text, a1111.Where("out.png"), ModelLookup())
+    assert [(lo.ref, lo.weight) for lo in restored.project.stages[0].loras] == [(str(sd_lora), 0.7)]
+    assert "<lora" not in restored.project.prompt and any("'gone'" in u for u in restored.unmapped)

@@ -23,7 +23,7 @@ from pathlib import Path
 from core.interop import samplers
 from core.interop.chain import JobStage, display_name, job
 from core.interop.reading import Imported, Where, size_of
-from core.project import MAX_UPSCALE, Project, Stage
+from core.project import MAX_UPSCALE, Lora, Project, Stage
 
 # A1111's own field pattern: a key of word characters, spaces, '-' and '/', then a quoted
 # or a plain value up to the next comma.
@@ -89,7 +89,8 @@ def read_parameters(text: str, where: Where, lookup, tool: str | None = None) ->
     tool = tool or ("Forge" if version.startswith("f") else "Automatic1111")
     unmapped: list[str] = []
     notes: list[str] = []
-    prompt = strip_adapter_tags(info.prompt, "prompt", unmapped)
+    loras: list[Lora] = []
+    prompt = strip_adapter_tags(info.prompt, "prompt", unmapped, loras)
     negative = strip_adapter_tags(info.negative, "negative prompt", unmapped)
     if "Size" in f:
         m = _SIZE.match(f["Size"].strip())
@@ -135,6 +136,7 @@ def read_parameters(text: str, where: Where, lookup, tool: str | None = None) ->
         notes.append(f"RNG {f['RNG']}: Handoff draws noise on the CPU, so the same seed gives other noise")
     _lora_fields(f, unmapped)
     unmapped += _unmapped_fields(f)
+    stages[0].loras = loras  # A1111 applies prompt LoRAs to the whole job: here, the stage that composes
     project = Project(prompt=prompt, negative_prompt=negative, width=width, height=height, seed=seed, stages=stages)
     return Imported(project, tool, "the `parameters` text", unmapped, notes)
 
@@ -221,19 +223,45 @@ def _hash_from_hashes(text: str | None) -> str | None:
     return model if isinstance(model, str) else None
 
 
-def strip_adapter_tags(text: str, what: str, unmapped: list[str]) -> str:
-    """The prompt without its `<lora:name:weight>` (and lyco, hypernet) tags, each listed as
-    not applied: diffusers would read them as words, and adapters are not supported yet."""
+def strip_adapter_tags(text: str, what: str, unmapped: list[str], loras: list[Lora] | None = None) -> str:
+    """The prompt without its `<lora:name:weight>` (and lyco, hypernet) tags: diffusers would
+    read them as words. With `loras`, each LoRA whose file the model library knows (by
+    name) goes there; the others, and hypernetworks, are listed as not applied."""
     def listed(m: re.Match) -> str:
         kind, name, weight = m.group(2).lower(), m.group(3), m.group(4)
+        found = find_lora(name) if loras is not None and kind != "hypernet" else None
+        w = _weight(weight)
+        if found is not None and w is not None:
+            loras.append(Lora(found, w))
+            return ""
+        why = ("no file of that name in the model library (add your loras/ folder, or point the stage at it)"
+               if kind != "hypernet" and loras is not None else "Handoff does not apply it")
         unmapped.append(f"{'LoRA' if kind != 'hypernet' else 'hypernetwork'} '{name}'"
                         + (f" at weight {weight}" if weight else "")
-                        + f" (a <{kind}:…> tag in the {what}): adapters are not supported yet, the tag was removed")
+                        + f" (a <{kind}:…> tag in the {what}): {why}; the tag was removed")
         return ""
     cleaned = _ADAPTER_TAG.sub(listed, text)
     if cleaned == text:
         return text
     return "\n".join(line.strip().lstrip(",").strip() for line in cleaned.split("\n")).strip()
+
+
+def _weight(text: str | None) -> float | None:
+    try:
+        return 1.0 if not text else float(text)
+    except ValueError:
+        return None
+
+
+def find_lora(name: str) -> str | None:
+    """The file of a LoRA named as A1111 names it (the file's stem), from the model library."""
+    from core.model_library import LORA_KIND, ModelLibrary
+
+    wanted = name.strip().lower()
+    for e in ModelLibrary.load().all():
+        if e.kind == LORA_KIND and Path(e.ref).stem.lower() == wanted and Path(e.ref).is_file():
+            return e.ref
+    return None
 
 
 def _lora_fields(f: dict[str, str], unmapped: list[str]) -> None:
@@ -303,7 +331,7 @@ def write(project: Project, upto: int | None = None) -> str:
     if not stages:
         return f"{project.prompt}\nNegative prompt: {project.negative_prompt}"
     base = stages[0]
-    lines = [base.prompt, f"Negative prompt: {base.negative}"]
+    lines = [base.prompt + _lora_tags(base.stage.loras), f"Negative prompt: {base.negative}"]
     name, _ = base.sampler()
     sampler, schedule = samplers.to_a1111(name, base.flow)
     model, model_hash = _model_field(base.stage.model)
@@ -324,6 +352,7 @@ def write(project: Project, upto: int | None = None) -> str:
                    ("Refiner switch at", _num(refiner.stage.switch_at))]
     if hires is not None:
         fields += _hires_fields(base, hires)
+    fields += _adapter_fields(base.stage)
     if len(stages) > 1:
         fields.append(("Handoff stages", "; ".join(_describe(s, n + 1) for n, s in enumerate(stages))))
     last = stages[-1]
@@ -331,6 +360,29 @@ def write(project: Project, upto: int | None = None) -> str:
     fields.append(("Version", "Handoff"))
     lines.append(", ".join(f"{k}: {quote(v)}" for k, v in fields))
     return "\n".join(lines)
+
+
+def _lora_tags(loras: list[Lora]) -> str:
+    """A1111's `<lora:name:weight>` tags (the file's stem), as it writes them into the prompt."""
+    return "".join(f" <lora:{display_name(lo.ref)}:{_num(lo.weight)}>" for lo in loras)
+
+
+def _adapter_fields(stage: Stage) -> list[tuple[str, object]]:
+    """`Lora hashes` (where a file's hash is already known) and sd-webui-controlnet's
+    `ControlNet 0` entry, as those write them."""
+    out: list[tuple[str, object]] = []
+    hashes = [(n, h) for n, h in (_model_field(lo.ref) for lo in stage.loras) if h]
+    if hashes:
+        out.append(("Lora hashes", ", ".join(f"{n}: {h}" for n, h in hashes)))
+    cn = stage.controlnet
+    if cn is not None:
+        module = "canny" if cn.preprocessor == "canny" else "none"
+        out.append(("ControlNet 0", ", ".join([
+            f"Module: {module}", f"Model: {display_name(cn.model)}", f"Weight: {_num(cn.scale)}",
+            "Resize Mode: Crop and Resize", "Low Vram: False", "Processor Res: 512",
+            f"Threshold A: {cn.low}", f"Threshold B: {cn.high}", f"Guidance Start: {_num(cn.start)}",
+            f"Guidance End: {_num(cn.end)}", "Pixel Perfect: False", "Control Mode: Balanced"])))
+    return out
 
 
 def _hires_fields(base: JobStage, hires: JobStage) -> list[tuple[str, object]]:
