@@ -270,7 +270,7 @@ def _lora_fields(f: dict[str, str], unmapped: list[str]) -> None:
     if weights:
         for item in weights.split(", "):
             name, _, weight = item.partition(": ")
-            unmapped.append(f"LoRA '{name.strip()}' at weight {weight.strip() or '?'}: adapters are not supported yet")
+            unmapped.append(f"LoRA '{name.strip()}' at weight {weight.strip() or '?'}: its LoRA list is not mapped from this file yet")
 
 
 def _unmapped_fields(f: dict[str, str]) -> list[str]:

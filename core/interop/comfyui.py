@@ -38,7 +38,7 @@ _EXPLAINED = {
     "DualCLIPLoader": "each stage encodes with its own model's text encoders",
     "TripleCLIPLoader": "each stage encodes with its own model's text encoders",
     "CLIPSetLastLayer": "clip skip is not supported",
-    "ControlNetLoader": "ControlNet is not supported yet",
+    "ControlNetLoader": "a ControlNet is not mapped from a ComfyUI graph yet (set it on the stage)",
     "UpscaleModelLoader": "upscale models are not supported: Handoff resizes with Lanczos",
 }
 
@@ -397,7 +397,7 @@ class _Reader:
         if t in ("LoraLoader", "LoraLoaderModelOnly"):
             strength = node.inputs.get("strength_model")
             self.unmapped.append(f"LoRA {node.inputs.get('lora_name')!r} (node {node.id}, model strength {strength}): "
-                                 "adapters are not supported yet, not applied")
+                                 "its LoRA list is not mapped from this file yet, not applied")
             return self._model(node.inputs.get("model"), label, w, depth + 1)
         link = self._pass(node, ("model",))
         if link is None:

@@ -103,7 +103,7 @@ def read_json(raw: dict, where: Where, lookup) -> Imported:
         shown = value if isinstance(value, str) else json.dumps(value)
         unmapped.append(f"{key}: {shown[:70]} (not applied)")
     for name, weight in loras.items():
-        unmapped.append(f"LoRA '{name}' at weight {weight}: adapters are not supported yet, not applied")
+        unmapped.append(f"LoRA '{name}' at weight {weight}: its LoRA list is not mapped from this file yet, not applied")
     vae = d.get("vae")
     if isinstance(vae, str) and vae not in ("", "None", "Default (model)"):
         unmapped.append(f"vae: {vae} (not applied: each stage decodes with its model's own VAE)")

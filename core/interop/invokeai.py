@@ -102,7 +102,7 @@ def read_metadata(text: str, where: Where, lookup) -> Imported:
         if key in _META_MAPPED or value in (None, "", [], {}, False, 0):
             continue
         if key in _EMPTY_OK and isinstance(value, list):
-            unmapped.append(f"{key}: {len(value)} item(s) ({_names(value)}): adapters are not supported yet, "
+            unmapped.append(f"{key}: {len(value)} item(s) ({_names(value)}): its adapters are not mapped from this file yet, "
                             "not applied")
             continue
         shown = json.dumps(value) if not isinstance(value, str) else value
