@@ -227,3 +227,18 @@ def test_every_field_survives_a1111s_parser(prompt, negative, suffix, steps, hir
     assert (back.prompt, back.negative_prompt, back.seed, back.stages[0].steps) == (prompt, negative, seed, steps)
     assert back.stages[0].scheduler == (scheduler or "Euler")
     assert (back.stages[-1].upscale, back.stages[-1].strength, back.stages[-1].steps) == (upscale, strength, hires_steps)
+
+
+def test_a_prompt_that_starts_with_a_brace_is_a1111_not_json(tmp_path):
+    """Dynamic prompts write {a|b}: such a `parameters` text is A1111's, not a JSON document."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    from core.metadata import read_recipe
+
+    info = PngInfo()
+    info.add_text("parameters", "{red|blue} circle\nNegative prompt: \nSteps: 12, Sampler: Euler, CFG scale: 5, "
+                                "Seed: 3, Size: 64x64, Model: demo")
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png", pnginfo=info)
+    imported = read_recipe(tmp_path / "x.png")
+    assert imported.tool == "Automatic1111" and imported.project.prompt == "{red|blue} circle"

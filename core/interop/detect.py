@@ -59,9 +59,11 @@ def _reader_for(chunks: dict[str, str], name: str, size, lookup) -> tuple[Where,
         return where, lambda: invokeai.read_dream(chunks["Dream"], where, lookup)
     params = chunks.get("parameters")
     scheme = chunks.get("fooocus_scheme")
-    if params is not None and (scheme in ("fooocus", "a1111") or params.lstrip().startswith("{")):
+    # A prompt may start with "{" too (dynamic prompts' {a|b}): JSON only when it parses as JSON.
+    as_json = _json_or_none(params) if params is not None and params.lstrip().startswith("{") else None
+    if params is not None and (scheme in ("fooocus", "a1111") or as_json is not None):
         where = Where(f"{name}: Fooocus parameters")
-        if scheme is None and not fooocus.looks_like_fooocus(_json_or_none(params)):
+        if scheme is None and not fooocus.looks_like_fooocus(as_json):
             # JSON in `parameters` that is not Fooocus's: said, never read as a prompt.
             return where, lambda: _unknown_json(params, name, where)
         return where, lambda: fooocus.read_fooocus(params, scheme, where, lookup)
