@@ -24,4 +24,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C before the command line installed its own handler
+        print("handoff: cancelled", file=sys.stderr)
+        sys.exit(130)

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from core import families
 from core.checkpoints import read_header
-from core.errors import ModelError
+from core.errors import ModelError, ReadError
 from core.families import CONTROLNET, IP_ADAPTER, LORA, Family
+from core.model_configs import read_config
 from core.project import ControlNet, IPAdapter, Lora, Stage
 
 HUB_FILE_SUFFIX = ".safetensors"
@@ -174,11 +174,9 @@ def _controlnet_config(ref: str) -> tuple[Path, dict]:
         raise ModelError(f"ControlNet {Path(ref).name}: give its diffusers folder (config.json and weights); "
                          "a single .safetensors ControlNet needs its config beside it")
     try:
-        config = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"ControlNet {folder}: its config.json cannot be read ({exc})") from exc
-    if not isinstance(config, dict):
-        raise ModelError(f"ControlNet {folder}: config.json is not a table")
+        config = read_config(folder / "config.json")
+    except ReadError as exc:
+        raise ModelError(f"ControlNet {folder}: {exc}") from None
     return folder, config
 
 

@@ -3,10 +3,11 @@ tell the family and whether it is a whole model or a transformer/UNet only. No w
 are read and torch is not imported, so the window can ask too."""
 from __future__ import annotations
 
-import json
 import struct
 from pathlib import Path
 
+from core import checked
+from core.errors import ReadError
 from core.families import UnknownFamily, family_from_checkpoint_keys
 
 PIPELINE, DENOISER = "pipeline", "denoiser"
@@ -16,22 +17,28 @@ MAX_HEADER = 100 * 1024 * 1024  # safetensors headers are JSON; anything larger 
 def read_header(path: Path) -> tuple[dict, dict]:
     """(tensor entries by name, the __metadata__ table) of a .safetensors file, from its
     header alone (8 bytes of length, then JSON): no weights are read and torch is not
-    imported. Raises ValueError for a file that is not a readable safetensors file."""
+    imported. Raises ReadError (a ValueError) for a file that is not a readable one."""
     path = Path(path)
+    broken = ("; it may be incomplete (re-download it) or another format renamed")
     try:
         with open(path, "rb") as f:
             head = f.read(8)
             if len(head) != 8:
-                raise ValueError("the file is shorter than a safetensors header")
+                raise ReadError(f"not a readable .safetensors file (it is shorter than a safetensors header){broken}")
             (length,) = struct.unpack("<Q", head)
             if not 0 < length <= MAX_HEADER:
-                raise ValueError("the header length is not plausible")
-            header = json.loads(f.read(length))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"not a readable .safetensors file ({exc}); it may be incomplete "
-                         "(re-download it) or another format renamed") from exc
+                raise ReadError(f"not a readable .safetensors file (the header length is not plausible){broken}")
+            data = f.read(length)
+    except OSError as exc:
+        raise ReadError(f"not a readable .safetensors file ({exc.strerror or exc})") from None
+    if len(data) != length:
+        raise ReadError(f"not a readable .safetensors file (the header is cut short){broken}")
+    try:
+        header = checked.parse_json(data, "the header")
+    except ReadError as exc:
+        raise ReadError(f"not a readable .safetensors file ({exc}){broken}") from None
     if not isinstance(header, dict):
-        raise ValueError("not a readable .safetensors file (its header is not a table)")
+        raise ReadError("not a readable .safetensors file (its header is not a table)")
     meta = header.pop("__metadata__", None)
     return header, meta if isinstance(meta, dict) else {}
 
@@ -56,7 +63,7 @@ def describe_file(path: Path) -> tuple[str | None, str, str]:
         return None, PIPELINE, "only .safetensors checkpoints are loaded (pickled .ckpt/.pt files can run code)"
     try:
         keys = checkpoint_keys(path)
-    except ValueError as exc:
+    except ReadError as exc:
         return None, PIPELINE, str(exc)
     if not keys:
         return None, PIPELINE, "holds no tensors"

@@ -7,22 +7,30 @@
     python main.py inspect FILE              (the project a PNG/JPEG/WebP/.json/.handoff restores)
     python main.py export PROJECT --comfyui OUT.json
 
-Progress goes to stderr; the per-stage timing table is printed at the end. Bad input
-exits with status 2 and a one-line reason, a job that fails with 1, a cancelled one 130.
+Progress goes to stderr; the per-stage timing table is printed at the end. Every error is
+one line on stderr (`handoff: ...`) and an exit status: 2 for bad input (found before any
+model loads), 1 for a job that failed, 130 for Ctrl-C (SIGINT) and 143 for SIGTERM.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import re
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from core import events as ev
-from core.project import MAX_SEED, ControlNet, IPAdapter, Lora, Project, Stage, snap, validate
 from core.errors import ProjectError
+from core.project import MAX_SEED, ControlNet, IPAdapter, Lora, Project, Stage, snap, validate
 
-EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 1, 2, 130
+EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED, EXIT_TERMINATED = 1, 2, 130, 143
+# After the first SIGINT/SIGTERM the job stops within a denoising step; a model load does
+# not look at the cancel, so after this long the process exits anyway (every write is
+# atomic: nothing is left half-written, and a leftover .part is removed by the next write).
+GRACE_SECONDS = 5.0
 
 
 class UsageError(Exception):
@@ -224,29 +232,116 @@ def project_from_args(args) -> Project:
 
 
 def _init_image_size(path: Path) -> tuple[int, int]:
-    from PIL import Image, UnidentifiedImageError
+    from core.errors import ReadError
+    from core.images import image_size
 
     if not path.is_file():
         raise UsageError(f"init image not found: {path}")
     try:
-        with Image.open(path) as im:
-            im.verify()
-        with Image.open(path) as im:
-            return im.size
-    except (OSError, UnidentifiedImageError, SyntaxError) as exc:
-        raise UsageError(f"init image {path} cannot be read as an image ({exc})") from exc
+        return image_size(path, f"init image {path}")
+    except ReadError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def check_out(args) -> None:
+    """Refuse an output that could not be written, before any model loads."""
+    from core import paths
+    from core.atomic import writable_problem
+
+    if args.command == "generate":
+        if args.out.is_dir():
+            raise UsageError(f"--out {args.out} is a folder: name the image file to write (e.g. {args.out / 'image.png'})")
+        folder = args.out.parent
+    else:
+        folder = args.out if args.out is not None else paths.outputs_dir()
+    problem = writable_problem(folder)
+    if problem:
+        raise UsageError(f"--out: {problem}" if args.out is not None else problem)
+
+
+def validate_up_front(project: Project) -> None:
+    """validate() with what is known of each model without loading it (its multiple and the
+    size it was made for), so a size it cannot take is bad input, not a failed job."""
+    from core.model_info import info_for
+
+    infos = {i: info_for(s.model) for i, s in enumerate(project.stages)}
+    known = {i: info for i, info in infos.items() if info.family is not None}
+    validate(project, stage_multiples={i: info.multiple for i, info in known.items()},
+             stage_natives={i: info.native for i, info in known.items()})
+
+
+class Interrupts:
+    """SIGINT (Ctrl-C) and SIGTERM: the first one during a job cancels it (it stops within
+    a step, and what it wrote stays); one before the job started, a second one, or a job
+    that does not stop within GRACE_SECONDS exits at once. Either way one line, and exit
+    130 (SIGINT) or 143 (SIGTERM). No KeyboardInterrupt is ever raised, so no traceback
+    comes out of whatever the main thread was doing (an import, a queue wait)."""
+
+    CODES = {signal.SIGINT: EXIT_CANCELLED, signal.SIGTERM: EXIT_TERMINATED}
+
+    def __init__(self) -> None:
+        self.cancel = None  # the running job's core.engine.CancelToken
+        self.code: int | None = None
+        self._before: dict = {}
+
+    def __enter__(self) -> "Interrupts":
+        if threading.current_thread() is threading.main_thread():  # only there can handlers be set
+            for sig in self.CODES:
+                if signal.getsignal(sig) is not signal.SIG_IGN:  # ignored on purpose (nohup, a background job)
+                    self._before[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        # main() may run inside another program (the tests): give it its handlers back.
+        for sig, handler in self._before.items():
+            signal.signal(sig, handler)
+        self._before.clear()
+
+    def _on_signal(self, signum, frame) -> None:
+        first = self.code is None
+        if first:
+            self.code = self.CODES.get(signum, EXIT_CANCELLED)
+        if first and self.cancel is not None:
+            self.cancel.cancel()
+            timer = threading.Timer(GRACE_SECONDS, self.exit_now)
+            timer.daemon = True
+            timer.start()
+            return
+        self.exit_now()
+
+    def exit_now(self) -> None:
+        print(("\n" if sys.stderr.isatty() else "") + "handoff: cancelled", file=sys.stderr)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(self.code or EXIT_CANCELLED)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    with Interrupts() as interrupts:
+        args = build_parser().parse_args(argv)
+        try:
+            return _main(args, interrupts)
+        except Exception as exc:  # a bug, not bad input: still one line, the traceback kept for a report
+            return _unexpected(exc)
+
+
+def _main(args, interrupts: "Interrupts") -> int:
     if args.command in ("inspect", "export"):
         return inspect_file(args.file) if args.command == "inspect" else export_project(args.project, args.comfyui)
+    if args.command in ("generate", "run"):
+        try:
+            check_out(args)
+        except UsageError as exc:
+            print(f"handoff: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     _quiet_libraries()
     from core.engine import OutputPlan
 
     if args.command == "sweep":
-        return sweep_main(args)
+        return sweep_main(args, interrupts)
     if args.command == "batch":
         return batch_main(args)
     try:
@@ -261,12 +356,12 @@ def main(argv: list[str] | None = None) -> int:
             if doc.source is not None:
                 _say_import(doc.source)
             out = OutputPlan.in_dir(args.out, stem=args.project.stem)
-        validate(project)
+        validate_up_front(project)
         from_stage = _from_stage(project, getattr(args, "from_stage", None))
     except (UsageError, ProjectError) as exc:
-        print(f"handoff: {exc}", file=sys.stderr)
+        print(f"handoff: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
-    return run_project(project, out, from_stage)
+    return run_project(project, out, from_stage, interrupts)
 
 
 def _from_stage(project: Project, number: int | None) -> int | None:
@@ -285,11 +380,8 @@ def _read(path: Path):
 
     try:
         return project_file.load(path), None
-    except (ProjectError, OSError) as exc:
+    except ProjectError as exc:  # load raises ReadError, one line naming the file, and nothing else
         return None, str(exc)
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        # A malformed file the reader did not foresee: still one line, never a traceback.
-        return None, f"{path.name} cannot be read ({type(exc).__name__}: {exc})"
 
 
 def _say_import(imported) -> None:
@@ -328,6 +420,28 @@ def export_project(path: Path, comfyui_out: Path) -> int:
         return EXIT_USAGE
     print(f"wrote {comfyui_out}", file=sys.stderr)
     return 0
+
+
+def one_line(text: str) -> str:
+    """A message as the one line an error is (a Hub error or a file name may hold newlines)."""
+    return " ".join(text.split())
+
+
+def _unexpected(exc: BaseException) -> int:
+    import traceback
+
+    from core import paths
+    from core.engine import explain
+
+    where = ""
+    try:
+        from core.atomic import write_text
+
+        where = f" (details in {write_text(paths.home() / 'last-error.txt', traceback.format_exc())})"
+    except Exception:  # the report is a courtesy: the one line still goes out
+        pass
+    print(f"handoff: unexpected error: {explain(exc)}{where}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 class _Progress:
@@ -376,7 +490,7 @@ class _Progress:
         self.finished = e
 
     def job_failed(self, e: ev.JobFailed) -> None:
-        self.say(f"handoff: {e.message}")
+        self.say(f"handoff: {one_line(e.message)}")
         self.status = EXIT_FAILED
 
     def job_cancelled(self, e: ev.JobCancelled) -> None:
@@ -384,7 +498,7 @@ class _Progress:
         self.status = EXIT_CANCELLED
 
 
-def sweep_main(args) -> int:
+def sweep_main(args, interrupts: "Interrupts | None" = None) -> int:
     from core import project_file
     from core.sweep import cells, parse_axis
 
@@ -407,7 +521,7 @@ def sweep_main(args) -> int:
         result = run_sweep_on_ray(project, x, y, args.out, args.workers, progress_bar)
         print(sweep_table(result))
         return EXIT_FAILED if any(c.error for c in result.cells) else 0
-    return run_sweep_cli(project, x, y, args.out, count)
+    return run_sweep_cli(project, x, y, args.out, count, interrupts)
 
 
 def _connect(address: str) -> None:
@@ -439,11 +553,13 @@ def batch_main(args) -> int:
     return EXIT_FAILED if any(o.error for o in outcomes) else 0
 
 
-def run_sweep_cli(project: Project, x, y, out_dir: Path, count: int) -> int:
+def run_sweep_cli(project: Project, x, y, out_dir: Path, count: int, interrupts: "Interrupts | None" = None) -> int:
     from core.engine import CancelToken
     from core.sweep import run_sweep
 
     cancel = CancelToken()
+    if interrupts is not None:
+        interrupts.cancel = cancel  # the first Ctrl-C stops the sweep between steps; its table still prints
     state = {"cell": None, "n": 0, "status": 0}
 
     def on_event(item) -> None:
@@ -461,13 +577,11 @@ def run_sweep_cli(project: Project, x, y, out_dir: Path, count: int) -> int:
         elif isinstance(e, ev.JobCancelled):
             state["status"] = EXIT_CANCELLED
 
-    try:
-        result = run_sweep(project, x, y, out_dir, on_event, cancel=cancel)
-    except KeyboardInterrupt:
-        cancel.cancel()
-        print("\nhandoff: cancelled", file=sys.stderr)
-        return EXIT_CANCELLED
+    result = run_sweep(project, x, y, out_dir, on_event, cancel=cancel)
     print(sweep_table(result))
+    if interrupts is not None and interrupts.code is not None:
+        print("handoff: cancelled", file=sys.stderr)
+        return interrupts.code
     return state["status"]
 
 
@@ -483,23 +597,22 @@ def sweep_table(result) -> str:
     return table + f"\nsweep: {len(result.cells)} cells in {result.seconds:.2f} s; grid {result.grid}"
 
 
-def run_project(project: Project, out, from_stage: int | None = None) -> int:
+def run_project(project: Project, out, from_stage: int | None = None, interrupts: "Interrupts | None" = None) -> int:
     from core.engine import CancelToken, run
 
     cancel = CancelToken()
+    if interrupts is not None:
+        interrupts.cancel = cancel
+        if interrupts.code is not None:  # a signal came while the job was being set up
+            interrupts.exit_now()
     print(f"seed {project.seed}", file=sys.stderr)
-    jobs = run(project, out=out, cancel=cancel, from_stage=from_stage)
     progress = _Progress()
-    try:
-        for event in jobs:
-            progress(event)
-    except KeyboardInterrupt:
-        cancel.cancel()
-        jobs.close()
-        print("\nhandoff: cancelled", file=sys.stderr)
-        return EXIT_CANCELLED
+    for event in run(project, out=out, cancel=cancel, from_stage=from_stage):
+        progress(event)
     if progress.finished is not None:
         print(timing_table(progress.finished.stages, progress.finished.seconds))
+    if progress.status == EXIT_CANCELLED and interrupts is not None and interrupts.code is not None:
+        return interrupts.code  # SIGTERM is not a Ctrl-C: it has its own status
     return progress.status
 
 

@@ -239,18 +239,15 @@ def read_batch(path: Path, base: Project | None = None) -> list[Project]:
         if not isinstance(entry, dict):
             raise ProjectError([f"{where}: each line is a JSON object"])
         entry = entry.get("project", entry)
-        if "stages" in entry:
-            p = Project.from_dict(entry)
-        else:
+        if isinstance(entry, dict) and "stages" not in entry:
             if base is None:
                 raise ProjectError([f"{where}: a line without stages needs --project for its chain"])
             unknown = set(entry) - {"prompt", "negative_prompt", "seed", "width", "height"}
             if unknown:
                 raise ProjectError([f"{where}: unknown field(s) {', '.join(sorted(unknown))}"])
-            p = base.copy()
-            for k, v in entry.items():
-                setattr(p, k, v)
+            entry = {**base.to_dict(), **entry}  # laid over the base, then typed like any project
         try:
+            p = Project.from_dict(entry)
             validate(p)
         except ProjectError as exc:
             raise ProjectError([f"{where}: {exc}"]) from None

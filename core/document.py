@@ -90,10 +90,9 @@ def _png(image) -> bytes:
 
 
 def _image(png: bytes):
-    from PIL import Image
+    from core.images import read_image
 
-    with Image.open(io.BytesIO(png)) as im:
-        return im.convert("RGB")
+    return read_image(png, "an image of the run history")
 
 
 def run_to_history(run: Run) -> HistoryRun:

@@ -18,11 +18,13 @@ from typing import Callable, Iterator
 
 from core import events as ev
 from core import paths
+from core.atomic import writable_problem
 from core.errors import Cancelled, ModelError, ProjectError
 from core.models import ModelCache, ResolvedModel, parse_ref, pick_dtype, resolve
 from core.planning import StagePlan, plan
 from core.png_writer import PngWriter
 from core.project import Project, validate
+from core.prompt_tokens import truncation_notices
 from core.schedulers import check_scheduler
 from core.stage_call import StageInput, build_call, fit_input
 from core.stage_run import Previews, run_stage
@@ -111,6 +113,7 @@ def execute(project: Project, emit: Callable[[ev.Event], None], out: OutputPlan 
     out = out or OutputPlan.in_dir()
     job_id = uuid.uuid4().hex[:8]
     current: list[int | None] = [None]
+    out_of_memory = False
     try:
         _execute(project, emit, out, cancel, models, job_id, current, from_stage,
                  store if store is not None else StageStore.default(), live_previews)
@@ -119,13 +122,25 @@ def execute(project: Project, emit: Callable[[ev.Event], None], out: OutputPlan 
     except (ModelError, ProjectError) as exc:
         emit(ev.JobFailed(str(exc)))
     except Exception as exc:  # the job must fail readably, whatever broke inside diffusers
+        out_of_memory = is_out_of_memory(exc)
         emit(ev.JobFailed(explain(exc), traceback.format_exc()))
+    if out_of_memory:
+        # Out of the except block, so the traceback's frames (and the activations they
+        # hold) are gone: give the memory back before the next job asks for it.
+        _free_memory()
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__ or "out of memory" in str(exc).lower()
 
 
 def explain(exc: BaseException) -> str:
     name = type(exc).__name__
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else name
-    if "OutOfMemory" in name or "out of memory" in text.lower():
+    if isinstance(exc, MemoryError):
+        return (f"out of memory (RAM): lower the size, choose the 'sequential' memory policy, or close other "
+                f"programs ({text[:160]})")
+    if is_out_of_memory(exc):
         return (
             "out of GPU memory: lower the size, choose the 'offload' or 'sequential' memory policy, "
             f"or use a smaller precision ({text[:160]})"
@@ -133,10 +148,21 @@ def explain(exc: BaseException) -> str:
     return f"{name}: {text[:300]}"
 
 
+def _free_memory() -> None:
+    import gc
+    import sys
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _execute(project, emit, out, cancel, models, job_id, current, from_stage, store,
              live_previews=False) -> None:
     started = time.perf_counter()
     validate(project)
+    check_output(out)  # before anything downloads or loads: a job must not run to be refused at the end
     from core.devices import PeakMeter, best_device, describe_device
 
     enabled = project.enabled_stages()
@@ -147,7 +173,8 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
                                 cancel=cancel.event))
         if cancel.cancelled:
             raise Cancelled()
-    validate(project, stage_multiples={i: r.family.multiple for (i, _), r in zip(enabled, resolved)})
+    validate(project, stage_multiples={i: r.family.multiple for (i, _), r in zip(enabled, resolved)},
+             stage_natives={i: r.native_size() for (i, _), r in zip(enabled, resolved)})
     problems = [f"stage {i + 1}: {m}" for (i, s), r in zip(enabled, resolved) if (m := check_scheduler(s.scheduler, r.family))]
     if problems:
         raise ProjectError(problems)
@@ -155,6 +182,7 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
     _check_adapters(plans)
 
     device = best_device()
+    check_memory(project, plans, device)
     policy = resolve_policy(project.memory_policy, device, plans)
     if policy == "offload" and device != "cuda":
         emit(ev.Notice(f"CPU offload needs a CUDA GPU; running on {device} without it"))
@@ -206,6 +234,8 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
                     models.release({key})  # shared components live on in the new pipeline
                 pipe = _stage_pipeline(loaded, p)
                 load_seconds = time.perf_counter() - t0
+                for notice in truncation_notices(pipe, _prompts(p.stage, project), label):
+                    emit(ev.Notice(notice))
                 import torch
 
                 generator = torch.Generator("cpu").manual_seed(p.stage.effective_seed(project.seed))
@@ -244,10 +274,14 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
                 sigmas = (p.schedule or {}).get("sigmas")
                 latents = result.latents if p.hands_over == "latents" else None
                 store.put(key_of(p.position), StoredOutput(image, latents, sigmas, is_preview))
-    finally:
-        # Whatever happened, what was produced is on disk before the job reports its end.
-        saved = writer.close()
-    _report_saved(saved, emit)
+    except BaseException:
+        # Whatever went wrong, what was produced is on disk before the job reports its end,
+        # and said to be (a failed or cancelled job keeps its earlier stages' images).
+        for w in writer.close():
+            if w.error is None:
+                emit(ev.StageSaved(w.index, w.path))
+        raise
+    _report_saved(writer.close(), emit)
     emit(ev.JobFinished([f.path for f in finished], time.perf_counter() - started, finished))
 
 
@@ -334,6 +368,33 @@ def _with_conditioning(given: StageInput, p: StagePlan) -> StageInput:
                       reference_images(s.ip_adapters) if s.ip_adapters else None)
 
 
+def check_output(out: OutputPlan) -> None:
+    """Raise ProjectError when the job's images could not be written where it would put them."""
+    if out.final is not None and out.final.is_dir():
+        raise ProjectError([f"the output {out.final} is a folder: name the image file to write"])
+    problem = writable_problem(out.directory)
+    if problem:
+        raise ProjectError([f"the images cannot be written: {problem}"])
+
+
+def check_memory(project: Project, plans: list[StagePlan], device: str) -> None:
+    """Raise ProjectError for a stage whose size clearly cannot be decoded in the memory left."""
+    from core.memory_check import available_bytes, stage_problem
+
+    available, kind = available_bytes(device)
+    for p in plans:
+        itemsize = pick_dtype(project.dtype, p.family, device).itemsize
+        folder = None if p.resolved.is_file else p.resolved.path
+        problem = stage_problem(f"stage {p.index + 1} ({p.stage.model})", p.size, folder, itemsize, available, kind)
+        if problem:
+            raise ProjectError([problem])
+
+
+def _prompts(stage, project: Project) -> dict[str, str]:
+    return {"prompt": stage.effective_prompt(project.prompt),
+            "negative prompt": stage.effective_negative(project.negative_prompt)}
+
+
 def _report_saved(written, emit) -> None:
     for w in written:
         if w.error is not None:
@@ -385,9 +446,9 @@ def estimate_bytes(resolved: ResolvedModel) -> int:
 def load_init_image(project: Project):
     from PIL import Image
 
-    from core.images import open_image
+    from core.images import read_image
 
-    image = open_image(Path(project.init_image), "init image").convert("RGB")
+    image = read_image(Path(project.init_image), f"init image {project.init_image}")
     if image.size != (project.width, project.height):
         image = image.resize((project.width, project.height), Image.LANCZOS)
     return image

@@ -11,8 +11,9 @@ class ProjectError(ValueError):
     """A project that cannot run, with every reason why."""
 
     def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("; ".join(problems))
+        # One line each, whatever user text they quote (a model name, a field of a file).
+        self.problems = [" ".join(str(p).split()) for p in problems]
+        super().__init__("; ".join(self.problems))
 
 
 class Cancelled(Exception):

@@ -86,9 +86,7 @@ def _handoff_recipe(text: str, name: str) -> Project:
         raise ReadError(f"{name}: the `handoff` chunk has no 'recipe' object")
     try:
         return Project.from_dict(data["recipe"])
-    except ReadError:
-        raise
-    except ProjectError as exc:
+    except ProjectError as exc:  # a ReadError naming the field: named here with the file and the chunk
         raise ReadError(f"{name}: the `handoff` chunk's recipe: {exc}") from exc
     except (TypeError, ValueError, AttributeError) as exc:
         raise ReadError(f"{name}: the `handoff` chunk's recipe is malformed ({exc})") from exc

@@ -9,15 +9,15 @@ library or the cache changed.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from core import families
 from core.checkpoints import DENOISER, PIPELINE, describe_file
-from core.errors import ModelError
+from core.errors import ModelError, ReadError
 from core.families import Family, UnknownFamily, family_from_model_index
+from core.model_configs import native_size, read_config, read_model_index
 
 DEFAULT_NATIVE = 1024
 DEFAULT_MULTIPLE = 16  # the strictest multiple any family needs: safe when the family is unknown
@@ -55,29 +55,14 @@ def _of_family(fam: Family | None, kind: str = PIPELINE, note: str = "", native:
     return ModelInfo(native or fam.native, fam.multiple, fam.key, kind, note)
 
 
-def native_size(folder: Path, family: Family) -> int:
-    """The size a diffusers model was trained at, from its own configs (SD 1.5: 512, SD 2:
-    768, SDXL: 1024, the demo: 64); the family's usual size when the configs do not say."""
-    try:
-        denoiser = next(folder / n / "config.json" for n in ("unet", "transformer") if (folder / n / "config.json").is_file())
-        sample = json.loads(denoiser.read_text()).get("sample_size")
-        vae = json.loads((folder / "vae" / "config.json").read_text())
-        blocks = vae.get("block_out_channels", [0] * 4)
-    except (StopIteration, OSError, ValueError, AttributeError):
-        return family.native
-    if not isinstance(sample, int) or isinstance(sample, bool) or not isinstance(blocks, list) or not 0 < sample < 2**16:
-        return family.native
-    return sample * 2 ** (len(blocks) - 1)
-
-
 def describe_folder(folder: Path) -> ModelInfo:
     index_file = Path(folder) / "model_index.json"
     if not index_file.is_file():
         return ModelInfo(DEFAULT_NATIVE, DEFAULT_MULTIPLE, None, PIPELINE,
                          f"{folder} is not a diffusers model folder (it has no model_index.json)")
     try:
-        fam = family_from_model_index(json.loads(index_file.read_text()))
-    except (OSError, ValueError) as exc:  # UnknownFamily is a ValueError
+        fam = family_from_model_index(read_model_index(Path(folder)))
+    except (ReadError, UnknownFamily) as exc:
         return ModelInfo(DEFAULT_NATIVE, DEFAULT_MULTIPLE, None, PIPELINE, str(exc))
     return _of_family(fam, native=native_size(Path(folder), fam))
 
@@ -164,10 +149,9 @@ def scheduler_config(ref: str) -> dict | None:
             cached = None
         found = Path(cached) if isinstance(cached, str) else None
     try:
-        config = json.loads(found.read_text()) if found is not None else None
-    except (OSError, ValueError):
+        return read_config(found) if found is not None else None
+    except ReadError:
         return None
-    return config if isinstance(config, dict) else None
 
 
 def forget() -> None:

@@ -11,13 +11,14 @@ whatever else that file holds.
 """
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from core import families, settings_file
 from core.checkpoints import DENOISER, PIPELINE, describe_file
+from core.errors import ReadError
+from core.model_configs import read_config, read_model_index
 from core.model_info import ModelInfo, describe_folder, info_for
 
 SOURCES = {
@@ -78,13 +79,18 @@ class LibraryEntry:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "LibraryEntry | None":
-        known = {f.name for f in fields(cls)}
-        try:
-            entry = cls(**{k: v for k, v in data.items() if k in known})
-        except TypeError:
+    def from_dict(cls, data) -> "LibraryEntry | None":
+        """An entry from the settings file, or None when it is not one (a damaged entry
+        is dropped, never a crash at start-up)."""
+        if not isinstance(data, dict):
             return None
-        return entry if entry.ref else None
+        text = {f.name: data.get(f.name, f.default) for f in fields(cls) if f.name != "family"}
+        if not all(isinstance(v, str) for v in text.values()) or not text["ref"].strip():
+            return None
+        family = data.get("family")
+        if text["source"] not in SOURCES:
+            return None
+        return cls(**text, family=family if families.get(family) else None)
 
 
 # ---------------------------------------------------------------- what a reference is
@@ -125,8 +131,8 @@ def complete_snapshot(folder: Path) -> bool:
     """Whether a diffusers folder has every component its model_index.json names, and
     weights in each weight component."""
     try:
-        index = json.loads((folder / "model_index.json").read_text())
-    except (OSError, ValueError):
+        index = read_model_index(folder)
+    except ReadError:
         return False
     for name, value in index.items():
         if name.startswith("_") or not isinstance(value, list) or not value or value[0] is None:
@@ -234,7 +240,7 @@ def adapter_entry(path: Path, kind: str, source: str = "comfyui") -> LibraryEntr
     elif kind == CONTROLNET_KIND:
         config = path / "config.json" if path.is_dir() else path.with_name("config.json")
         try:
-            made_for = families.family_of_controlnet(json.loads(config.read_text()))
+            made_for = families.family_of_controlnet(read_config(config))
             family = made_for.key if made_for else None
             note = "" if made_for else "a ControlNet of a kind Handoff does not know"
         except (OSError, ValueError, AttributeError):
@@ -484,8 +490,9 @@ class ModelLibrary:
         stored = settings_file.read_section("models")
         if not isinstance(stored, dict):
             return cls()
-        entries = [e for e in (LibraryEntry.from_dict(d) for d in stored.get("entries", []) if isinstance(d, dict)) if e]
-        hidden = [h for h in stored.get("hidden_presets", []) if isinstance(h, str)]
+        raw_entries, raw_hidden = stored.get("entries"), stored.get("hidden_presets")
+        entries = [e for e in map(LibraryEntry.from_dict, raw_entries if isinstance(raw_entries, list) else []) if e]
+        hidden = [h for h in (raw_hidden if isinstance(raw_hidden, list) else []) if isinstance(h, str)]
         return cls(entries, hidden)
 
     def save(self) -> None:

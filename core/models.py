@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from core import paths
+from core import checked, paths
 from core.checkpoints import PIPELINE, describe_file
-from core.errors import Cancelled, ModelError
+from core.errors import Cancelled, ModelError, ReadError
+from core.model_configs import native_size, read_model_index
 from core.families import FAMILIES, Family, UnknownFamily, family_from_model_index
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -68,19 +69,8 @@ class ResolvedModel:
         return self.path.is_file()
 
     def native_size(self) -> int:
-        """The size the model was trained at, from its own configs (SD 1.5: 512, SD 2: 768,
-        SDXL: 1024, the demo: 64); the family's usual size when the configs do not say."""
-        if self.is_file:
-            return self.family.native
-        try:
-            denoiser = next(self.path / n / "config.json" for n in ("unet", "transformer") if (self.path / n / "config.json").is_file())
-            sample = json.loads(denoiser.read_text()).get("sample_size")
-            vae = json.loads((self.path / "vae" / "config.json").read_text())
-        except (StopIteration, OSError, json.JSONDecodeError):
-            return self.family.native
-        if not isinstance(sample, int):
-            return self.family.native
-        return sample * 2 ** (len(vae.get("block_out_channels", [0] * 4)) - 1)
+        """The size the model was trained at (core.model_configs.native_size)."""
+        return self.family.native if self.is_file else native_size(self.path, self.family)
 
     def vae_fingerprint(self, digests: "Digests") -> str | None:
         """Config and weights of the VAE; equal fingerprints mean one latent space."""
@@ -111,9 +101,9 @@ def _resolve_folder(ref: ModelRef, folder: Path) -> ResolvedModel:
     if not index_file.is_file():
         raise ModelError(f"{folder} is not a diffusers model folder (it has no model_index.json)")
     try:
-        index = json.loads(index_file.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{index_file} cannot be read: {exc}") from exc
+        index = read_model_index(folder)
+    except ReadError as exc:
+        raise ModelError(f"{ref.raw}: {exc}") from None
     try:
         family = family_from_model_index(index)
     except UnknownFamily as exc:
@@ -217,9 +207,12 @@ class Digests:
         self.store = store or (paths.cache_dir() / "digests.json")
         self._lock = threading.Lock()
         try:
-            self._known: dict[str, str] = json.loads(self.store.read_text())
-        except (OSError, json.JSONDecodeError):
-            self._known = {}
+            known = checked.read_json_file(self.store)
+        except ReadError:
+            known = {}
+        # A cache of our own, but a damaged one must cost only re-hashing, never a crash.
+        self._known: dict[str, str] = ({k: v for k, v in known.items() if isinstance(k, str) and isinstance(v, str)}
+                                       if isinstance(known, dict) else {})
 
     def cached(self, path: Path) -> str | None:
         """The sha256 when it is already known (the file unchanged since), never reading
@@ -272,8 +265,8 @@ def component_fingerprint(folder: Path, digests: Digests) -> str | None:
     for f in sorted(folder.iterdir()):
         if f.name.endswith(".json"):
             try:
-                cfg = json.loads(f.read_text())
-            except (OSError, json.JSONDecodeError):
+                cfg = checked.read_json_file(f)
+            except ReadError:
                 continue
             if isinstance(cfg, dict):
                 # Bookkeeping keys (_name_or_path, _diffusers_version...) say nothing about the model.
@@ -377,7 +370,7 @@ class ModelCache:
         shared: dict[str, Any] = {}
         for name in WEIGHT_COMPONENTS:
             entry = resolved.index.get(name)
-            if not entry or entry[0] is None:
+            if not isinstance(entry, list) or not entry or entry[0] is None:
                 continue
             fp = component_fingerprint(resolved.path / name, self.digests)
             if fp is None:

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, field, fields
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from functools import cache
 from typing import Any
 
-from core.errors import ProjectError
+from core import checked
+from core.errors import ProjectError, ReadError
 
 SCHEMA_VERSION = 2  # 2: stages carry adapters (loras, controlnet, ip_adapters)
 
@@ -21,6 +25,14 @@ MAX_SEED = 2**32 - 1
 MAX_UPSCALE = 4.0
 PREPROCESSORS = ("canny", "none")  # "none": the control image is a ready edge or depth map
 MAX_ADAPTER_WEIGHT = 4.0  # LoRA weights and IP-Adapter scales beyond this only break images
+# Bounds checked before any work starts: a typo (steps 1e9, a 100000 px side) is refused
+# with a message instead of allocating for minutes and dying of MemoryError.
+MAX_STEPS = 1000
+MAX_SIDE = 8192  # pixels, per side, at every stage (upscales included)
+# A stage may work at up to this many times the area its model was made for (8x per side);
+# beyond it the image is a tiling of the training size, and the memory grows with it.
+AREA_FACTOR = 64
+MAX_STAGES = 32
 
 
 @dataclass
@@ -127,56 +139,76 @@ class Project:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Project":
-        data = migrate(dict(data))
-        stage_keys = {f.name for f in fields(Stage)}
-        project_keys = {f.name for f in fields(Project)} - {"stages"}
-        unknown = set(data) - project_keys - {"stages", "schema_version"}
-        if unknown:
-            raise ProjectError([f"unknown project field(s): {', '.join(sorted(unknown))}"])
-        stages = []
-        for i, raw in enumerate(data.get("stages", [])):
-            bad = set(raw) - stage_keys
-            if bad:
-                raise ProjectError([f"stage {i + 1}: unknown field(s): {', '.join(sorted(bad))}"])
-            if "model" not in raw:
-                raise ProjectError([f"stage {i + 1}: no model given"])
-            stages.append(Stage(**_adapters_from(dict(raw), i)))
-        kwargs = {k: data[k] for k in project_keys if k in data}
-        return cls(stages=stages, **kwargs)
+    def from_dict(cls, data: Any) -> "Project":
+        """A project from its dict (a project file's, a PNG chunk's), every field's type
+        checked against its annotation, adapters included: raises ReadError naming each
+        field that is wrong, all at once."""
+        data = migrate(dict(checked.table(data, "the project")))
+        data.pop("schema_version")
+        problems: list[str] = []
+        project = _read(Project, data, "", problems)
+        if problems:
+            raise ReadError("; ".join(problems))
+        return project
 
 
-def _adapters_from(raw: dict[str, Any], i: int) -> dict[str, Any]:
-    """A stage dict with its adapter entries as dataclasses, each field checked by name."""
-    def build(cls, value, what: str):
-        if not isinstance(value, dict):
-            raise ProjectError([f"stage {i + 1}: {what} must be a table, not {type(value).__name__}"])
-        known = {f.name for f in fields(cls)}
-        bad = set(value) - known
-        if bad:
-            raise ProjectError([f"stage {i + 1}: {what}: unknown field(s): {', '.join(sorted(bad))}"])
-        try:
-            return cls(**value)
-        except TypeError as exc:
-            raise ProjectError([f"stage {i + 1}: {what}: {exc}"]) from exc
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
 
-    for key, cls in (("loras", Lora), ("ip_adapters", IPAdapter)):
-        if key in raw:
-            if not isinstance(raw[key], list):
-                raise ProjectError([f"stage {i + 1}: {key} must be a list"])
-            raw[key] = [build(cls, v, f"{key}[{n + 1}]") for n, v in enumerate(raw[key])]
-    if raw.get("controlnet") is not None:
-        raw["controlnet"] = build(ControlNet, raw["controlnet"], "controlnet")
-    return raw
+
+_SCALARS = {int: checked.integer, float: checked.number, str: checked.text, bool: checked.boolean}
+
+
+def _read(kind: Any, value: Any, where: str, problems: list[str]) -> Any:
+    """`value` as the annotated type `kind`: a dataclass from a table, a list of them,
+    X | None, or a scalar. Each thing wrong is added to `problems` (named by `where`), and
+    None stands in for the part that was wrong."""
+    if is_dataclass(kind):
+        return _read_dataclass(kind, value, where, problems)
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        if value is None and type(None) in typing.get_args(kind):
+            return None
+        (kind,) = [k for k in typing.get_args(kind) if k is not type(None)]
+        return _read(kind, value, where, problems)
+    try:
+        if typing.get_origin(kind) is list:
+            (item,) = typing.get_args(kind)
+            name = "stage {n}" if item is Stage else f"{where}[{{n}}]"  # "stage 2", "stage 1: loras[1]"
+            return [_read(item, v, name.format(n=n + 1), problems) for n, v in enumerate(checked.listing(value, where))]
+        return _SCALARS[kind](value, where)
+    except ReadError as exc:
+        problems.extend(exc.problems)
+        return None
+
+
+def _read_dataclass(cls: type, value: Any, where: str, problems: list[str]) -> Any:
+    if not isinstance(value, dict):
+        problems.append(f"{where} must be a table of fields, not {checked.shown(value)}")
+        return None
+    declared = {f.name: f for f in fields(cls)}
+    prefix = f"{where}: " if where else ""
+    unknown = set(value) - set(declared)
+    if unknown:
+        problems.append(f"{prefix}unknown field(s): {checked.names(unknown)}" if where
+                        else f"unknown project field(s): {checked.names(unknown)}")
+        return None
+    missing = [n for n, f in declared.items() if n not in value and f.default is MISSING and f.default_factory is MISSING]
+    if missing:
+        problems.append(f"{prefix}no {', '.join(missing)} given")
+        return None
+    before = len(problems)
+    values = {name: _read(_hints(cls)[name], v, f"{prefix}{name}", problems) for name, v in value.items()}
+    return cls(**values) if len(problems) == before else None
 
 
 def migrate(data: dict[str, Any]) -> dict[str, Any]:
     """Upgrade an older project dict to SCHEMA_VERSION, one version at a time."""
-    version = int(data.get("schema_version", SCHEMA_VERSION))
+    version = checked.integer(data.get("schema_version", SCHEMA_VERSION), "schema_version")
     if version > SCHEMA_VERSION:
-        raise ProjectError(
-            [f"this project was saved by a newer Handoff (schema {version}, this one reads up to {SCHEMA_VERSION})"]
-        )
+        raise ReadError(f"this project was saved by a newer Handoff (schema {version}, this one reads up to {SCHEMA_VERSION})")
+    if version < 1:
+        raise ReadError(f"schema_version {version} is not one Handoff ever wrote (1..{SCHEMA_VERSION})")
     if version < 2:
         # 1 -> 2: stages gained adapters; a version 1 stage has none.
         for stage in data.get("stages", []) if isinstance(data.get("stages"), list) else []:
@@ -188,17 +220,24 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def validate(project: Project, size_multiple: int = 8, stage_multiples: dict[int, int] | None = None) -> None:
+def validate(project: Project, size_multiple: int = 8, stage_multiples: dict[int, int] | None = None,
+             stage_natives: dict[int, int] | None = None) -> None:
     """Raise ProjectError listing every problem that would stop the job.
 
     `stage_multiples` maps a stage index to the pixel multiple its model needs, when the
-    models are known; `size_multiple` is used for the rest.
+    models are known; `size_multiple` is used for the rest. `stage_natives` maps a stage
+    index to the (square) size its model was made for, which bounds the area it may
+    work at (AREA_FACTOR); stages without one are bounded by MAX_SIDE alone.
     """
     problems: list[str] = []
+    if len(project.stages) > MAX_STAGES:
+        problems.append(f"{len(project.stages)} stages are more than {MAX_STAGES}")
     if not project.prompt.strip() and not any(s.prompt for _, s in project.enabled_stages()):
         problems.append("the prompt is empty")
     if project.width <= 0 or project.height <= 0:
         problems.append(f"size {project.width}x{project.height} must be positive")
+    elif max(project.width, project.height) > MAX_SIDE:
+        problems.append(f"size {project.width}x{project.height} is too large: each side must be at most {MAX_SIDE} px")
     if not 0 <= project.seed <= MAX_SEED:
         problems.append(f"seed {project.seed} is outside 0..{MAX_SEED}")
     if project.memory_policy not in MEMORY_POLICIES:
@@ -218,8 +257,10 @@ def validate(project: Project, size_multiple: int = 8, stage_multiples: dict[int
             problems.append(f"stage {i + 1} has no model")
         if stage.steps < 1:
             problems.append(f"{where}: steps must be at least 1, not {stage.steps}")
-        if stage.guidance < 0:
-            problems.append(f"{where}: guidance must not be negative ({stage.guidance})")
+        elif stage.steps > MAX_STEPS:
+            problems.append(f"{where}: {stage.steps} steps are more than {MAX_STEPS}")
+        if not math.isfinite(stage.guidance) or stage.guidance < 0:
+            problems.append(f"{where}: guidance must be a number of 0 or more, not {stage.guidance}")
         if stage.seed is not None and not 0 <= stage.seed <= MAX_SEED:
             problems.append(f"{where}: seed {stage.seed} is outside 0..{MAX_SEED}")
         problems += adapter_problems(stage, where, generates=pos == 0 and project.init_image is None)
@@ -248,12 +289,15 @@ def validate(project: Project, size_multiple: int = 8, stage_multiples: dict[int
                 problems.append(f"{where}: switch point {stage.switch_at} is outside (0, 1]")
         elif not 0 < stage.strength <= 1:
             problems.append(f"{where}: strength {stage.strength} is outside (0, 1]")
-        elif int(stage.steps * stage.strength) < 1:
+        elif 1 <= stage.steps <= MAX_STEPS and int(stage.steps * stage.strength) < 1:
             need = math.ceil(1 / stage.strength)
             problems.append(
                 f"{where}: {stage.steps} steps at strength {stage.strength} run no denoising step "
                 f"(steps x strength < 1); use at least {need} steps"
             )
+    if 0 < project.width <= MAX_SIDE and 0 < project.height <= MAX_SIDE and all(
+            1 <= s.upscale <= MAX_UPSCALE for _, s in enabled):
+        problems += _size_problems(project, stage_multiples or {}, stage_natives or {}, size_multiple)
     for multiple, where in sorted(needs_multiple.items(), reverse=True)[:1]:
         # The largest multiple any stage needs is the one to meet; one message says it.
         problems.insert(0,
@@ -299,6 +343,26 @@ def adapter_problems(stage: Stage, where: str, generates: bool) -> list[str]:
         if not 0 <= ip.scale <= MAX_ADAPTER_WEIGHT:
             out.append(f"{where}: IP-Adapter scale {ip.scale:g} is outside 0..{MAX_ADAPTER_WEIGHT:g}")
     return out
+
+
+def _size_problems(project: Project, multiples: dict[int, int], natives: dict[int, int],
+                   default_multiple: int) -> list[str]:
+    """Stages whose working size (upscales included) is past MAX_SIDE, or past AREA_FACTOR
+    times the area their model was made for."""
+    problems = []
+    for i, (width, height) in stage_sizes(project, multiples, default_multiple).items():
+        where = f"stage {i + 1} ({project.stages[i].model})"
+        native = natives.get(i)
+        if max(width, height) > MAX_SIDE:
+            if (width, height) == (project.width, project.height):
+                continue  # said once, for the project's size
+            problems.append(f"{where} would work at {width}x{height}: each side must be at most {MAX_SIDE} px "
+                            "(lower the size or the upscale)")
+        elif native and width * height > AREA_FACTOR * native * native:
+            problems.append(f"{where} would work at {width}x{height} ({width * height / 1e6:.1f} MP), more than "
+                            f"{AREA_FACTOR} times the area its model was made for ({native}x{native}): lower "
+                            "the size or the upscale")
+    return problems
 
 
 def stage_sizes(project: Project, multiples: dict[int, int] | None = None,

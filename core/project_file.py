@@ -13,15 +13,18 @@ import hashlib
 import io
 import json
 import re
+import stat
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from core import paths
+from core import checked, paths
 from core.atomic import write_with
+from core.errors import ReadError
 from core.project import SCHEMA_VERSION, Project
-from core.errors import ProjectError, ReadError
 
 if TYPE_CHECKING:
     from core.interop.reading import Imported
@@ -86,64 +89,166 @@ def save(path: Path, doc: ProjectDocument) -> Path:
     return write_with(Path(path), lambda f: f.write(buf.getvalue()))
 
 
+# What a .handoff may hold: larger entries, or more of them, are not a project Handoff wrote
+# (a zip bomb, or another file renamed), and are refused before they are read.
+MAX_MANIFEST_BYTES = checked.MAX_JSON_BYTES
+MAX_IMAGE_BYTES = 256 * checked.MiB  # a stored PNG; an 8192 x 8192 RGB one is at most 192 MiB
+MAX_TOTAL_BYTES = 4096 * checked.MiB  # everything an archive may expand to
+MAX_ENTRIES = 10_000
+# What zipfile raises for a damaged archive (a version it does not know, a cut header, a
+# bad deflate stream, an encrypted entry) besides BadZipFile.
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError, ValueError,
+               struct.error, zlib.error, IndexError)
+
+
 def load(path: Path) -> ProjectDocument:
+    """A project file (.handoff), a plain .json recipe or a ComfyUI graph, or an image
+    carrying a recipe. Raises ReadError (one line naming the file and what is wrong) and
+    nothing else."""
     path = Path(path)
     if not path.is_file():
-        raise ProjectError([f"project file not found: {path}"])
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise ReadError(f"{path.name} is not a readable project: {exc}") from exc
-        from core.interop.detect import from_json
-
-        imported = from_json(data, path.name)  # a ComfyUI graph saved as .json, say
-        if imported is not None:
-            return ProjectDocument(imported.project, source=imported)
-        if not isinstance(data, dict):
-            raise ReadError(f"{path.name} is not a Handoff project, nor a ComfyUI workflow")
-        try:
-            return ProjectDocument(Project.from_dict(data.get("project", data)))
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise ReadError(f"{path.name}: the project is malformed ({exc})") from exc
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        from core.metadata import read_recipe
-
-        imported = read_recipe(path)
-        if imported is None:
-            raise ReadError(f"{path.name} carries no recipe (no Handoff, Automatic1111, ComfyUI, InvokeAI, Fooocus "
-                            "or NovelAI metadata)")
-        return ProjectDocument(imported.project, source=imported)
+        raise ReadError(f"project file not found: {path}")
     try:
-        with zipfile.ZipFile(path) as z:
-            manifest = json.loads(z.read("project.json"))
-            if manifest.get("format") != FORMAT:
-                raise ProjectError([f"{path.name} is not a Handoff project"])
-            project = Project.from_dict(manifest["project"])
-            if project.init_image:
-                project.init_image = str(_extract(z.read(project.init_image), PurePosixPath(project.init_image).name))
-            history = [
-                HistoryRun(
-                    run_id=r["run_id"], when=r["when"], recipe=r["recipe"], timings=r.get("timings", []),
-                    images=[HistoryImage(i["stage"], i["label"], z.read(i["file"]), i.get("seconds", 0.0)) for i in r["images"]],
-                )
-                for r in manifest.get("history", [])
-            ]
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
-        raise ProjectError([f"{path.name} is not a readable Handoff project ({exc})"]) from exc
+        if path.suffix.lower() == ".json":
+            return _json_project(path)
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            return _image_recipe(path)
+        return _load_archive(path)
+    except ReadError as exc:
+        message = str(exc)
+        raise ReadError(message if message.startswith(path.name) else f"{path.name}: {message}") from None
+    except OSError as exc:  # the file went away or cannot be read, the cache cannot be written
+        raise ReadError(f"{path.name} cannot be read ({exc.strerror or exc})") from None
+
+
+def _json_project(path: Path) -> ProjectDocument:
+    from core.interop.detect import from_json
+
+    data = checked.read_json_file(path, path.name)
+    imported = checked.guarded(from_json, data, path.name)  # a ComfyUI graph saved as .json, say
+    if imported is not None:
+        return ProjectDocument(imported.project, source=imported)
+    if isinstance(data, dict) and "project" in data:
+        data = data["project"]
+    return ProjectDocument(Project.from_dict(data))
+
+
+def _image_recipe(path: Path) -> ProjectDocument:
+    from core.images import image_size
+    from core.metadata import read_recipe
+
+    image_size(path, path.name)  # pixels capped before the recipe reader decodes them
+    imported = checked.guarded(read_recipe, path)
+    if imported is None:
+        raise ReadError("carries no recipe (no Handoff, Automatic1111, ComfyUI, InvokeAI, Fooocus or NovelAI metadata)")
+    return ProjectDocument(imported.project, source=imported)
+
+
+def _load_archive(path: Path) -> ProjectDocument:
+    try:
+        z = zipfile.ZipFile(path)
+    except _ZIP_ERRORS as exc:
+        raise ReadError(f"not a readable Handoff project (a .handoff file is a zip: {exc})") from None
+    with z:
+        archive = _Archive(z)
+        manifest = checked.table(checked.parse_json(archive.read("project.json", MAX_MANIFEST_BYTES), "project.json"),
+                                 "project.json")
+        if manifest.get("format") != FORMAT:
+            raise ReadError("not a Handoff project (project.json has no \"format\": \"handoff-project\")")
+        if "project" not in manifest:
+            raise ReadError("project.json has no project")
+        project = Project.from_dict(manifest["project"])
+        if project.init_image:
+            data = archive.read_image(project.init_image, "the init image")
+            project.init_image = str(_extract(data, PurePosixPath(project.init_image).name))
+        raw_history = checked.listing(manifest.get("history", []), "history")
+        history = [_history_run(archive, raw, f"history run {n + 1}") for n, raw in enumerate(raw_history)]
     return ProjectDocument(project, history)
 
 
-def _png_bytes(path: Path) -> bytes:
-    from PIL import Image
+def _history_run(archive: "_Archive", raw, where: str) -> HistoryRun:
+    raw = checked.table(raw, where)
+    images = []
+    for n, item in enumerate(checked.listing(raw.get("images", []), f"{where}: images")):
+        at = f"{where}, image {n + 1}"
+        item = checked.table(item, at)
+        images.append(HistoryImage(
+            stage=checked.integer(item.get("stage"), f"{at}: stage"),
+            label=checked.text(item.get("label", ""), f"{at}: label"),
+            png=archive.read_image(checked.text(item.get("file"), f"{at}: file"), at),
+            seconds=checked.number(item.get("seconds", 0.0), f"{at}: seconds"),
+        ))
+    return HistoryRun(
+        run_id=checked.text(raw.get("run_id"), f"{where}: run_id"),
+        when=checked.text(raw.get("when", ""), f"{where}: when"),
+        recipe=checked.table(raw.get("recipe", {}), f"{where}: recipe"),
+        images=images,
+        timings=checked.listing(raw.get("timings", []), f"{where}: timings"),
+    )
 
-    try:
-        with Image.open(path) as im:
-            out = io.BytesIO()
-            im.convert("RGB").save(out, format="PNG")
-            return out.getvalue()
-    except OSError as exc:
-        raise ProjectError([f"init image {path} cannot be read: {exc}"]) from exc
+
+class _Archive:
+    """The entries of a .handoff, checked before any is read: no entry may climb out of
+    the archive (`..`, an absolute path) or be a link, and each is read with a size cap
+    in bounded chunks (the size a zip declares can lie)."""
+
+    def __init__(self, z: zipfile.ZipFile) -> None:
+        infos = z.infolist()
+        if len(infos) > MAX_ENTRIES:
+            raise ReadError(f"holds {len(infos)} entries, more than the {MAX_ENTRIES} a project may have")
+        for info in infos:
+            problem = _entry_problem(info)
+            if problem:
+                raise ReadError(f"entry '{info.filename[:120]}' {problem}: refused")
+        self.z = z
+        self.total = 0
+
+    def read(self, name: str, cap: int) -> bytes:
+        try:
+            info = self.z.getinfo(name)
+        except KeyError:
+            raise ReadError(f"has no entry '{name[:120]}'") from None
+        if info.file_size > cap:
+            raise ReadError(f"entry '{name[:120]}' is {info.file_size / checked.MiB:.0f} MiB, more than the "
+                            f"{cap // checked.MiB} MiB it may be")
+        try:
+            with self.z.open(info) as f:
+                data = checked.read_capped(f, cap, f"entry '{name[:120]}'")
+        except _ZIP_ERRORS as exc:
+            raise ReadError(f"entry '{name[:120]}' is damaged ({exc})") from None
+        self.total += len(data)
+        if self.total > MAX_TOTAL_BYTES:
+            raise ReadError(f"the entries expand to more than {MAX_TOTAL_BYTES // checked.MiB} MiB")
+        return data
+
+    def read_image(self, name: str, what: str) -> bytes:
+        """A stored PNG, checked to be an image of a size Handoff reads."""
+        from core.images import image_size
+
+        data = self.read(name, MAX_IMAGE_BYTES)
+        image_size(data, f"{what} ('{name[:120]}')")
+        return data
+
+
+def _entry_problem(info: zipfile.ZipInfo) -> str | None:
+    name = info.filename
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        return "is an absolute path"
+    if ".." in parts:
+        return "climbs out of the archive (..)"
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "is a symbolic link"
+    return None
+
+
+def _png_bytes(path: Path) -> bytes:
+    from core.images import read_image
+
+    image = read_image(Path(path), f"init image {path}")
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
 
 
 def _safe_stem(path: Path) -> str:

@@ -14,10 +14,11 @@ from PySide6.QtWidgets import (
 )
 
 from core import document as doc
-from core import paths
+from core import paths, settings_file
 from core.defaults import default_project
 from core.document import Document, Run, read_project
 from core.errors import ProjectError, ReadError
+from core.images import pixel_problem
 from core.events import (
     JobCancelled, JobFailed, JobFinished, JobStarted, Loading, Notice, StageFinished, StagePreview, StageStarted,
     Step,
@@ -116,6 +117,8 @@ class MainWindow(QMainWindow):
         self.autosave_timer.start(max(5, int(self.settings.autosave_seconds)) * 1000)
         self.document.subscribe(lambda what, detail: self._on_change[what](detail))
         self.load_project(self.document.project, None, [])
+        if settings_file.problem():  # a damaged settings file costs its lists, and says so once
+            self.log_line(f"settings: {settings_file.problem()}")
 
     # The document's parts, as the widgets and the tests see them.
     @property
@@ -498,7 +501,8 @@ class MainWindow(QMainWindow):
 
     def problems_now(self) -> list[str]:
         try:
-            validate(self.project, stage_multiples=self.stage_multiples())
+            validate(self.project, stage_multiples=self.stage_multiples(),
+                     stage_natives={i: info_for(s.model).native for i, s in enumerate(self.project.stages)})
             problems = []
         except ProjectError as exc:
             problems = list(exc.problems)
@@ -742,7 +746,11 @@ class MainWindow(QMainWindow):
             return "rejected"
         if suffix in PROJECT_SUFFIXES:
             return "project" if self.open_project_file(path) else "cancelled"
-        if suffix in IMAGE_SUFFIXES and image_size(path) is not None:
+        if suffix in IMAGE_SUFFIXES and (size := image_size(path)) is not None:
+            too_large = pixel_problem(*size, path.name)
+            if too_large:  # refused before a pixel is decoded (core.images)
+                self.show_error(f"{too_large}; nothing was changed.")
+                return "rejected"
             try:
                 imported = self._recipe_in(path)
             except ReadError as exc:
@@ -771,10 +779,11 @@ class MainWindow(QMainWindow):
         """The recipe an image carries (Handoff's, or another tool's), None when it has none;
         raises ReadError for metadata that is there but damaged. On this thread, at most
         1 GiB of not-yet-hashed checkpoints is hashed to match a model hash."""
+        from core import checked
         from core.interop.model_lookup import ModelLookup
         from core.metadata import read_recipe
 
-        return read_recipe(path, ModelLookup(hash_budget=2**30))
+        return checked.guarded(read_recipe, path, ModelLookup(hash_budget=2**30))
 
     @staticmethod
     def _restore_question(path: Path, imported) -> str:

@@ -3,12 +3,13 @@ core.paths.settings_file() so HANDOFF_HOME moves them. Qt-free and forgiving: a 
 or damaged file means defaults, never a crash at start-up."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from core import settings_file
 
 MAX_RECENT = 10
+MIN_AUTOSAVE, MAX_AUTOSAVE = 5, 3600  # seconds
 
 
 @dataclass
@@ -24,10 +25,26 @@ class Settings:
     @classmethod
     def load(cls) -> "Settings":
         gui = settings_file.read_section("gui")
+        out = cls()
         if not isinstance(gui, dict):
-            return cls()
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in gui.items() if k in known})
+            return out
+        # The file is outside data: each value is taken only when it has the right shape.
+        for name in ("recent_files", "recent_models"):
+            value = gui.get(name)
+            if isinstance(value, list):
+                setattr(out, name, [v for v in value if isinstance(v, str) and v.strip()][:MAX_RECENT])
+        seconds = gui.get("autosave_seconds")
+        if isinstance(seconds, int) and not isinstance(seconds, bool) and MIN_AUTOSAVE <= seconds <= MAX_AUTOSAVE:
+            out.autosave_seconds = seconds
+        for name in ("window_geometry", "last_dir"):
+            value = gui.get(name)
+            if isinstance(value, str) and len(value) < 100_000:
+                setattr(out, name, value)
+        splitters = gui.get("splitters")
+        if isinstance(splitters, dict):
+            out.splitters = {k: v for k, v in splitters.items() if isinstance(k, str) and isinstance(v, list)
+                             and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 100_000 for n in v)}
+        return out
 
     def save(self) -> None:
         try:

@@ -7,6 +7,7 @@ mid-run crashes Qt); on close it cancels the job, quits the thread and waits.
 """
 from __future__ import annotations
 
+import gc
 import importlib
 import time
 import traceback
@@ -76,6 +77,12 @@ class EngineWorker(QObject):
             self.torch_failed.emit(f"torch could not be loaded: {exc}")
             return
         self._warm_imports()
+        # torch, diffusers and transformers leave ~400k objects that live as long as the
+        # process; a full collection scans them all while holding the GIL, which froze the
+        # window for 100-500 ms every few jobs (tests/benchmarks/bench_soak.py). Frozen, they
+        # are out of the collector's sight and a collection scans only what jobs create.
+        gc.collect()
+        gc.freeze()
         device = "cuda" if torch.cuda.is_available() else "cpu"
         from core.devices import runtime_summary
 

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 _SESSION_TMP = Path(tempfile.mkdtemp(prefix="handoff-tests-"))
 # Set before anything imports huggingface_hub, which reads them at import time.
@@ -17,6 +18,14 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 # Tiny models are dominated by per-op overhead; one thread also keeps a busy 2-core
 # machine from thrashing OpenMP spin-waits (seen: 0.7 s vs 20 s for the same call).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# Property-based tests of the readers: short and reproducible by default (the same examples
+# each run, none stored in the checkout); HYPOTHESIS_PROFILE=explore looks further, at random.
+_HYPOTHESIS = dict(deadline=None, database=None,
+                   suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+settings.register_profile("handoff", max_examples=100, derandomize=True, **_HYPOTHESIS)
+settings.register_profile("explore", max_examples=2000, **_HYPOTHESIS)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "handoff"))
 
 
 @pytest.fixture(autouse=True)

@@ -182,3 +182,29 @@ def test_offline_mode_and_nothing_cached_says_so(hub, monkeypatch):
     with pytest.raises(ModelError, match=r"offline mode is on \(HF_HUB_OFFLINE=1\)"):
         models.download(REPO)
     assert not hub.requests
+
+
+class _CutEveryTime(dict):
+    """cut_after that cuts every GET of the file, not just the first (a link that keeps dropping)."""
+
+    def pop(self, key, default=None):
+        return self.get(key, default)
+
+
+def test_a_download_failing_mid_file_fails_the_job_readably_and_the_next_job_resumes(hub, tmp_path, monkeypatch):
+    from core import downloads
+
+    monkeypatch.setattr(downloads, "_pause", lambda cancel, seconds: None)
+    hub.cut_after = _CutEveryTime({BIG: 1000})
+    models = ModelCache()
+    events = run_job(project(), tmp_path, models, on_event=lambda e: None)
+    (failed,) = of(events, ev.JobFailed)
+    assert failed.message.startswith(f"{REPO} could not be downloaded") and "\n" not in failed.message, failed.message
+    assert len(hub.gets(BIG)) == downloads.RETRIES + 1  # it retried, resuming each time, then gave up
+    partial = list((storage(tmp_path) / "blobs").glob("*.incomplete"))
+    assert len(partial) == 1 and partial[0].stat().st_size > 0  # kept for the next try
+
+    hub.cut_after = {}
+    events = run_job(project(), tmp_path, models)
+    assert of(events, ev.JobFinished)
+    assert hub.gets(BIG)[-1].range is not None, "the next job resumed the file where it got to"

@@ -162,6 +162,25 @@ def test_a_broken_project_file_is_reported(window, tmp_path):
     assert window.project.prompt == "a red circle on a blue background"
 
 
+def test_hostile_files_are_refused_with_one_line(window, tmp_path):
+    import json
+    import zipfile
+
+    from tests.test_bounds import png_header_only
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header_only(20000, 20000))
+    assert window.open_path(bomb) == "rejected"  # from its header: no pixel is decoded
+    assert "bomb.png is 20000x20000 (400 MP), more than the 67 MP" in window.banner.text.text()
+    odd = tmp_path / "odd.handoff"
+    with zipfile.ZipFile(odd, "w") as z:
+        z.writestr("project.json", json.dumps({"format": "handoff-project", "project": window.project.to_dict(),
+                                               "history": {"not": "a list"}}))
+    assert window.open_path(odd) == "cancelled"
+    assert "odd.handoff: history must be a list, not a table" in window.banner.text.text()
+    assert window.project.prompt == "a red circle on a blue background" and not window.modified
+
+
 def test_autosave_is_offered_back_after_a_crash(qtbot, with_models, answers):
     from gui.main_window import MainWindow
 

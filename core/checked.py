@@ -1,0 +1,137 @@
+"""Reading data that came from outside (a project file, a PNG chunk, the settings file, a
+model's config) with its types and sizes checked: every helper returns the value as the
+caller needs it or raises ReadError with one line naming the field, never a TypeError
+or KeyError from deep inside the code that uses it."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
+
+from core.errors import ReadError
+
+MiB = 1024 * 1024
+# The largest JSON document any reader parses (a project with its run history is a few
+# hundred kB; a model config a few kB): a larger one is not what it claims to be.
+MAX_JSON_BYTES = 32 * MiB
+MAX_INTEGER = 2**63
+
+
+def shown(value: Any) -> str:
+    """A value as a message shows it: short, in JSON's words."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def names(keys) -> str:
+    """Field names for a message: sorted, and quoted when they would break the line."""
+    shown_keys = [k if isinstance(k, str) and k.isprintable() and 0 < len(k) <= 40 else repr(k)[:40]
+                  for k in keys]
+    return ", ".join(sorted(shown_keys))
+
+
+def table(value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise ReadError(f"{where} must be a table of fields, not {shown(value)}")
+    return value
+
+
+def listing(value: Any, where: str) -> list:
+    if not isinstance(value, list):
+        raise ReadError(f"{where} must be a list, not {shown(value)}")
+    return value
+
+
+def integer(value: Any, where: str) -> int:
+    """An int; a float with an integral value (30.0, as some tools write) is taken as one."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ReadError(f"{where} must be an integer, not {shown(value)}")
+    if abs(value) > MAX_INTEGER:  # no field needs more, and a 4000-digit one is a hostile file
+        raise ReadError(f"{where} {shown(value)} is out of range")
+    return value
+
+
+def number(value: Any, where: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ReadError(f"{where} must be a number, not {shown(value)}")
+    if not math.isfinite(value):
+        raise ReadError(f"{where} must be a finite number, not {shown(value)}")
+    return float(value)
+
+
+def text(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise ReadError(f"{where} must be text, not {shown(value)}")
+    return value
+
+
+def boolean(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ReadError(f"{where} must be true or false, not {shown(value)}")
+    return value
+
+
+def read_capped(f: BinaryIO, cap: int, what: str, chunk: int = MiB) -> bytes:
+    """At most `cap` bytes from a stream, read in chunks: a declared size can lie, so
+    the count read is what is checked."""
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        block = f.read(min(chunk, cap + 1 - total))
+        if not block:
+            return b"".join(parts)
+        total += len(block)
+        if total > cap:
+            raise ReadError(f"{what} is larger than {cap // MiB} MiB: it is not what it claims to be")
+        parts.append(block)
+
+
+def parse_json(data: bytes, what: str) -> Any:
+    """JSON from bytes, as UTF-8; any malformation is one ReadError naming `what`."""
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ReadError(f"{what} is not text (UTF-8 JSON)") from None
+    except json.JSONDecodeError as exc:
+        raise ReadError(f"{what} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except ValueError as exc:  # a number too long for Python to convert
+        raise ReadError(f"{what} is not valid JSON ({str(exc)[:100]})") from None
+    except RecursionError:
+        raise ReadError(f"{what} is nested too deeply to be read") from None
+
+
+def read_json_file(path: Path, what: str | None = None, cap: int = MAX_JSON_BYTES) -> Any:
+    """A JSON file, size-capped, as parsed values (the caller checks their shape)."""
+    path = Path(path)
+    what = what or path.name
+    try:
+        with open(path, "rb") as f:
+            data = read_capped(f, cap, what)
+    except OSError as exc:
+        raise ReadError(f"{what} cannot be read ({exc.strerror or exc})") from None
+    return parse_json(data, what)
+
+
+def guarded(reader: Callable[..., Any], *args: Any) -> Any:
+    """Call a reader of other tools' data (core.interop parses loosely, by design): any
+    failure inside it is the file's, and comes back as ReadError in one line."""
+    try:
+        return reader(*args)
+    except ReadError:
+        raise
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ReadError(f"the recipe in it cannot be read ({type(exc).__name__}: {reason})") from None

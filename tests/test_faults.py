@@ -1,0 +1,323 @@
+"""Faults, each injected where it happens for real: out of memory in each stage's load,
+denoise and decode; a full disk while a stage's PNG or a project is saved; SIGINT and
+SIGTERM at several points of a command-line job; a process killed mid-save. After each,
+the next job runs (or the process exits with its documented status and one line), what
+was already written stays, and a project file is never truncated."""
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from core import events as ev
+from core import project_file
+from core.atomic import STALE_SECONDS, remove_stale_parts, write_bytes
+from core.document import Document
+from core.models import ModelCache
+from core.project import Project, Stage
+from tests.engine_helpers import of, run_job
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def two_stage(steps: int = 2) -> Project:
+    """The demo family with a pixel handoff, so each stage loads, denoises and decodes."""
+    return Project(prompt="a red circle on a blue background", width=64, height=64, seed=1,
+                   stages=[Stage("builtin:demo-base", steps=steps, name="base"),
+                           Stage("builtin:demo-refiner", steps=steps * 2, handoff="pixel", strength=0.5, name="refiner")])
+
+
+def oom(kind: str) -> BaseException:
+    import torch
+
+    if kind == "cuda":  # constructible on a CPU build too: it is a RuntimeError subclass
+        return torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+    return MemoryError()
+
+
+@pytest.fixture(scope="module")
+def models() -> ModelCache:
+    return ModelCache()  # one cache across the faults: each must leave it usable
+
+
+@pytest.mark.parametrize("kind", ["cuda", "ram"])
+@pytest.mark.parametrize("phase", ["load", "denoise", "decode"])
+@pytest.mark.parametrize("stage", [0, 1])
+def test_out_of_memory_in_any_stage_and_phase_fails_readably_and_the_next_job_runs(
+        models, tmp_path, monkeypatch, stage, phase, kind):
+    import diffusers
+
+    import core.engine
+
+    running: list[int] = [-1]
+    real_get, real_run = ModelCache.get, core.engine.run_stage
+    count = {"loads": 0}
+
+    def get(self, resolved, *a, **k):
+        count["loads"] += 1
+        if phase == "load" and count["loads"] == stage + 1:
+            raise oom(kind)
+        return real_get(self, resolved, *a, **k)
+
+    def run_stage(pipe, p, *a, **k):
+        running[0] = p.position
+        return real_run(pipe, p, *a, **k)
+
+    def failing(real):
+        def wrapper(self, *a, **k):
+            if running[0] == stage:
+                raise oom(kind)
+            return real(self, *a, **k)
+        return wrapper
+
+    monkeypatch.setattr(ModelCache, "get", get)
+    monkeypatch.setattr(core.engine, "run_stage", run_stage)
+    if phase == "denoise":
+        monkeypatch.setattr(diffusers.UNet2DConditionModel, "forward", failing(diffusers.UNet2DConditionModel.forward))
+    if phase == "decode":
+        monkeypatch.setattr(diffusers.AutoencoderKL, "decode", failing(diffusers.AutoencoderKL.decode))
+    events = run_job(two_stage(), tmp_path / "faulty", models, on_event=lambda e: None)
+    (failed,) = of(events, ev.JobFailed)
+    expected = "out of GPU memory: lower the size" if kind == "cuda" else "out of memory (RAM): lower the size"
+    assert failed.message.startswith(expected) and "\n" not in failed.message, failed.message
+    saved = [e.path for e in of(events, ev.StageSaved)]  # earlier stages' images stay, and are said to
+    assert sorted(p.name for p in (tmp_path / "faulty" / "out").iterdir()) == sorted(p.name for p in saved)
+    assert len(saved) == stage
+    for path in saved:
+        with Image.open(path) as im:
+            assert im.size == (64, 64)
+
+    monkeypatch.undo()
+    events = run_job(two_stage(), tmp_path / "next", models)
+    assert of(events, ev.JobFinished) and len(of(events, ev.StageSaved)) == 2
+
+
+def test_a_full_disk_while_a_stage_is_saved_fails_the_job_and_keeps_the_rest(tmp_path, monkeypatch):
+    import core.metadata
+
+    real = core.metadata.save_png
+
+    def save_png(image, path, project, index, **kw):
+        if index == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(image, path, project, index, **kw)
+
+    monkeypatch.setattr(core.metadata, "save_png", save_png)
+    models = ModelCache()
+    events = run_job(two_stage(), tmp_path, models, on_event=lambda e: None)
+    (failed,) = of(events, ev.JobFailed)
+    assert "stage 2's image could not be written to" in failed.message and "No space left on device" in failed.message
+    out = tmp_path / "out"
+    assert sorted(f.name for f in out.iterdir()) == ["job-1-base.png"]  # written, and no .part left
+    monkeypatch.undo()
+    assert of(run_job(two_stage(), tmp_path, models), ev.JobFinished)
+
+
+def test_a_full_disk_at_the_fsync_leaves_no_part_and_the_old_file(tmp_path, monkeypatch):
+    target = write_bytes(tmp_path / "a.png", b"old")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        write_bytes(target, b"new" * 1000)
+    assert target.read_bytes() == b"old" and [f.name for f in tmp_path.iterdir()] == ["a.png"]
+
+
+def test_a_full_disk_while_saving_a_project_keeps_the_old_file_and_the_changes(tmp_path, monkeypatch):
+    doc = Document(two_stage())
+    path = doc.save(tmp_path / "p.handoff")
+    before = path.read_bytes()
+    doc.project.prompt = "changed"
+    doc.set_modified(True)
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")))
+    with pytest.raises(OSError):
+        doc.save()
+    assert path.read_bytes() == before and doc.modified, "the old file intact, the change still unsaved"
+    assert [f.name for f in tmp_path.iterdir()] == ["p.handoff"]
+    monkeypatch.undo()
+    doc.save()
+    assert project_file.load(path).project.prompt == "changed"
+
+
+# ---------------------------------------------------------------- stale .part files
+
+
+def test_stale_parts_are_removed_by_the_next_write_in_their_folder(tmp_path):
+    import psutil
+
+    dead = max(psutil.pids()) + 50_000
+    while psutil.pid_exists(dead):
+        dead += 1
+    me = os.getpid()
+    names = {
+        "dead": f".p.handoff.{dead}.abcd1234.part",  # its process is gone
+        "old": f".q.png.{me}.efgh5678.part",  # ours, but untouched for more than a minute
+        "fresh": f".r.png.{me}.ijkl9012.part",  # ours and recent: a write in progress
+        "legacy": ".s.png.mnop3456.part",  # no pid in the name: judged by age, and fresh
+        "other": "download.part",  # not ours at all
+    }
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"x")
+    old = time.time() - STALE_SECONDS - 5
+    os.utime(tmp_path / names["old"], (old, old))
+    write_bytes(tmp_path / "next.png", b"data")
+    left = {f.name for f in tmp_path.iterdir()}
+    assert left == {names["fresh"], names["legacy"], names["other"], "next.png"}
+    assert remove_stale_parts(tmp_path / "missing") == []  # a folder that cannot be listed is no error
+
+
+# ---------------------------------------------------------------- a process killed mid-save
+
+SAVER = r"""
+import os, sys, time
+sys.path.insert(0, {root!r})
+from core import project_file
+from core.project import Project, Stage
+
+slow = os.environ.get("SLOW_FSYNC")
+if slow:
+    real = os.fsync
+    def fsync(fd):
+        print("fsync", flush=True)
+        time.sleep(30)  # a slow disk: the kill comes while the new file is not yet in place
+        real(fd)
+    os.fsync = fsync
+path = sys.argv[1]
+n = 0
+while True:
+    n += 1
+    doc = project_file.ProjectDocument(Project(prompt=f"version {{n}}", stages=[Stage("m")]), [
+        project_file.HistoryRun(f"run{{n}}", "now", {{}}, [project_file.HistoryImage(0, "x", PNG)])])
+    print("saving", n, flush=True)
+    project_file.save(path, doc)
+""".replace("PNG", "open(sys.argv[2], 'rb').read()")
+
+
+def _saver(tmp_path: Path, slow: bool) -> subprocess.Popen:
+    env = dict(os.environ, SLOW_FSYNC="1" if slow else "")
+    return subprocess.Popen([sys.executable, "-c", SAVER.format(root=str(ROOT)), str(tmp_path / "p.handoff"),
+                             str(tmp_path / "noise.png")], stdout=subprocess.PIPE, text=True, env=env)
+
+
+@pytest.fixture
+def noise_png(tmp_path) -> Path:
+    import numpy as np
+
+    path = tmp_path / "noise.png"  # incompressible, so a save takes a while
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (700, 700, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_a_process_killed_mid_save_leaves_the_old_project_whole(tmp_path, noise_png):
+    project_file.save(tmp_path / "p.handoff", project_file.ProjectDocument(Project(prompt="version 0", stages=[Stage("m")])))
+    # Killed while the new file is being synced: the old one is untouched, the .part is left.
+    proc = _saver(tmp_path, slow=True)
+    while proc.stdout.readline().strip() != "fsync":
+        pass
+    proc.kill()
+    proc.wait()
+    assert project_file.load(tmp_path / "p.handoff").project.prompt == "version 0"
+    parts = [f for f in tmp_path.iterdir() if f.name.endswith(".part")]
+    assert [f.name.split(".")[3] for f in parts] == [str(proc.pid)]
+    # Killed at any moment of a run of real saves: the file is one whole version or another.
+    for delay in (0.05, 0.13, 0.21, 0.34):
+        proc = _saver(tmp_path, slow=False)
+        proc.stdout.readline()
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        doc = project_file.load(tmp_path / "p.handoff")
+        assert doc.project.prompt.startswith("version ")
+    # The next save in the folder removes what the dead processes left.
+    project_file.save(tmp_path / "p.handoff", project_file.ProjectDocument(Project(prompt="after", stages=[Stage("m")])))
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["noise.png", "p.handoff"]
+
+
+# ---------------------------------------------------------------- signals at any point of a CLI job
+
+
+def _cli(out: Path, steps: int, refiner: bool) -> subprocess.Popen:
+    args = [sys.executable, "main.py", "generate", "a red circle", "--model", "builtin:demo-base", "--size", "64x64",
+            "--steps", str(steps), "--seed", "1", "--out", str(out)]
+    if refiner:
+        args += ["--refiner", "builtin:demo-refiner", "--handoff", "pixel", "--refiner-strength", "0.5",
+                 "--refiner-steps", "1000"]
+    # SIGINT as a terminal sends it: not ignored, whatever the shell that started pytest did.
+    return subprocess.Popen(args, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+class _Job:
+    """A CLI job that gets a signal when its stderr shows `marker` (or at once when None),
+    after `delay` seconds."""
+
+    def __init__(self, tmp_path: Path, name: str, sig: int, marker: str | None, delay: float,
+                 steps: int = 1000, refiner: bool = False) -> None:
+        self.out = tmp_path / name / "a.png"
+        self.sig, self.marker, self.delay = sig, marker, delay
+        self.proc = _cli(self.out, steps, refiner)
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=self._watch)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        sent = False
+        if self.marker is None:
+            time.sleep(self.delay)
+            self.proc.send_signal(self.sig)
+            sent = True
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+            if not sent and self.marker in line:
+                time.sleep(self.delay)
+                self.proc.send_signal(self.sig)
+                sent = True
+        self.proc.wait()
+
+    def result(self) -> tuple[int, list[str]]:
+        self.thread.join(timeout=240)
+        return self.proc.returncode, self.lines
+
+
+def test_sigint_and_sigterm_at_any_point_exit_with_their_status_and_one_line(tmp_path):
+    # Each job costs a torch import, so four cover the points: importing (no job yet), a
+    # model loading (the cancel is not looked at there), denoising between two stages.
+    jobs = {
+        "int-importing": _Job(tmp_path, "a", signal.SIGINT, None, 0.8),
+        "term-importing": _Job(tmp_path, "b", signal.SIGTERM, None, 0.8),
+        "term-loading": _Job(tmp_path, "c", signal.SIGTERM, "[1] base", 0.0),
+        "int-between-stages": _Job(tmp_path, "d", signal.SIGINT, "wrote", 0.0, steps=4, refiner=True),
+    }
+    for name, job in jobs.items():
+        code, lines = job.result()
+        text = "\n".join(lines)
+        assert code == (130 if job.sig == signal.SIGINT else 143), (name, code, text)
+        assert [line for line in lines if line.startswith("handoff:")] == ["handoff: cancelled"], (name, text)
+        assert "Traceback" not in text and "Error" not in text, (name, text)
+    # What a job wrote before the signal stays (the base's image, with its recipe).
+    base = jobs["int-between-stages"].out.parent / "a-1-base.png"
+    with Image.open(base) as im:
+        assert im.size == (64, 64) and "handoff" in im.text
+    assert not jobs["term-loading"].out.exists() and not jobs["int-between-stages"].out.exists()
+    # Nothing half-written anywhere.
+    assert not [p for p in tmp_path.rglob("*.part")]
+
+
+def test_the_exit_codes_are_documented():
+    readme = (ROOT / "README.md").read_text()
+    from core.cli import EXIT_CANCELLED, EXIT_FAILED, EXIT_TERMINATED, EXIT_USAGE
+
+    for text in (f"| {EXIT_USAGE} | bad input", f"| {EXIT_FAILED} | the job failed", f"| {EXIT_CANCELLED} | cancelled",
+                 f"| {EXIT_TERMINATED} | stopped with SIGTERM"):
+        assert text in readme, text
