@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from core import families, settings_file
-from core.checkpoints import DENOISER, PIPELINE, describe_file
+from core.checkpoints import DENOISER, PIPELINE
 from core.errors import ReadError
 from core.model_configs import read_config, read_model_index
 from core.model_info import ModelInfo, describe_folder, info_for
@@ -156,10 +156,9 @@ class CachedModel:
     note: str = ""
 
 
-def cached_hub_models(cache_dir: Path | str | None = None) -> list[CachedModel]:
-    """The diffusers models in the Hugging Face cache (those with a model_index.json), so
-    the user sees what loads offline. Uses huggingface_hub.scan_cache_dir, which reads the
-    folder layout and file sizes, not the files."""
+def _cached_repos(cache_dir: Path | str | None = None) -> list:
+    """The Hugging Face cache's repos (huggingface_hub.scan_cache_dir: folder layout and
+    sizes, no file read), by name; none when there is no cache."""
     try:
         from huggingface_hub import constants, scan_cache_dir
         from huggingface_hub.errors import CacheNotFound
@@ -170,8 +169,15 @@ def cached_hub_models(cache_dir: Path | str | None = None) -> list[CachedModel]:
         info = scan_cache_dir(cache_dir or constants.HF_HUB_CACHE)
     except (CacheNotFound, OSError, ValueError):
         return []
+    return sorted(info.repos, key=lambda r: r.repo_id.lower())
+
+
+def cached_hub_models(cache_dir: Path | str | None = None) -> list[CachedModel]:
+    """The diffusers models in the Hugging Face cache (those with a model_index.json), so
+    the user sees what loads offline. Uses huggingface_hub.scan_cache_dir, which reads the
+    folder layout and file sizes, not the files."""
     out: list[CachedModel] = []
-    for repo in sorted(info.repos, key=lambda r: r.repo_id.lower()):
+    for repo in _cached_repos(cache_dir):
         if repo.repo_type != "model":
             continue
         revisions = sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True)
@@ -268,17 +274,8 @@ def scan_adapters(root: Path) -> list[LibraryEntry]:
 def cached_hub_adapters(cache_dir: Path | str | None = None) -> list[LibraryEntry]:
     """LoRAs and ControlNets in the Hugging Face cache: repos with a ControlNet config.json,
     and .safetensors files whose header holds LoRA tensors (owner/repo/file.safetensors)."""
-    try:
-        from huggingface_hub import constants, scan_cache_dir
-        from huggingface_hub.errors import CacheNotFound
-    except ImportError:
-        return []
-    try:
-        info = scan_cache_dir(cache_dir or constants.HF_HUB_CACHE)
-    except (CacheNotFound, OSError, ValueError):
-        return []
     out: list[LibraryEntry] = []
-    for repo in sorted(info.repos, key=lambda r: r.repo_id.lower()):
+    for repo in _cached_repos(cache_dir):
         if repo.repo_type != "model" or not repo.revisions:
             continue
         rev = max(repo.revisions, key=lambda r: r.last_modified)
