@@ -64,7 +64,8 @@ while pos < len(data):
     pos += 12 + size
 params = text.get("parameters", "")
 print("  parameters:", params.replace("\n", " | ")[:160])
-assert "Model: builtin:demo-base" in params and "Seed: 1" in params and "handoff" in text, text.keys()
+# A1111 quotes a value holding a colon: Model: "builtin:demo-base".
+assert "builtin:demo-base" in params and "Seed: 1" in params and "handoff" in text, text.keys()
 EOF
 else
   grep -aq "parameters" x.png || fail "x.png has no parameters chunk"
