@@ -73,6 +73,14 @@ fi
 [[ ! -e "$tmp/home/.local/share/handoff/cache/demo-random" ]] || fail "the demo weights were not found in the bundle"
 echo "  ok in $(secs "$t0") s: x.png ($(stat -c %s x.png) bytes) with its parameters"
 
+step "generate with the demo adapters (builtin:demo-lora and builtin:demo-controlnet, inside the bundle)"
+t0=$(date +%s)
+clean "$app" generate "a red circle on a checkered background" --model builtin:demo-base --steps 8 --seed 1 \
+  --lora builtin:demo-lora:1 --controlnet builtin:demo-controlnet --control-image x.png --out adapters.png \
+  >adapters.log 2>&1 || { tail -n 20 adapters.log; fail "generate with adapters exited with status $?"; }
+[[ -s adapters.png ]] || fail "generate with adapters wrote no adapters.png"
+echo "  ok in $(secs "$t0") s: adapters.png"
+
 project=x.png
 if command -v python3 >/dev/null; then
   # A project file made from the recipe x.png carries (core/project_file.py's layout: a zip
