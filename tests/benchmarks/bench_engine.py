@@ -31,7 +31,6 @@ def main() -> None:
     os.environ.setdefault("HANDOFF_HOME", tempfile.mkdtemp(prefix="handoff-bench-"))
 
     import torch
-    from diffusers import DiffusionPipeline
     from diffusers.utils import logging
 
     logging.set_verbosity_error()
@@ -39,19 +38,9 @@ def main() -> None:
     from core.events import JobFailed, JobFinished
     from core.models import ModelCache
     from core.project import Project, Stage
+    from tests.benchmarks.tiny_pair import plain_pair
 
-    if args.base is None:
-        from tests.tiny_pipelines import build_sdxl_pair
-
-        root = Path(tempfile.mkdtemp(prefix="handoff-bench-models-"))
-        args.base, args.refiner = build_sdxl_pair(root / "base", root / "refiner")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.float16 if device == "cuda" else torch.float32
-    base = DiffusionPipeline.from_pretrained(str(args.base), dtype=dtype).to(device)
-    refiner = DiffusionPipeline.from_pretrained(str(args.refiner), dtype=dtype, vae=base.vae,
-                                                text_encoder_2=base.text_encoder_2).to(device)
-    for p in (base, refiner):
-        p.set_progress_bar_config(disable=True)
+    base, refiner, device = plain_pair(args)
     prompt, n, size = "a red circle on a blue background", args.steps, args.size
 
     def g():

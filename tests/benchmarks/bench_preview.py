@@ -34,11 +34,9 @@ def main() -> None:
     from core.models import ModelCache
     from core.project import Project, Stage
 
-    if args.base is None:
-        from tests.tiny_pipelines import build_sdxl_pair
+    from tests.benchmarks.tiny_pair import ensure_pair
 
-        root = Path(tempfile.mkdtemp(prefix="handoff-bench-models-"))
-        args.base, _ = build_sdxl_pair(root / "base", root / "refiner")
+    ensure_pair(args)
     project = Project(prompt="a red circle on a blue background", width=args.size, height=args.size, seed=1,
                       stages=[Stage(model=str(args.base), steps=args.steps, guidance=5.0)])
     models = ModelCache()
