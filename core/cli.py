@@ -504,7 +504,7 @@ def sweep_main(args, interrupts: "Interrupts | None" = None) -> int:
 
     try:
         project = project_file.load(args.project).project
-        validate(project)
+        validate_up_front(project)  # the bounds generate and run check, for a sweep too
         x = parse_axis(args.x, project)
         y = parse_axis(args.y, project) if args.y else None
         if y is not None and y.name == x.name:
