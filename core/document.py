@@ -192,7 +192,9 @@ class Document:
         self._tell(CHANGED_MODIFIED, False)
 
     def replace_recipe(self, project: Project) -> None:
-        """New settings (a restored recipe): the history and the path stay."""
+        """The same project's settings as they were (undo, redo): the history and the path
+        stay. A recipe from elsewhere is another document: `replace(project, None, [])`, so
+        that saving it never overwrites the file this one came from."""
         self.project = project
         self._tell(CHANGED_PROJECT)
         self.set_modified(True)

@@ -48,6 +48,8 @@ from gui.worker import JobRunner
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 PROJECT_SUFFIXES = {".handoff"}
 TERMINAL = (JobFinished, JobFailed, JobCancelled)
+# The question a dropped or opened image with a recipe asks: (answer, button label).
+RESTORE_CHOICES = [("restore", "Restore recipe"), ("init", "Use as init image"), ("cancel", "Cancel")]
 
 
 class Banner(QFrame):
@@ -365,6 +367,21 @@ class MainWindow(QMainWindow):
 
     def ask(self, title: str, text: str) -> bool:
         return QMessageBox.question(self, title, text) == QMessageBox.Yes
+
+    def choose(self, title: str, text: str, choices: list[tuple[str, str]]) -> str:
+        """The key of the answer picked from `choices` (key, button label); the first is the
+        default, the last is the way out (Escape or closing the box picks it too)."""
+        box = self.choice_box(title, text, choices)
+        box.exec()
+        return next((key for button, key in box.answers if button is box.clickedButton()), choices[-1][0])
+
+    def choice_box(self, title: str, text: str, choices: list[tuple[str, str]]) -> QMessageBox:
+        box = QMessageBox(QMessageBox.Question, title, text, QMessageBox.NoButton, self)
+        roles = [QMessageBox.AcceptRole] + [QMessageBox.ActionRole] * (len(choices) - 2) + [QMessageBox.RejectRole]
+        box.answers = [(box.addButton(label, role), key) for (key, label), role in zip(choices, roles)]
+        box.setDefaultButton(box.answers[0][0])
+        box.setEscapeButton(box.answers[-1][0])
+        return box
 
     def ask_save_changes(self) -> str:
         """'save', 'discard' or 'cancel'."""
@@ -755,22 +772,26 @@ class MainWindow(QMainWindow):
                 imported = self._recipe_in(path)
             except ReadError as exc:
                 # Metadata that is there but damaged is said, not silently dropped.
-                if not self.ask("Recipe unreadable", f"{exc}\n\nUse the image as the init image instead?"):
+                question = f"{exc}\n\nThe picture can still be the init image of “{self.document_name()}”."
+                if self.choose("Recipe unreadable", question, RESTORE_CHOICES[1:]) != "init":
                     return "cancelled"
                 self.set_init_image(path)
                 return "init"
-            if imported is not None:
-                if self.ask("Restore recipe?", self._restore_question(path, imported)):
-                    # The recipe replaces every setting: unsaved ones are asked about first, as
-                    # for any other replacement (it stays one undo step away too).
-                    if not self.maybe_discard():
-                        return "cancelled"
-                    self.restore_recipe(imported.project)
-                    for line in imported.summary(limit=100).splitlines():
-                        self.log_line(f"{path.name}: {line}")
-                    return "recipe"
-            self.set_init_image(path)
-            return "init"
+            if imported is None:
+                self.set_init_image(path)
+                return "init"
+            answer = self.choose("Restore recipe?", self._restore_question(path, imported), RESTORE_CHOICES)
+            if answer == "init":
+                self.set_init_image(path)
+                return "init"
+            # The recipe is a new document: unsaved work is asked about first, as for any other
+            # replacement, and the saved project is never the target of the next Ctrl+S.
+            if answer != "restore" or not self.maybe_discard():
+                return "cancelled"
+            self.restore_recipe(imported.project)
+            for line in imported.summary(limit=100).splitlines():
+                self.log_line(f"{path.name}: {line}")
+            return "recipe"
         self.show_error(f"{path.name} is not an image or a Handoff project (.handoff); nothing was changed.")
         return "rejected"
 
@@ -785,22 +806,22 @@ class MainWindow(QMainWindow):
 
         return checked.guarded(read_recipe, path, ModelLookup(hash_budget=2**30))
 
-    @staticmethod
-    def _restore_question(path: Path, imported) -> str:
+    def _restore_question(self, path: Path, imported) -> str:
         recipe = imported.project
         head = (f"{path.name} carries the recipe it was made with, by {imported.tool} "
                 f"({len(recipe.stages)} stage(s), “{recipe.prompt[:60]}”).")
         details = "" if imported.tool == "Handoff" else "\n\n" + imported.summary(limit=8)
-        return f"{head}{details}\n\nRestore it? (No uses the image as the init image.)"
+        here = f"“{self.document_name()}”"
+        return (f"{head}{details}\n\nRestore recipe: open it as a new, untitled project; {here} stays as it is."
+                f"\nUse as init image: {here} refines this picture.")
 
     def restore_recipe(self, recipe: Project) -> None:
-        # The recipe replaces the settings, not the document: history and path stay, and
-        # the change is an edit like any other (saved or undone by the user).
+        """A recipe from elsewhere as a new, untitled document: no path (Save asks where),
+        no runs, and no undo back into the project it replaced."""
         if recipe.init_image and not Path(recipe.init_image).is_file():
             recipe.init_image = None
-        self.document.replace_recipe(recipe)
-        self.history.record()
-        self.statusBar().showMessage("Recipe restored", 5000)
+        self.load_project(recipe, None, [])
+        self.statusBar().showMessage("Recipe restored as a new, untitled project", 5000)
 
     def set_init_image(self, path: Path) -> None:
         """Make `path` the init image: a refine-only job, whose first stage refines it."""

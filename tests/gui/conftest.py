@@ -59,7 +59,12 @@ class Answers:
         self.yes = True
         self.save_changes = "discard"
         self.save_path: Path | None = None
+        self.choice: str | None = None  # the answer key a choose() question gets
         self.asked: list[str] = []
+
+    def pick(self, choices: list[tuple[str, str]]) -> str:
+        """`choice` when set; else yes takes the first answer (the one offered), no the second."""
+        return self.choice if self.choice is not None else choices[0 if self.yes else 1][0]
 
 
 @pytest.fixture
@@ -73,6 +78,7 @@ def window(qtbot, with_models, answers):
 
     w = MainWindow()
     w.ask = lambda title, text: (answers.asked.append(title), answers.yes)[1]
+    w.choose = lambda title, text, choices: (answers.asked.append(title), answers.pick(choices))[1]
     w.ask_save_changes = lambda: (answers.asked.append("save changes"), answers.save_changes)[1]
     w.choose_save_path = lambda: answers.save_path
     qtbot.addWidget(w)

@@ -12,12 +12,12 @@ from tests.interop_helpers import png_with, sample, user_comment, with_exif
 def asked_texts(window, answers):
     texts: list[str] = []
 
-    def ask(title, text):
+    def choose(title, text, choices):
         answers.asked.append(title)
         texts.append(text)
-        return answers.yes
+        return answers.pick(choices)
 
-    window.ask = ask
+    window.choose = choose
     return texts
 
 
