@@ -214,7 +214,8 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
             finished.append(ev.StageFinished(
                 index=p.index, label=p.stage.label(p.index), image=stored.image, input_image=None, path=path,
                 load_seconds=0.0, denoise_seconds=0.0, decode_seconds=0.0, total_seconds=0.0, peak_memory=0,
-                memory_kind="", steps_run=0, handoff=p.handoff, preview=stored.preview, reused=True))
+                memory_kind="", steps_run=0, handoff=p.handoff, preview=stored.preview, reused=True,
+                ran=ran[p.position]))
             emit(finished[-1])
         for p in plans[start:]:
             current[0] = p.index
@@ -266,7 +267,7 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
                 load_seconds=load_seconds, denoise_seconds=result.denoise_seconds,
                 decode_seconds=result.decode_seconds, total_seconds=time.perf_counter() - t0,
                 peak_memory=meter.peak, memory_kind=meter.label, steps_run=result.steps_run, handoff=p.handoff,
-                preview=is_preview, drift=drift,
+                preview=is_preview, drift=drift, ran=ran[p.position],
             )
             finished.append(finished_event)
             emit(finished_event)

@@ -51,7 +51,7 @@ def latent_asked(tiny_models, tmp_path_factory):
         Stage(str(tiny_models["sd"]), steps=STEPS, guidance=5.0),
         Stage(str(tiny_models["sd_other"]), steps=STEPS, guidance=5.0, handoff="latent", strength=0.5)])
     events = run_job(project, tmp)
-    return events, of(events, ev.JobFinished)[0].paths[-1]
+    return events, of(events, ev.JobFinished)[0].paths[-1], project
 
 
 def test_the_handoff_chunk_keeps_the_ask_and_records_what_ran(latent_asked):
@@ -95,6 +95,20 @@ def test_export_of_the_png_follows_what_ran(latent_asked, tmp_path):
     assert cli.main(["export", str(latent_asked[1]), "--comfyui", str(out)]) == 0
     project = from_json(json.loads(out.read_text()), "wf.json", no_models()).project
     assert project.stages[1].handoff == "pixel"
+
+
+def test_a_saved_project_keeps_what_ran_in_its_history(latent_asked, tmp_path):
+    from core.document import Document
+
+    events, _, project = latent_asked
+    doc = Document(project.copy())
+    doc.begin_run(project)
+    for e in events:
+        doc.record(e)
+    reopened = Document.open(doc.save(tmp_path / "job.handoff"))
+    assert reopened.project.stages[1].handoff == "latent"
+    ran = reopened.runs[0].stages[1].ran
+    assert (ran.asked, ran.ran, ran.strength) == ("latent", "pixel", 0.5) and "the VAEs differ" in ran.why
 
 
 @pytest.fixture(scope="module")
