@@ -414,7 +414,8 @@ def export_project(path: Path, comfyui_out: Path) -> int:
         print(f"handoff: {problem}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        write_workflow(doc.project, comfyui_out)
+        # A Handoff PNG's export follows what its run did, as the PNG's own graph does.
+        write_workflow(doc.project, comfyui_out, doc.source.ran if doc.source is not None else None)
     except (ProjectError, OSError) as exc:
         print(f"handoff: {exc}", file=sys.stderr)
         return EXIT_USAGE

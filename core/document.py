@@ -22,6 +22,7 @@ from core import paths
 from core.atomic import write_text
 from core.project import Project
 from core.project_file import HistoryImage, HistoryRun, ProjectDocument, load, save
+from core.ran import StageRan
 
 TIMING_FIELDS = ("load_seconds", "denoise_seconds", "decode_seconds", "total_seconds")
 _ROW_KEYS = ("index", "label", "handoff", "steps_run", *TIMING_FIELDS, "peak_memory", "memory_kind", "path")
@@ -49,12 +50,13 @@ class StageResult:
     preview: bool = False  # the image previews latents handed to the next stage
     reused: bool = False  # the stage did not run: its stored output was reused
     drift: Any = None  # core.drift.Drift of a refine stage
+    ran: StageRan | None = None  # what ran: asked and run handoff, strength, why (kept in the history)
 
     @classmethod
     def from_event(cls, e: ev.StageFinished) -> "StageResult":
         return cls(e.index, e.label, e.handoff, e.steps_run, e.load_seconds, e.denoise_seconds, e.decode_seconds,
                    e.total_seconds, e.peak_memory, e.memory_kind, str(e.path), e.image, e.input_image, e.preview,
-                   e.reused, e.drift)
+                   e.reused, e.drift, e.ran)
 
 
 @dataclass
@@ -101,6 +103,8 @@ def run_to_history(run: Run) -> HistoryRun:
     for s in run.stages:
         t: dict[str, Any] = {k: getattr(s, k) for k in _ROW_KEYS}
         t["preview"] = s.preview
+        if s.ran is not None:
+            t["ran"] = s.ran.to_dict()
         t["input"] = None
         if s.input_image is not None:
             # Inputs ride after the outputs; the timing row says where its input is.
@@ -129,7 +133,7 @@ def history_to_run(h: HistoryRun, fallback_number: int) -> Run:
             peak_memory=_number(t.get("peak_memory"), int, 0), memory_kind=str(t.get("memory_kind") or ""),
             path=str(t.get("path") or ""), image=_image(img.png),
             input_image=_image(h.images[inp].png) if isinstance(inp, int) and 0 <= inp < len(h.images) else None,
-            preview=bool(t.get("preview", False)),
+            preview=bool(t.get("preview", False)), ran=StageRan.from_dict(t.get("ran")),
         ))
     if not rows:  # a history written by another front end: images only
         for img in h.images:

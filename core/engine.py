@@ -201,6 +201,7 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
     else:
         given = StageInput(image=load_init_image(project) if project.init_image else None)
     given_preview = reused is not None and reused.preview
+    ran = [p.ran() for p in plans]  # what each file says ran: the plan's record, never re-derived
     finished: list[ev.StageFinished] = []
     writer = PngWriter()
     try:
@@ -209,11 +210,12 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
             if stored is None:
                 continue  # an earlier stage's own output was pruned; the one handed over is kept
             path = out.path_for(p.position, len(plans), p.stage.label(p.index))
-            writer.submit(stored.image, path, project, p.index, preview=stored.preview)
+            writer.submit(stored.image, path, project, p.index, preview=stored.preview, ran=ran)
             finished.append(ev.StageFinished(
                 index=p.index, label=p.stage.label(p.index), image=stored.image, input_image=None, path=path,
                 load_seconds=0.0, denoise_seconds=0.0, decode_seconds=0.0, total_seconds=0.0, peak_memory=0,
-                memory_kind="", steps_run=0, handoff=p.handoff, preview=stored.preview, reused=True))
+                memory_kind="", steps_run=0, handoff=p.handoff, preview=stored.preview, reused=True,
+                ran=ran[p.position]))
             emit(finished[-1])
         for p in plans[start:]:
             current[0] = p.index
@@ -259,13 +261,13 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
             drift = _drift(p, given, image, given_preview)
             path = out.path_for(p.position, len(plans), label)
             writer.submit(image, path, project, p.index, preview=is_preview,
-                          extra={"drift": drift.to_dict()} if drift is not None else None)
+                          extra={"drift": drift.to_dict()} if drift is not None else None, ran=ran)
             finished_event = ev.StageFinished(
                 index=p.index, label=label, image=image, input_image=given.image, path=path,
                 load_seconds=load_seconds, denoise_seconds=result.denoise_seconds,
                 decode_seconds=result.decode_seconds, total_seconds=time.perf_counter() - t0,
                 peak_memory=meter.peak, memory_kind=meter.label, steps_run=result.steps_run, handoff=p.handoff,
-                preview=is_preview, drift=drift,
+                preview=is_preview, drift=drift, ran=ran[p.position],
             )
             finished.append(finished_event)
             emit(finished_event)

@@ -74,6 +74,9 @@ class StageFinished:
     # A refine stage's drift from its input (core.drift): SSIM on luminance, mean ΔE in
     # CIELAB, and why it may have changed composition or text; None for other stages.
     drift: Any = None  # core.drift.Drift
+    # What ran (core.ran.StageRan, from the plan): the handoff asked for, the one that ran,
+    # the strength it ran at and why it differs; None for a stage reported otherwise.
+    ran: Any = None
 
     @property
     def ssim(self) -> float | None:

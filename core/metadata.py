@@ -2,8 +2,11 @@
 a `handoff` chunk (restored exactly), and what other tools read: A1111 `parameters`
 describing the whole job (core.interop.a1111) and ComfyUI's `prompt` (API) and
 `workflow` (UI) graphs (core.interop.comfyui), so dragging the PNG onto ComfyUI rebuilds
-the chain. Reading takes Handoff's chunk first, else whatever another tool wrote
-(core.interop.detect)."""
+the chain. A PNG a job wrote also records what ran at each stage (core.ran: the handoff
+and strength the plan chose, and why they differ from the ones asked for), in the chunk's
+`ran` list; the A1111 text and the ComfyUI graphs follow that record, while the recipe
+keeps the stage settings as the user asked them. Reading takes Handoff's chunk first,
+else whatever another tool wrote (core.interop.detect)."""
 from __future__ import annotations
 
 import json
@@ -13,6 +16,7 @@ from core.errors import ProjectError, ReadError
 from core.interop import a1111, comfyui, detect, image_text
 from core.interop.reading import Imported
 from core.project import Project
+from core.ran import StageRan, ran_by_index
 
 RECIPE_KEY = "handoff"
 A1111_KEY = "parameters"
@@ -20,20 +24,24 @@ COMFY_PROMPT_KEY, COMFY_WORKFLOW_KEY = "prompt", "workflow"
 
 
 def save_png(image, path: Path, project: Project, index: int, preview: bool = False,
-             extra: dict | None = None) -> Path:
+             extra: dict | None = None, ran: list[StageRan] | None = None) -> Path:
     """Write the stage's image with its recipe, atomically. `preview`: the image is a cheap
     preview of latents the next stage took over, not a VAE decode (said in the recipe).
-    The other tools' chunks describe the job up to this stage, the image it is."""
+    `ran`: the job's records of what ran (StagePlan.ran), for the recipe and for the other
+    tools' chunks, which describe the job up to this stage, the image it is."""
     from PIL.PngImagePlugin import PngInfo
 
     from core.atomic import write_with
 
+    records = {r.index: r for r in ran or [] if r.index <= index}
     info = PngInfo()
-    info.add_text(A1111_KEY, a1111.write(project, index))
+    info.add_text(A1111_KEY, a1111.write(project, index, records))
     if project.enabled_stages():
-        info.add_text(COMFY_PROMPT_KEY, json.dumps(comfyui.api_prompt(project, index)))
-        info.add_text(COMFY_WORKFLOW_KEY, json.dumps(comfyui.ui_workflow(project, index)))
+        info.add_text(COMFY_PROMPT_KEY, json.dumps(comfyui.api_prompt(project, index, records)))
+        info.add_text(COMFY_WORKFLOW_KEY, json.dumps(comfyui.ui_workflow(project, index, records)))
     recipe = {"recipe": project.to_dict(), "stage": index}
+    if records:
+        recipe["ran"] = [r.to_dict() for r in records.values()]
     if preview:
         recipe["preview"] = True
     recipe.update(extra or {})  # e.g. "drift" (core.drift), "sweep": the cell's values
@@ -49,8 +57,10 @@ def read_recipe(path: Path, lookup=None) -> Imported | None:
     path = Path(path)
     text = image_text.read_texts(path)
     if RECIPE_KEY in text.chunks:
-        project = _handoff_recipe(text.chunks[RECIPE_KEY], path.name)
-        return Imported(project, "Handoff", "the `handoff` chunk", unmapped=_drop_missing_adapters(project))
+        project, ran = _handoff_recipe(text.chunks[RECIPE_KEY], path.name)
+        return Imported(project, "Handoff", "the `handoff` chunk", unmapped=_drop_missing_adapters(project),
+                        notes=[r.describe() for r in ran.values() if r.why or r.asked not in (r.ran, "auto")],
+                        ran=ran)
     return detect.from_chunks(text.chunks, path.name, text.size, lookup)
 
 
@@ -77,7 +87,8 @@ def _drop_missing_adapters(project: Project) -> list[str]:
     return missing
 
 
-def _handoff_recipe(text: str, name: str) -> Project:
+def _handoff_recipe(text: str, name: str) -> tuple[Project, dict[int, StageRan]]:
+    """The recipe, and what ran at each stage (empty for a PNG written before that record)."""
     try:
         data = json.loads(text)
     except ValueError as exc:
@@ -85,7 +96,7 @@ def _handoff_recipe(text: str, name: str) -> Project:
     if not isinstance(data, dict) or not isinstance(data.get("recipe"), dict):
         raise ReadError(f"{name}: the `handoff` chunk has no 'recipe' object")
     try:
-        return Project.from_dict(data["recipe"])
+        return Project.from_dict(data["recipe"]), ran_by_index(data.get("ran"))
     except ProjectError as exc:  # a ReadError naming the field: named here with the file and the chunk
         raise ReadError(f"{name}: the `handoff` chunk's recipe: {exc}") from exc
     except (TypeError, ValueError, AttributeError) as exc:

@@ -18,6 +18,7 @@ from core.errors import ModelError
 from core.families import Family
 from core.models import ResolvedModel
 from core.project import Project, Stage, stage_sizes
+from core.ran import StageRan
 
 VaeFingerprint = Callable[[ResolvedModel], "str | None"]
 
@@ -77,6 +78,12 @@ class StagePlan:
         # and FLUX.2 and ERNIE-Image refine at a strength through it.
         via_generate = self.flow_ensemble or self.family.refines_via_generate
         return "generate" if self.handoff == "generate" or via_generate else "refine"
+
+    def ran(self) -> StageRan:
+        """This stage's record of what runs, for the files that describe the job (the
+        first stage's handoff is not the user's to ask: it is recorded as what runs)."""
+        asked = self.stage.handoff if self.position > 0 else self.handoff
+        return StageRan(self.index, asked, self.handoff, self.strength, self.note)
 
     def runs_no_step(self) -> bool:
         """An ensemble switching at the very end leaves this stage no step: the previous

@@ -26,10 +26,11 @@ class PngWriter:
         self._thread.start()
 
     def submit(self, image: Any, path: Path, project: Any, index: int, preview: bool = False,
-               extra: dict | None = None) -> None:
+               extra: dict | None = None, ran: list | None = None) -> None:
         """Queue a write; the image and project must not change afterwards. `extra`: more
-        keys for the recipe chunk (a refine's drift)."""
-        self._todo.put((image, Path(path), project, index, preview, extra))
+        keys for the recipe chunk (a refine's drift); `ran`: the job's records of what ran
+        at each stage (core.ran.StageRan, from the plan), which the file follows."""
+        self._todo.put((image, Path(path), project, index, preview, extra, ran))
 
     def done(self) -> list[Written]:
         """The writes finished since the last call, without waiting."""
@@ -50,9 +51,9 @@ class PngWriter:
         from core.metadata import save_png
 
         while (item := self._todo.get()) is not None:
-            image, path, project, index, preview, extra = item
+            image, path, project, index, preview, extra, ran = item
             try:
-                save_png(image, path, project, index, preview=preview, extra=extra)
+                save_png(image, path, project, index, preview=preview, extra=extra, ran=ran)
                 self._done.put(Written(index, path))
             except BaseException as exc:  # reported on the engine's thread, never lost
                 self._done.put(Written(index, path, exc))

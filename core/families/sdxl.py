@@ -7,6 +7,12 @@ from core.families.base import CONTROLNET, IP_ADAPTER, LATENTS_AS_IMAGE, LORA
 from core.families.sd import UNetControlNets
 
 _CLASSES = ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline")
+# The aesthetic scores the refiner runs with: Handoff passes none, so these are the
+# defaults of StableDiffusionXLImg2ImgPipeline.__call__ (aesthetic_score,
+# negative_aesthetic_score), kept here so reading another tool's graph needs no diffusers
+# import; tests/test_interop_comfyui.py checks them against the installed signature.
+REFINER_AESTHETIC_SCORE = 6.0
+REFINER_NEGATIVE_AESTHETIC_SCORE = 2.5
 
 
 def _is_refiner(index: dict) -> bool:

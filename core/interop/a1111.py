@@ -24,6 +24,7 @@ from core.interop import samplers
 from core.interop.chain import JobStage, display_name, job
 from core.interop.reading import Imported, Where, size_of
 from core.project import MAX_UPSCALE, Lora, Project, Stage
+from core.ran import StageRan
 
 # A1111's own field pattern: a key of word characters, spaces, '-' and '/', then a quoted
 # or a plain value up to the next comma.
@@ -325,9 +326,10 @@ def _model_field(ref: str) -> tuple[str, str | None]:
     return name, digest[:10] if digest else None
 
 
-def write(project: Project, upto: int | None = None) -> str:
-    """The `parameters` text describing the job (up to and including stage `upto`)."""
-    stages = job(project, upto)
+def write(project: Project, upto: int | None = None, ran: dict[int, StageRan] | None = None) -> str:
+    """The `parameters` text describing the job (up to and including stage `upto`): with
+    `ran` (the run's records by stage index), the handoffs and strengths that ran."""
+    stages = job(project, upto, ran)
     if not stages:
         return f"{project.prompt}\nNegative prompt: {project.negative_prompt}"
     base = stages[0]
@@ -343,7 +345,7 @@ def write(project: Project, upto: int | None = None) -> str:
         fields.append(("Model hash", model_hash))
     fields.append(("Model", model))
     if base.handoff == "pixel":  # an init image refined: A1111's img2img
-        fields.append(("Denoising strength", _num(base.stage.strength)))
+        fields.append(("Denoising strength", _num(base.strength)))
     refiner = next((s for s in stages[1:] if s.handoff == "ensemble"), None)
     hires = next((s for s in stages[1:] if s.handoff in ("pixel", "latent")), None)
     if refiner is not None:
@@ -388,7 +390,7 @@ def _adapter_fields(stage: Stage) -> list[tuple[str, object]]:
 def _hires_fields(base: JobStage, hires: JobStage) -> list[tuple[str, object]]:
     s = hires.stage
     out: list[tuple[str, object]] = [
-        ("Denoising strength", _num(s.strength)), ("Hires upscale", _num(s.upscale)), ("Hires steps", s.steps),
+        ("Denoising strength", _num(hires.strength)), ("Hires upscale", _num(s.upscale)), ("Hires steps", s.steps),
         ("Hires upscaler", "Latent" if hires.handoff == "latent" else "Lanczos"),
     ]
     if s.model != base.stage.model:
@@ -409,9 +411,11 @@ def _hires_fields(base: JobStage, hires: JobStage) -> list[tuple[str, object]]:
 
 def _describe(s: JobStage, n: int) -> str:
     how = {"generate": "generate", "ensemble": f"ensemble from {_num(s.stage.switch_at)}",
-           "pixel": f"pixel at {_num(s.stage.strength)}", "latent": f"latent at {_num(s.stage.strength)}"}[s.handoff]
+           "pixel": f"pixel at {_num(s.strength)}", "latent": f"latent at {_num(s.strength)}"}[s.handoff]
     if s.stage.upscale != 1:
         how += f" x{_num(s.stage.upscale)}"
+    if s.ran is not None and s.ran.asked not in (s.ran.ran, "auto"):
+        how += f" (asked {s.ran.asked})"
     name, _ = s.sampler()
     parts = [f"{n} {how}", display_name(s.stage.model), f"{s.stage.steps} steps", f"CFG {_num(s.stage.guidance)}", name]
     if s.stage.seed is not None:

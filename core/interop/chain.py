@@ -1,7 +1,9 @@
 """The job as other tools see it: each enabled stage with the handoff it will take, the
 size it works at, its own prompt, negative and seed, and its sampler named, for the
-writers of A1111 `parameters` and ComfyUI graphs. Read from metadata only (no weights,
-no torch): an `auto` handoff is told from the models' families where they are known."""
+writers of A1111 `parameters` and ComfyUI graphs. After a run, the plan's record of what
+ran (core.ran, carried in the PNG) decides each stage's handoff and strength; without one
+(an export of a project not run), it is read from metadata only (no weights, no torch):
+an `auto` handoff is told from the models' families where they are known."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,6 +13,7 @@ from core import model_info
 from core.families import Family
 from core.interop import samplers
 from core.project import Project, Stage, stage_sizes
+from core.ran import StageRan
 
 # When a model's own scheduler cannot be read from its files (a Hub model not downloaded,
 # a single-file checkpoint without Handoff's configs), writers name this one.
@@ -28,6 +31,8 @@ class JobStage:
     negative: str
     seed: int
     family: Family | None
+    strength: float = 0.0  # pixel/latent: the share of the schedule redone (what ran, when known)
+    ran: StageRan | None = None  # the run's record, when the job has run
 
     @property
     def flow(self) -> bool:
@@ -42,8 +47,10 @@ class JobStage:
         return (shipped, False) if shipped else (ASSUMED_SAMPLER, True)
 
 
-def job(project: Project, upto: int | None = None) -> list[JobStage]:
-    """The enabled stages up to and including project.stages[upto] (all when None)."""
+def job(project: Project, upto: int | None = None, ran: dict[int, StageRan] | None = None) -> list[JobStage]:
+    """The enabled stages up to and including project.stages[upto] (all when None). `ran`:
+    the run's records by stage index; a stage with one takes the handoff and strength
+    that ran, never re-derived."""
     enabled = [(i, s) for i, s in project.enabled_stages() if upto is None or i <= upto]
     sizes = stage_sizes(project, {i: model_info.info_for(s.model).multiple for i, s in enabled})
     out: list[JobStage] = []
@@ -55,9 +62,13 @@ def job(project: Project, upto: int | None = None) -> list[JobStage]:
         else:
             handoff = expected_handoff(out[-1], stage, fam)
             size_in = out[-1].size
+        record = (ran or {}).get(i)
+        strength = stage.strength
+        if record is not None:
+            handoff, strength = record.ran, record.strength
         out.append(JobStage(i, stage, handoff, sizes.get(i, size_in), size_in,
                             stage.effective_prompt(project.prompt), stage.effective_negative(project.negative_prompt),
-                            stage.effective_seed(project.seed), fam))
+                            stage.effective_seed(project.seed), fam, strength, record))
     return out
 
 

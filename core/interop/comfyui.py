@@ -23,11 +23,13 @@ from typing import Any
 
 from core import model_info
 from core.errors import ProjectError
+from core.families.sdxl import REFINER_AESTHETIC_SCORE, REFINER_NEGATIVE_AESTHETIC_SCORE
 from core.interop import samplers
 from core.interop.chain import file_name, job
 from core.interop.comfyui_nodes import Graph, Link, Node, from_api, from_ui, to_api, to_ui
 from core.interop.reading import Imported, Where, size_of
 from core.project import MAX_UPSCALE, Project, Stage
+from core.ran import StageRan
 
 SAMPLER_CLASSES = ("KSampler", "KSamplerAdvanced")
 _DEFAULT_TITLES = {"KSampler", "KSampler (Advanced)", "KSamplerAdvanced"}
@@ -422,9 +424,12 @@ class _Reader:
                                      "text_g with both text encoders")
             return g
         if t == "CLIPTextEncodeSDXLRefiner":
+            negative = what.endswith("negative")
+            used = REFINER_NEGATIVE_AESTHETIC_SCORE if negative else REFINER_AESTHETIC_SCORE
             ascore = node.inputs.get("ascore")
-            if ascore not in (None, 6, 6.0):
-                self.unmapped.append(f"node {node.id}: aesthetic score {ascore}: Handoff's refiner uses 6")
+            if ascore is not None and ascore != used:
+                self.unmapped.append(f"node {node.id}: {'negative ' if negative else ''}aesthetic score {ascore}: "
+                                     f"Handoff's refiner uses {used:g}")
             return self._literal(node.inputs.get("text"), nw, "text")
         if t == "ConditioningZeroOut":
             self.unmapped.append(f"node {node.id} (ConditioningZeroOut): a zeroed {what.split()[-1]}, taken as an "
@@ -475,9 +480,11 @@ class _Reader:
 # ---------------------------------------------------------------- writing
 
 
-def graph_for(project: Project, upto: int | None = None) -> Graph:
-    """The job (up to and including stage `upto`) as a ComfyUI graph."""
-    stages = job(project, upto)
+def graph_for(project: Project, upto: int | None = None, ran: dict[int, StageRan] | None = None) -> Graph:
+    """The job (up to and including stage `upto`) as a ComfyUI graph: with `ran` (the
+    run's records by stage index), the handoffs and strengths that ran, so a latent
+    handoff that fell back to pixels is a VAEDecode → VAEEncode here too."""
+    stages = job(project, upto, ran)
     g = Graph()
     counter = iter(range(1, 10_000))
 
@@ -525,7 +532,7 @@ def graph_for(project: Project, upto: int | None = None) -> Graph:
                                noise_seed=s.seed, start_at_step=start, end_at_step=end,
                                return_with_leftover_noise="enable" if split_next else "disable", **common)
         else:
-            denoise = 1.0 if s.handoff == "generate" else stage.strength
+            denoise = 1.0 if s.handoff == "generate" else s.strength
             prev_sampler = add("KSampler", title, seed=s.seed, denoise=denoise, **common)
         prev_loader = loader
     if prev_sampler is not None:
@@ -546,19 +553,20 @@ def _loader(add, ref: str) -> str:
     return add("CheckpointLoaderSimple", ckpt_name=file_name(text))
 
 
-def api_prompt(project: Project, upto: int | None = None) -> dict[str, Any]:
-    return to_api(graph_for(project, upto))
+def api_prompt(project: Project, upto: int | None = None, ran: dict[int, StageRan] | None = None) -> dict[str, Any]:
+    return to_api(graph_for(project, upto, ran))
 
 
-def ui_workflow(project: Project, upto: int | None = None) -> dict[str, Any]:
-    return to_ui(graph_for(project, upto))
+def ui_workflow(project: Project, upto: int | None = None, ran: dict[int, StageRan] | None = None) -> dict[str, Any]:
+    return to_ui(graph_for(project, upto, ran))
 
 
-def write_workflow(project: Project, path: Path) -> Path:
+def write_workflow(project: Project, path: Path, ran: dict[int, StageRan] | None = None) -> Path:
     """File > Export > ComfyUI workflow, and `main.py export --comfyui`: the UI workflow
-    ComfyUI opens (drop the file on its window), written atomically."""
+    ComfyUI opens (drop the file on its window), written atomically. `ran`: what a run
+    of it did (from a Handoff PNG), else what the project asks."""
     from core.atomic import write_text
 
     if not project.enabled_stages():
         raise ProjectError([f"the project has no enabled stage to export to {Path(path).name}"])
-    return write_text(Path(path), json.dumps(ui_workflow(project), indent=1))
+    return write_text(Path(path), json.dumps(ui_workflow(project, ran=ran), indent=1))

@@ -9,6 +9,7 @@ import json
 import re
 from typing import Any
 
+from core.families.sdxl import REFINER_AESTHETIC_SCORE, REFINER_NEGATIVE_AESTHETIC_SCORE
 from core.interop import samplers
 from core.interop.reading import Imported, Where, size_of
 from core.project import Project, Stage
@@ -93,6 +94,7 @@ def read_metadata(text: str, where: Where, lookup) -> Imported:
             notes.append(f"stage 2 (refiner): InvokeAI ran it for {r_steps} steps of its own; Handoff's ensemble "
                          f"finishes the base's {stage.steps}-step schedule from {start:g}")
         stages.append(refiner)
+        unmapped += _aesthetic_scores(d, where)
     style = d.get("positive_style_prompt")
     if isinstance(style, str) and style.strip() and style != prompt:
         unmapped.append(f"positive_style_prompt {style[:60]!r}: Handoff encodes the one prompt with both encoders")
@@ -109,6 +111,19 @@ def read_metadata(text: str, where: Where, lookup) -> Imported:
         unmapped.append(f"{key}: {shown[:70]}{'…' if len(shown) > 70 else ''} (not applied)")
     project = Project(prompt=prompt, negative_prompt=negative, width=width, height=height, seed=seed, stages=stages)
     return Imported(project, TOOL, "the `invokeai_metadata` chunk", unmapped, notes)
+
+
+def _aesthetic_scores(d: dict, where: Where) -> list[str]:
+    """The refiner's aesthetic scores where they differ from the ones Handoff's refiner
+    runs with (diffusers' defaults, which InvokeAI's defaults equal)."""
+    out: list[str] = []
+    for key, used in (("refiner_positive_aesthetic_score", REFINER_AESTHETIC_SCORE),
+                      ("refiner_negative_aesthetic_score", REFINER_NEGATIVE_AESTHETIC_SCORE)):
+        if d.get(key) is not None:
+            value = where.number(d[key], key)
+            if value != used:
+                out.append(f"{key} {value:g}: Handoff's refiner uses {used:g}")
+    return out
 
 
 def _names(items: list) -> str:

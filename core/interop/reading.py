@@ -9,6 +9,7 @@ from typing import Any
 
 from core.errors import ReadError
 from core.project import MAX_SEED, Project
+from core.ran import StageRan
 
 
 @dataclass
@@ -18,6 +19,9 @@ class Imported:
     source: str = ""  # where in the file it was read: "the 'prompt' chunk", "EXIF UserComment"…
     unmapped: list[str] = field(default_factory=list)  # what the file asks for that Handoff did not apply
     notes: list[str] = field(default_factory=list)  # what was applied only approximately, or needs the user
+    # What ran at each stage, by stage index (a Handoff PNG's record; empty otherwise):
+    # exports of the restored project follow it, as the PNG's own chunks do.
+    ran: dict[int, StageRan] = field(default_factory=dict)
 
     def summary(self, limit: int = 12) -> str:
         """A few lines for a person: the tool, then what was not mapped, then the notes."""
