@@ -151,6 +151,9 @@ def load_descriptor(path: Path):
         raise ModelError(f"{name}: spandrel could not load it ({_first_line(exc)})") from None
     if not isinstance(model, spandrel.ImageModelDescriptor) or model.purpose not in IMAGE_PURPOSES:
         raise ModelError(f"{name}: a {model.architecture.name} model ({model.purpose}) is not an upscaler")
+    if (model.input_channels, model.output_channels) != (3, 3):
+        raise ModelError(f"{name}: a {model.architecture.name} model for {model.input_channels}-channel images; "
+                         "Handoff upscales RGB images")
     return model.eval()
 
 
@@ -175,13 +178,6 @@ def upscaler_info(path: Path) -> UpscalerInfo:
     with _known_lock:
         _known[key] = info
     return info
-
-
-def maybe_upscaler(path: Path) -> bool:
-    """Whether a model file should be tried as an upscaler: a `.pth` (diffusion checkpoints
-    are loaded only as .safetensors), or a `.safetensors` whose tensor names are not a
-    diffusion model's (the caller tells that from its header)."""
-    return Path(path).suffix.lower() in UPSCALER_SUFFIXES
 
 
 def _file_key(path: Path) -> str:

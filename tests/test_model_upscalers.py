@@ -14,6 +14,7 @@ from PIL import Image
 
 from core import events as ev
 from core.errors import ModelError, ProjectError
+from core.metadata import read_recipe
 from core.models import ModelCache, parse_ref, resolve
 from core.project import Project, Stage, validate
 from core.upscalers import UpscalerCache, import_spandrel, tile_starts, upscale_image
@@ -208,8 +209,11 @@ def test_chain_generate_refine_with_upscaler_then_upscale_stage(tiny_models, ups
     want_out = spandrel_own(esrgan4, done[1].image).resize((96, 96), Image.LANCZOS)
     assert np.array_equal(pixels(done[2].image), pixels(want_out))
     assert done[2].input_image is done[1].image and done[2].total_seconds > 0 and done[2].peak_memory > 0
-    saved = Image.open(of(events, ev.JobFinished)[0].paths[-1])
-    assert saved.size == (96, 96)
+    final = of(events, ev.JobFinished)[0].paths[-1]
+    assert Image.open(final).size == (96, 96)
+    # The PNG's recipe carries the new fields, so the image restores its chain.
+    restored = read_recipe(final).project
+    assert restored.stages[1].upscaler == str(compact4) and restored.stages[2].model == str(esrgan4)
     # Loaded once, kept for the next job.
     assert len(models.upscalers.loaded) == 2
 
