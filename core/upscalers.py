@@ -58,9 +58,9 @@ def import_spandrel():
     a stand-in `torchvision.transforms.functional` is put in sys.modules for the length of
     spandrel's import only: those two architectures get functions that raise ModelError if
     ever called, and the stand-in is removed again, so nothing else sees a fake torchvision."""
-    if "spandrel" in sys.modules:
-        return sys.modules["spandrel"]
-    with _import_lock:
+    with _import_lock:  # (a half-imported spandrel is in sys.modules too: check under the lock)
+        if "spandrel" in sys.modules:
+            return sys.modules["spandrel"]
         try:
             import torchvision  # noqa: F401
         except Exception:  # ImportError, or RuntimeError from its compiled ops

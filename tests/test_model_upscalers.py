@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from core import events as ev
+from core.engine import OutputPlan, run
 from core.errors import ModelError, ProjectError
 from core.metadata import read_recipe
 from core.models import ModelCache, parse_ref, resolve
@@ -214,8 +215,13 @@ def test_chain_generate_refine_with_upscaler_then_upscale_stage(tiny_models, ups
     # The PNG's recipe carries the new fields, so the image restores its chain.
     restored = read_recipe(final).project
     assert restored.stages[1].upscaler == str(compact4) and restored.stages[2].model == str(esrgan4)
-    # Loaded once, kept for the next job.
+    # Loaded once, kept for the next job; a re-run from the upscale stage reuses the
+    # stored refine and gives the same image.
     assert len(models.upscalers.loaded) == 2
+    again = of(list(run(p, OutputPlan.in_dir(tmp_path / "again", "job"), models=models, from_stage=2)),
+               ev.StageFinished)
+    assert [d.reused for d in again] == [True, True, False] and len(models.upscalers.loaded) == 2
+    assert np.array_equal(pixels(again[2].image), pixels(done[2].image))
 
 
 def test_stored_output_key_covers_the_upscalers_contents(tiny_models, upscaler_files, tmp_path):
