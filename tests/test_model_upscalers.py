@@ -244,18 +244,18 @@ def test_stored_output_key_covers_the_upscalers_contents(tiny_models, upscaler_f
     assert key() != before
 
 
-def test_cli_upscaler_goes_on_the_refine_stage(tiny_models, upscaler_files):
-    from core.cli import UsageError, build_parser, project_from_args
+def test_cli_generate_with_upscale_and_upscaler(tiny_models, upscaler_files, tmp_path, capsys):
+    from core.cli import EXIT_USAGE, main
 
-    sd = str(tiny_models["sd"])
-    up = str(upscaler_files["compact2.pth"])
-    args = build_parser().parse_args(["generate", "x", "--model", sd, "--out", "o.png", "--refiner", sd, "--upscale", "2",
-                                      "--upscaler", up])
-    stages = project_from_args(args).stages
+    sd, up, out = str(tiny_models["sd"]), str(upscaler_files["compact2.pth"]), tmp_path / "hires.png"
+    common = ["generate", PROMPT, "--model", sd, "--refiner", sd, "--steps", "2", "--refiner-strength", "0.5",
+              "--size", "32x32", "--out", str(out)]
+    assert main(common + ["--upscale", "2", "--upscaler", up]) == 0, capsys.readouterr().err
+    assert Image.open(out).size == (64, 64)
+    stages = read_recipe(out).project.stages
     assert stages[1].upscale == 2.0 and stages[1].upscaler == up and stages[0].upscaler is None
-    with pytest.raises(UsageError):
-        project_from_args(build_parser().parse_args(["generate", "x", "--model", sd, "--out", "o.png", "--refiner", sd,
-                                                        "--upscaler", up]))
+    assert main(common + ["--upscaler", up]) == EXIT_USAGE
+    assert "--upscaler does the --upscale resize: give --upscale too" in capsys.readouterr().err
 
 
 def test_a1111_text_names_the_hires_upscaler():
