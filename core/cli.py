@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --refiner and no --switch-at")
     gen.add_argument("--upscale", type=float, default=1.0,
                      help="resize by this factor before refining (hires fix): the refiner's input, or the init image")
+    gen.add_argument("--upscaler", default=None, metavar="FILE",
+                     help="with --upscale: resize with this upscaler model (.pth or .safetensors: ESRGAN, "
+                          "Real-ESRGAN, SwinIR, DAT...) instead of Lanczos")
     adapters = gen.add_argument_group("adapters (the first stage generates; LoRAs go on any stage)")
     adapters.add_argument("--lora", action="append", default=[], metavar="FILE_OR_ID[:WEIGHT]",
                           help="a LoRA on the first stage (repeatable): a .safetensors file, a folder, "
@@ -211,6 +214,9 @@ def project_from_args(args) -> Project:
         if args.refiner and args.switch_at is not None:
             raise UsageError("--upscale needs a pixel handoff, not an ensemble (--switch-at)")
         stages[-1].upscale = args.upscale
+        stages[-1].upscaler = args.upscaler
+    elif args.upscaler is not None:
+        raise UsageError("--upscaler does the --upscale resize: give --upscale too")
     init = None
     if args.init_image is not None:
         init = _init_image_size(args.init_image)

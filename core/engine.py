@@ -6,6 +6,7 @@ for the command line and tests.
 """
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -29,6 +30,7 @@ from core.schedulers import check_scheduler
 from core.stage_call import StageInput, build_call, fit_input
 from core.stage_run import Previews, run_stage
 from core.stage_store import StageStore, StoredOutput, model_fingerprint, prefix_key
+from core.upscale_stage import UPSCALE, model_resize, run_upscale_stage
 
 
 class CancelToken:
@@ -224,6 +226,22 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
             _report_saved(writer.done(), emit)
             label = p.stage.label(p.index)
             emit(ev.StageStarted(p.index, p.position, label, p.stage.model, p.handoff, p.note))
+            if p.kind == UPSCALE:  # another stage kind, behind the same events
+                def on_tile(i: int, n: int, p=p) -> None:
+                    emit(ev.Step(p.index, i, n, min(1.0, (done_steps + i / n) / total_expected)))
+
+                path = out.path_for(p.position, len(plans), label)
+                finished_event = run_upscale_stage(p, given.image, device, models.upscalers, path,
+                                                   lambda: cancel.cancelled, on_tile)
+                done_steps += 1
+                finished_event = dataclasses.replace(finished_event, ran=ran[p.position])
+                writer.submit(finished_event.image, path, project, p.index, ran=ran)
+                finished.append(finished_event)
+                emit(finished_event)
+                given, given_preview = StageInput(image=finished_event.image), False
+                if p.position < len(plans) - 1:
+                    store.put(key_of(p.position), StoredOutput(finished_event.image))
+                continue
             with PeakMeter(device) as meter:
                 t0 = time.perf_counter()
                 dtype = pick_dtype(project.dtype, p.family, device)
@@ -241,7 +259,8 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
                 import torch
 
                 generator = torch.Generator("cpu").manual_seed(p.stage.effective_seed(project.seed))
-                given = _with_conditioning(fit_input(given, p), p)
+                resize = model_resize(p, models.upscalers, device, lambda: cancel.cancelled)
+                given = _with_conditioning(fit_input(given, p, resize), p)
                 call = build_call(pipe, p, project, given, generator)
 
                 def on_step(i: int, n: int, p=p) -> None:
@@ -305,6 +324,8 @@ def _prefix_keys(project: Project, plans: list[StagePlan], device: str, models: 
         name = str(p.resolved.path)
         if name not in prints:
             prints[name] = model_fingerprint(p.resolved, models.digests)
+        if p.stage.upscaler:  # the hires fix's upscaler, by its contents
+            return f"{prints[name]}+{models.digests.of(Path(p.stage.upscaler).expanduser())}"
         return prints[name]
 
     def key_of(position: int) -> str:
@@ -385,6 +406,8 @@ def check_memory(project: Project, plans: list[StagePlan], device: str) -> None:
 
     available, kind = available_bytes(device)
     for p in plans:
+        if p.kind == UPSCALE:
+            continue  # it tiles to fit (core.upscalers.tile_for), and decodes nothing
         itemsize = pick_dtype(project.dtype, p.family, device).itemsize
         folder = None if p.resolved.is_file else p.resolved.path
         problem = stage_problem(f"stage {p.index + 1} ({p.stage.model})", p.size, folder, itemsize, available, kind)

@@ -46,14 +46,14 @@ class LibraryEntry:
     @property
     def usable(self) -> bool:
         """Whether a stage can take this as its model as it is."""
-        return self.kind == PIPELINE and (self.family is not None or self.ref_kind == "hub")
+        return self.kind == UPSCALER_KIND or self.kind == PIPELINE and (self.family is not None or self.ref_kind == "hub")
 
     @property
     def ref_kind(self) -> str:
         """'builtin', 'hub', 'folder' or 'file', from the reference's shape (no file access)."""
         if self.ref.startswith("builtin:"):
             return "builtin"
-        if self.ref.lower().endswith(".safetensors"):
+        if self.ref.lower().endswith((".safetensors", ".pth")):
             return "file"
         if self.ref.startswith(("/", "~", ".")) or "\\" in self.ref or (len(self.ref) > 1 and self.ref[1] == ":"):
             return "folder"
@@ -67,6 +67,8 @@ class LibraryEntry:
     @property
     def positions(self) -> str:
         """'base and refine', 'base', 'refine', or why none; for an adapter, what it goes on."""
+        if self.kind == UPSCALER_KIND:
+            return "an upscale stage, or a refine's upscaler"
         if self.kind not in (PIPELINE, DENOISER):
             return f"an adapter ({self.kind}) for {self.family_title} stages"
         return ModelInfo(0, 0, self.family, self.kind).positions()
@@ -218,6 +220,7 @@ def scan_comfyui(models_dir: Path | str) -> list[LibraryEntry]:
             entries.append(LibraryEntry(path.stem, str(path), "comfyui", info.family,
                                         info.kind if info.family else DENOISER, denoiser_note(info)))
     entries += scan_adapters(root)
+    entries += scan_upscalers(root, ("upscale_models",), "comfyui")
     diffusers_dir = root / "diffusers"
     if diffusers_dir.is_dir():
         for index in sorted(diffusers_dir.glob("*/model_index.json")):
@@ -310,6 +313,29 @@ def adapters_for(entries: list[LibraryEntry], kind: str, family: str | None) -> 
     return out
 
 
+# Model upscalers (core.upscalers): ComfyUI keeps them in models/upscale_models, A1111 and
+# Forge in models/ESRGAN, RealESRGAN, SwinIR and DAT. Listed by folder, no weights read:
+# their architecture is told (by spandrel, from the state dict) when a job plans them.
+UPSCALER_KIND = "upscaler"
+A1111_UPSCALER_FOLDERS = ("ESRGAN", "RealESRGAN", "SwinIR", "DAT")
+
+
+def scan_upscalers(models_root: Path, folders: tuple[str, ...], source: str) -> list[LibraryEntry]:
+    out = []
+    for sub in folders:
+        folder = models_root / sub
+        if folder.is_dir():
+            out += [LibraryEntry(p.stem, str(p), source, None, UPSCALER_KIND, "")
+                    for p in sorted(folder.rglob("*"), key=lambda p: str(p).lower())
+                    if p.is_file() and p.suffix.lower() in (".pth", ".safetensors")]
+    return out
+
+
+def upscalers(entries: list[LibraryEntry]) -> list[LibraryEntry]:
+    """The library's upscaler entries (what a stage that upscales can take)."""
+    return [e for e in entries if e.kind == UPSCALER_KIND]
+
+
 # ---------------------------------------------------------------- Automatic1111 / Forge
 
 
@@ -324,7 +350,9 @@ def scan_a1111(webui_dir: Path | str) -> list[LibraryEntry]:
             break
     else:
         raise FileNotFoundError(f"{root} holds no models/Stable-diffusion folder")
-    return [LibraryEntry.of(p.stem, str(p), "a1111", info_for(str(p))) for p in _files(root.resolve())]
+    root = root.resolve()
+    return ([LibraryEntry.of(p.stem, str(p), "a1111", info_for(str(p))) for p in _files(root)]
+            + scan_upscalers(root.parent, A1111_UPSCALER_FOLDERS, "a1111"))
 
 
 def scan_models_folder(folder: Path | str) -> list[LibraryEntry]:

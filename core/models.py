@@ -22,6 +22,7 @@ from core.checkpoints import PIPELINE, describe_file
 from core.errors import Cancelled, ModelError, ReadError
 from core.model_configs import native_size, read_model_index
 from core.families import FAMILIES, Family, UnknownFamily, family_from_model_index
+from core.upscalers import UPSCALER, UPSCALER_SUFFIXES, UpscalerCache, upscaler_info
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
@@ -68,6 +69,11 @@ class ResolvedModel:
     def is_file(self) -> bool:
         return self.path.is_file()
 
+    @property
+    def is_upscaler(self) -> bool:
+        """A model upscaler file (core.upscalers), not a diffusion model."""
+        return self.family is UPSCALER
+
     def native_size(self) -> int:
         """The size the model was trained at (core.model_configs.native_size)."""
         return self.family.native if self.is_file else native_size(self.path, self.family)
@@ -113,10 +119,26 @@ def _resolve_folder(ref: ModelRef, folder: Path) -> ResolvedModel:
 
 def _resolve_file(ref: ModelRef, path: Path) -> ResolvedModel:
     family_key, kind, note = describe_file(path)
+    if family_key is None and path.suffix.lower() in UPSCALER_SUFFIXES:
+        return _resolve_upscaler(ref, path, note)
     if family_key is None or kind != PIPELINE:
         # A transformer/UNet alone would make diffusers fetch the rest from the Hub.
         raise ModelError(f"{path.name}: {note}")
     return ResolvedModel(ref, path, FAMILIES[family_key])
+
+
+def _resolve_upscaler(ref: ModelRef, path: Path, note: str) -> ResolvedModel:
+    """A .pth, or a .safetensors that is no diffusion checkpoint, as an upscaler whose
+    architecture spandrel recognises (its state dict is read and checked here, before
+    any stage runs)."""
+    try:
+        upscaler_info(path)
+    except ModelError as exc:
+        if path.suffix.lower() == ".safetensors" and "unknown architecture" in str(exc):
+            raise ModelError(f"{path.name}: an unknown architecture: neither a diffusion checkpoint Handoff knows "
+                             f"({note}) nor an upscaler spandrel recognises") from None
+        raise
+    return ResolvedModel(ref, path, UPSCALER)
 
 
 def offline() -> bool:
@@ -349,6 +371,7 @@ class ModelCache:
     def __init__(self) -> None:
         self.loaded: dict[tuple[str, str], LoadedModel] = {}
         self.digests = Digests()
+        self.upscalers = UpscalerCache()
 
     def key(self, resolved: ResolvedModel, dtype) -> tuple[str, str]:
         return (str(resolved.path), str(dtype))
@@ -457,6 +480,7 @@ class ModelCache:
         """Drop every model not in `keep`, and give the memory back."""
         for key in [k for k in self.loaded if k not in keep]:
             del self.loaded[key]
+        self.upscalers.clear()
         import gc
 
         gc.collect()

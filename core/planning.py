@@ -19,6 +19,7 @@ from core.families import Family
 from core.models import ResolvedModel
 from core.project import Project, Stage, stage_sizes
 from core.ran import StageRan
+from core.upscale_stage import UPSCALE, check_refine_upscaler, plan_upscale
 
 VaeFingerprint = Callable[[ResolvedModel], "str | None"]
 
@@ -63,6 +64,7 @@ class StagePlan:
     # What the next stage takes from this one: "image", "latents" or "both" (set by plan()).
     hands_over: str = "image"
     strength: float = 0.0  # pixel/latent: the share of the schedule redone (the stage's, unless plan() says)
+    kind: str = "diffusion"  # or UPSCALE: the stage's model is an upscaler (core.upscale_stage)
 
     @property
     def flow_ensemble(self) -> bool:
@@ -92,6 +94,8 @@ class StagePlan:
 
     def expected_steps(self) -> int:
         """Steps this stage will run, for overall progress (the pipeline reports exact counts)."""
+        if self.kind == UPSCALE:
+            return 1  # its tiles count as one step
         if self.handoff == "generate":
             if self.split is not None:
                 return self.split
@@ -113,6 +117,11 @@ def plan(project: Project, resolved: list[ResolvedModel], vae_fingerprint: VaeFi
         where = f"stage {index + 1} ({fam.title})"
         p = StagePlan(index, pos, stage, model, "generate", steps=stage.steps, size=sizes[index],
                       strength=stage.strength)
+        if model.is_upscaler:
+            plan_upscale(p, plans[-1] if plans else None, project.init_image is not None)
+            plans.append(p)
+            continue
+        check_refine_upscaler(p)
         problem = family_position_problem(fam, chain_position(pos, project.init_image is not None))
         if problem:
             raise ModelError(f"{where}: {problem}")
@@ -123,6 +132,12 @@ def plan(project: Project, resolved: list[ResolvedModel], vae_fingerprint: VaeFi
             continue
         prev = plans[-1]
         asked = stage.handoff
+        if prev.kind == UPSCALE:
+            p.handoff = "pixel"
+            if asked not in ("auto", "pixel"):
+                p.note = f"an upscaler hands over an image: '{asked}' handed over as pixels"
+            plans.append(p)
+            continue
         same_schedule = fam.ensembles_with(prev.family)
         if asked == "ensemble":
             if not same_schedule:

@@ -33,6 +33,7 @@ MAX_SIDE = 8192  # pixels, per side, at every stage (upscales included)
 # beyond it the image is a tiling of the training size, and the memory grows with it.
 AREA_FACTOR = 64
 MAX_STAGES = 32
+MIN_TILE = 64  # pixels: an upscaler tile smaller than this is mostly overlap
 
 
 @dataclass
@@ -89,6 +90,11 @@ class Stage:
     # pixel: the image taken in is resized by this factor (Lanczos) before it is refined,
     # A1111's "hires fix" and ComfyUI's upscale-then-KSampler; 1 keeps the size
     upscale: float = 1.0
+    # pixel: an upscaler model file (.pth/.safetensors, core.upscalers) that does the
+    # `upscale` resize instead of Lanczos: a hires fix with ESRGAN and the like
+    upscaler: str | None = None
+    # an upscaler's tile side in input pixels; 0/None: from the free memory
+    tile: int | None = None
     enabled: bool = True
     name: str = ""
     loras: list[Lora] = field(default_factory=list)
@@ -264,6 +270,7 @@ def validate(project: Project, size_multiple: int = 8, stage_multiples: dict[int
         if stage.seed is not None and not 0 <= stage.seed <= MAX_SEED:
             problems.append(f"{where}: seed {stage.seed} is outside 0..{MAX_SEED}")
         problems += adapter_problems(stage, where, generates=pos == 0 and project.init_image is None)
+        problems += upscaler_problems(stage, where)
         if stage.handoff not in HANDOFFS:
             problems.append(f"{where}: handoff '{stage.handoff}' is not one of {', '.join(HANDOFFS)}")
             continue
@@ -306,6 +313,23 @@ def validate(project: Project, size_multiple: int = 8, stage_multiples: dict[int
         )
     if problems:
         raise ProjectError(problems)
+
+
+def upscaler_problems(stage: Stage, where: str) -> list[str]:
+    """What is wrong with a stage's upscaler fields, found before anything loads."""
+    from pathlib import Path
+
+    out: list[str] = []
+    if stage.tile and not MIN_TILE <= stage.tile <= MAX_SIDE:
+        out.append(f"{where}: tile {stage.tile} px is outside {MIN_TILE}..{MAX_SIDE} (0: from the free memory)")
+    if stage.upscaler is not None:
+        if not stage.upscaler.strip():
+            out.append(f"{where}: the upscaler names no file")
+        elif not Path(stage.upscaler).expanduser().is_file():
+            out.append(f"{where}: upscaler file not found: {stage.upscaler}")
+        elif stage.handoff == "ensemble":
+            out.append(f"{where}: an ensemble cannot change the size, so it takes no upscaler; use a pixel handoff")
+    return out
 
 
 def adapter_problems(stage: Stage, where: str, generates: bool) -> list[str]:
@@ -372,8 +396,9 @@ def stage_sizes(project: Project, multiples: dict[int, int] | None = None,
     width, height = project.width, project.height
     sizes = {}
     for i, stage in project.enabled_stages():
-        if stage.upscale != 1:
-            m = (multiples or {}).get(i, default_multiple)
+        m = (multiples or {}).get(i, default_multiple)
+        if stage.upscale != 1 or width % m or height % m:
+            # (an upscaler stage, multiple 1, leaves a size the next model may need snapped)
             width, height = snap(round(width * stage.upscale), m), snap(round(height * stage.upscale), m)
         sizes[i] = (width, height)
     return sizes

@@ -8,14 +8,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-RAN_HANDOFFS = ("generate", "pixel", "latent", "ensemble")
+RAN_HANDOFFS = ("generate", "pixel", "latent", "ensemble", "upscale")  # upscale: a model upscaler stage
 
 
 @dataclass(frozen=True)
 class StageRan:
     index: int  # in project.stages
     asked: str  # the stage's handoff setting ("auto", "pixel", "latent", "ensemble")
-    ran: str  # "generate", "pixel", "latent" or "ensemble"
+    ran: str  # "generate", "pixel", "latent", "ensemble" or "upscale"
     strength: float  # pixel/latent: the share of the schedule redone
     why: str = ""  # why what ran differs from what was asked (the plan's note)
 

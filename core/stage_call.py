@@ -23,15 +23,16 @@ class StageInput:
     references: list | None = None  # IP-Adapter reference images
 
 
-def fit_input(given: StageInput, p: StagePlan) -> StageInput:
-    """The image a pixel stage takes, at the size it works at: resized (Lanczos) when the
-    stage upscales, so the before/after views compare like with like."""
+def fit_input(given: StageInput, p: StagePlan, resize=None) -> StageInput:
+    """The image a pixel stage takes, at the size it works at: resized (Lanczos, or
+    `resize(image, size)`: the stage's upscaler model) when the stage upscales, so the
+    before/after views compare like with like."""
     if p.handoff != "pixel" or given.image is None or given.image.size == p.size:
         return given
     from PIL import Image
 
-    return StageInput(image=given.image.resize(p.size, Image.LANCZOS), latents=None, control=given.control,
-                      references=given.references)
+    image = resize(given.image, p.size) if resize is not None else given.image.resize(p.size, Image.LANCZOS)
+    return StageInput(image=image, latents=None, control=given.control, references=given.references)
 
 
 @dataclass

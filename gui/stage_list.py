@@ -3,6 +3,7 @@ stages on and off, and an editor for the selected stage."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -14,6 +15,7 @@ from core import demo
 from core.schedulers import SCHEDULERS, fits
 from core.project import HANDOFFS, MAX_UPSCALE, Project, Stage
 from core.model_info import info_for, position_problem, same_family
+from core.model_library import upscalers
 from core.planning import chain_position
 from gui.adapter_editor import AdapterEditor
 from gui.collapsible import Section
@@ -24,6 +26,7 @@ from gui.widgets import SeedBox, tool_button
 BUILTIN_MODELS = (demo.BASE, demo.REFINER)
 BROWSE_FOLDER = "Browse folder…"
 BROWSE_FILE = "Browse .safetensors…"
+LANCZOS = "Lanczos"  # the Upscaler combo's first item: no model
 HANDOFF_HELP = {
     "auto": "auto: the best handoff the two models allow",
     "pixel": "pixel: decode, then refine the image at a strength",
@@ -118,7 +121,8 @@ class ModelCombo(QComboBox):
         if text == BROWSE_FOLDER:
             chosen = QFileDialog.getExistingDirectory(self, "Choose a diffusers model folder")
         elif text == BROWSE_FILE:
-            chosen, _ = QFileDialog.getOpenFileName(self, "Choose a checkpoint", "", "Checkpoints (*.safetensors)")
+            chosen, _ = QFileDialog.getOpenFileName(self, "Choose a checkpoint or upscaler", "",
+                                                    "Checkpoints and upscalers (*.safetensors *.pth)")
         else:
             chosen = text
         self._commit(chosen or self._current)
@@ -181,6 +185,17 @@ class StageEditor(QGroupBox):
                                 "hires fix. 1.5–2× at strength 0.3–0.5 adds real detail; the size snaps to "
                                 "the model's multiple")
         self.upscale_label = QLabel("Upscale")
+        # The resize's method: Lanczos, or an upscaler model (the library's, or a typed path).
+        self.upscaler = QComboBox()
+        self.upscaler.setObjectName("upscaler")
+        self.upscaler.setEditable(True)
+        self.upscaler.setInsertPolicy(QComboBox.NoInsert)
+        self.upscaler.setToolTip("What resizes the image: Lanczos, or an upscaler model (.pth or .safetensors: "
+                                 "ESRGAN, Real-ESRGAN, SwinIR, DAT...) from ComfyUI's upscale_models or A1111's "
+                                 "ESRGAN folders, or a file path")
+        self.upscaler_label = QLabel("Upscaler")
+        self._upscalers: list[str] = []
+        self._fill_upscalers(None)
         self.handoff_note = QLabel()
         self.handoff_note.setWordWrap(True)
         self.handoff_note.setStyleSheet("color: palette(mid);")
@@ -208,6 +223,7 @@ class StageEditor(QGroupBox):
         handoff.addRow(self.switch_label, self.switch_at)
         handoff.addRow(self.strength_label, self.strength)
         handoff.addRow(self.upscale_label, self.upscale)
+        handoff.addRow(self.upscaler_label, self.upscaler)
         prompts = QVBoxLayout()
         prompts.setContentsMargins(0, 0, 0, 0)
         prompts.addWidget(self.prompts)
@@ -239,6 +255,8 @@ class StageEditor(QGroupBox):
         self.switch_at.valueChanged.connect(self._write)
         self.strength.valueChanged.connect(self._write)
         self.upscale.valueChanged.connect(self._write)
+        self.upscaler.activated.connect(lambda _i: self._write())
+        self.upscaler.lineEdit().editingFinished.connect(self._write)
         self.prompts.changed.connect(self._part_changed)
         self.adapters.changed.connect(self._part_changed)
         self.load(None, None, True, False)
@@ -262,6 +280,7 @@ class StageEditor(QGroupBox):
         self.switch_at.setValue(s.switch_at)
         self.strength.setValue(s.strength)
         self.upscale.setValue(s.upscale)
+        self._fill_upscalers(s.upscaler)
         self.prompts.load(stage)
         self._stage = stage
         self._load_adapters()
@@ -299,8 +318,33 @@ class StageEditor(QGroupBox):
             self.upscale.setValue(1.0)
             self.upscale.blockSignals(False)
         s.upscale = round(self.upscale.value(), 2)
+        s.upscaler = None if s.handoff == "ensemble" else self._chosen_upscaler()
         self._refresh()
         self.changed.emit()
+
+    def set_upscalers(self, refs: list[str]) -> None:
+        """Offer these upscaler files (the library's) in the Upscaler combo."""
+        self._upscalers = list(refs)
+        self._fill_upscalers(self._stage.upscaler if self._stage is not None else None)
+
+    def _fill_upscalers(self, current: str | None) -> None:
+        self.upscaler.blockSignals(True)
+        self.upscaler.clear()
+        self.upscaler.addItem(LANCZOS, None)
+        for ref in self._upscalers:
+            self.upscaler.addItem(Path(ref).stem, ref)
+            self.upscaler.setItemData(self.upscaler.count() - 1, ref, Qt.ToolTipRole)
+        if current and self.upscaler.findData(current) < 0:
+            self.upscaler.addItem(Path(current).stem, current)  # a project's own file stays listed
+        self.upscaler.setCurrentIndex(max(0, self.upscaler.findData(current)) if current else 0)
+        self.upscaler.blockSignals(False)
+
+    def _chosen_upscaler(self) -> str | None:
+        text = self.upscaler.currentText().strip()
+        index = self.upscaler.findText(text)
+        if index >= 0:  # a listed one (Lanczos is None)
+            return self.upscaler.itemData(index)
+        return text or None  # a typed path
 
     @staticmethod
     def _flow(ref: str) -> bool | None:
@@ -339,6 +383,8 @@ class StageEditor(QGroupBox):
         self.strength_label.setVisible(not generates and not ensemble)
         self.upscale.setVisible(not generates and not ensemble)
         self.upscale_label.setVisible(not generates and not ensemble)
+        self.upscaler.setVisible(not generates and not ensemble)
+        self.upscaler_label.setVisible(not generates and not ensemble)
         if generates:
             note = "First stage: generates the image from the prompt."
         elif self._first:
@@ -429,6 +475,7 @@ class StageList(QWidget):
     def set_library(self, entries: list) -> None:
         self.editor.model.set_library(entries)
         self.editor.adapters.set_library(entries)
+        self.editor.set_upscalers([e.ref for e in upscalers(entries)])
         self.editor._load_adapters()
 
 

@@ -391,7 +391,8 @@ def _hires_fields(base: JobStage, hires: JobStage) -> list[tuple[str, object]]:
     s = hires.stage
     out: list[tuple[str, object]] = [
         ("Denoising strength", _num(hires.strength)), ("Hires upscale", _num(s.upscale)), ("Hires steps", s.steps),
-        ("Hires upscaler", "Latent" if hires.handoff == "latent" else "Lanczos"),
+        ("Hires upscaler", "Latent" if hires.handoff == "latent" else
+         Path(s.upscaler).stem if s.upscaler else "Lanczos"),  # a model upscaler by its name, as A1111 lists it
     ]
     if s.model != base.stage.model:
         out.append(("Hires checkpoint", display_name(s.model)))

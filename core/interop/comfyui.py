@@ -41,7 +41,7 @@ _EXPLAINED = {
     "TripleCLIPLoader": "each stage encodes with its own model's text encoders",
     "CLIPSetLastLayer": "clip skip is not supported",
     "ControlNetLoader": "a ControlNet is not mapped from a ComfyUI graph yet (set it on the stage)",
-    "UpscaleModelLoader": "upscale models are not supported: Handoff resizes with Lanczos",
+    "UpscaleModelLoader": "an upscale model is not mapped from a ComfyUI graph yet (set the stage's upscaler file)",
 }
 
 
