@@ -3,6 +3,8 @@ reused (from memory, or from the cache's safetensors after a restart), the resul
 for bit the whole chain's, and a changed earlier stage makes the stored output stale."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -315,20 +317,25 @@ def test_every_field_and_file_that_shapes_an_output_changes_its_key(adapted):
     assert key(p, models) == key(base, models)
 
 
-def test_a_hub_reference_is_keyed_by_its_cached_file_and_else_by_its_name(adapted, monkeypatch):
-    from core.stage_store import recipe
-    from core.project import Lora
-    from core.models import Digests
+def test_a_hub_reference_is_keyed_by_its_cached_file_and_else_by_its_name(adapted, tmp_path, monkeypatch):
+    import hashlib
 
-    import huggingface_hub
+    from huggingface_hub import hf_hub_download
+
+    from core.models import Digests
+    from core.project import Lora
+    from core.stage_store import recipe
+    from tests.fake_hub import TINY_SD, serving_tiny_sd
 
     base, files = adapted
-    digests = Digests()
-    lora = Lora("someone/loras/style.safetensors")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert recipe(lora, digests)["ref"]["contents"] is None, "nothing cached: the name stands alone"
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo, filename, **kw: str(files["Lora.ref"]))
-    assert recipe(lora, digests)["ref"]["contents"] == digests.of(files["Lora.ref"])
+    data = files["Lora.ref"].read_bytes()
+    lora = Lora(f"{TINY_SD}/loras/style.safetensors")
+    with serving_tiny_sd(Path(base.stages[0].model), monkeypatch, tmp_path / "hub-cache",
+                         extra={"loras/style.safetensors": data}) as hub:
+        assert recipe(lora, Digests())["ref"]["contents"] is None, "not cached: the name stands alone"
+        assert not [r for r in hub.requests if "style" in r.path], "a key never downloads"
+        hf_hub_download(TINY_SD, "loras/style.safetensors")
+        assert recipe(lora, Digests())["ref"]["contents"] == hashlib.sha256(data).hexdigest()
 
 
 def rerun_after_rewrite(p, tmp_path, target, data=None, replace=False):
