@@ -29,8 +29,9 @@ HUB_FILE_SUFFIX = ".safetensors"
 # ---------------------------------------------------------------- where the files are
 
 
-def _hub_file(ref: str) -> Path | None:
-    """owner/repo[/sub/dirs]/file.safetensors from the Hub (the cache first)."""
+def _hub_file(ref: str, fetch: bool = True) -> Path | None:
+    """owner/repo[/sub/dirs]/file.safetensors from the Hub (the cache first; only the cache
+    without `fetch`)."""
     from core.models import HUB_ID, explain_hub_error, offline
 
     parts = ref.split("/")
@@ -41,14 +42,15 @@ def _hub_file(ref: str) -> Path | None:
 
     repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
     try:
-        return Path(hf_hub_download(repo, filename, local_files_only=offline()))
+        return Path(hf_hub_download(repo, filename, local_files_only=offline() or not fetch))
     except Exception as exc:  # huggingface_hub's own errors, explained
         raise ModelError(explain_hub_error(f"{repo}/{filename}", exc)) from exc
 
 
-def adapter_file(ref: str, what: str) -> Path:
+def adapter_file(ref: str, what: str, fetch: bool = True) -> Path:
     """The .safetensors file an adapter reference names: a file, a folder holding exactly
-    one, a builtin demo adapter, or owner/repo/path/file.safetensors on the Hub."""
+    one, a builtin demo adapter, or owner/repo/path/file.safetensors on the Hub (without
+    `fetch`, only one already in the Hugging Face cache)."""
     text = (ref or "").strip()
     if text.startswith("builtin:"):
         from core import demo
@@ -64,7 +66,7 @@ def adapter_file(ref: str, what: str) -> Path:
         if path.suffix.lower() != ".safetensors":
             raise ModelError(f"{what} {path.name}: only .safetensors files are loaded (pickled files can run code)")
         return path
-    hub = _hub_file(text)
+    hub = _hub_file(text, fetch)
     if hub is not None:
         return hub
     raise ModelError(f"{what} not found: '{text}' is not a .safetensors file, a folder or owner/repo/file.safetensors")
@@ -111,9 +113,11 @@ def check_lora(lora: Lora, family: Family, where: str) -> Path:
 
 
 def _adapter_name(path: Path) -> str:
-    """A name for a loaded LoRA that changes when the file does (so an edited file reloads)."""
-    st = path.stat()
-    return "lora_" + hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    """A name for a loaded LoRA that changes when the file does (so an edited file reloads,
+    even one rewritten in place with its mtime set back)."""
+    from core.models import file_state
+
+    return "lora_" + hashlib.sha256(f"{path.resolve()}|{file_state(path)}".encode()).hexdigest()[:12]
 
 
 def _loaded_names(pipe) -> set[str]:
@@ -157,22 +161,27 @@ def loras_active(pipe, loras: list[Lora], family: Family, where: str) -> Iterato
 # ---------------------------------------------------------------- ControlNet
 
 
-def _controlnet_config(ref: str) -> tuple[Path, dict]:
-    """(the model's folder or file, its config) for a ControlNet reference."""
-    from core.models import download, parse_ref
+def controlnet_folder(ref: str, fetch: bool = True) -> Path:
+    """The diffusers folder a ControlNet reference names (a Hub id's snapshot: only one
+    already in the cache without `fetch`)."""
+    from core.models import parse_ref
 
     parsed = parse_ref(ref) if not ref.startswith("builtin:") else None
     if parsed is None:
         from core import demo
 
-        folder = demo.adapter_path(ref.split(":", 1)[1])
-    elif parsed.kind == "folder":
-        folder = Path(parsed.location)
-    elif parsed.kind == "hub":
-        folder = _controlnet_snapshot(parsed.location)
-    else:
-        raise ModelError(f"ControlNet {Path(ref).name}: give its diffusers folder (config.json and weights); "
-                         "a single .safetensors ControlNet needs its config beside it")
+        return demo.adapter_path(ref.split(":", 1)[1])
+    if parsed.kind == "folder":
+        return Path(parsed.location)
+    if parsed.kind == "hub":
+        return _controlnet_snapshot(parsed.location, fetch)
+    raise ModelError(f"ControlNet {Path(ref).name}: give its diffusers folder (config.json and weights); "
+                     "a single .safetensors ControlNet needs its config beside it")
+
+
+def _controlnet_config(ref: str) -> tuple[Path, dict]:
+    """(the model's folder or file, its config) for a ControlNet reference."""
+    folder = controlnet_folder(ref)
     try:
         config = read_config(folder / "config.json")
     except ReadError as exc:
@@ -180,13 +189,14 @@ def _controlnet_config(ref: str) -> tuple[Path, dict]:
     return folder, config
 
 
-def _controlnet_snapshot(repo_id: str) -> Path:
+def _controlnet_snapshot(repo_id: str, fetch: bool = True) -> Path:
     from huggingface_hub import snapshot_download
 
     from core.models import explain_hub_error, offline
 
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors"], local_files_only=offline()))
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors"],
+                                      local_files_only=offline() or not fetch))
     except Exception as exc:
         raise ModelError(explain_hub_error(repo_id, exc)) from exc
 
@@ -227,14 +237,15 @@ def control_map(cn: ControlNet, size: tuple[int, int]):
 # ---------------------------------------------------------------- IP-Adapter
 
 
-def ip_adapter_files(ip: IPAdapter) -> tuple[Path, Path]:
-    """(the adapter's weights, its image encoder folder)."""
-    weights = adapter_file(ip.model, "IP-Adapter")
+def ip_adapter_files(ip: IPAdapter, fetch: bool = True) -> tuple[Path, Path]:
+    """(the adapter's weights, its image encoder folder); without `fetch`, only files
+    already here or in the Hugging Face cache."""
+    weights = adapter_file(ip.model, "IP-Adapter", fetch)
     if ip.image_encoder:
         encoder = Path(ip.image_encoder).expanduser()
     else:
         encoder = weights.parent / "image_encoder"
-        if not (encoder / "config.json").is_file() and _hub_file(ip.model) is not None:
+        if fetch and not (encoder / "config.json").is_file() and _hub_file(ip.model) is not None:
             _fetch_hub_encoder(ip.model)  # the repo keeps it beside the weights: fetch that folder too
     if not (encoder / "config.json").is_file():
         raise ModelError(f"IP-Adapter {weights.name}: its image encoder is not at {encoder} (a folder with "

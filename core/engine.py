@@ -205,10 +205,11 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
     given_preview = reused is not None and reused.preview
     ran = [p.ran() for p in plans]  # what each file says ran: the plan's record, never re-derived
     finished: list[ev.StageFinished] = []
+    unstored = False
     writer = PngWriter()
     try:
         for p in plans[:start]:
-            stored = reused if p.position == start - 1 else store.get(key_of(p.position))
+            stored = reused if p.position == start - 1 else store.get(key_of(p.position), p.size)
             if stored is None:
                 continue  # an earlier stage's own output was pruned; the one handed over is kept
             path = out.path_for(p.position, len(plans), p.stage.label(p.index))
@@ -294,7 +295,10 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
             if p.position < len(plans) - 1:
                 sigmas = (p.schedule or {}).get("sigmas")
                 latents = result.latents if p.hands_over == "latents" else None
-                store.put(key_of(p.position), StoredOutput(image, latents, sigmas, is_preview))
+                problem = store.put(key_of(p.position), StoredOutput(image, latents, sigmas, is_preview))
+                if problem is not None and not unstored:
+                    unstored = True  # said once: the job goes on, storing in memory only
+                    emit(ev.Notice(problem))
     except BaseException:
         # Whatever went wrong, what was produced is on disk before the job reports its end,
         # and said to be (a failed or cancelled job keeps its earlier stages' images).
@@ -331,7 +335,8 @@ def _prefix_keys(project: Project, plans: list[StagePlan], device: str, models: 
     def key_of(position: int) -> str:
         if position not in keys:
             keys[position] = prefix_key(project, plans, position, device,
-                                        lambda p: pick_dtype(project.dtype, p.family, device), fingerprint)
+                                        lambda p: pick_dtype(project.dtype, p.family, device), fingerprint,
+                                        models.digests)
         return keys[position]
 
     return key_of
@@ -344,14 +349,17 @@ def _reusable_start(plans: list[StagePlan], from_stage: int | None, key_of, stor
     wanted = next((p.position for p in plans if p.index == from_stage), None)
     if wanted is None:
         raise ProjectError([f"stage {from_stage + 1} is not an enabled stage of this project"])
+    damaged: list[StagePlan] = []
     for position in range(wanted - 1, -1, -1):
-        stored = store.get(key_of(position))
+        stored = store.get(key_of(position), plans[position].size, lambda p=plans[position]: damaged.append(p))
         if stored is not None:
             break
     else:
         position, stored = -1, None
     start = position + 1
-    if start < wanted:
+    for p in damaged:
+        emit(ev.Notice(f"stored output for stage {p.index + 1} was damaged; recomputing"))
+    if start < wanted and not damaged:
         prev = plans[wanted - 1]
         emit(ev.Notice(
             f"no stored output of {prev.stage.label(prev.index)} fits these settings (stale: an earlier stage "

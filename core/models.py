@@ -222,8 +222,18 @@ def explain_hub_error(repo_id: str, exc: BaseException) -> str:
 # ---------------------------------------------------------------- fingerprints
 
 
+def file_state(path: Path) -> str:
+    """What a rewrite of the file changes: size, mtime, ctime (which no tool can set back)
+    and inode (a replace by rename), from one stat."""
+    st = path.stat()
+    return f"{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}"
+
+
 class Digests:
-    """sha256 of weight files, remembered by path, size and mtime so each file is read once."""
+    """sha256 of the files a job reads (weights, adapters, images), each read once and
+    remembered by path, size, mtime, ctime and inode, as git's index remembers a file: a
+    rewrite in place changes the ctime even when a tool sets the mtime back, so it is
+    hashed again."""
 
     def __init__(self, store: Path | None = None):
         self.store = store or (paths.cache_dir() / "digests.json")
@@ -236,6 +246,10 @@ class Digests:
         self._known: dict[str, str] = ({k: v for k, v in known.items() if isinstance(k, str) and isinstance(v, str)}
                                        if isinstance(known, dict) else {})
 
+    @staticmethod
+    def _entry(real: Path) -> str:
+        return f"{real}|{file_state(real)}"
+
     def cached(self, path: Path) -> str | None:
         """The sha256 when it is already known (the file unchanged since), never reading
         the file: for writers that must not stall on a multi-gigabyte checkpoint."""
@@ -243,19 +257,18 @@ class Digests:
             real = path.resolve()
             if re.fullmatch(r"[0-9a-f]{64}", real.name):
                 return real.name
-            st = real.stat()
+            key = self._entry(real)
         except OSError:
             return None
         with self._lock:
-            return self._known.get(f"{real}|{st.st_size}|{st.st_mtime_ns}")
+            return self._known.get(key)
 
     def of(self, path: Path) -> str:
         real = path.resolve()
         # Files in the Hugging Face cache are stored under their own sha256: free to read.
         if re.fullmatch(r"[0-9a-f]{64}", real.name):
             return real.name
-        st = real.stat()
-        key = f"{real}|{st.st_size}|{st.st_mtime_ns}"
+        key = self._entry(real)
         with self._lock:
             if key in self._known:
                 return self._known[key]
@@ -349,9 +362,13 @@ class LoadedModel:
     def controlnet_pipeline(self, folder: Path, model_cls: str, pipeline_cls: str):
         """A ControlNet pipeline over this model's components, the ControlNet loaded once
         per folder (and kept, like the model, for re-runs)."""
-        key = f"controlnet:{folder}"
+        # Its files' state in the key: a ControlNet rewritten in place is loaded again.
+        prefix = f"controlnet:{folder}|"
+        key = prefix + "|".join(f.name + file_state(f) for f in sorted(folder.iterdir()) if f.is_file())
         if key in self._roles:
             return self._roles[key]
+        for old in [k for k in self._roles if k.startswith(prefix)]:
+            del self._roles[old]
         import diffusers
 
         try:
