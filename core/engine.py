@@ -328,8 +328,6 @@ def _prefix_keys(project: Project, plans: list[StagePlan], device: str, models: 
         name = str(p.resolved.path)
         if name not in prints:
             prints[name] = model_fingerprint(p.resolved, models.digests)
-        if p.stage.upscaler:  # the hires fix's upscaler, by its contents
-            return f"{prints[name]}+{models.digests.of(Path(p.stage.upscaler).expanduser())}"
         return prints[name]
 
     def key_of(position: int) -> str:

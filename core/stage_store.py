@@ -146,6 +146,7 @@ CONTENTS: dict[str, Callable] = {
     "IPAdapter.model": _ip_weights,
     "IPAdapter.image": lambda ip, d: _image(ip.image, d),
     "IPAdapter.image_encoder": _ip_encoder,
+    "Stage.upscaler": lambda stage, d: _image(stage.upscaler, d),  # a hires fix's upscaler file
 }
 
 

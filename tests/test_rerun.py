@@ -289,8 +289,12 @@ def test_every_field_and_file_that_shapes_an_output_changes_its_key(adapted):
     is changed in turn (a file in place, same size, its mtime set back) and the key moves."""
     from core.stage_store import CONTENTS, NOT_SHAPING
 
+    from tests.test_model_upscalers import build_compact
+
     base, files = adapted
     base.init_image = str(files["Project.init_image"])
+    files["Stage.upscaler"] = build_compact(files["Project.init_image"].parent / "upscaler.pth")
+    base.stages[1].upscaler = str(files["Stage.upscaler"])  # a hires fix with a model
     models = ModelCache()
     leaves = dict(schema_leaves())
     assert set(NOT_SHAPING) <= set(leaves) and all(NOT_SHAPING.values())
