@@ -331,10 +331,10 @@ def test_damaged_settings_say_so_and_are_kept_aside(handoff_home):
     paths.settings_file().parent.mkdir(parents=True, exist_ok=True)
     paths.settings_file().write_bytes(b"\xff\xfe{garbage")
     assert settings_file.read_section("gui") is None
-    assert "settings.json is not text" in settings_file.problem()
+    assert "settings.json is not text" in settings_file.take_problem()
     settings_file.write_section("gui", {"recent_files": []})
     assert (paths.settings_file().with_name("settings.json.damaged")).read_bytes() == b"\xff\xfe{garbage"
-    assert settings_file.read_section("gui") == {"recent_files": []} and settings_file.problem() is None
+    assert settings_file.read_section("gui") == {"recent_files": []} and settings_file.take_problem() is None
 
 
 # ---------------------------------------------------------------- model configs and checkpoints
@@ -392,7 +392,7 @@ def test_checked_helpers_bound_what_they_read(tmp_path):
     with pytest.raises(ReadError, match="larger than 1 MiB"):
         checked.read_json_file(tmp_path / "big.json", cap=checked.MiB)
     (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
-    with pytest.raises(ReadError, match="nested too deeply|not valid JSON"):
+    with pytest.raises(ReadError, match="nested more than 64 levels deep"):
         checked.read_json_file(tmp_path / "deep.json")
     with pytest.raises(ReadError, match="out of range"):
         checked.integer(10**30, "steps")
