@@ -297,3 +297,23 @@ def test_every_json_reader_refuses_nesting_past_the_cap(tmp_path):
     for deep in (b"[" + ok + b"]", b'{"a": ' + ok.replace(b"[]", b"[{}]", 1) + b"}", DEEP):
         with pytest.raises(ReadError, match="^x is nested more than 64 levels deep"):
             checked.parse_json(deep, "x")
+
+
+def test_the_command_line_says_a_damaged_settings_file_once(tmp_path, capsys):
+    """`inspect` of an Automatic1111 PNG looks its model up in the library: the damaged
+    library list is kept aside and said in one `handoff: note:` line."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    from core.cli import main
+
+    info = PngInfo()
+    info.add_text("parameters", "a cat\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 64x64, Model: foo")
+    Image.new("RGB", (64, 64)).save(tmp_path / "a.png", pnginfo=info)
+    place(paths.settings_file(), b'{"models": 5}')
+    assert main(["inspect", str(tmp_path / "a.png")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("handoff: note: settings.json: models: the section must be a table of fields, not 5") == 1, err
+    assert kept(paths.settings_file(), b'{"models": 5}')
+    assert main(["inspect", str(tmp_path / "a.png")]) == 0
+    assert "handoff: note: settings" not in capsys.readouterr().err
