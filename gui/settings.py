@@ -56,13 +56,15 @@ class Settings:
                 problems.append(f"{name} is not {'a saved geometry' if name == 'window_geometry' else 'a folder'}: "
                                 f"{checked.shown(value)}")
         splitters = gui.get("splitters", {})
-        good = isinstance(splitters, dict) and all(
-            isinstance(v, list) and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 100_000 for n in v)
-            for v in splitters.values())
-        if good:
-            out.splitters = dict(splitters)
-        else:
+        if not isinstance(splitters, dict):
             problems.append(f"splitters must be a table of lists of sizes, not {checked.shown(splitters)}")
+            splitters = {}
+        for key, sizes in splitters.items():
+            if isinstance(sizes, list) and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 100_000
+                                               for n in sizes):
+                out.splitters[key] = sizes
+            else:
+                problems.append(f"splitters: {checked.names([key])} must be a list of sizes, not {checked.shown(sizes)}")
         if problems:
             settings_file.section_damaged("gui", asdict(out), problems)
         return out

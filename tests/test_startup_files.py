@@ -122,7 +122,9 @@ GUI_CASES = {  # one section wrong: the rest of the file stays in use
     "autosave_seconds two": ({"gui": dict(GOOD_GUI, autosave_seconds="two")}, "autosave_seconds must be from 5 to 3600, not 'two'"),
     "last_dir with a NUL": ({"gui": dict(GOOD_GUI, last_dir="/a\0b")}, "last_dir is not a folder"),
     "geometry not base64": ({"gui": dict(GOOD_GUI, window_geometry="é")}, "window_geometry is not a saved geometry"),
-    "splitters null sizes": ({"gui": dict(GOOD_GUI, splitters={"main": None})}, "splitters must be a table of lists of sizes"),
+    "splitters 5": ({"gui": dict(GOOD_GUI, splitters=5)}, "splitters must be a table of lists of sizes, not 5"),
+    "a splitter null": ({"gui": dict(GOOD_GUI, splitters={"main": None, "left": [1, 2]})},
+                        "splitters: main must be a list of sizes, not null"),
 }
 
 
@@ -160,6 +162,7 @@ def test_a_wrong_gui_section_keeps_the_good_values_and_the_other_sections(case):
     assert kept(paths.settings_file(), content)
     if isinstance(doc["gui"], dict):
         assert s.recent_files == ["/a.handoff"] or "recent_files" in says, "the good values are kept"
+        assert s.splitters == ({"left": [1, 2]} if case == "a splitter null" else {})
     assert [e.ref for e in ModelLibrary.load().entries] == ["/models/mine"], "the library's section is untouched"
     assert Settings.load() == s and settings_file.take_problem() is None, "written back: nothing more to say"
 
