@@ -128,17 +128,15 @@ def _too_deep(what: str) -> str:
     return f"{what} is nested more than {MAX_JSON_DEPTH} levels deep: it is not what it claims to be"
 
 
-def depth(value: Any) -> int:
-    """How deeply lists and tables nest in a parsed JSON value (a scalar is 0), walked
-    without recursion."""
-    deepest, todo = 0, [(value, 1)]
-    while todo:
-        item, level = todo.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
-            continue
-        deepest = max(deepest, level)
-        todo.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+def depth(value: Any, stop: int = MAX_JSON_DEPTH + 1) -> int:
+    """How deeply lists and tables nest in a parsed JSON value (a scalar is 0; counting
+    stops at `stop`), walked a level at a time, without recursion."""
+    level = [value] if isinstance(value, (dict, list)) else []
+    deepest = 0
+    while level and deepest < stop:
+        deepest += 1
+        level = [child for item in level for child in (item.values() if isinstance(item, dict) else item)
+                 if isinstance(child, (dict, list))]
     return deepest
 
 
