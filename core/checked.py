@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
@@ -16,6 +17,11 @@ MiB = 1024 * 1024
 # hundred kB; a model config a few kB): a larger one is not what it claims to be.
 MAX_JSON_BYTES = 32 * MiB
 MAX_INTEGER = 2**63
+# The deepest nesting any reader takes: a project is 5 levels deep, a ComfyUI graph 6. A
+# deeper document is hostile, and checking here keeps every reader (and whatever walks
+# the value afterwards: a copy, a save, a type check) clear of Python's recursion limit.
+MAX_JSON_DEPTH = 64
+DAMAGED_SUFFIX = ".damaged"
 
 
 def shown(value: Any) -> str:
@@ -100,9 +106,10 @@ def read_capped(f: BinaryIO, cap: int, what: str, chunk: int = MiB) -> bytes:
 
 
 def parse_json(data: bytes, what: str) -> Any:
-    """JSON from bytes, as UTF-8; any malformation is one ReadError naming `what`."""
+    """JSON from bytes, as UTF-8, nested at most MAX_JSON_DEPTH deep; any malformation is
+    one ReadError naming `what`."""
     try:
-        return json.loads(data.decode("utf-8"))
+        value = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise ReadError(f"{what} is not text (UTF-8 JSON)") from None
     except json.JSONDecodeError as exc:
@@ -110,7 +117,27 @@ def parse_json(data: bytes, what: str) -> Any:
     except ValueError as exc:  # a number too long for Python to convert
         raise ReadError(f"{what} is not valid JSON ({str(exc)[:100]})") from None
     except RecursionError:
-        raise ReadError(f"{what} is nested too deeply to be read") from None
+        raise ReadError(_too_deep(what)) from None
+    # Brackets counted in C first: a document with fewer than the cap cannot be too deep.
+    if data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH and depth(value) > MAX_JSON_DEPTH:
+        raise ReadError(_too_deep(what))
+    return value
+
+
+def _too_deep(what: str) -> str:
+    return f"{what} is nested more than {MAX_JSON_DEPTH} levels deep: it is not what it claims to be"
+
+
+def depth(value: Any, stop: int = MAX_JSON_DEPTH + 1) -> int:
+    """How deeply lists and tables nest in a parsed JSON value (a scalar is 0; counting
+    stops at `stop`), walked a level at a time, without recursion."""
+    level = [value] if isinstance(value, (dict, list)) else []
+    deepest = 0
+    while level and deepest < stop:
+        deepest += 1
+        level = [child for item in level for child in (item.values() if isinstance(item, dict) else item)
+                 if isinstance(child, (dict, list))]
+    return deepest
 
 
 def read_json_file(path: Path, what: str | None = None, cap: int = MAX_JSON_BYTES) -> Any:
@@ -123,6 +150,28 @@ def read_json_file(path: Path, what: str | None = None, cap: int = MAX_JSON_BYTE
     except OSError as exc:
         raise ReadError(f"{what} cannot be read ({exc.strerror or exc})") from None
     return parse_json(data, what)
+
+
+def keep_damaged(path: Path) -> tuple[bool, str]:
+    """Move a damaged file of Handoff's own (or whatever stands where it should be: a
+    folder, say) aside as NAME.damaged, so the next write cannot overwrite what it held.
+    Returns whether it moved, and the words a message says of it ("queue.json is kept as
+    queue.json.damaged", or why it was not)."""
+    path = Path(path)
+    target = path.with_name(path.name + DAMAGED_SUFFIX)
+    for n in range(1, 10):
+        try:
+            os.replace(path, target)
+            return True, f"{path.name} is kept as {target.name}"
+        except FileNotFoundError:
+            return False, f"{path.name} is gone"
+        except OSError as exc:
+            if not os.path.lexists(target):
+                return False, f"{path.name} could not be moved aside ({exc.strerror or exc})"
+            # A folder cannot replace a file (nor a file a folder, nor a folder one that is
+            # not empty): an earlier one stands there, so the next name.
+            target = path.with_name(f"{path.name}{DAMAGED_SUFFIX}.{n}")
+    return False, f"{path.name} could not be moved aside"
 
 
 def guarded(reader: Callable[..., Any], *args: Any) -> Any:

@@ -332,6 +332,18 @@ def main(argv: list[str] | None = None) -> int:
             return _main(args, interrupts)
         except Exception as exc:  # a bug, not bad input: still one line, the traceback kept for a report
             return _unexpected(exc)
+        finally:
+            _say_damaged_settings()
+
+
+def _say_damaged_settings() -> None:
+    """A damaged settings file read on the way (the model library's list, when another
+    tool's model name is looked up): kept aside by core.settings_file; said once here."""
+    from core import settings_file
+
+    problem = settings_file.take_problem()
+    if problem:
+        print(f"handoff: note: {problem}", file=sys.stderr)
 
 
 def _main(args, interrupts: "Interrupts") -> int:

@@ -17,9 +17,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
+from core import checked, paths
 from core import events as ev
-from core import paths
 from core.atomic import write_text
+from core.errors import ReadError
 from core.project import Project
 from core.project_file import HistoryImage, HistoryRun, ProjectDocument, load, save
 from core.ran import StageRan
@@ -293,18 +294,56 @@ def _lock_file() -> Path:
     return paths.home() / "session.lock"
 
 
+MAX_AUTOSAVE_META_BYTES = checked.MiB  # {"source": a path}
+
+
 def autosave_source() -> Path | None:
-    try:
-        source = json.loads(_autosave_meta().read_text()).get("source")
-    except (OSError, ValueError, AttributeError):
+    """Where the autosaved project was saved, if anywhere. Raises ReadError when
+    autosave.json is damaged, after keeping it aside."""
+    meta = _autosave_meta()
+    if not meta.exists():
         return None
-    return Path(source) if isinstance(source, str) and source else None
+    try:
+        data = checked.table(checked.read_json_file(meta, meta.name, MAX_AUTOSAVE_META_BYTES), meta.name)
+        source = data.get("source")
+        source = None if source is None else checked.text(source, f"{meta.name}: source")
+    except ReadError as exc:
+        raise ReadError(f"{exc} ({checked.keep_damaged(meta)[1]})") from None
+    return Path(source) if source and "\0" not in source else None
+
+
+@dataclass
+class Recovered:
+    project: Project
+    runs: list[Run]
+    source: Path | None  # the file it was saved as, if any
+    problem: str | None = None  # why the source is not known (autosave.json damaged)
+
+
+def read_autosave() -> Recovered:
+    """The autosaved project with its runs. Raises ReadError (one line) when the autosave
+    is damaged, after keeping it aside as autosave.handoff.damaged, so the next autosave
+    does not overwrite what it held."""
+    try:
+        project, runs = read_project(autosave_file())
+    except ReadError as exc:
+        raise ReadError(f"{exc} ({checked.keep_damaged(autosave_file())[1]})") from None
+    try:
+        return Recovered(project, runs, autosave_source())
+    except ReadError as exc:  # the project is what matters: recovered, without knowing its file
+        return Recovered(project, runs, None, str(exc))
 
 
 def begin_session() -> bool:
     """Mark this session as running; True when the previous one crashed and left an
-    autosave worth offering."""
-    crashed = _lock_file().exists() and autosave_file().is_file()
+    autosave worth offering (read_autosave says when it is damaged). A folder where the
+    lock should be is kept aside, or no lock could ever be written; so is one where the
+    autosave should be when nothing is to be recovered from it."""
+    if _lock_file().exists() and not _lock_file().is_file():
+        checked.keep_damaged(_lock_file())
+    crashed = _lock_file().exists() and autosave_file().exists()
+    if not crashed and autosave_file().exists() and not autosave_file().is_file():
+        checked.keep_damaged(autosave_file())
     write_text(_lock_file(), str(os.getpid()))
     return crashed
 

@@ -2,7 +2,10 @@
 
 Plain data, no Qt: the window's queue panel shows and edits it, the runner takes the next
 job when one ends. Kept as JSON in Handoff's home (paths.home()/queue.json) after every
-change, so pending jobs survive a restart; a damaged file starts an empty queue.
+change, so pending jobs survive a restart. The file is outside data when it is read back:
+it is read with the same typed readers as a project file, a damaged one is kept as
+queue.json.damaged (core.checked.keep_damaged), the queue starts with the jobs that could
+be read, and `problem` says what was wrong, for the window to say once.
 """
 from __future__ import annotations
 
@@ -12,12 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from core import paths
+from core import checked, paths
 from core.atomic import write_text
-from core.errors import ProjectError
+from core.errors import ReadError
 from core.project import Project
 
 VERSION = 1
+MAX_QUEUE_BYTES = checked.MAX_JSON_BYTES  # each job carries its project: a few kB each
 
 
 @dataclass
@@ -38,9 +42,23 @@ class PendingJob:
                 "project": self.project.to_dict()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PendingJob":
-        return cls(Project.from_dict(d["project"]), d.get("from_stage"), str(d.get("title", "")),
-                   str(d.get("added", "")), str(d.get("id") or uuid.uuid4().hex[:8]))
+    def from_dict(cls, d, where: str = "the job") -> "PendingJob":
+        """A job from the queue file; ReadError naming the field when it is not one."""
+        d = checked.table(d, where)
+        try:
+            project = Project.from_dict(d.get("project"))
+        except ReadError as exc:
+            raise ReadError(f"{where}: {exc}") from None
+        from_stage = d.get("from_stage")
+        if from_stage is not None:
+            from_stage = checked.integer(from_stage, f"{where}: from_stage")
+            if not 0 <= from_stage < len(project.stages):
+                raise ReadError(f"{where}: from_stage {from_stage} is not a stage of its project "
+                                f"(it has {len(project.stages)})")
+        title = checked.text(d.get("title", ""), f"{where}: title")
+        added = checked.text(d.get("added", ""), f"{where}: added")
+        job_id = checked.text(d.get("id") or uuid.uuid4().hex[:8], f"{where}: id")
+        return cls(project, from_stage, title, added, job_id)
 
 
 def queue_file() -> Path:
@@ -52,20 +70,37 @@ class JobQueue:
         self.path = Path(path) if path is not None else queue_file()
         self.jobs: list[PendingJob] = []
         self.skipped = 0  # entries of the file that could not be read
+        self.problem: str | None = None  # what was wrong with the file, to be said once
 
     @classmethod
     def load(cls, path: Path | None = None) -> "JobQueue":
+        """The saved queue, never an error: a damaged file is kept aside and the jobs that
+        could be read are queued (and saved at once, so the next start finds them)."""
         q = cls(path)
-        try:
-            data = json.loads(q.path.read_text())
-            entries = data.get("jobs", []) if isinstance(data, dict) else []
-        except (OSError, ValueError):
+        if not q.path.exists():
             return q
-        for entry in entries:
+        name = q.path.name
+        problems: list[str] = []
+        try:
+            data = checked.table(checked.read_json_file(q.path, name, MAX_QUEUE_BYTES), name)
+            entries = checked.listing(data.get("jobs", []), f"{name}: jobs")
+        except ReadError as exc:
+            problems, entries = [str(exc)], []
+        for n, entry in enumerate(entries):
             try:
-                q.jobs.append(PendingJob.from_dict(entry))
-            except (ProjectError, KeyError, TypeError, ValueError):
+                q.jobs.append(PendingJob.from_dict(entry, f"{name}: job {n + 1}"))
+            except ReadError as exc:
                 q.skipped += 1
+                problems.append(str(exc))
+        if problems:
+            moved, kept = checked.keep_damaged(q.path)
+            queued = f"{len(q.jobs)} other job(s) queued" if q.jobs else "the queue starts empty"
+            q.problem = f"{'; '.join(problems)} ({queued}; {kept})"
+            if q.jobs and moved:
+                try:
+                    q.save()
+                except OSError:
+                    pass  # the jobs are in the window's queue and in the file kept aside
         return q
 
     def save(self) -> None:

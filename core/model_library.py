@@ -15,7 +15,7 @@ import threading
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from core import families, settings_file
+from core import checked, families, settings_file
 from core.checkpoints import DENOISER, PIPELINE
 from core.errors import ReadError
 from core.model_configs import read_config, read_model_index
@@ -81,18 +81,18 @@ class LibraryEntry:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data) -> "LibraryEntry | None":
-        """An entry from the settings file, or None when it is not one (a damaged entry
-        is dropped, never a crash at start-up)."""
-        if not isinstance(data, dict):
-            return None
-        text = {f.name: data.get(f.name, f.default) for f in fields(cls) if f.name != "family"}
-        if not all(isinstance(v, str) for v in text.values()) or not text["ref"].strip():
-            return None
-        family = data.get("family")
+    def from_dict(cls, data, where: str = "entry") -> "LibraryEntry":
+        """An entry from the settings file; ReadError naming the field when it is not one.
+        A family this version does not know (a newer Handoff's) reads as unknown."""
+        data = checked.table(data, where)
+        text = {f.name: checked.text(data.get(f.name, f.default), f"{where}: {f.name}")
+                for f in fields(cls) if f.name != "family"}
+        if not text["ref"].strip():
+            raise ReadError(f"{where}: ref is empty")
         if text["source"] not in SOURCES:
-            return None
-        return cls(**text, family=family if families.get(family) else None)
+            raise ReadError(f"{where}: source {checked.shown(text['source'])} is not one of {checked.names(SOURCES)}")
+        family = data.get("family")
+        return cls(**text, family=family if isinstance(family, str) and families.get(family) else None)
 
 
 # ---------------------------------------------------------------- what a reference is
@@ -511,22 +511,42 @@ class ModelLibrary:
 
     @classmethod
     def load(cls) -> "ModelLibrary":
-        """The stored list; an unreadable or missing file gives an empty one, never an error."""
+        """The stored list, never an error: a damaged file or section gives what could be
+        read, and core.settings_file keeps the file as it was and says so once."""
         stored = settings_file.read_section("models")
-        if not isinstance(stored, dict):
+        if stored is None:
             return cls()
-        raw_entries, raw_hidden = stored.get("entries"), stored.get("hidden_presets")
-        entries = [e for e in map(LibraryEntry.from_dict, raw_entries if isinstance(raw_entries, list) else []) if e]
-        hidden = [h for h in (raw_hidden if isinstance(raw_hidden, list) else []) if isinstance(h, str)]
-        return cls(entries, hidden)
+        problems: list[str] = []
+        lib = cls()
+        try:
+            stored = checked.table(stored, "the section")
+            raw_entries = checked.listing(stored.get("entries", []), "entries")
+            raw_hidden = checked.listing(stored.get("hidden_presets", []), "hidden_presets")
+        except ReadError as exc:
+            problems.append(str(exc))
+            raw_entries, raw_hidden = [], []
+        for n, raw in enumerate(raw_entries):
+            try:
+                lib.entries.append(LibraryEntry.from_dict(raw, f"entries[{n + 1}]"))
+            except ReadError as exc:
+                problems.append(str(exc))
+        for n, raw in enumerate(raw_hidden):
+            if isinstance(raw, str):
+                lib.hidden_presets.append(raw)
+            else:
+                problems.append(f"hidden_presets[{n + 1}] must be text, not {checked.shown(raw)}")
+        if problems:
+            settings_file.section_damaged("models", lib.stored(), problems)
+        return lib
+
+    def stored(self) -> dict:
+        """The section as the settings file keeps it."""
+        return {"schema_version": SCHEMA_VERSION, "entries": [e.to_dict() for e in self.entries],
+                "hidden_presets": list(self.hidden_presets)}
 
     def save(self) -> None:
         """Write the list into the settings file, keeping every other key in it."""
-        settings_file.write_section("models", {
-            "schema_version": SCHEMA_VERSION,
-            "entries": [e.to_dict() for e in self.entries],
-            "hidden_presets": list(self.hidden_presets),
-        })
+        settings_file.write_section("models", self.stored())
 
     def all(self) -> list[LibraryEntry]:
         """The built-in demo models, the user's entries, then the presets' models not

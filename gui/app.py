@@ -126,6 +126,8 @@ def _quit_after(window, delay_ms: int, result: list[int]) -> None:
             return
         print(f"smoke: window shown={window.isVisible()} {window.width()}x{window.height()} “{window.windowTitle()}”; "
               f"{window.torch_status.text()}; status bar: {window.statusBar().currentMessage()}", flush=True)
+        if window.banner.isVisible():  # what the window said at start (a damaged file, say)
+            print(f"smoke: banner: {' / '.join(window.banner.text.text().splitlines())}", flush=True)
         result[0] = 0 if torch_done and window.isVisible() else 1
         if window.modified:  # closing would ask about unsaved changes, and nobody is there to answer
             print("smoke: the untouched window says it has unsaved changes", flush=True)

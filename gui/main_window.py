@@ -86,6 +86,16 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.settings = settings or Settings.load()
         self.runner = runner or JobRunner(parent=self)
+        try:
+            self._setup()
+        except BaseException:
+            # The engine thread runs already: left running, Qt would abort the process as it
+            # destroys the half-built window, hiding the exception behind "QThread: Destroyed
+            # while thread is still running".
+            self.runner.shutdown()
+            raise
+
+    def _setup(self) -> None:
         self.library = ModelLibrary.load()
         self.models_dialog = None  # gui.models_dialog.ModelsDialog, while shown
         self.document = Document()
@@ -119,8 +129,9 @@ class MainWindow(QMainWindow):
         self.autosave_timer.start(max(5, int(self.settings.autosave_seconds)) * 1000)
         self.document.subscribe(lambda what, detail: self._on_change[what](detail))
         self.load_project(self.document.project, None, [])
-        if settings_file.problem():  # a damaged settings file costs its lists, and says so once
-            self.log_line(f"settings: {settings_file.problem()}")
+        damaged = [p for p in (settings_file.take_problem(), self.tuning.queue.problem) if p]
+        if damaged:
+            self.report_damaged(damaged)
 
     # The document's parts, as the widgets and the tests see them.
     @property
@@ -718,20 +729,31 @@ class MainWindow(QMainWindow):
 
     def offer_recovery(self) -> bool:
         """After a crash: offer the autosave back. True when it was restored."""
-        if not doc.autosave_file().is_file():
+        if not doc.autosave_file().exists():
             return False
         if not self.ask("Recover unsaved work?",
                         "Handoff did not close cleanly last time. Restore the autosaved project?"):
             return False
         try:
-            project, runs = read_project(doc.autosave_file())
-        except (ProjectError, OSError) as exc:
-            self.show_error(f"The autosave could not be read: {exc}")
+            recovered = doc.read_autosave()
+        except ProjectError as exc:
+            self.report_damaged([f"The autosave could not be read: {exc}"])
             return False
-        self.load_project(project, doc.autosave_source(), runs)
+        self.load_project(recovered.project, recovered.source, recovered.runs)
         self.set_modified(True)  # recovered work is not saved anywhere yet
-        self.statusBar().showMessage("Recovered the autosaved project", 5000)
+        if recovered.problem:
+            self.report_damaged([f"Recovered the autosaved project; where it was saved is not known: {recovered.problem}"])
+        else:
+            self.statusBar().showMessage("Recovered the autosaved project", 5000)
         return True
+
+    def report_damaged(self, problems: list[str]) -> None:
+        """Handoff's own files that could not be read in full (settings, the job queue, the
+        autosave): said once, in the banner and the log; the window goes on with what
+        could be read."""
+        for line in problems:
+            self.log_line(line)
+        self.show_error("\n".join(problems))
 
     # ---------------------------------------------------------------- drops and opening files
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from core import settings_file
+from core import checked, settings_file
 
 MAX_RECENT = 10
 MIN_AUTOSAVE, MAX_AUTOSAVE = 5, 3600  # seconds
@@ -24,26 +24,49 @@ class Settings:
 
     @classmethod
     def load(cls) -> "Settings":
+        """The stored settings; a value of the wrong shape is left at its default, and
+        core.settings_file keeps the file as it was and says so once."""
         gui = settings_file.read_section("gui")
         out = cls()
-        if not isinstance(gui, dict):
+        if gui is None:
             return out
+        problems: list[str] = []
+        if not isinstance(gui, dict):
+            problems.append(f"must be a table of fields, not {checked.shown(gui)}")
+            gui = {}
         # The file is outside data: each value is taken only when it has the right shape.
         for name in ("recent_files", "recent_models"):
-            value = gui.get(name)
-            if isinstance(value, list):
-                setattr(out, name, [v for v in value if isinstance(v, str) and v.strip()][:MAX_RECENT])
-        seconds = gui.get("autosave_seconds")
+            value = gui.get(name, [])
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                setattr(out, name, [v for v in value if v.strip()][:MAX_RECENT])
+            else:
+                problems.append(f"{name} must be a list of text, not {checked.shown(value)}")
+        seconds = gui.get("autosave_seconds", out.autosave_seconds)
         if isinstance(seconds, int) and not isinstance(seconds, bool) and MIN_AUTOSAVE <= seconds <= MAX_AUTOSAVE:
             out.autosave_seconds = seconds
+        else:
+            problems.append(f"autosave_seconds must be from {MIN_AUTOSAVE} to {MAX_AUTOSAVE}, not {checked.shown(seconds)}")
         for name in ("window_geometry", "last_dir"):
-            value = gui.get(name)
-            if isinstance(value, str) and len(value) < 100_000:
+            value = gui.get(name, "")
+            # The geometry is base64 (ASCII); a path has no NUL. Both are short.
+            if isinstance(value, str) and len(value) < 100_000 and "\0" not in value and (
+                    name != "window_geometry" or value.isascii()):
                 setattr(out, name, value)
-        splitters = gui.get("splitters")
-        if isinstance(splitters, dict):
-            out.splitters = {k: v for k, v in splitters.items() if isinstance(k, str) and isinstance(v, list)
-                             and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 100_000 for n in v)}
+            else:
+                problems.append(f"{name} is not {'a saved geometry' if name == 'window_geometry' else 'a folder'}: "
+                                f"{checked.shown(value)}")
+        splitters = gui.get("splitters", {})
+        if not isinstance(splitters, dict):
+            problems.append(f"splitters must be a table of lists of sizes, not {checked.shown(splitters)}")
+            splitters = {}
+        for key, sizes in splitters.items():
+            if isinstance(sizes, list) and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 100_000
+                                               for n in sizes):
+                out.splitters[key] = sizes
+            else:
+                problems.append(f"splitters: {checked.names([key])} must be a list of sizes, not {checked.shown(sizes)}")
+        if problems:
+            settings_file.section_damaged("gui", asdict(out), problems)
         return out
 
     def save(self) -> None:

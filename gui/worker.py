@@ -3,7 +3,9 @@ start-up, then runs jobs by iterating core.engine.run and sending each event to 
 window as a Qt signal carrying the (frozen, Qt-free) event object.
 
 The window keeps strong references to the QThread and the worker (a collected worker
-mid-run crashes Qt); on close it cancels the job, quits the thread and waits.
+mid-run crashes Qt); on close it cancels the job, quits the thread and waits. So does a
+window whose construction fails after it made its runner: a running QThread destroyed by
+Qt aborts the process ("QThread: Destroyed while thread ... is still running").
 """
 from __future__ import annotations
 
@@ -40,6 +42,11 @@ def make_cancel_token():
 
 
 _MODELS = None
+# Engine threads that outlived shutdown's wait (a torch import on a busy machine, a job that
+# does not stop), with their workers: kept referenced until they end. Dropped with its
+# runner, a running QThread is destroyed by whichever thread collects it (the engine
+# thread's own gc.collect() in preload, say), and Qt aborts the process.
+_STOPPING: list[tuple[QThread, QObject]] = []
 
 
 def shared_models(factory):
@@ -213,9 +220,13 @@ class JobRunner(QObject):
             self._cancel.cancel()
 
     def shutdown(self, wait_ms: int = 30000) -> None:
+        """Cancel the job and stop the thread; safe to call more than once."""
         self.cancel()
-        self.thread.quit()
-        self.thread.wait(wait_ms)
+        _STOPPING[:] = [kept for kept in _STOPPING if not kept[0].isFinished()]
+        if self.thread.isRunning():
+            self.thread.quit()
+            if not self.thread.wait(wait_ms):
+                _STOPPING.append((self.thread, self.worker))
 
     @Slot(object)
     def _on_event(self, ev) -> None:
