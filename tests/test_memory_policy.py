@@ -37,11 +37,12 @@ def test_auto_policy_follows_free_vram(tiny_models, monkeypatch):
 
 
 def test_resident_keeps_both_models_loaded(tiny_models, tmp_path):
+    sd, other = str(tiny_models["sd"]), str(tiny_models["sd_other"])
     p = Project(prompt="a red circle", width=32, height=32, memory_policy="resident", stages=[
-        Stage(str(tiny_models["sd"]), steps=2), Stage(str(tiny_models["sd_other"]), steps=2, handoff="pixel", strength=0.5)])
+        Stage(sd, steps=2), Stage(other, steps=2, handoff="pixel", strength=0.5)])
     models = ModelCache()
     run_job(p, tmp_path, models)
-    assert sorted(k[0] for k in models.loaded) == sorted([str(tiny_models["sd"]), str(tiny_models["sd_other"])])
+    assert sorted(k[0] for k in models.loaded) == sorted([sd, other])
 
 
 @pytest.mark.parametrize("choice,family,device,expected", [

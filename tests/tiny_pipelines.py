@@ -180,7 +180,8 @@ def build_sd3(dest: Path, seed: int = 0, vae_seed: int | None = None, num_layers
     clip, t5 = clip_tokenizer(WORDS), t5_tokenizer(WORDS, max_length=256)
     torch.manual_seed(seed)
     transformer = SD3Transformer2DModel(sample_size=16, patch_size=2, in_channels=16, out_channels=16,
-                                        num_layers=num_layers, attention_head_dim=8, num_attention_heads=4, caption_projection_dim=32,
+                                        num_layers=num_layers, attention_head_dim=8, num_attention_heads=4,
+                                        caption_projection_dim=32,
                                         joint_attention_dim=32, pooled_projection_dim=64, pos_embed_max_size=32)
     StableDiffusion3Pipeline(
         transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
@@ -295,8 +296,10 @@ def build_ernie(dest: Path, seed: int = 0, vae_seed: int | None = None) -> Path:
     transformer = ErnieImageTransformer2DModel(hidden_size=32, num_attention_heads=2, num_layers=1, ffn_hidden_size=37,
                                                in_channels=16, out_channels=16, patch_size=1, text_in_dim=16,
                                                rope_theta=256, rope_axes_dim=(8, 4, 4))
-    with torch.no_grad():  # diffusers zero-initialises these: the transformer's output would be 0, whatever the input
-        for p in (transformer.final_linear.weight, transformer.final_linear.bias, *transformer.adaLN_modulation.parameters()):
+    # diffusers zero-initialises the output layer and the adaLN modulation: the transformer's
+    # output would be 0 whatever its input (prompt, latents, LoRA), and every image the same.
+    with torch.no_grad():
+        for p in (*transformer.final_linear.parameters(), *transformer.adaLN_modulation.parameters()):
             p.normal_(0, 0.2)
     ErnieImagePipeline(transformer=transformer, vae=_flux2_vae(seed + 1 if vae_seed is None else vae_seed),
                        text_encoder=_mistral3(len(tok), seed + 2, 2, False), tokenizer=tok,
