@@ -80,6 +80,22 @@ def patched(pipe, p: StagePlan, call: Call) -> contextlib.ExitStack:
     return stack
 
 
+@contextlib.contextmanager
+def seeded_global_rng(generator):
+    """torch's global RNG seeded from the stage's generator for the call, and put back
+    after: SD3's ControlNet pipeline samples its control image's latents without the
+    generator, so without this one seed gave a different image each time."""
+    if generator is None:
+        yield
+        return
+    import torch
+
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(generator.initial_seed())
+        yield
+
+
 def run_stage(pipe, p: StagePlan, call: Call, given: StageInput, device: str,
               on_step: Callable[[int, int], None], cancelled: Callable[[], bool],
               previews: Previews | None = None) -> StageOutput:
@@ -131,7 +147,7 @@ def run_stage(pipe, p: StagePlan, call: Call, given: StageInput, device: str,
 
     kwargs = dict(call.kwargs, callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["latents"])
     start = time.perf_counter()
-    with patched(pipe, p, call):
+    with patched(pipe, p, call), seeded_global_rng(kwargs.get("generator")):
         result = pipe(**kwargs)
     synchronize(device)
     end = time.perf_counter()

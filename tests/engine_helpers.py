@@ -42,3 +42,20 @@ def load(path: Path):
     pipe = DiffusionPipeline.from_pretrained(str(path))
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def last_image(project, tmp_path: Path, models: ModelCache | None = None):
+    """The last stage's image of a run of the project."""
+    return of(run_job(project, tmp_path, models), ev.StageFinished)[-1].image
+
+
+def assert_input_is_live(image, without, **others) -> None:
+    """An adapter and its inputs reach the image: it differs from the run without the
+    adapter and from each run with another of its inputs (`control_image=`, `reference=`).
+    A bit-identity test alone passes when an input is dead (a zero-initialised control
+    embedding ignores the map) or dropped on both sides; this is the other half."""
+    got = pixels(image)
+    cases = {"without the adapter": without}
+    cases.update({f"with another {name.replace('_', ' ')}": other for name, other in others.items()})
+    for what, other in cases.items():
+        assert not np.array_equal(got, pixels(other)), f"the image is the same {what}: that input never reached it"

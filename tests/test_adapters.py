@@ -4,6 +4,7 @@ sides import nothing from core), never leaking into another stage, and refused w
 message before any denoising step when they cannot be used."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from core import events as ev
 from core.models import ModelCache
 from core.project import ControlNet, IPAdapter, Lora, Project, Stage
-from tests.engine_helpers import generator, load, of, pixels, run_job
+from tests.engine_helpers import assert_input_is_live, generator, last_image, load, of, pixels, run_job
 from tests.tiny_adapters import (
     build_controlnet, build_ip_adapter, build_transformer_controlnet, lora_tensors, save_lora, to_kohya,
 )
@@ -54,7 +55,7 @@ def test_a_lora_equals_plain_diffusers_with_it_loaded(tiny_models, sd_lora, tmp_
     assert np.array_equal(pixels(done[0].image), pixels(expected))
     plain = load(sd)(PROMPT, num_inference_steps=4, guidance_scale=5.0, height=32, width=32,
                      generator=generator(11)).images[0]
-    assert not np.array_equal(pixels(done[0].image), pixels(plain))  # the LoRA does something
+    assert_input_is_live(done[0].image, without=plain)
 
 
 def test_kohya_layout_loads_the_same_lora(tiny_models, tmp_path):
@@ -67,6 +68,7 @@ def test_kohya_layout_loads_the_same_lora(tiny_models, tmp_path):
     for name, f in (("peft", peft_file), ("kohya", kohya_file)):
         runs[name] = of(run_job(project(Stage(str(sd), steps=3, loras=[Lora(str(f))])), tmp_path / name), ev.StageFinished)
     assert np.array_equal(pixels(runs["peft"][0].image), pixels(runs["kohya"][0].image))
+    assert_input_is_live(runs["kohya"][0].image, without=last_image(project(Stage(str(sd), steps=3)), tmp_path / "no"))
 
 
 def test_a_lora_never_leaks_into_a_stage_that_shares_its_modules(tiny_models, sd_lora, tmp_path):
@@ -81,14 +83,15 @@ def test_a_lora_never_leaks_into_a_stage_that_shares_its_modules(tiny_models, sd
     done = of(run_job(p, tmp_path, models), ev.StageFinished)
     first = plain_with_lora(sd, sd_lora, 1.0, num_inference_steps=4, guidance_scale=5.0)
     assert np.array_equal(pixels(done[0].image), pixels(first))
+    plain = load(sd)(PROMPT, num_inference_steps=4, guidance_scale=5.0, height=32, width=32,
+                     generator=generator(11)).images[0]
+    assert_input_is_live(done[0].image, without=plain)
     refine = StableDiffusionImg2ImgPipeline.from_pipe(load(sd))
     second = refine(PROMPT, image=first, strength=0.5, num_inference_steps=6, guidance_scale=5.0,
                     generator=generator(5)).images[0]
     assert np.array_equal(pixels(done[1].image), pixels(second))
     # A later job without the LoRA on the same cached pipeline: no trace of it either.
     (again,) = of(run_job(project(Stage(str(sd), steps=4)), tmp_path / "again", models), ev.StageFinished)
-    plain = load(sd)(PROMPT, num_inference_steps=4, guidance_scale=5.0, height=32, width=32,
-                     generator=generator(11)).images[0]
     assert np.array_equal(pixels(again.image), pixels(plain))
 
 
@@ -106,6 +109,8 @@ def test_an_sdxl_base_lora_on_the_shared_text_encoder_leaves_the_refiner_alone(t
         models.loaded[list(models.loaded)[1]].pipe.text_encoder_2
     first = plain_with_lora(base_dir, lora, 1.0, num_inference_steps=4, guidance_scale=5.0)
     assert np.array_equal(pixels(done[0].image), pixels(first))
+    assert_input_is_live(done[0].image, without=load(base_dir)(PROMPT, num_inference_steps=4, guidance_scale=5.0,
+                                                               generator=generator(11), height=32, width=32).images[0])
     second = load(ref_dir)(PROMPT, image=first, strength=0.5, num_inference_steps=6, guidance_scale=5.0,
                            generator=generator(11)).images[0]
     assert np.array_equal(pixels(done[1].image), pixels(second))
@@ -171,20 +176,25 @@ def test_a_family_without_a_lora_loader_says_so_in_the_rule():
 def test_a_lora_on_each_transformer_family_equals_plain_diffusers(models, fam, request, tmp_path):
     model = request.getfixturevalue(models)[fam]
     lora = save_lora(lora_tensors(load(model), seed=7 if models == "family_models" else 8), tmp_path / f"{fam}.safetensors")
-    done = of(run_job(project(Stage(str(model), steps=3, guidance=2.0, loras=[Lora(str(lora), 0.8)])), tmp_path),
-              ev.StageFinished)
+    stage = Stage(str(model), steps=3, guidance=2.0, loras=[Lora(str(lora), 0.8)])
+    done = of(run_job(project(stage), tmp_path), ev.StageFinished)
     expected = plain_with_lora(model, lora, 0.8, num_inference_steps=3, guidance_scale=2.0)
     assert np.array_equal(pixels(done[0].image), pixels(expected))
+    assert_input_is_live(done[0].image, without=last_image(project(replace(stage, loras=[])), tmp_path / "no"))
 
 
 # ---------------------------------------------------------------- ControlNet
 
 
-def control_image(path: Path) -> Path:
+def control_image(path: Path, shape: str = "triangle") -> Path:
+    """A light shape on a dark ground: a triangle, or (for "another control image") a disc."""
     from PIL import Image, ImageDraw
 
     im = Image.new("RGB", (48, 48), (20, 20, 20))
-    ImageDraw.Draw(im).polygon([(8, 40), (24, 6), (40, 40)], fill=(240, 240, 240))
+    if shape == "triangle":
+        ImageDraw.Draw(im).polygon([(8, 40), (24, 6), (40, 40)], fill=(240, 240, 240))
+    else:
+        ImageDraw.Draw(im).ellipse([(4, 10), (30, 36)], fill=(240, 240, 240))
     im.save(path)
     return path
 
@@ -214,7 +224,9 @@ def test_controlnet_with_canny_equals_plain_diffusers(tiny_models, tmp_path):
     assert np.array_equal(pixels(done[0].image), pixels(expected))
     plain = load(sd)(PROMPT, num_inference_steps=4, guidance_scale=5.0, height=32, width=32,
                      generator=generator(11)).images[0]
-    assert not np.array_equal(pixels(done[0].image), pixels(plain))
+    disc = replace(spec, image=str(control_image(tmp_path / "disc.png", "disc")))
+    assert_input_is_live(done[0].image, without=plain,
+                         control_image=last_image(project(Stage(str(sd), steps=4, controlnet=disc)), tmp_path / "disc"))
     # A ready map, no preprocessing: the image goes in as it is.
     spec.preprocessor = "none"
     done = of(run_job(project(Stage(str(sd), steps=4, controlnet=spec)), tmp_path / "none"), ev.StageFinished)
@@ -237,23 +249,34 @@ CONTROLNET_CASES = {  # family fixture key -> (ControlNet pipeline class, the ca
 def test_controlnet_on_each_family_equals_plain_diffusers(fam, tiny_models, family_models, tmp_path):
     import diffusers
 
-    model = tiny_models["sdxl"] if fam == "sdxl" else family_models[fam]
+    if fam == "sd3":  # two blocks: SD3 feeds no ControlNet residual to its last block, the tiny model's only one
+        from tests.tiny_pipelines import build_sd3
+
+        model = build_sd3(tmp_path / "sd3", seed=0, vae_seed=3, num_layers=2)
+    else:
+        model = tiny_models["sdxl"] if fam == "sdxl" else family_models[fam]
     cn_dir = (build_controlnet(model, tmp_path / "cn") if fam == "sdxl"
               else build_transformer_controlnet(model, tmp_path / "cn"))
     img = control_image(tmp_path / "control.png")
     guidance = 5.0 if fam == "sdxl" else 2.0
     spec = ControlNet(str(cn_dir), str(img), scale=0.7)
-    done = of(run_job(project(Stage(str(model), steps=3, guidance=guidance, controlnet=spec)), tmp_path),
-              ev.StageFinished)
+    stage = Stage(str(model), steps=3, guidance=guidance, controlnet=spec)
+    done = of(run_job(project(stage), tmp_path), ev.StageFinished)
     cls_name, arg = CONTROLNET_CASES[fam]
     cn_cls = "ControlNetModel" if fam == "sdxl" else ("SD3ControlNetModel" if fam == "sd3" else "FluxControlNetModel")
     controlnet = getattr(diffusers, cn_cls).from_pretrained(str(cn_dir))
     pipe = getattr(diffusers, cls_name).from_pipe(load(model), controlnet=controlnet)
     pipe.set_progress_bar_config(disable=True)
+    import torch
+
+    torch.manual_seed(11)  # SD3's ControlNet pipeline samples the map's latents from the global RNG
     expected = pipe(prompt=PROMPT, num_inference_steps=3, guidance_scale=guidance, height=32, width=32,
                     controlnet_conditioning_scale=0.7, control_guidance_start=0.0, control_guidance_end=1.0,
                     generator=generator(11), **{arg: canny(img)}).images[0]
     assert np.array_equal(pixels(done[0].image), pixels(expected))
+    disc = replace(spec, image=str(control_image(tmp_path / "disc.png", "disc")))
+    assert_input_is_live(done[0].image, without=last_image(project(replace(stage, controlnet=None)), tmp_path / "no"),
+                         control_image=last_image(project(replace(stage, controlnet=disc)), tmp_path / "disc"))
 
 
 def test_bad_controlnets_are_refused_before_any_step(tiny_models, tmp_path):
@@ -293,8 +316,9 @@ def test_ip_adapter_equals_plain_diffusers(fam, tiny_models, tmp_path):
 
     sd = tiny_models[fam]
     weights = build_ip_adapter(load(sd), tmp_path / "ip")
-    ref = tmp_path / "ref.png"
+    ref, other = tmp_path / "ref.png", tmp_path / "other.png"
     Image.new("RGB", (40, 40), (250, 200, 10)).save(ref)
+    Image.new("RGB", (40, 40), (10, 40, 230)).save(other)
     done = of(run_job(project(Stage(str(sd), steps=4, ip_adapters=[IPAdapter(str(weights), str(ref), 0.7)])), tmp_path),
               ev.StageFinished)
     pipe = load(sd)
@@ -312,6 +336,8 @@ def test_ip_adapter_equals_plain_diffusers(fam, tiny_models, tmp_path):
     plain = load(sd)(PROMPT, num_inference_steps=4, guidance_scale=5.0, height=32, width=32,
                      generator=generator(11)).images[0]
     assert np.array_equal(pixels(after.image), pixels(plain))
+    another = project(Stage(str(sd), steps=4, ip_adapters=[IPAdapter(str(weights), str(other), 0.7)]))
+    assert_input_is_live(done[0].image, without=plain, reference=last_image(another, tmp_path / "other"))
 
 
 def test_a_lora_on_qwen_image_equals_plain_diffusers(tmp_path):
@@ -319,11 +345,12 @@ def test_a_lora_on_qwen_image_equals_plain_diffusers(tmp_path):
 
     model = build_qwen(tmp_path / "qwen", seed=0)
     lora = save_lora(lora_tensors(load(model), seed=9), tmp_path / "qwen.safetensors")
-    done = of(run_job(project(Stage(str(model), steps=3, guidance=1.0, loras=[Lora(str(lora), 0.8)])), tmp_path),
-              ev.StageFinished)
+    stage = Stage(str(model), steps=3, guidance=1.0, loras=[Lora(str(lora), 0.8)])
+    done = of(run_job(project(stage), tmp_path), ev.StageFinished)
     # Guidance 1: no true CFG, so the plain call needs no negative prompt (core.families.qwen).
     expected = plain_with_lora(model, lora, 0.8, num_inference_steps=3, true_cfg_scale=1.0)
     assert np.array_equal(pixels(done[0].image), pixels(expected))
+    assert_input_is_live(done[0].image, without=last_image(project(replace(stage, loras=[])), tmp_path / "no"))
 
 
 def test_parameters_name_loras_and_controlnet_and_a_restore_keeps_what_is_here(tiny_models, sd_lora, tmp_path):

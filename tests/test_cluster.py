@@ -4,6 +4,7 @@ images bit for bit as the local run, a killed worker losing nothing."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -42,7 +43,12 @@ def test_batch_file_lines_are_projects_or_prompts_over_a_base(tmp_path):
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray = pytest.importorskip("ray")
+    # .ci/run's second step installs the `cluster` extra and sets HANDOFF_REQUIRE_RAY: there a
+    # missing Ray fails the test instead of skipping it, so the step cannot pass without Ray.
+    if os.environ.get("HANDOFF_REQUIRE_RAY"):
+        import ray
+    else:
+        ray = pytest.importorskip("ray")
     from core.paths import REPO_ROOT
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,

@@ -153,21 +153,28 @@ def test_lora_leaves_other_prompts_alone(lora_pipe):
 def test_the_engine_runs_both_demo_adapters_by_their_builtin_names(tmp_path):
     """The app's own path: a project whose base stage names builtin:demo-controlnet and
     builtin:demo-lora, run by the engine, equals the plain pipeline with both adapters bit
-    for bit (whose meaning the tests above measure one adapter at a time), and the board
-    is there (the shape mask cannot be read against a board, so IoU is measured above)."""
+    for bit (whose meaning the tests above measure one adapter at a time), the board is
+    there (the shape mask cannot be read against a board, so IoU is measured above), and
+    dropping the adapters or giving another edge map changes the image."""
     from core import events as ev
     from core.project import ControlNet, Lora, Project, Stage
-    from tests.engine_helpers import of, pixels, run_job
+    from dataclasses import replace
+
+    from tests.engine_helpers import assert_input_is_live, last_image, of, pixels, run_job
 
     adapter("demo-controlnet"), adapter("demo-lora")
     shape, center, r, angle, fg, bg = dm.HELD_OUT_SCENES[0]
-    control = tmp_path / "edges.png"
+    control, other = tmp_path / "edges.png", tmp_path / "other-edges.png"
     dm.edge_map(dm.draw_scene(shape, center, r, angle, fg, bg)).save(control)
+    dm.edge_map(dm.draw_scene(*dm.HELD_OUT_SCENES[1])).save(other)
     prompt = f"a {fg} {shape} on a checkered background"
     stage = Stage(demo.BASE, steps=STEPS, guidance=GUIDANCE, loras=[Lora(demo.LORA, 1.0)],
                   controlnet=ControlNet(demo.CONTROLNET, str(control), preprocessor="none", scale=1.0))
-    (done,) = of(run_job(Project(prompt=prompt, width=64, height=64, seed=0, stages=[stage]), tmp_path),
-                 ev.StageFinished)
+
+    def project(s: Stage) -> Project:
+        return Project(prompt=prompt, width=64, height=64, seed=0, stages=[s])
+
+    (done,) = of(run_job(project(stage), tmp_path), ev.StageFinished)
     from diffusers import ControlNetModel, StableDiffusionXLControlNetPipeline
 
     pipe = StableDiffusionXLControlNetPipeline.from_pipe(
@@ -182,3 +189,9 @@ def test_the_engine_runs_both_demo_adapters_by_their_builtin_names(tmp_path):
                     generator=gen(0)).images[0]
     assert np.array_equal(pixels(done.image), pixels(expected))
     assert dm.checker_score(done.image, where=dm.frame()) > 0.6
+    # The adapters reach the image through the engine: without them, or with another edge
+    # map, it changes (each one's own effect is measured above, on the plain pipeline).
+    without = last_image(project(replace(stage, loras=[], controlnet=None)), tmp_path / "no")
+    another = last_image(project(replace(stage, controlnet=replace(stage.controlnet, image=str(other)))),
+                         tmp_path / "other")
+    assert_input_is_live(done.image, without=without, control_image=another)

@@ -76,3 +76,15 @@ def test_prompts_and_seeds_per_stage():
     assert s.effective_prompt("a knight, ") == "a knight, intricate detail"
     assert Stage("m", prompt="own prompt").effective_prompt("a knight") == "own prompt"
     assert Stage("m").effective_seed(7) == 7 and Stage("m", seed=3).effective_seed(7) == 3
+
+
+def test_a_version_1_project_reads_with_no_adapters():
+    """Schema 1 had no adapter fields: such a project reads back with none, as schema 2."""
+    d = Project(prompt="a cat", width=64, height=64, stages=[Stage("m", steps=4)]).to_dict()
+    d["schema_version"] = 1
+    for stage in d["stages"]:
+        for key in ("loras", "controlnet", "ip_adapters"):
+            stage.pop(key)
+    p = Project.from_dict(d)
+    assert (p.stages[0].loras, p.stages[0].controlnet, p.stages[0].ip_adapters) == ([], None, [])
+    assert p.to_dict()["schema_version"] == 2

@@ -9,7 +9,6 @@ import io
 import json
 import sys
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -96,33 +95,15 @@ def test_pickled_checkpoints_stay_refused(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- opening files runs no code
 
-# Audit events (PEP 578) that mean code is being run or loaded: compiling or executing
-# Python, unpickling, unmarshalling, starting a process.
-CODE_EVENTS = ("exec", "compile", "pickle.find_class", "marshal.loads", "marshal.load", "os.system",
-               "subprocess.Popen", "os.posix_spawn", "os.exec", "os.spawn", "ctypes.dlopen")
-_seen: list[str] | None = None
+def first_opens(mode: str, paths: list[Path]) -> dict[str, dict]:
+    """Each file opened once, in a fresh process whose audit hook was in place before that
+    first open (tests/audit_open.py): {file name: {"result", "events"}}."""
+    import subprocess
 
-
-def _hook(event: str, args) -> None:
-    if _seen is not None and event in CODE_EVENTS:
-        _seen.append(event)
-
-
-sys.addaudithook(_hook)  # process-wide and permanent, so it records only inside `running_no_code`
-
-
-@contextmanager
-def running_no_code(monkeypatch):
-    global _seen
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        monkeypatch.setattr(torch, "load", lambda *a, **k: _seen.append("torch.load"))
-    _seen = []
-    try:
-        yield
-    finally:
-        seen, _seen = _seen, None
-    assert not seen, f"code ran while a file was opened: {sorted(set(seen))}"
+    done = subprocess.run([sys.executable, "-m", "tests.audit_open", mode, *map(str, paths)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return {Path(r["path"]).name: r for r in json.loads(done.stdout.splitlines()[-1])}
 
 
 def user_files(tmp_path: Path) -> list[Path]:
@@ -145,34 +126,24 @@ def user_files(tmp_path: Path) -> list[Path]:
     return paths
 
 
-def _open_all(paths: list[Path]) -> None:
-    from core.document import Document
-
-    for path in paths:
-        try:
-            Document.open(path)
-        except ReadError:
-            pass  # refusing is fine; running something is not
-
-
-def test_opening_a_project_a_png_or_a_workflow_runs_no_code(tmp_path, monkeypatch):
+def test_opening_a_project_a_png_or_a_workflow_runs_no_code(tmp_path):
     paths = user_files(tmp_path)
-    _open_all(paths)  # once first: the modules and caches those readers use are loaded now
-    with running_no_code(monkeypatch):
-        _open_all(paths)
+    report = first_opens("document", paths)
+    assert sorted(report) == sorted(p.name for p in paths)
+    for name, r in report.items():
+        assert r["result"] in ("opened", "refused"), (name, r["result"])
+        assert not r["events"], f"code ran while {name} was first opened: {r['events']}"
+    assert report["made.png"]["result"] == "opened" and report["p.json"]["result"] == "opened"
     assert not Path("/tmp/pwned").exists()
 
 
-def test_the_detector_sees_code_running(monkeypatch):
+def test_the_detector_sees_code_running_on_a_first_open(tmp_path):
     import pickle
 
-    data = pickle.dumps(Path("x"))
-    with pytest.raises(AssertionError, match="pickle.find_class"):
-        with running_no_code(monkeypatch):
-            pickle.loads(data)
-    with pytest.raises(AssertionError, match="compile"):
-        with running_no_code(monkeypatch):
-            eval("1 + 1")
+    (tmp_path / "x.pkl").write_bytes(pickle.dumps(Path("x")))
+    (tmp_path / "x.py").write_text("1 + 1")
+    assert "pickle.find_class" in first_opens("pickle", [tmp_path / "x.pkl"])["x.pkl"]["events"]
+    assert "compile" in first_opens("eval", [tmp_path / "x.py"])["x.py"]["events"]
 
 
 # ---------------------------------------------------------------- no string reaches a shell

@@ -53,10 +53,12 @@ def test_strength_sweep_runs_the_base_once_per_seed_and_matches_single_runs(tiny
     base_runs = [e for c, e in seen if isinstance(e, ev.StageFinished) and e.index == 0 and not e.reused]
     assert len(base_runs) == 2, "stage 1 runs once per seed"
     assert [c.reused for c in result.cells] == [0, 1, 1, 0, 1, 1]
-    # Each cell is bit for bit the single run of its project.
+    # Each cell is bit for bit a fresh single run of its project, and the six differ.
+    for n, cell in enumerate(result.cells):
+        alone = of(run_job(cell.project, tmp_path / f"alone-{n}"), ev.StageFinished)[-1]
+        assert np.array_equal(pixels(cell.image), pixels(alone.image)), cell.labels
+    assert len({pixels(c.image).tobytes() for c in result.cells}) == 6
     cell = result.cells[4]  # strength 0.5, seed 4
-    alone = of(run_job(cell.project, tmp_path), ev.StageFinished)[-1]
-    assert np.array_equal(pixels(cell.image), pixels(alone.image))
     # Each cell's PNG carries its full recipe, and its drift.
     assert read_recipe(cell.path).project.stages[1].strength == 0.5 and read_recipe(cell.path).project.seed == 4
     assert "drift" in json.loads(read_texts(cell.path).chunks[RECIPE_KEY])

@@ -58,8 +58,11 @@ def to_kohya(tensors: dict, rank: int = 4) -> dict:
 
 
 def build_controlnet(pipe_dir: Path, dest: Path, seed: int = 0) -> Path:
-    """A ControlNet made from the pipeline's UNet, its zero convolutions given random
-    weights so the control image changes the result."""
+    """A ControlNet made from the pipeline's UNet. diffusers zero-initialises the control
+    image's embedding output (`controlnet_cond_embedding.conv_out`) and the zero
+    convolutions; both get random weights, so the control image itself reaches the UNet
+    (two different maps give two different images), not only the ControlNet's own copy
+    of the latents."""
     import torch
     from diffusers import ControlNetModel, DiffusionPipeline
 
@@ -67,7 +70,7 @@ def build_controlnet(pipe_dir: Path, dest: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     cn = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16))
     with torch.no_grad():
-        for block in [*cn.controlnet_down_blocks, cn.controlnet_mid_block]:
+        for block in [cn.controlnet_cond_embedding.conv_out, *cn.controlnet_down_blocks, cn.controlnet_mid_block]:
             block.weight.normal_(0, 0.2)
     cn.save_pretrained(str(dest))
     return dest

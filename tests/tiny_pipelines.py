@@ -168,8 +168,10 @@ def _check_saved(dest: Path, pipeline_class: str) -> None:
     assert index["_class_name"] == pipeline_class, index["_class_name"]
 
 
-def build_sd3(dest: Path, seed: int = 0, vae_seed: int | None = None) -> Path:
-    """Stable Diffusion 3: two CLIP encoders with projection and a T5, a joint transformer."""
+def build_sd3(dest: Path, seed: int = 0, vae_seed: int | None = None, num_layers: int = 1) -> Path:
+    """Stable Diffusion 3: two CLIP encoders with projection and a T5, a joint transformer.
+    A ControlNet needs num_layers >= 2: SD3 adds its residuals only to blocks that are not
+    context_pre_only, and the last block is."""
     import torch
     from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
 
@@ -177,8 +179,9 @@ def build_sd3(dest: Path, seed: int = 0, vae_seed: int | None = None) -> Path:
 
     clip, t5 = clip_tokenizer(WORDS), t5_tokenizer(WORDS, max_length=256)
     torch.manual_seed(seed)
-    transformer = SD3Transformer2DModel(sample_size=16, patch_size=2, in_channels=16, out_channels=16, num_layers=1,
-                                        attention_head_dim=8, num_attention_heads=4, caption_projection_dim=32,
+    transformer = SD3Transformer2DModel(sample_size=16, patch_size=2, in_channels=16, out_channels=16,
+                                        num_layers=num_layers, attention_head_dim=8, num_attention_heads=4,
+                                        caption_projection_dim=32,
                                         joint_attention_dim=32, pooled_projection_dim=64, pos_embed_max_size=32)
     StableDiffusion3Pipeline(
         transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
@@ -293,6 +296,11 @@ def build_ernie(dest: Path, seed: int = 0, vae_seed: int | None = None) -> Path:
     transformer = ErnieImageTransformer2DModel(hidden_size=32, num_attention_heads=2, num_layers=1, ffn_hidden_size=37,
                                                in_channels=16, out_channels=16, patch_size=1, text_in_dim=16,
                                                rope_theta=256, rope_axes_dim=(8, 4, 4))
+    # diffusers zero-initialises the output layer and the adaLN modulation: the transformer's
+    # output would be 0 whatever its input (prompt, latents, LoRA), and every image the same.
+    with torch.no_grad():
+        for p in (*transformer.final_linear.parameters(), *transformer.adaLN_modulation.parameters()):
+            p.normal_(0, 0.2)
     ErnieImagePipeline(transformer=transformer, vae=_flux2_vae(seed + 1 if vae_seed is None else vae_seed),
                        text_encoder=_mistral3(len(tok), seed + 2, 2, False), tokenizer=tok,
                        scheduler=FlowMatchEulerDiscreteScheduler(**ERNIE_SCHEDULER)).save_pretrained(dest)
