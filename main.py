@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import sys
 
+# First, before anything heavy is imported: Ctrl-C or SIGTERM from here on exits 130/143
+# with one line (core/interrupts.py), not a traceback from inside an import or a silent kill.
+from core.interrupts import exit_on_signals, leave, reached
+
+if __name__ == "__main__":  # not when a test imports this module: pytest keeps its own handlers
+    exit_on_signals()
+
 CLI_COMMANDS = {"generate", "run", "sweep", "batch", "inspect", "export"}
 DESKTOP_FLAGS = {"--install-desktop", "--uninstall-desktop"}
 
@@ -11,6 +18,7 @@ DESKTOP_FLAGS = {"--install-desktop", "--uninstall-desktop"}
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and (argv[0] in CLI_COMMANDS or argv[0] in ("-h", "--help")):
+        reached("importing")
         from core.cli import main as cli_main
 
         return cli_main(argv)
@@ -24,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # Ctrl-C before the command line installed its own handler
-        print("handoff: cancelled", file=sys.stderr)
-        sys.exit(130)
+    status = main()
+    reached("shutdown")
+    if sys.argv[1:2] and (sys.argv[1] in CLI_COMMANDS or sys.argv[1] in DESKTOP_FLAGS):
+        leave(status)  # no interpreter teardown for a signal to land in
+    sys.exit(status)
