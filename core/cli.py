@@ -2,8 +2,8 @@
 
     python main.py generate "PROMPT" --model M [--init-image F --strength S] [--refiner M --switch-at F] --out FILE
     python main.py run PROJECT_FILE [--out DIR] [--from-stage N]
-    python main.py sweep PROJECT_FILE --x "2.strength=0.1,0.2,0.3" [--y "seed=1,2,3"] --out DIR [--ray ADDRESS]
-    python main.py batch JOBS.jsonl [--project PROJECT_FILE] --out DIR [--ray ADDRESS]
+    python main.py sweep PROJECT_FILE --x "2.strength=0.1,0.2,0.3" [--y "seed=1,2,3"] --out DIR [--max-cells N] [--ray ADDRESS]
+    python main.py batch JOBS.jsonl [--project PROJECT_FILE] --out DIR [--keep-going] [--ray ADDRESS]
     python main.py inspect FILE              (the project a PNG/JPEG/WebP/.json/.handoff restores)
     python main.py export PROJECT --comfyui OUT.json
 
