@@ -345,6 +345,11 @@ def main(argv: list[str] | None = None) -> int:
             return _main(args, interrupts)
         except Exception as exc:  # a bug, not bad input: still one line, the traceback kept for a report
             return _unexpected(exc)
+        finally:
+            if getattr(args, "ray", None):
+                from core.cluster import disconnect
+
+                disconnect()
 
 
 def _main(args, interrupts: "Interrupts") -> int:

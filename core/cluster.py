@@ -99,6 +99,9 @@ def probe(address: str, timeout: float = PROBE_SECONDS) -> None:
                            "is `ray start --head` running there?") from None
 
 
+_connected_here: list[str] = []  # the address connect() called ray.init for, if it did
+
+
 def connect(address: str) -> None:
     """'local' starts a Ray cluster on this machine; anything else is a cluster's address,
     probed first (probe) so an unreachable one is refused in seconds."""
@@ -133,6 +136,8 @@ def connect(address: str) -> None:
                      runtime_env={"py_modules": [str(REPO_ROOT / "core")]})
     except Exception as exc:  # ConnectionError and Ray's own
         raise ClusterError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
+    else:
+        _connected_here.append(address)
     finally:
         for sig, handler in handlers.items():
             if handler is not None and signal.getsignal(sig) is not handler:
@@ -140,6 +145,16 @@ def connect(address: str) -> None:
                     signal.signal(sig, handler)
                 except ValueError:  # not the main thread: Ray could not set its own either
                     pass
+
+
+def disconnect() -> None:
+    """Shut down what connect() started (a `local` cluster's processes, a driver's link):
+    the command line leaves with os._exit, which runs none of Ray's exit hooks."""
+    if _connected_here:
+        import ray
+
+        _connected_here.clear()
+        ray.shutdown()
 
 
 def _worker_class():

@@ -313,13 +313,19 @@ def test_sigint_and_sigterm_at_any_point_exit_with_their_status_and_one_line(tmp
                                  "between-jobs"),
         "term-shutdown": _Job(_batch(tmp_path / "g", 1), signal.SIGTERM, "handoff-phase: shutdown", "shutdown"),
     }
-    for name, job in jobs.items():
-        code, lines = job.result()
-        text = "\n".join(lines)
-        assert job.sent, (name, code, text)
-        assert code == (130 if job.sig == signal.SIGINT else 143), (name, code, text)
-        assert [line for line in lines if line.startswith("handoff:")] == ["handoff: cancelled"], (name, text)
-        assert "Traceback" not in text and "Error" not in text, (name, text)
+    try:
+        for name, job in jobs.items():
+            code, lines = job.result()
+            text = "\n".join(lines)
+            assert job.sent, (name, code, text)
+            assert code == (130 if job.sig == signal.SIGINT else 143), (name, code, text)
+            assert [line for line in lines if line.startswith("handoff:")] == ["handoff: cancelled"], (name, text)
+            assert "Traceback" not in text and "Error" not in text, (name, text)
+    finally:  # a failed check leaves no job running on
+        for job in jobs.values():
+            if job.proc.poll() is None:
+                job.proc.kill()
+                job.proc.wait()
     # What a job wrote before the signal stays (the base's image, with its recipe).
     with Image.open(tmp_path / "d" / "a-1-base.png") as im:
         assert im.size == (64, 64) and "handoff" in im.text
