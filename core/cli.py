@@ -363,13 +363,14 @@ def _main(args, interrupts: "Interrupts") -> int:
         except UsageError as exc:
             print(f"handoff: {exc}", file=sys.stderr)
             return EXIT_USAGE
-    _quiet_libraries()
-    from core.engine import OutputPlan
-
+    # A sweep and a batch check their inputs before torch is imported: a bad one is refused at once.
     if args.command == "sweep":
         return sweep_main(args, interrupts)
     if args.command == "batch":
         return batch_main(args, interrupts)
+    _quiet_libraries()
+    from core.engine import OutputPlan
+
     try:
         if args.command == "generate":
             project = project_from_args(args)
@@ -544,6 +545,7 @@ def sweep_main(args, interrupts: "Interrupts | None" = None) -> int:
     except (UsageError, ProjectError) as exc:
         print(f"handoff: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    _quiet_libraries()
     if args.ray:
         from core.cluster import progress_bar, run_sweep_on_ray
 
@@ -574,7 +576,6 @@ def _connect(address: str) -> None:
 def batch_main(args, interrupts: "Interrupts | None" = None) -> int:
     from core import project_file
     from core.cluster import batch_jobs, check_batch, describe, progress_bar, run_batch_locally, run_cells
-    from core.engine import CancelToken
 
     try:
         base = project_file.load(args.project).project if args.project else None
@@ -588,9 +589,12 @@ def batch_main(args, interrupts: "Interrupts | None" = None) -> int:
     except (UsageError, ProjectError) as exc:
         print(f"handoff: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
+    _quiet_libraries()
     if args.ray:
         outcomes = run_cells(batch_jobs(batch.jobs), args.out, args.workers, progress_bar)
     else:
+        from core.engine import CancelToken
+
         cancel = CancelToken()
         if interrupts is not None:
             interrupts.cancel = cancel  # the first Ctrl-C stops the running job; no other starts
