@@ -24,8 +24,8 @@ from pathlib import Path
 from core import events as ev
 from core.errors import ProjectError
 from core.interrupts import CANCELLED_LINE, CODES, EXIT_CANCELLED, EXIT_TERMINATED, exit_code, exit_now, reached
-from core.sweep import MAX_CELLS
 from core.project import MAX_SEED, ControlNet, IPAdapter, Lora, Project, Stage, snap, validate
+from core.sweep import MAX_CELLS
 
 EXIT_FAILED, EXIT_USAGE = 1, 2  # EXIT_CANCELLED 130 and EXIT_TERMINATED 143: core.interrupts
 # After the first SIGINT/SIGTERM the job stops within a denoising step; a model load does
@@ -342,14 +342,21 @@ def main(argv: list[str] | None = None) -> int:
     with Interrupts() as interrupts:
         args = build_parser().parse_args(argv)
         try:
-            return _main(args, interrupts)
+            status = _main(args, interrupts)
         except Exception as exc:  # a bug, not bad input: still one line, the traceback kept for a report
-            return _unexpected(exc)
+            status = _unexpected(exc)
         finally:
             if getattr(args, "ray", None):
                 from core.cluster import disconnect
 
                 disconnect()
+        reached("finishing", interrupts.stopped)
+    # The handlers before ours are back (main.py's exit at once), so interrupts.code is final:
+    # a signal that came after the last job was looked at still decides the status.
+    if interrupts.code is not None and status != interrupts.code:
+        print(CANCELLED_LINE, file=sys.stderr)
+        return interrupts.code
+    return status
 
 
 def _main(args, interrupts: "Interrupts") -> int:

@@ -299,7 +299,8 @@ class _Job:
 def test_sigint_and_sigterm_at_any_point_exit_with_their_status_and_one_line(tmp_path):
     # Every point of a command's life: its imports (no handler of the CLI's yet), a model
     # loading (the cancel is not looked at there), denoising between two stages, a batch
-    # before its first job and between two, and the shutdown after the last one.
+    # before its first job and between two, after its last (its status already decided),
+    # and the shutdown after that.
     jobs = {
         "int-importing": _Job(_generate(tmp_path / "a" / "a.png", 1000, False), signal.SIGINT,
                               "handoff-phase: importing", "importing"),
@@ -311,6 +312,7 @@ def test_sigint_and_sigterm_at_any_point_exit_with_their_status_and_one_line(tmp
                                       "before-first-job"),
         "int-between-jobs": _Job(_batch(tmp_path / "f", 2), signal.SIGINT, "handoff-phase: between-jobs",
                                  "between-jobs"),
+        "int-finishing": _Job(_batch(tmp_path / "h", 1), signal.SIGINT, "handoff-phase: finishing", "finishing"),
         "term-shutdown": _Job(_batch(tmp_path / "g", 1), signal.SIGTERM, "handoff-phase: shutdown", "shutdown"),
     }
     try:
@@ -334,7 +336,8 @@ def test_sigint_and_sigterm_at_any_point_exit_with_their_status_and_one_line(tmp
     # and the shutdown keeps everything the batch wrote.
     assert not (tmp_path / "e" / "out").exists() or not list((tmp_path / "e" / "out").iterdir())
     assert sorted(p.name for p in (tmp_path / "f" / "out").iterdir()) == ["job-1-1-stage-1.png"]
-    assert sorted(p.name for p in (tmp_path / "g" / "out").iterdir()) == ["job-1-1-stage-1.png"]
+    for folder in "gh":
+        assert sorted(p.name for p in (tmp_path / folder / "out").iterdir()) == ["job-1-1-stage-1.png"]
     # Nothing half-written anywhere.
     assert not [p for p in tmp_path.rglob("*.part")]
 
