@@ -131,9 +131,13 @@ def connect(address: str) -> None:
             ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
                      runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
         else:
+            import warnings
+
             # Other machines get this checkout's core package shipped to them.
-            ray.init(address=address, log_to_driver=False, configure_logging=False,
-                     runtime_env={"py_modules": [str(REPO_ROOT / "core")]})
+            with warnings.catch_warnings():  # the client's "connection timed out": the error below says it
+                warnings.simplefilter("ignore", UserWarning)
+                ray.init(address=address, log_to_driver=False, configure_logging=False,
+                         runtime_env={"py_modules": [str(REPO_ROOT / "core")]})
     except Exception as exc:  # ConnectionError and Ray's own
         raise ClusterError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
     else:
