@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import sys
 
-# First, before anything heavy is imported: Ctrl-C or SIGTERM from here on exits 130/143
-# with one line (core/interrupts.py), not a traceback from inside an import or a silent kill.
+# Nothing heavy is imported at the top: run() sets its signal handlers before anything is.
 from core.interrupts import exit_on_signals, leave, reached
-
-if __name__ == "__main__":  # not when a test imports this module: pytest keeps its own handlers
-    exit_on_signals()
 
 CLI_COMMANDS = {"generate", "run", "sweep", "batch", "inspect", "export"}
 DESKTOP_FLAGS = {"--install-desktop", "--uninstall-desktop"}
@@ -31,9 +27,19 @@ def main(argv: list[str] | None = None) -> int:
     return run_app(argv)
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The process: `python main.py`, the `handoff` script and the bundle. Ctrl-C or SIGTERM
+    from its first line exits 130/143 with one line (core/interrupts.py), not a traceback
+    from inside an import or a silent kill; a command leaves without the interpreter's
+    teardown, where a signal could still come out as either. (Not at import: a test that
+    imports this module keeps pytest's own handlers.)"""
+    exit_on_signals()
     status = main()
     reached("shutdown")
     if sys.argv[1:2] and (sys.argv[1] in CLI_COMMANDS or sys.argv[1] in DESKTOP_FLAGS):
-        leave(status)  # no interpreter teardown for a signal to land in
+        leave(status)
     sys.exit(status)
+
+
+if __name__ == "__main__":
+    run()
