@@ -89,11 +89,11 @@ def lora_info(path: Path) -> LoraInfo:
     a readable LoRA."""
     try:
         header, meta = read_header(path)
-    except ValueError as exc:
-        raise ModelError(f"LoRA {Path(path).name}: {exc}") from exc
+    except ValueError as exc:  # ReadError: one line saying which field of the header
+        raise ModelError(f"LoRA {path}: {exc}") from exc
     names = set(header)
     if not any(("lora" in k.lower() or "lokr" in k.lower() or "hada" in k.lower()) for k in names):
-        raise ModelError(f"LoRA {Path(path).name} holds no LoRA tensors (lora_A/lora_B, lora_down/lora_up): "
+        raise ModelError(f"LoRA {path} holds no LoRA tensors (lora_A/lora_B, lora_down/lora_up): "
                          "it may be a checkpoint or another kind of file")
     view = families.LoraView(names, {k: v.get("shape", []) for k, v in header.items() if isinstance(v, dict)}, meta)
     fam = families.family_of_lora(view)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
@@ -22,6 +23,8 @@ MAX_INTEGER = 2**63
 # the value afterwards: a copy, a save, a type check) clear of Python's recursion limit.
 MAX_JSON_DEPTH = 64
 DAMAGED_SUFFIX = ".damaged"
+# A stricter cap for documents whose shape is known (a batch line holds a project, 4 deep).
+MAX_NESTING = 32
 
 
 def shown(value: Any) -> str:
@@ -184,3 +187,38 @@ def guarded(reader: Callable[..., Any], *args: Any) -> Any:
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ReadError(f"the recipe in it cannot be read ({type(exc).__name__}: {reason})") from None
+
+
+def open_regular(path: Path, what: str) -> BinaryIO:
+    """A regular file opened for reading, else ReadError: a FIFO would block the open (and a
+    read) forever, a device may never end, a folder is no data. Told from stat before any
+    open; what is opened (non-blocking, so a FIFO swapped in meanwhile cannot hang it) is
+    checked again."""
+    try:
+        kind = _kind(os.stat(path).st_mode)
+        if kind is None:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+            kind = _kind(os.fstat(fd).st_mode)
+            if kind is None:
+                return os.fdopen(fd, "rb")
+            os.close(fd)
+    except OSError as exc:
+        raise ReadError(f"{what} cannot be read ({exc.strerror or exc})") from None
+    raise ReadError(f"{what} is {kind}, not a file")
+
+
+def _kind(mode: int) -> str | None:
+    """None for a regular file, else what it is instead."""
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a pipe (FIFO)"), (stat.S_ISCHR, "a device"),
+             (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def nesting(value: Any, where: str, cap: int = MAX_NESTING) -> Any:
+    """`value` when its lists and tables nest at most `cap` deep, else ReadError (depth()
+    walks a level at a time, so a deep document cannot exhaust the stack here either)."""
+    if depth(value, cap + 1) > cap:
+        raise ReadError(f"{where} is nested more than {cap} levels deep")
+    return value

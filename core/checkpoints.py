@@ -3,6 +3,8 @@ tell the family and whether it is a whole model or a transformer/UNet only. No w
 are read and torch is not imported, so the window can ask too."""
 from __future__ import annotations
 
+import json
+import os
 import struct
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from core.families import UnknownFamily, family_from_checkpoint_keys
 
 PIPELINE, DENOISER = "pipeline", "denoiser"
 MAX_HEADER = 100 * 1024 * 1024  # safetensors headers are JSON; anything larger is not one
+MAX_DIMS = 16  # no weight has more axes; a shape of a million is a hostile header
 
 
 def read_header(path: Path) -> tuple[dict, dict]:
@@ -27,7 +30,10 @@ def read_header(path: Path) -> tuple[dict, dict]:
                 raise ReadError(f"not a readable .safetensors file (it is shorter than a safetensors header){broken}")
             (length,) = struct.unpack("<Q", head)
             if not 0 < length <= MAX_HEADER:
-                raise ReadError(f"not a readable .safetensors file (the header length is not plausible){broken}")
+                raise ReadError(f"not a readable .safetensors file (the header length {length} is not plausible){broken}")
+            if 8 + length > os.fstat(f.fileno()).st_size:
+                raise ReadError(f"not a readable .safetensors file (its header length {length} is more than the "
+                                f"file holds){broken}")
             data = f.read(length)
     except OSError as exc:
         raise ReadError(f"not a readable .safetensors file ({exc.strerror or exc})") from None
@@ -39,8 +45,61 @@ def read_header(path: Path) -> tuple[dict, dict]:
         raise ReadError(f"not a readable .safetensors file ({exc}){broken}") from None
     if not isinstance(header, dict):
         raise ReadError("not a readable .safetensors file (its header is not a table)")
-    meta = header.pop("__metadata__", None)
-    return header, meta if isinstance(meta, dict) else {}
+    meta = header.pop("__metadata__", {})
+    try:
+        checked.nesting(header, "the header", cap=4)
+        _check_metadata(meta)
+        body = path.stat().st_size - 8 - length
+        for name, entry in header.items():
+            _check_entry(name, entry, body)
+    except ReadError as exc:
+        raise ReadError(f"not a readable .safetensors file ({exc})") from None
+    except OSError as exc:
+        raise ReadError(f"not a readable .safetensors file ({exc.strerror or exc})") from None
+    return header, meta
+
+
+# safetensors' types and their sizes in bits (the sub-byte float types pack several a byte).
+DTYPE_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "I16": 16, "U16": 16,
+              "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "C64": 64, "F64": 64, "I64": 64, "U64": 64,
+              "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
+
+
+def _check_metadata(meta) -> None:
+    """__metadata__ is text to text, as safetensors writes it (and as loaders read it)."""
+    checked.table(meta, "__metadata__")
+    for key, value in meta.items():
+        checked.text(value, f"__metadata__ field {checked.names([key])}")
+
+
+def _short(value) -> str:
+    """A header value as JSON, cut to a message's length."""
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_entry(name: str, entry, body: int) -> None:
+    """A tensor's dtype, shape and data_offsets: known, whole numbers, inside the file and
+    as long as the shape says."""
+    where = f"tensor {checked.names([name])}"
+    checked.table(entry, where)
+    dtype = entry.get("dtype")
+    if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
+        raise ReadError(f"{where}: dtype {_short(dtype)} is not a safetensors type")
+    shape = entry.get("shape")
+    if not isinstance(shape, list) or len(shape) > MAX_DIMS or not all(
+            isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= checked.MAX_INTEGER for n in shape):
+        raise ReadError(f"{where}: shape {_short(shape)} is not a list of whole numbers")
+    offsets = entry.get("data_offsets")
+    if (not isinstance(offsets, list) or len(offsets) != 2
+            or not all(isinstance(n, int) and not isinstance(n, bool) for n in offsets)
+            or not 0 <= offsets[0] <= offsets[1] <= body):
+        raise ReadError(f"{where}: data_offsets {_short(offsets)} are not a span of the file's {body} data bytes")
+    count = 1
+    for n in shape:
+        count *= n
+    if offsets[1] - offsets[0] != (count * DTYPE_BITS[dtype] + 7) // 8:
+        raise ReadError(f"{where}: shape {shape} of {dtype} does not fit its {offsets[1] - offsets[0]} bytes")
 
 
 def checkpoint_keys(path: Path) -> set[str]:

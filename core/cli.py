@@ -2,8 +2,8 @@
 
     python main.py generate "PROMPT" --model M [--init-image F --strength S] [--refiner M --switch-at F] --out FILE
     python main.py run PROJECT_FILE [--out DIR] [--from-stage N]
-    python main.py sweep PROJECT_FILE --x "2.strength=0.1,0.2,0.3" [--y "seed=1,2,3"] --out DIR [--ray ADDRESS]
-    python main.py batch JOBS.jsonl [--project PROJECT_FILE] --out DIR [--ray ADDRESS]
+    python main.py sweep PROJECT_FILE --x "2.strength=0.1,0.2,0.3" [--y "seed=1,2,3"] --out DIR [--max-cells N] [--ray ADDRESS]
+    python main.py batch JOBS.jsonl [--project PROJECT_FILE] --out DIR [--keep-going] [--ray ADDRESS]
     python main.py inspect FILE              (the project a PNG/JPEG/WebP/.json/.handoff restores)
     python main.py export PROJECT --comfyui OUT.json
 
@@ -14,7 +14,6 @@ model loads), 1 for a job that failed, 130 for Ctrl-C (SIGINT) and 143 for SIGTE
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import re
 import signal
@@ -24,9 +23,11 @@ from pathlib import Path
 
 from core import events as ev
 from core.errors import ProjectError
+from core.interrupts import CANCELLED_LINE, CODES, EXIT_CANCELLED, EXIT_TERMINATED, exit_code, exit_now, reached
 from core.project import MAX_SEED, ControlNet, IPAdapter, Lora, Project, Stage, snap, validate
+from core.sweep import MAX_CELLS
 
-EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED, EXIT_TERMINATED = 1, 2, 130, 143
+EXIT_FAILED, EXIT_USAGE = 1, 2  # EXIT_CANCELLED 130 and EXIT_TERMINATED 143: core.interrupts
 # After the first SIGINT/SIGTERM the job stops within a denoising step; a model load does
 # not look at the cancel, so after this long the process exits anyway (every write is
 # atomic: nothing is left half-written, and a leftover .part is removed by the next write).
@@ -109,12 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
                             "values split on '|' when one is given")
     sweep.add_argument("--y", default=None, metavar="SPEC", help="a second axis, down the rows")
     sweep.add_argument("--out", type=Path, required=True, help="folder for grid.png, sweep.json and cells/")
+    sweep.add_argument("--max-cells", type=int, default=None, metavar="N",
+                       help=f"allow a sweep of more than {MAX_CELLS:,} cells")
     _ray_flags(sweep)
 
     batch = sub.add_parser("batch", help="run a JSON Lines file of projects (or of prompts over --project)")
     batch.add_argument("jobs", type=Path)
     batch.add_argument("--project", type=Path, default=None, help="the chain for lines that give only a prompt/seed")
     batch.add_argument("--out", type=Path, required=True)
+    batch.add_argument("--keep-going", action="store_true",
+                       help="run the good lines when some are bad (each bad line is reported; exit status 1)")
     _ray_flags(batch)
 
     insp = sub.add_parser("inspect", help="print the project a file restores (any PNG, JPEG, WebP, .json or .handoff) "
@@ -182,6 +187,23 @@ def _adapters(args, stages: list[Stage]) -> None:
                                  for n, img in enumerate(args.ip_image)]
 
 
+def _check_lora_files(args) -> None:
+    """Each local LoRA file's header read now, so a malformed one is bad input naming its
+    flag and file, before any model loads (Hub files are checked when the job fetches them)."""
+    from core.adapters import adapter_file, lora_info
+    from core.errors import ModelError
+
+    for flag, texts in (("--lora", args.lora), ("--refiner-lora", args.refiner_lora)):
+        for text in texts:
+            ref = parse_lora(text).ref.strip()
+            if not ref.startswith("builtin:") and not Path(ref).expanduser().exists():
+                continue
+            try:
+                lora_info(adapter_file(ref, "LoRA"))
+            except ModelError as exc:
+                raise UsageError(f"{flag}: {exc}") from None
+
+
 def parse_size(text: str) -> tuple[int, int]:
     m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
     if not m:
@@ -208,6 +230,7 @@ def project_from_args(args) -> Project:
     elif args.switch_at is not None:
         raise UsageError("--switch-at needs --refiner")
     _adapters(args, stages)
+    _check_lora_files(args)
     if args.upscale != 1:
         if not (args.refiner or args.init_image):
             raise UsageError("--upscale resizes an image before it is refined: it needs --refiner or --init-image")
@@ -258,7 +281,7 @@ def check_out(args) -> None:
         if args.out.is_dir():
             raise UsageError(f"--out {args.out} is a folder: name the image file to write (e.g. {args.out / 'image.png'})")
         folder = args.out.parent
-    else:
+    else:  # run, sweep and batch write into a folder
         folder = args.out if args.out is not None else paths.outputs_dir()
     problem = writable_problem(folder)
     if problem:
@@ -281,9 +304,8 @@ class Interrupts:
     a step, and what it wrote stays); one before the job started, a second one, or a job
     that does not stop within GRACE_SECONDS exits at once. Either way one line, and exit
     130 (SIGINT) or 143 (SIGTERM). No KeyboardInterrupt is ever raised, so no traceback
-    comes out of whatever the main thread was doing (an import, a queue wait)."""
-
-    CODES = {signal.SIGINT: EXIT_CANCELLED, signal.SIGTERM: EXIT_TERMINATED}
+    comes out of whatever the main thread was doing (an import, a queue wait). On the way
+    out the handlers before it come back: main.py's, which exit at once (core.interrupts)."""
 
     def __init__(self) -> None:
         self.cancel = None  # the running job's core.engine.CancelToken
@@ -292,7 +314,7 @@ class Interrupts:
 
     def __enter__(self) -> "Interrupts":
         if threading.current_thread() is threading.main_thread():  # only there can handlers be set
-            for sig in self.CODES:
+            for sig in CODES:
                 if signal.getsignal(sig) is not signal.SIG_IGN:  # ignored on purpose (nohup, a background job)
                     self._before[sig] = signal.signal(sig, self._on_signal)
         return self
@@ -306,7 +328,7 @@ class Interrupts:
     def _on_signal(self, signum, frame) -> None:
         first = self.code is None
         if first:
-            self.code = self.CODES.get(signum, EXIT_CANCELLED)
+            self.code = exit_code(signum)
         if first and self.cancel is not None:
             self.cancel.cancel()
             timer = threading.Timer(GRACE_SECONDS, self.exit_now)
@@ -316,24 +338,32 @@ class Interrupts:
         self.exit_now()
 
     def exit_now(self) -> None:
-        print(("\n" if sys.stderr.isatty() else "") + "handoff: cancelled", file=sys.stderr)
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(self.code or EXIT_CANCELLED)
+        exit_now(self.code or EXIT_CANCELLED)
+
+    def stopped(self) -> bool:
+        return self.code is not None
 
 
 def main(argv: list[str] | None = None) -> int:
     with Interrupts() as interrupts:
         args = build_parser().parse_args(argv)
         try:
-            return _main(args, interrupts)
+            status = _main(args, interrupts)
         except Exception as exc:  # a bug, not bad input: still one line, the traceback kept for a report
-            return _unexpected(exc)
+            status = _unexpected(exc)
         finally:
+            if getattr(args, "ray", None):
+                from core.cluster import disconnect
+
+                disconnect()
             _say_damaged_settings()
+        reached("finishing", interrupts.stopped)
+    # The handlers before ours are back (main.py's exit at once), so interrupts.code is final:
+    # a signal that came after the last job was looked at still decides the status.
+    if interrupts.code is not None and status != interrupts.code:
+        print(CANCELLED_LINE, file=sys.stderr)
+        return interrupts.code
+    return status
 
 
 def _say_damaged_settings() -> None:
@@ -349,19 +379,22 @@ def _say_damaged_settings() -> None:
 def _main(args, interrupts: "Interrupts") -> int:
     if args.command in ("inspect", "export"):
         return inspect_file(args.file) if args.command == "inspect" else export_project(args.project, args.comfyui)
-    if args.command in ("generate", "run"):
+    if args.command in ("generate", "run", "sweep", "batch"):
         try:
             check_out(args)
+            if args.command in ("sweep", "batch") and args.ray not in (None, "local"):
+                _probe(args.ray)  # before the imports a job needs: an unreachable cluster is refused in seconds
         except UsageError as exc:
             print(f"handoff: {exc}", file=sys.stderr)
             return EXIT_USAGE
-    _quiet_libraries()
-    from core.engine import OutputPlan
-
+    # A sweep and a batch check their inputs before torch is imported: a bad one is refused at once.
     if args.command == "sweep":
         return sweep_main(args, interrupts)
     if args.command == "batch":
-        return batch_main(args)
+        return batch_main(args, interrupts)
+    _quiet_libraries()
+    from core.engine import OutputPlan
+
     try:
         if args.command == "generate":
             project = project_from_args(args)
@@ -519,7 +552,7 @@ class _Progress:
 
 def sweep_main(args, interrupts: "Interrupts | None" = None) -> int:
     from core import project_file
-    from core.sweep import cells, parse_axis
+    from core.sweep import cells, check_cell_count, parse_axis
 
     try:
         project = project_file.load(args.project).project
@@ -528,12 +561,16 @@ def sweep_main(args, interrupts: "Interrupts | None" = None) -> int:
         y = parse_axis(args.y, project) if args.y else None
         if y is not None and y.name == x.name:
             raise UsageError(f"--x and --y both sweep {x.name}")
-        count = len(cells(project, x, y))
+        if args.max_cells is not None and args.max_cells < 1:
+            raise UsageError(f"--max-cells {args.max_cells} must be at least 1")
+        count = check_cell_count(x, y, args.max_cells or MAX_CELLS)  # before a single cell is built
+        cells(project, x, y)  # every cell's project checked before the first runs
         if args.ray:
             _connect(args.ray)
     except (UsageError, ProjectError) as exc:
         print(f"handoff: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    _quiet_libraries()
     if args.ray:
         from core.cluster import progress_bar, run_sweep_on_ray
 
@@ -541,6 +578,15 @@ def sweep_main(args, interrupts: "Interrupts | None" = None) -> int:
         print(sweep_table(result))
         return EXIT_FAILED if any(c.error for c in result.cells) else 0
     return run_sweep_cli(project, x, y, args.out, count, interrupts)
+
+
+def _probe(address: str) -> None:
+    from core.cluster import ClusterError, probe
+
+    try:
+        probe(address)
+    except ClusterError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _connect(address: str) -> None:
@@ -552,24 +598,51 @@ def _connect(address: str) -> None:
         raise UsageError(str(exc)) from None
 
 
-def batch_main(args) -> int:
+def batch_main(args, interrupts: "Interrupts | None" = None) -> int:
     from core import project_file
-    from core.cluster import batch_jobs, describe, progress_bar, read_batch, run_batch_locally, run_cells
+    from core.cluster import batch_jobs, check_batch, describe, progress_bar, run_batch_locally, run_cells
 
     try:
         base = project_file.load(args.project).project if args.project else None
-        projects = read_batch(args.jobs, base)
+        batch = check_batch(args.jobs, base)
+        if batch.problems:
+            _say_problems(batch.problems, args.keep_going, len(batch.jobs))
+            if not args.keep_going or not batch.jobs:
+                return EXIT_USAGE  # before the first job
         if args.ray:
             _connect(args.ray)
     except (UsageError, ProjectError) as exc:
-        print(f"handoff: {exc}", file=sys.stderr)
+        print(f"handoff: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
+    _quiet_libraries()
     if args.ray:
-        outcomes = run_cells(batch_jobs(projects), args.out, args.workers, progress_bar)
+        outcomes = run_cells(batch_jobs(batch.jobs), args.out, args.workers, progress_bar)
     else:
-        outcomes = run_batch_locally(projects, args.out, progress_bar)
+        from core.engine import CancelToken
+
+        cancel = CancelToken()
+        if interrupts is not None:
+            interrupts.cancel = cancel  # the first Ctrl-C stops the running job; no other starts
+        reached("before-first-job", lambda: cancel.cancelled)
+        outcomes = run_batch_locally(batch.jobs, args.out, progress_bar, cancel)
     print(describe(outcomes))
-    return EXIT_FAILED if any(o.error for o in outcomes) else 0
+    if interrupts is not None and interrupts.stopped():
+        print(CANCELLED_LINE, file=sys.stderr)
+        return interrupts.code
+    return EXIT_FAILED if batch.problems or any(o.error for o in outcomes) else 0
+
+
+SHOWN_PROBLEMS = 20
+
+
+def _say_problems(problems: list[str], keep_going: bool, good: int) -> None:
+    """Each bad line of a batch file, one line each (the first SHOWN_PROBLEMS)."""
+    lines = [f"handoff: {'skipped ' if keep_going else ''}{p}" for p in problems[:SHOWN_PROBLEMS]]
+    if len(problems) > SHOWN_PROBLEMS:
+        lines.append(f"handoff: and {len(problems) - SHOWN_PROBLEMS} more bad lines")
+    if not keep_going and good:
+        lines[-1] += f" (no job ran; --keep-going runs the {good} good line{'s' if good > 1 else ''})"
+    print("\n".join(lines), file=sys.stderr)
 
 
 def run_sweep_cli(project: Project, x, y, out_dir: Path, count: int, interrupts: "Interrupts | None" = None) -> int:
@@ -598,8 +671,8 @@ def run_sweep_cli(project: Project, x, y, out_dir: Path, count: int, interrupts:
 
     result = run_sweep(project, x, y, out_dir, on_event, cancel=cancel)
     print(sweep_table(result))
-    if interrupts is not None and interrupts.code is not None:
-        print("handoff: cancelled", file=sys.stderr)
+    if interrupts is not None and interrupts.stopped():
+        print(CANCELLED_LINE, file=sys.stderr)
         return interrupts.code
     return state["status"]
 

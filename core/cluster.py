@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from core.errors import ProjectError
+from core import checked
+from core.errors import ProjectError, ReadError
 from core.project import Project
 
 RESTARTS = 3
@@ -45,27 +46,119 @@ class CellOutcome:
     worker: int = -1
 
 
+PROBE_SECONDS = 5.0  # a reachable head answers a TCP connect in milliseconds
+RAY_CLIENT_PORT = 10001  # `ray start --head`'s defaults, for an address given without a port
+RAY_GCS_PORT = 6379
+CONNECT_RETRIES = {"RAY_NUM_REDIS_GET_RETRIES": "5", "RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S": "3",
+                   "RAY_CLIENT_MAX_CONNECTION_TIMEOUT_S": "4"}
+
+
+def ray_endpoint(address: str) -> tuple[str, int]:
+    """(host, port) that a --ray address (host:port, ray://host[:port], auto) is reached at,
+    or ClusterError. `auto` is what Ray itself would use: RAY_ADDRESS, else the cluster
+    `ray start` last started on this machine."""
+    text = address.strip()
+    if text == "auto":
+        import os
+        import tempfile
+
+        found = os.environ.get("RAY_ADDRESS", "").strip()
+        if not found:
+            current = Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+            try:
+                found = current.read_text(encoding="utf-8", errors="replace").strip()
+            except OSError:
+                raise ClusterError("--ray auto: no Ray cluster runs on this machine (RAY_ADDRESS is not set and "
+                                   "`ray start --head` has not run); give its address, or --ray local") from None
+        if found == "auto":
+            raise ClusterError("--ray auto: RAY_ADDRESS is 'auto' too; give the cluster's address")
+        return ray_endpoint(found)
+    client = text.startswith("ray://")
+    rest = text[len("ray://"):] if client else text
+    host, sep, port = rest.rstrip("/").rpartition(":")
+    if not sep:
+        host, port = rest.rstrip("/"), str(RAY_CLIENT_PORT if client else RAY_GCS_PORT)
+    host = host.strip("[]")  # [::1]:6379
+    if not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in host:
+        raise ClusterError(f"--ray '{address}' is not an address (host:port, ray://host:port, auto or local)")
+    return host, int(port)
+
+
+def probe(address: str, timeout: float = PROBE_SECONDS) -> None:
+    """ClusterError, in seconds, when nothing listens at the address: ray.init would retry
+    for minutes, printing its own warnings, before it gives up."""
+    import socket
+
+    host, port = ray_endpoint(address)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        why = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc) or type(exc).__name__)
+        raise ClusterError(f"cannot reach the Ray cluster at {address} ({host}:{port}: {why}); "
+                           "is `ray start --head` running there?") from None
+
+
+_connected_here: list[str] = []  # the address connect() called ray.init for, if it did
+
+
 def connect(address: str) -> None:
-    """'local' starts a Ray cluster on this machine; anything else is a cluster's address."""
+    """'local' starts a Ray cluster on this machine; anything else is a cluster's address,
+    probed first (probe) so an unreachable one is refused in seconds."""
+    import os
+
+    if address != "local":
+        probe(address)
+        # Something answered: if it is not Ray, Ray's own retries would take 20 s (GCS) or
+        # 35 s (client) to say so. Fewer, unless the user set them.
+        for name, value in CONNECT_RETRIES.items():
+            os.environ.setdefault(name, value)
     try:
         import ray
     except ImportError:
         raise ClusterError("--ray needs Ray: pip install -e '.[cluster]'") from None
     if ray.is_initialized():
         return
+    import signal
+
     from core.paths import REPO_ROOT
 
+    # ray.init makes SIGTERM a sys.exit(15); the command line's handlers come back after it.
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         if address == "local":
             # Workers on this machine import core from this checkout.
             ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
                      runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
         else:
+            import warnings
+
             # Other machines get this checkout's core package shipped to them.
-            ray.init(address=address, log_to_driver=False, configure_logging=False,
-                     runtime_env={"py_modules": [str(REPO_ROOT / "core")]})
+            with warnings.catch_warnings():  # the client's "connection timed out": the error below says it
+                warnings.simplefilter("ignore", UserWarning)
+                ray.init(address=address, log_to_driver=False, configure_logging=False,
+                         runtime_env={"py_modules": [str(REPO_ROOT / "core")]})
     except Exception as exc:  # ConnectionError and Ray's own
         raise ClusterError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
+    else:
+        _connected_here.append(address)
+    finally:
+        for sig, handler in handlers.items():
+            if handler is not None and signal.getsignal(sig) is not handler:
+                try:
+                    signal.signal(sig, handler)
+                except ValueError:  # not the main thread: Ray could not set its own either
+                    pass
+
+
+def disconnect() -> None:
+    """Shut down what connect() started (a `local` cluster's processes, a driver's link):
+    the command line leaves with os._exit, which runs none of Ray's exit hooks."""
+    if _connected_here:
+        import ray
+
+        _connected_here.clear()
+        ray.shutdown()
 
 
 def _worker_class():
@@ -218,63 +311,124 @@ def run_sweep_on_ray(project: Project, x, y, out_dir: Path, workers: int | None 
     return finish(todo, x, y, out_dir, time.perf_counter() - started)
 
 
-def read_batch(path: Path, base: Project | None = None) -> list[Project]:
-    """A batch file: JSON Lines, each a project (a dict with "stages", or {"project": {...}}),
-    or fields laid over `base` ({"prompt": "...", "seed": 3, "negative_prompt": "..."})."""
+# A line is one project: it may be as large as a project file's manifest, no larger.
+MAX_LINE_BYTES = checked.MAX_JSON_BYTES
+BATCH_FIELDS = ("prompt", "negative_prompt", "seed", "width", "height")
+
+
+@dataclass
+class Batch:
+    jobs: list[Project]
+    lines: list[int]  # each job's line in the file
+    problems: list[str]  # one line per bad line: "FILE, line N: why"
+
+
+def check_batch(path: Path, base: Project | None = None, max_jobs: int | None = None) -> Batch:
+    """Every line of a batch file read and checked before any job runs (JSON Lines, each a
+    project: a dict with "stages", or {"project": {...}}, or fields laid over `base`
+    ({"prompt": "...", "seed": 3, "negative_prompt": "..."})). The file must be a regular
+    file, each line UTF-8 JSON of at most MAX_LINE_BYTES nested at most checked.MAX_NESTING
+    deep; a bad line is a problem naming its line, the good lines are still jobs. Raises
+    ReadError for a file that cannot be read at all or holds more than `max_jobs` lines."""
+    from core.sweep import MAX_CELLS
+
+    max_jobs = MAX_CELLS if max_jobs is None else max_jobs
+    batch = Batch([], [], [])
+    with checked.open_regular(path, f"batch file {path}") as f:
+        n = 0
+        while True:
+            try:
+                raw = f.readline(MAX_LINE_BYTES + 1)
+            except OSError as exc:
+                raise ReadError(f"batch file {path} cannot be read ({exc.strerror or exc})") from None
+            if not raw:
+                break
+            n += 1
+            where = f"{path}, line {n}"
+            if not raw.endswith(b"\n") and len(raw) > MAX_LINE_BYTES:
+                _skip_line(f)
+                batch.problems.append(f"{where} is longer than {MAX_LINE_BYTES // checked.MiB} MiB: "
+                                      "a line is one project")
+                continue
+            if n == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark some editors write
+            if not raw.strip():
+                continue
+            if len(batch.jobs) + len(batch.problems) >= max_jobs:
+                raise ReadError(f"batch file {path} holds more than {max_jobs} jobs: split it")
+            try:
+                batch.jobs.append(_batch_line(raw, base, where))
+                batch.lines.append(n)
+            except ProjectError as exc:
+                batch.problems.append(str(exc))
+    if not batch.jobs and not batch.problems:
+        raise ReadError(f"batch file {path} holds no job")
+    return batch
+
+
+def _skip_line(f) -> None:
+    """Read past the rest of an over-long line without keeping it."""
+    while (block := f.readline(checked.MiB)) and not block.endswith(b"\n"):
+        pass
+
+
+def _batch_line(raw: bytes, base: Project | None, where: str) -> Project:
     from core.project import validate
 
-    projects = []
+    entry = checked.nesting(checked.parse_json(raw, where), where)
+    if not isinstance(entry, dict):
+        raise ProjectError([f"{where}: each line is a JSON object"])
+    entry = entry.get("project", entry)
+    if isinstance(entry, dict) and "stages" not in entry:
+        if base is None:
+            raise ProjectError([f"{where}: a line without stages needs --project for its chain"])
+        unknown = set(entry) - set(BATCH_FIELDS)
+        if unknown:
+            raise ProjectError([f"{where}: unknown field(s) {checked.names(unknown)}"])
+        entry = {**base.to_dict(), **entry}  # laid over the base, then typed like any project
     try:
-        lines = Path(path).read_text().splitlines()
-    except OSError as exc:
-        raise ProjectError([f"batch file {path}: {exc.strerror or exc}"]) from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}, line {n}"
-        try:
-            entry = json.loads(line)
-        except ValueError as exc:
-            raise ProjectError([f"{where}: not JSON ({exc.msg})"]) from None
-        if not isinstance(entry, dict):
-            raise ProjectError([f"{where}: each line is a JSON object"])
-        entry = entry.get("project", entry)
-        if isinstance(entry, dict) and "stages" not in entry:
-            if base is None:
-                raise ProjectError([f"{where}: a line without stages needs --project for its chain"])
-            unknown = set(entry) - {"prompt", "negative_prompt", "seed", "width", "height"}
-            if unknown:
-                raise ProjectError([f"{where}: unknown field(s) {', '.join(sorted(unknown))}"])
-            entry = {**base.to_dict(), **entry}  # laid over the base, then typed like any project
-        try:
-            p = Project.from_dict(entry)
-            validate(p)
-        except ProjectError as exc:
-            raise ProjectError([f"{where}: {exc}"]) from None
-        projects.append(p)
-    if not projects:
-        raise ProjectError([f"batch file {path} holds no job"])
-    return projects
+        p = Project.from_dict(entry)
+        validate(p)
+    except ProjectError as exc:
+        raise ProjectError([f"{where}: {exc}"]) from None
+    return p
 
 
-def run_batch_locally(projects: list[Project], out_dir: Path, progress=None) -> list[CellOutcome]:
-    """The same batch on this machine, one engine, models kept loaded."""
+def read_batch(path: Path, base: Project | None = None) -> list[Project]:
+    """The jobs of a batch file whose every line is good (check_batch), else ProjectError
+    with one line per bad line."""
+    batch = check_batch(path, base)
+    if batch.problems:
+        raise ProjectError(batch.problems)
+    return batch.jobs
+
+
+def run_batch_locally(projects: list[Project], out_dir: Path, progress=None, cancel=None) -> list[CellOutcome]:
+    """The same batch on this machine, one engine, models kept loaded. A cancel stops the
+    job running within a step, and no job starts after it."""
     from core import events as ev
-    from core.engine import OutputPlan, execute
+    from core.engine import CancelToken, OutputPlan, execute
+    from core.interrupts import reached
     from core.models import ModelCache
 
     models = ModelCache()
+    cancel = cancel or CancelToken()
     outcomes = []
     for n, p in enumerate(projects):
+        if n:
+            reached("between-jobs", lambda: cancel.cancelled)
+        if cancel.cancelled:
+            break
         events: list = []
-        execute(p, events.append, out=OutputPlan(Path(out_dir), f"job-{n + 1}"), models=models)
+        execute(p, events.append, out=OutputPlan(Path(out_dir), f"job-{n + 1}"), models=models, cancel=cancel)
         done = [e for e in events if isinstance(e, ev.JobFinished)]
         failed = [e for e in events if isinstance(e, ev.JobFailed)]
         stages = done[0].stages if done else []
         outcomes.append(CellOutcome([Path(s.path) for s in stages],
                                     [{"label": s.label, "reused": s.reused, "seconds": s.total_seconds,
                                       "drift": s.drift.to_dict() if s.drift else None} for s in stages],
-                                    failed[0].message if failed else ""))
+                                    failed[0].message if failed else
+                                    "cancelled" if any(isinstance(e, ev.JobCancelled) for e in events) else ""))
         if progress is not None:
             progress(n + 1, len(projects))
     return outcomes

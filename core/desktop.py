@@ -217,20 +217,44 @@ def info_plist(executable: str, version: str, icon_file: str) -> dict:
 
 
 def desktop_command(action: str) -> int:
-    """`Handoff --install-desktop` / `--uninstall-desktop` (main.py dispatches here)."""
+    """`Handoff --install-desktop` / `--uninstall-desktop` (main.py dispatches here). A data
+    folder that cannot be used (a file, read-only) is one line and exit 2, like any bad input."""
     if not sys.platform.startswith("linux"):
         print("handoff: --install-desktop is for Linux desktops; on macOS drag Handoff.app to Applications, "
               "on Windows pin Handoff.exe", file=sys.stderr)
         return 2
-    if action == "--install-desktop":
-        command = launch_command()
-        for path in install_linux(command):
-            print(f"wrote {path}")
-        print(f"Handoff is in the application menu as {APP_ID}; it runs {' '.join(command)}")
-        return 0
-    removed = uninstall_linux()
+    data = data_home()
+    try:
+        return _install(data) if action == "--install-desktop" else _uninstall(data)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"handoff: {action}: cannot use {data} (XDG_DATA_HOME or ~/.local/share): "
+              f"{exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+
+
+def _install(data: Path) -> int:
+    from core.atomic import writable_problem
+
+    problem = writable_problem(data)
+    if problem:
+        print(f"handoff: --install-desktop: {problem} (XDG_DATA_HOME or ~/.local/share)", file=sys.stderr)
+        return 2
+    command = launch_command()
+    for path in install_linux(command, data):
+        print(f"wrote {path}")
+    print(f"Handoff is in the application menu as {APP_ID}; it runs {' '.join(command)}")
+    return 0
+
+
+def _uninstall(data: Path) -> int:
+    if data.exists() and not data.is_dir():
+        print(f"handoff: --uninstall-desktop: {data} is a file, not a folder (XDG_DATA_HOME or ~/.local/share)",
+              file=sys.stderr)
+        return 2
+    removed = uninstall_linux(data)
     for path in removed:
         print(f"removed {path}")
     if not removed:
-        print(f"nothing to remove under {data_home()}")
+        print(f"nothing to remove under {data}")
     return 0

@@ -34,6 +34,11 @@ MAX_SIDE = 8192  # pixels, per side, at every stage (upscales included)
 AREA_FACTOR = 64
 MAX_STAGES = 32
 MIN_TILE = 64  # pixels: an upscaler tile smaller than this is mostly overlap
+# The most tokens any text encoder here reads (diffusers' longest max_sequence_length is
+# 4096; CLIP reads 77), times 8 characters a token: a margin for long words and any script.
+# A longer prompt is no prompt: a 40 MB one made the tokenizer take 5 GB and abort.
+MAX_PROMPT_TOKENS = 4096
+MAX_PROMPT_CHARS = MAX_PROMPT_TOKENS * 8
 
 
 @dataclass
@@ -247,6 +252,7 @@ def validate(project: Project, size_multiple: int = 8, stage_multiples: dict[int
         problems.append(f"{len(project.stages)} stages are more than {MAX_STAGES}")
     if not project.prompt.strip() and not any(s.prompt for _, s in project.enabled_stages()):
         problems.append("the prompt is empty")
+    problems += _prompt_problems(project)
     if project.width <= 0 or project.height <= 0:
         problems.append(f"size {project.width}x{project.height} must be positive")
     elif max(project.width, project.height) > MAX_SIDE:
@@ -337,6 +343,14 @@ def upscaler_problems(stage: Stage, where: str) -> list[str]:
         elif stage.handoff == "ensemble":
             out.append(f"{where}: an ensemble cannot change the size, so it takes no upscaler; use a pixel handoff")
     return out
+def _prompt_problems(project: Project) -> list[str]:
+    """Prompts longer than any text encoder could read, many times over (MAX_PROMPT_CHARS)."""
+    texts = [("the prompt", project.prompt), ("the negative prompt", project.negative_prompt)]
+    for i, stage in enumerate(project.stages):
+        texts += [(f"stage {i + 1}'s prompt", stage.prompt or ""), (f"stage {i + 1}'s prompt suffix", stage.prompt_suffix),
+                  (f"stage {i + 1}'s negative prompt", stage.negative_prompt or "")]
+    return [f"{name} is {len(text):,} characters: at most {MAX_PROMPT_CHARS:,} are taken (a text encoder reads "
+            f"at most {MAX_PROMPT_TOKENS:,} tokens)" for name, text in texts if len(text) > MAX_PROMPT_CHARS]
 
 
 def adapter_problems(stage: Stage, where: str, generates: bool) -> list[str]:

@@ -27,6 +27,9 @@ INTS = ("steps", "seed")
 TEXTS = ("scheduler", "model", "prompt_suffix")
 STAGE_PARAMS = FLOATS + INTS + TEXTS
 PROJECT_PARAMS = ("seed",)
+# Cells a sweep may have unless asked for more (--max-cells): each is a whole job, and a
+# 1000 x 1000 grid was still being built after two minutes.
+MAX_CELLS = 10_000
 
 
 class SweepError(ProjectError):
@@ -127,6 +130,16 @@ class SweepResult:
     grid: Path | None
     seconds: float = 0.0
     events: list = field(default_factory=list)
+
+
+def check_cell_count(x: Axis, y: Axis | None, max_cells: int = MAX_CELLS) -> int:
+    """The number of cells, from the axes' lengths alone (no cell is built), or SweepError
+    when it is more than `max_cells`."""
+    count = len(x.values) * (len(y.values) if y is not None else 1)
+    if count > max_cells:
+        raise SweepError(f"{count:,} cells ({len(x.values):,} x {len(y.values) if y else 1:,}) are more than "
+                         f"{max_cells:,}: use fewer values, or allow them with --max-cells {count}")
+    return count
 
 
 def cells(project: Project, x: Axis, y: Axis | None = None) -> list[Cell]:

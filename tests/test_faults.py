@@ -1,6 +1,6 @@
 """Faults, each injected where it happens for real: out of memory in each stage's load,
 denoise and decode; a full disk while a stage's PNG or a project is saved; SIGINT and
-SIGTERM at several points of a command-line job; a process killed mid-save. After each,
+SIGTERM at every point of a command-line job, from its imports to its shutdown; a process killed mid-save. After each,
 the next job runs (or the process exits with its documented status and one line), what
 was already written stays, and a project file is never truncated."""
 from __future__ import annotations
@@ -246,70 +246,98 @@ def test_a_process_killed_mid_save_leaves_the_old_project_whole(tmp_path, noise_
 # ---------------------------------------------------------------- signals at any point of a CLI job
 
 
-def _cli(out: Path, steps: int, refiner: bool) -> subprocess.Popen:
-    args = [sys.executable, "main.py", "generate", "a red circle", "--model", "builtin:demo-base", "--size", "64x64",
-            "--steps", str(steps), "--seed", "1", "--out", str(out)]
+def _generate(out: Path, steps: int, refiner: bool) -> list[str]:
+    args = ["generate", "a red circle", "--model", "builtin:demo-base", "--size", "64x64", "--steps", str(steps),
+            "--seed", "1", "--out", str(out)]
     if refiner:
         args += ["--refiner", "builtin:demo-refiner", "--handoff", "pixel", "--refiner-strength", "0.5",
                  "--refiner-steps", "1000"]
-    # SIGINT as a terminal sends it: not ignored, whatever the shell that started pytest did.
-    return subprocess.Popen(args, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return args
+
+
+def _batch(folder: Path, jobs: int) -> list[str]:
+    """A batch of `jobs` one-step demo jobs in `folder`, its images in folder/out."""
+    folder.mkdir(parents=True)
+    project = project_file.save(folder / "p.handoff", project_file.ProjectDocument(Project(
+        prompt="a red circle", width=64, height=64, seed=1, stages=[Stage("builtin:demo-base", steps=1)])))
+    (folder / "jobs.jsonl").write_text("".join(f'{{"seed": {n}}}\n' for n in range(jobs)))
+    return ["batch", str(folder / "jobs.jsonl"), "--project", str(project), "--out", str(folder / "out")]
 
 
 class _Job:
-    """A CLI job that gets a signal when its stderr shows `marker` (or at once when None),
-    after `delay` seconds."""
+    """A CLI job that gets a signal the moment its stderr shows `marker`. The points a
+    job prints nothing at (its imports, before its first job, between two, its shutdown)
+    it names on stderr when HANDOFF_TEST_PHASE asks for them, and waits there for the
+    signal: no fixed delay, so a loaded machine cannot move the signal to another point."""
 
-    def __init__(self, tmp_path: Path, name: str, sig: int, marker: str | None, delay: float,
-                 steps: int = 1000, refiner: bool = False) -> None:
-        self.out = tmp_path / name / "a.png"
-        self.sig, self.marker, self.delay = sig, marker, delay
-        self.proc = _cli(self.out, steps, refiner)
+    def __init__(self, args: list[str], sig: int, marker: str, phase: str = "") -> None:
+        self.sig, self.marker = sig, marker
+        env = dict(os.environ, PYTHONUNBUFFERED="1", HANDOFF_TEST_PHASE=phase)
+        # SIGINT as a terminal sends it: not ignored, whatever the shell that started pytest did.
+        self.proc = subprocess.Popen([sys.executable, "main.py", *args], cwd=ROOT, stderr=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, env=env,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.lines: list[str] = []
+        self.sent = False
         self.thread = threading.Thread(target=self._watch)
         self.thread.start()
 
     def _watch(self) -> None:
-        sent = False
-        if self.marker is None:
-            time.sleep(self.delay)
-            self.proc.send_signal(self.sig)
-            sent = True
         for line in self.proc.stderr:
             self.lines.append(line.rstrip("\n"))
-            if not sent and self.marker in line:
-                time.sleep(self.delay)
+            if not self.sent and self.marker in line:
                 self.proc.send_signal(self.sig)
-                sent = True
+                self.sent = True
         self.proc.wait()
 
     def result(self) -> tuple[int, list[str]]:
-        self.thread.join(timeout=240)
+        self.thread.join(timeout=400)
+        self.proc.stdout.close()
         return self.proc.returncode, self.lines
 
 
 def test_sigint_and_sigterm_at_any_point_exit_with_their_status_and_one_line(tmp_path):
-    # Each job costs a torch import, so four cover the points: importing (no job yet), a
-    # model loading (the cancel is not looked at there), denoising between two stages.
+    # Every point of a command's life: its imports (no handler of the CLI's yet), a model
+    # loading (the cancel is not looked at there), denoising between two stages, a batch
+    # before its first job and between two, after its last (its status already decided),
+    # and the shutdown after that.
     jobs = {
-        "int-importing": _Job(tmp_path, "a", signal.SIGINT, None, 0.8),
-        "term-importing": _Job(tmp_path, "b", signal.SIGTERM, None, 0.8),
-        "term-loading": _Job(tmp_path, "c", signal.SIGTERM, "[1] base", 0.0),
-        "int-between-stages": _Job(tmp_path, "d", signal.SIGINT, "wrote", 0.0, steps=4, refiner=True),
+        "int-importing": _Job(_generate(tmp_path / "a" / "a.png", 1000, False), signal.SIGINT,
+                              "handoff-phase: importing", "importing"),
+        "term-importing": _Job(_generate(tmp_path / "b" / "a.png", 1000, False), signal.SIGTERM,
+                               "handoff-phase: importing", "importing"),
+        "term-loading": _Job(_generate(tmp_path / "c" / "a.png", 1000, False), signal.SIGTERM, "[1] base"),
+        "int-between-stages": _Job(_generate(tmp_path / "d" / "a.png", 4, True), signal.SIGINT, "wrote"),
+        "term-before-first-job": _Job(_batch(tmp_path / "e", 2), signal.SIGTERM, "handoff-phase: before-first-job",
+                                      "before-first-job"),
+        "int-between-jobs": _Job(_batch(tmp_path / "f", 2), signal.SIGINT, "handoff-phase: between-jobs",
+                                 "between-jobs"),
+        "int-finishing": _Job(_batch(tmp_path / "h", 1), signal.SIGINT, "handoff-phase: finishing", "finishing"),
+        "term-shutdown": _Job(_batch(tmp_path / "g", 1), signal.SIGTERM, "handoff-phase: shutdown", "shutdown"),
     }
-    for name, job in jobs.items():
-        code, lines = job.result()
-        text = "\n".join(lines)
-        assert code == (130 if job.sig == signal.SIGINT else 143), (name, code, text)
-        assert [line for line in lines if line.startswith("handoff:")] == ["handoff: cancelled"], (name, text)
-        assert "Traceback" not in text and "Error" not in text, (name, text)
+    try:
+        for name, job in jobs.items():
+            code, lines = job.result()
+            text = "\n".join(lines)
+            assert job.sent, (name, code, text)
+            assert code == (130 if job.sig == signal.SIGINT else 143), (name, code, text)
+            assert [line for line in lines if line.startswith("handoff:")] == ["handoff: cancelled"], (name, text)
+            assert "Traceback" not in text and "Error" not in text, (name, text)
+    finally:  # a failed check leaves no job running on
+        for job in jobs.values():
+            if job.proc.poll() is None:
+                job.proc.kill()
+                job.proc.wait()
     # What a job wrote before the signal stays (the base's image, with its recipe).
-    base = jobs["int-between-stages"].out.parent / "a-1-base.png"
-    with Image.open(base) as im:
+    with Image.open(tmp_path / "d" / "a-1-base.png") as im:
         assert im.size == (64, 64) and "handoff" in im.text
-    assert not jobs["term-loading"].out.exists() and not jobs["int-between-stages"].out.exists()
+    assert not (tmp_path / "c" / "a.png").exists() and not (tmp_path / "d" / "a.png").exists()
+    # A batch stops where the signal came: no job before the first, one before the second,
+    # and the shutdown keeps everything the batch wrote.
+    assert not (tmp_path / "e" / "out").exists() or not list((tmp_path / "e" / "out").iterdir())
+    assert sorted(p.name for p in (tmp_path / "f" / "out").iterdir()) == ["job-1-1-stage-1.png"]
+    for folder in "gh":
+        assert sorted(p.name for p in (tmp_path / folder / "out").iterdir()) == ["job-1-1-stage-1.png"]
     # Nothing half-written anywhere.
     assert not [p for p in tmp_path.rglob("*.part")]
 
