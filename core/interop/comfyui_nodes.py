@@ -28,6 +28,14 @@ class NodeType:
 
 NODE_TYPES: dict[str, NodeType] = {
     "CheckpointLoaderSimple": NodeType(("ckpt_name",), (), ("MODEL", "CLIP", "VAE")),
+    "CheckpointLoader": NodeType(("config_name", "ckpt_name"), (), ("MODEL", "CLIP", "VAE")),
+    "UnetLoaderGGUF": NodeType(("unet_name",), (), ("MODEL",)),
+    "CLIPLoader": NodeType(("clip_name", "type", "device"), (), ("CLIP",)),
+    "DualCLIPLoader": NodeType(("clip_name1", "clip_name2", "type", "device"), (), ("CLIP",)),
+    "TripleCLIPLoader": NodeType(("clip_name1", "clip_name2", "clip_name3"), (), ("CLIP",)),
+    "UpscaleModelLoader": NodeType(("model_name",), (), ("UPSCALE_MODEL",)),
+    "ImageUpscaleWithModel": NodeType((), (("upscale_model", "UPSCALE_MODEL"), ("image", "IMAGE")), ("IMAGE",)),
+    "Canny": NodeType(("low_threshold", "high_threshold"), (("image", "IMAGE"),), ("IMAGE",)),
     "DiffusersLoader": NodeType(("model_path",), (), ("MODEL", "CLIP", "VAE")),
     "UNETLoader": NodeType(("unet_name", "weight_dtype"), (), ("MODEL",)),
     "CLIPTextEncode": NodeType(("text",), (("clip", "CLIP"),), ("CONDITIONING",)),
@@ -57,7 +65,7 @@ NODE_TYPES: dict[str, NodeType] = {
                                                 ("image", "IMAGE")), ("CONDITIONING",)),
     "ControlNetApplyAdvanced": NodeType(("strength", "start_percent", "end_percent"),
                                         (("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
-                                         ("control_net", "CONTROL_NET"), ("image", "IMAGE")),
+                                         ("control_net", "CONTROL_NET"), ("image", "IMAGE"), ("vae", "VAE")),
                                         ("CONDITIONING", "CONDITIONING")),
     "ControlNetLoader": NodeType(("control_net_name",), (), ("CONTROL_NET",)),
     "VAELoader": NodeType(("vae_name",), (), ("VAE",)),
@@ -89,6 +97,10 @@ class Graph:
     nodes: dict[str, Node] = field(default_factory=dict)
     format: str = "api"  # "api" or "ui": what it was read from
     unmapped: list[str] = field(default_factory=list)  # what the conversion itself could not read
+    # A written graph's files, by the name its loaders take, with what each is; and what
+    # the user must do before ComfyUI can run it (files only Handoff has, downloads).
+    files: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- reading

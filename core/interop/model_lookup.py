@@ -25,6 +25,8 @@ WELL_KNOWN = {
     "v1-5-pruned-emaonly": "stable-diffusion-v1-5/stable-diffusion-v1-5",
     "v1-5-pruned": "stable-diffusion-v1-5/stable-diffusion-v1-5",
     "sd3.5_large": "stabilityai/stable-diffusion-3.5-large",
+    "sd3.5_medium": "stabilityai/stable-diffusion-3.5-medium",
+    "z_image_turbo_bf16": "Tongyi-MAI/Z-Image-Turbo",
     "flux1-dev": "black-forest-labs/FLUX.1-dev",
     "flux1-schnell": "black-forest-labs/FLUX.1-schnell",
 }
@@ -38,6 +40,19 @@ class Candidate:
     ref: str  # what a stage's model field takes
     names: tuple[str, ...]  # lowercase names it answers to
     file: Path | None = None  # a single-file checkpoint (its hash can be compared)
+
+
+def builtin_file(ref: str) -> str:
+    """The file name a built-in demo model (`builtin:demo-base`) is written as for other
+    tools (`handoff-demo-base.safetensors`), and read back from."""
+    return f"handoff-{ref.split(':', 1)[-1]}.safetensors"
+
+
+def _builtin_of(name: str) -> str | None:
+    from core import demo
+
+    base = PureWindowsPath(name).name.lower()
+    return next((r for r in (demo.BASE, demo.REFINER) if base in (builtin_file(r), builtin_file(r)[:-12])), None)
 
 
 def split_name(text: str) -> tuple[str, str | None]:
@@ -71,6 +86,7 @@ class ModelLookup:
         self._candidates = candidates
         self._digests = digests
         self._legacy: dict[Path, str] = {}
+        self._adapters: list[tuple[str, str]] | None = None  # (kind, ref) of the library's entries
         self.hash_budget = hash_budget
         self.unhashed: list[Path] = []  # files left unhashed when the budget ran out
 
@@ -99,6 +115,8 @@ class ModelLookup:
             model_hash = None  # "blake3:…" (InvokeAI 4+) and other schemes: not comparable here
         if name.startswith("builtin:") or _is_local(name):
             return name
+        if _builtin_of(name):
+            return _builtin_of(name)
         said = len(notes)
         found = self._by_name(name) or self._well_known(name, where, notes) or self._by_hash(model_hash)
         if found is not None:
@@ -118,6 +136,32 @@ class ModelLookup:
             notes.append(f"{where}: {len(self.unhashed)} of your checkpoints ({size:.1f} GiB) are not hashed yet, so "
                          "the hash was not compared with them: `python main.py inspect FILE` hashes them once "
                          "(remembered afterwards)")
+        return name
+
+    def adapter(self, name: str, kind: str, where: str, notes: list[str]) -> str:
+        """The library's file for a LoRA, ControlNet or upscaler a graph names by file name
+        (ComfyUI's path under its models folder, e.g. `sdxl/detail.safetensors`); the name
+        itself, with a note, when the library has no such file. `kind`: a
+        core.model_library kind (LORA_KIND, CONTROLNET_KIND, UPSCALER_KIND)."""
+        wanted = PureWindowsPath(name or "").as_posix().lower()
+        if self._adapters is None:
+            from core.model_library import ModelLibrary
+
+            self._adapters = [(e.kind, e.ref) for e in ModelLibrary.load().all()]
+        best = None
+        for k, ref in self._adapters:
+            if k != kind or not wanted:
+                continue
+            path = PureWindowsPath(ref).as_posix().lower()
+            if path == wanted or path.endswith("/" + wanted):
+                return ref
+            if best is None and Path(path).name == Path(wanted).name:
+                best = ref
+        if best is not None:
+            return best
+        what = {"lora": "LoRA", "controlnet": "ControlNet", "upscaler": "upscale model"}.get(kind, kind)
+        notes.append(f"{where}: {what} '{name}' is not in your model library: add the folder that holds it "
+                     "(Models > Model Library), or set the stage's file to your copy of it")
         return name
 
     def _by_name(self, name: str) -> Candidate | None:
