@@ -24,6 +24,7 @@ class NodeType:
     links: tuple[tuple[str, str], ...] = ()  # (input name, type) of linked inputs
     outputs: tuple[str, ...] = ()  # output types, by slot
     seed: str | None = None  # the widget followed by control_after_generate
+    ui_only: tuple[tuple[str, Any], ...] = ()  # widgets the frontend keeps that are no input (LoadImage's upload)
 
 
 NODE_TYPES: dict[str, NodeType] = {
@@ -69,7 +70,7 @@ NODE_TYPES: dict[str, NodeType] = {
                                         ("CONDITIONING", "CONDITIONING")),
     "ControlNetLoader": NodeType(("control_net_name",), (), ("CONTROL_NET",)),
     "VAELoader": NodeType(("vae_name",), (), ("VAE",)),
-    "LoadImage": NodeType(("image", "upload"), (), ("IMAGE", "MASK")),
+    "LoadImage": NodeType(("image", "upload"), (), ("IMAGE", "MASK"), ui_only=(("upload", "image"),)),
     "SaveImage": NodeType(("filename_prefix",), (("images", "IMAGE"),), ()),
     "PreviewImage": NodeType((), (("images", "IMAGE"),), ()),
     "CLIPSetLastLayer": NodeType(("stop_at_clip_layer",), (("clip", "CLIP"),), ("CLIP",)),
@@ -260,11 +261,14 @@ def to_ui(graph: Graph) -> dict[str, Any]:
     for order, (nid, node) in enumerate(sorted(graph.nodes.items(), key=lambda kv: (depth[kv[0]], ids[kv[0]]))):
         kind = NODE_TYPES[node.class_type]
         widgets: list[Any] = []
+        ui_only = dict(kind.ui_only)
         for name in kind.widgets:
             if name in node.inputs and not isinstance(node.inputs[name], Link):
                 widgets.append(node.inputs[name])
                 if name == kind.seed:
                     widgets.append("fixed")
+            elif name in ui_only:
+                widgets.append(ui_only[name])
         row = column_rows.get(depth[nid], 0)
         column_rows[depth[nid]] = row + 1
         entry: dict[str, Any] = {

@@ -172,8 +172,9 @@ class _Writer:
             latent = prev
         else:  # pixel: from the previous stage's decode, or the init image
             if image is None and prev is None:
-                name = Path(self.project.init_image or "init.png").name
-                image = Link(self.add("LoadImage", image=name, upload="image"), 0)
+                name = self.file(Path(self.project.init_image or "init.png").name, "the init image",
+                                 "the init image must be in ComfyUI's input folder")
+                image = Link(self.add("LoadImage", image=name), 0)
             source = image or self._decoded(prev, prev_vae)
             if stage.upscaler:
                 source = self._model_resize(stage.upscaler, source, s.size)
@@ -211,8 +212,9 @@ class _Writer:
 
     def _controlnet(self, cn, positive: Link, negative: Link) -> tuple[Link, Link]:
         loader = self.add("ControlNetLoader", control_net_name=self.file(comfy_name(cn.model), f"the ControlNet {cn.model}"))
-        image = Link(self.add("LoadImage", image=Path(cn.image).name, upload="image"), 0)
-        self.g.notes.append(f"the control image {Path(cn.image).name} must be in ComfyUI's input folder")
+        name = self.file(Path(cn.image).name, "a control image",
+                         f"the control image {Path(cn.image).name} must be in ComfyUI's input folder")
+        image = Link(self.add("LoadImage", image=name), 0)
         if cn.preprocessor == "canny":
             image = Link(self.add("Canny", low_threshold=round(cn.low / 255, 2), high_threshold=round(cn.high / 255, 2),
                                   image=image), 0)

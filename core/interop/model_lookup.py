@@ -127,7 +127,7 @@ class ModelLookup:
             return name  # a Hub id: downloaded on first use
         shown = f"'{name}'" + (f" (hash {model_hash})" if model_hash else "") if name else f"hash {model_hash}"
         if (name or model_hash) and len(notes) == said:  # unless a well-known name's note said it already
-            file_name = name if name.lower().endswith(".safetensors") else f"{name}.safetensors"
+            file_name = name if name.lower().endswith((".safetensors", ".ckpt")) else f"{name}.safetensors"
             notes.append(f"{where}: model {shown} is not in your model library or the Hugging Face cache: add "
                          f"{file_name if name else 'that checkpoint'} to the library (Models > Model Library), "
                          f"or set the stage's model to your copy of it")
@@ -143,26 +143,36 @@ class ModelLookup:
         (ComfyUI's path under its models folder, e.g. `sdxl/detail.safetensors`); the name
         itself, with a note, when the library has no such file. `kind`: a
         core.model_library kind (LORA_KIND, CONTROLNET_KIND, UPSCALER_KIND)."""
-        wanted = PureWindowsPath(name or "").as_posix().lower()
-        if self._adapters is None:
-            from core.model_library import ModelLibrary
-
-            self._adapters = [(e.kind, e.ref) for e in ModelLibrary.load().all()]
-        best = None
-        for k, ref in self._adapters:
-            if k != kind or not wanted:
-                continue
-            path = PureWindowsPath(ref).as_posix().lower()
-            if path == wanted or path.endswith("/" + wanted):
-                return ref
-            if best is None and Path(path).name == Path(wanted).name:
-                best = ref
-        if best is not None:
-            return best
+        found = self.find_adapter(name, kind)
+        if found is not None:
+            return found
         what = {"lora": "LoRA", "controlnet": "ControlNet", "upscaler": "upscale model"}.get(kind, kind)
         notes.append(f"{where}: {what} '{name}' is not in your model library: add the folder that holds it "
                      "(Models > Model Library), or set the stage's file to your copy of it")
         return name
+
+    def find_adapter(self, name: str, kind: str) -> str | None:
+        """The library's file of `kind` a tool names: by its path below a models folder, its
+        file name, or (InvokeAI and Fooocus name them so) its file name without the suffix."""
+        wanted = PureWindowsPath(name or "").as_posix().lower().strip()
+        if not wanted:
+            return None
+        if self._adapters is None:
+            from core.model_library import ModelLibrary
+
+            self._adapters = [(e.kind, e.ref) for e in ModelLibrary.load().all()]
+        by_name = by_stem = None
+        for k, ref in self._adapters:
+            if k != kind:
+                continue
+            path = PureWindowsPath(ref).as_posix().lower()
+            if path == wanted or path.endswith("/" + wanted):
+                return ref
+            if by_name is None and Path(path).name == Path(wanted).name:
+                by_name = ref
+            if by_stem is None and Path(path).stem == Path(wanted).name:
+                by_stem = ref
+        return by_name or by_stem
 
     def _by_name(self, name: str) -> Candidate | None:
         if not name:
