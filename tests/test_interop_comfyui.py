@@ -9,12 +9,16 @@ import pytest
 from PIL import Image
 
 from core.interop import comfyui
+from core.interop.comfyui_check import graph_problems
+from core.interop.comfyui_write import graph_for
 from core.interop.comfyui_nodes import from_api, from_ui, to_api, to_ui
 from core.interop.detect import from_chunks, from_json
 from core.interop.reading import Where
 from core.metadata import read_recipe, save_png
 from core.project import Project, Stage
-from tests.interop_helpers import lookup_of, no_models, png_with, sample
+from tests.interop_helpers import comfyui_object_info, lookup_of, no_models, png_with, sample
+
+OBJECT_INFO = comfyui_object_info()
 
 
 def graph(name: str):
@@ -129,6 +133,8 @@ def test_handoff_to_comfyui_and_back_keeps_the_project(tmp_path, build):
     project = Project(prompt="a lighthouse at dusk, volumetric light", negative_prompt="text, watermark", width=832,
                       height=1216, seed=123456, stages=stages)
     api = comfyui.api_prompt(project)
+    written = graph_for(project)
+    assert graph_problems(api, OBJECT_INFO, set(written.files)) == [], "ComfyUI would refuse the graph"
     lookup = lookup_of(ckpt, xl_base, xl_refiner)
     back = from_json(json.loads(json.dumps(api)), "api.json", lookup)
     assert back.unmapped == [], back.unmapped
@@ -177,6 +183,7 @@ def test_every_png_handoff_writes_carries_both_graphs(tmp_path):
     api, ui = json.loads(chunks["prompt"]), json.loads(chunks["workflow"])
     assert comfyui.looks_like_api(api) and comfyui.looks_like_ui(ui)
     assert {"last_node_id", "last_link_id", "nodes", "links", "version"} <= set(ui)
+    assert graph_problems(api, OBJECT_INFO, set(graph_for(p, 1).files)) == []
     del chunks["handoff"]  # as another program that keeps only ComfyUI's chunks would
     imported = from_chunks(chunks, "out.png", lookup=no_models())
     assert imported.tool == "ComfyUI" and _mapped(imported.project) == _mapped(p)

@@ -213,10 +213,13 @@ def _widget_inputs(class_type: str, widgets: Any, where: Where, graph: Graph) ->
         return {f"widget {n + 1}": v for n, v in enumerate(widgets)}
     values = list(widgets)
     out: dict[str, Any] = {}
+    ui_only = dict(kind.ui_only)
     for name in kind.widgets:
         if not values:
             break
-        out[name] = values.pop(0)
+        value = values.pop(0)
+        if name not in ui_only:
+            out[name] = value
         if name == kind.seed and values and values[0] in SEED_CONTROL:
             values.pop(0)  # the frontend's control_after_generate, not an input
     return out

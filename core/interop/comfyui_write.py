@@ -113,8 +113,8 @@ class _Writer:
         if ref.lower().endswith((".safetensors", ".ckpt")):
             node = self.add("CheckpointLoaderSimple", ckpt_name=self.file(comfy_name(ref), f"your file {ref}"))
             return Link(node, 0), Link(node, 1), Link(node, 2)
-        name = file_name(ref)
         hub = not ref.startswith(("/", "~", ".")) and ref.count("/") == 1 and not (len(ref) > 1 and ref[1] == ":")
+        name = ref.split("/")[-1] if hub else file_name(ref)
         self.file(name, f"the diffusers folder of {ref}",
                   f"{ref} has no single-file checkpoint ComfyUI's examples name: the graph loads it with "
                   f"DiffusersLoader from models/diffusers/{name}"
@@ -216,8 +216,11 @@ class _Writer:
                          f"the control image {Path(cn.image).name} must be in ComfyUI's input folder")
         image = Link(self.add("LoadImage", image=name), 0)
         if cn.preprocessor == "canny":
-            image = Link(self.add("Canny", low_threshold=round(cn.low / 255, 2), high_threshold=round(cn.high / 255, 2),
-                                  image=image), 0)
+            # ComfyUI's Canny takes thresholds as 0.01..0.99 of 255; three decimals keep every whole value.
+            def share(v: int) -> float:
+                return min(max(round(v / 255, 3), 0.01), 0.99)
+
+            image = Link(self.add("Canny", low_threshold=share(cn.low), high_threshold=share(cn.high), image=image), 0)
         node = self.add("ControlNetApplyAdvanced", strength=cn.scale, start_percent=cn.start, end_percent=cn.end,
                         positive=positive, negative=negative, control_net=Link(loader, 0), image=image)
         return Link(node, 0), Link(node, 1)

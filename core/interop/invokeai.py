@@ -144,8 +144,8 @@ def _hrf_first_size(d: dict, width: int, height: int) -> tuple[int, int]:
     if width * height <= native * native:
         return width, height
     aspect = width / height
-    w = max(8, int((native * native * aspect) ** 0.5) // 8 * 8)
-    return w, max(8, int(w / aspect) // 8 * 8)
+    w = (native * native * aspect) ** 0.5
+    return max(8, round(w / 8) * 8), max(8, round(w / aspect / 8) * 8)
 
 
 def _hires_fix(d: dict, where: Where, lookup, base: Stage, notes: list[str]) -> list[Stage]:
