@@ -230,3 +230,14 @@ def test_cli_exports_the_api_format_with_the_files_it_loads(tmp_path, capsys):
     assert "exists only in Handoff" in stderr
     assert from_api(api, Where("x")).nodes  # the same graph the PNG's `prompt` chunk holds
     assert api == comfyui.api_prompt(p)
+
+
+def test_an_upscale_stage_is_a_model_upscale_and_comes_back_as_one(tmp_path):
+    up = _library(tmp_path, "upscaler", "upscale_models/4x-UltraSharp.pth")
+    project = Project(prompt="a fox", seed=5, width=512, height=512, stages=[
+        Stage("builtin:demo-base", steps=8), Stage(up, upscale=1.5)])
+    api = comfyui.api_prompt(project)
+    classes = [n["class_type"] for n in api.values()]
+    assert classes.count("KSampler") == 1 and "ImageUpscaleWithModel" in classes and "VAEEncode" not in classes
+    back = _accepted(project, no_models())
+    assert [(s.model, s.upscale) for s in back.stages] == [("builtin:demo-base", 1.0), (up, 1.5)]

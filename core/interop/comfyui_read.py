@@ -72,10 +72,15 @@ class _Reader(SamplerInputs):
             if n.muted:
                 self.unmapped.append(f"node {n.id} ({n.class_type}) is muted or bypassed: left out")
         came, specs = self._chain(self._output(live))
-        if came.scale != 1 or came.target or came.upscaler:
-            self.unmapped.append("a resize after the last sampler (before saving)"
-                                 + (f" with upscale model {came.upscaler!r}" if came.upscaler else "") + ": not applied")
         project = self._project(specs)
+        if came.upscaler:  # a model upscale after the last sampler: Handoff's upscale stage
+            final = (project.width, project.height)
+            for stage in project.stages:
+                final = (round(final[0] * stage.upscale), round(final[1] * stage.upscale))
+            label = f"stage {len(project.stages) + 1} (upscale)"
+            project.stages.append(Stage(model=came.upscaler, upscale=self._factor(came, final, label)))
+        elif came.scale != 1 or came.target:
+            self.unmapped.append("a resize after the last sampler (before saving): not applied")
         self._report_unvisited(live)
         return Imported(project, "ComfyUI", self.source, self.unmapped, self.notes)
 
