@@ -241,3 +241,14 @@ def test_an_upscale_stage_is_a_model_upscale_and_comes_back_as_one(tmp_path):
     assert classes.count("KSampler") == 1 and "ImageUpscaleWithModel" in classes and "VAEEncode" not in classes
     back = _accepted(project, no_models())
     assert [(s.model, s.upscale) for s in back.stages] == [("builtin:demo-base", 1.0), (up, 1.5)]
+
+
+def test_an_upscale_stage_on_the_init_image_loads_it(tmp_path):
+    up = _library(tmp_path, "upscaler", "upscale_models/4x-UltraSharp.pth")
+    project = Project(prompt="", seed=1, width=256, height=256, init_image="/photos/old.png", stages=[
+        Stage(up, upscale=2.0), Stage("builtin:demo-refiner", steps=8, handoff="pixel", strength=0.2)])
+    graph = graph_for(project)
+    api = to_api(graph)
+    assert graph_problems(api, OBJECT_INFO, set(graph.files)) == []
+    (load,) = [n for n in api.values() if n["class_type"] == "LoadImage"]
+    assert load["inputs"]["image"] == "old.png" and graph.files["old.png"] == "the init image"

@@ -151,8 +151,7 @@ class _Writer:
         s = stages[pos]
         stage = s.stage
         if is_upscaler(stage.model):
-            source = image or self._decoded(prev, prev_vae)
-            return None, None, self._model_resize(stage.model, source, s.size)
+            return None, None, self._model_resize(stage.model, self._taken_in(image, prev, prev_vae), s.size)
         model, clip, vae = self.loader(stage.model)
         for lora in stage.loras:
             name = self.file(comfy_name(lora.ref), f"the LoRA {lora.ref}")
@@ -171,11 +170,7 @@ class _Writer:
         elif s.handoff in ("ensemble", "latent") and prev is not None:
             latent = prev
         else:  # pixel: from the previous stage's decode, or the init image
-            if image is None and prev is None:
-                name = self.file(Path(self.project.init_image or "init.png").name, "the init image",
-                                 "the init image must be in ComfyUI's input folder")
-                image = Link(self.add("LoadImage", image=name), 0)
-            source = image or self._decoded(prev, prev_vae)
+            source = self._taken_in(image, prev, prev_vae)
             if stage.upscaler:
                 source = self._model_resize(stage.upscaler, source, s.size)
             elif stage.upscale != 1:
@@ -198,6 +193,17 @@ class _Writer:
             denoise = 1.0 if s.handoff == "generate" else s.strength
             node = self.add("KSampler", stage.name, seed=s.seed, denoise=denoise, **common)
         return Link(node, 0), vae, None
+
+    def _taken_in(self, image: Link | None, latent: Link | None, vae: Link | None) -> Link:
+        """The IMAGE a stage takes in: an upscale stage's, the previous sampler's decoded, or
+        the init image (the first stage)."""
+        if image is not None:
+            return image
+        if latent is not None:
+            return self._decoded(latent, vae)
+        name = self.file(Path(self.project.init_image or "init.png").name, "the init image",
+                         "the init image must be in ComfyUI's input folder")
+        return Link(self.add("LoadImage", image=name), 0)
 
     def _decoded(self, latent: Link | None, vae: Link | None) -> Link:
         return Link(self.add("VAEDecode", samples=latent, vae=vae), 0)
