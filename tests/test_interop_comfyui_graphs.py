@@ -252,3 +252,20 @@ def test_an_upscale_stage_on_the_init_image_loads_it(tmp_path):
     assert graph_problems(api, OBJECT_INFO, set(graph.files)) == []
     (load,) = [n for n in api.values() if n["class_type"] == "LoadImage"]
     assert load["inputs"]["image"] == "old.png" and graph.files["old.png"] == "the init image"
+
+
+def test_a_controlnet_on_an_image_handoff_cannot_take_is_listed_and_the_rest_read(tmp_path):
+    cn = _library(tmp_path, "controlnet", "controlnet/depth.safetensors")
+    project = Project(prompt="a room", seed=3, width=512, height=512, stages=[
+        Stage("builtin:demo-base", steps=8, controlnet=ControlNet(cn, "/pics/depth.png", "none", scale=0.5))])
+    api = comfyui.api_prompt(project)
+    assert from_json(copy.deepcopy(api), "a.json", no_models()).project.stages[0].controlnet == ControlNet(
+        cn, "depth.png", "none", scale=0.5)
+    # A preprocessor node of a custom pack between the image and the ControlNet.
+    (apply_id,) = [k for k, n in api.items() if n["class_type"] == "ControlNetApplyAdvanced"]
+    api["99"] = {"class_type": "DepthAnythingPreprocessor", "inputs": {"image": api[apply_id]["inputs"]["image"]}}
+    api[apply_id]["inputs"]["image"] = ["99", 0]
+    imported = from_json(api, "b.json", no_models())
+    stage = imported.project.stages[0]
+    assert stage.controlnet is None and imported.project.prompt == "a room"
+    assert any("DepthAnythingPreprocessor" in u and "not applied" in u for u in imported.unmapped)

@@ -140,7 +140,9 @@ class SamplerInputs:
         """A ControlNet apply node as the stage's ControlNet (one per stage: a second is listed)."""
         loader = self._node(node.inputs.get("control_net"), f"{w.prefix} control_net")
         if loader.class_type != "ControlNetLoader":
-            raise w.error("control_net", f"comes from node {loader.id} ({loader.class_type}), not a ControlNetLoader")
+            self.unmapped.append(f"node {node.id} ({node.class_type}): its ControlNet comes from node {loader.id} "
+                                 f"({loader.class_type}), which Handoff cannot read: not applied")
+            return
         name = self.where.at(f"node {loader.id} (ControlNetLoader)").text(
             loader.inputs.get("control_net_name"), "control_net_name")
         source = self._node(node.inputs.get("image"), f"{w.prefix} image")
@@ -152,8 +154,10 @@ class SamplerInputs:
             high = round(255 * cw.number(source.inputs.get("high_threshold", 0.8), "high_threshold"))
             source = self._node(source.inputs.get("image"), f"node {source.id} image")
         if source.class_type != "LoadImage":
-            raise w.error("image", f"comes from node {source.id} ({source.class_type}): Handoff takes a control "
-                                   "image from a LoadImage node (or a Canny node on one)")
+            self.unmapped.append(f"node {node.id} ({node.class_type}): its control image comes from node {source.id} "
+                                 f"({source.class_type}); Handoff takes one from a LoadImage node (or a Canny node on "
+                                 "one): the ControlNet is not applied")
+            return
         image = self.where.at(f"node {source.id} (LoadImage)").text(source.inputs.get("image"), "image")
         cn = ControlNet(self.lookup.adapter(name, "controlnet", w.prefix, self.notes), image, preprocessor, low, high,
                         scale=w.number(node.inputs.get("strength", 1.0), "strength"),
