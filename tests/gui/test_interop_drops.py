@@ -65,3 +65,6 @@ def test_export_comfyui_workflow(window, tmp_path):
     assert window.export_comfyui(out)
     workflow = json.loads(out.read_text())
     assert looks_like_ui(workflow) and any(n["type"] == "KSamplerAdvanced" for n in workflow["nodes"])
+    # The default chain is Handoff's demo models: the log says ComfyUI has no such files.
+    assert [s.model for s in window.project.stages] == ["builtin:demo-base", "builtin:demo-refiner"]
+    assert "ComfyUI export: builtin:demo-base is Handoff's built-in demo model" in window.log.toPlainText()
