@@ -5,7 +5,7 @@
     python main.py sweep PROJECT_FILE --x "2.strength=0.1,0.2,0.3" [--y "seed=1,2,3"] --out DIR [--max-cells N] [--ray ADDRESS]
     python main.py batch JOBS.jsonl [--project PROJECT_FILE] --out DIR [--keep-going] [--ray ADDRESS]
     python main.py inspect FILE              (the project a PNG/JPEG/WebP/.json/.handoff restores)
-    python main.py export PROJECT --comfyui OUT.json
+    python main.py export PROJECT --comfyui OUT.json [--format ui|api]
 
 Progress goes to stderr; the per-stage timing table is printed at the end. Every error is
 one line on stderr (`handoff: ...`) and an exit status: 2 for bad input (found before any
@@ -128,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser("export", help="write a project as another tool's file")
     exp.add_argument("project", type=Path, help="a .handoff, .json or an image with a recipe")
-    exp.add_argument("--comfyui", type=Path, required=True, help="the ComfyUI workflow (.json) to write")
+    exp.add_argument("--comfyui", type=Path, required=True, help="the ComfyUI graph (.json) to write")
+    exp.add_argument("--format", choices=("ui", "api"), default="ui",
+                     help="ui: the workflow ComfyUI's window opens (default); api: the prompt a POST to its /prompt runs")
     return parser
 
 
@@ -378,7 +380,7 @@ def _say_damaged_settings() -> None:
 
 def _main(args, interrupts: "Interrupts") -> int:
     if args.command in ("inspect", "export"):
-        return inspect_file(args.file) if args.command == "inspect" else export_project(args.project, args.comfyui)
+        return inspect_file(args.file) if args.command == "inspect" else export_project(args.project, args.comfyui, args.format)
     if args.command in ("generate", "run", "sweep", "batch"):
         try:
             check_out(args)
@@ -456,8 +458,9 @@ def inspect_file(path: Path) -> int:
     return 0
 
 
-def export_project(path: Path, comfyui_out: Path) -> int:
-    """`export PROJECT --comfyui OUT.json`: the project as a ComfyUI workflow."""
+def export_project(path: Path, comfyui_out: Path, fmt: str = "ui") -> int:
+    """`export PROJECT --comfyui OUT.json [--format ui|api]`: the project as a ComfyUI
+    graph; stderr lists the files it names and what ComfyUI needs before it can run."""
     from core.interop.comfyui import write_workflow
 
     doc, problem = _read(path)
@@ -466,11 +469,15 @@ def export_project(path: Path, comfyui_out: Path) -> int:
         return EXIT_USAGE
     try:
         # A Handoff PNG's export follows what its run did, as the PNG's own graph does.
-        write_workflow(doc.project, comfyui_out, doc.source.ran if doc.source is not None else None)
+        graph = write_workflow(doc.project, comfyui_out, doc.source.ran if doc.source is not None else None, fmt)
     except (ProjectError, OSError) as exc:
         print(f"handoff: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"wrote {comfyui_out}", file=sys.stderr)
+    print(f"wrote {comfyui_out} (ComfyUI {'workflow' if fmt == 'ui' else 'API prompt'})", file=sys.stderr)
+    for name, what in graph.files.items():
+        print(f"  loads {name}: {what}", file=sys.stderr)
+    for note in graph.notes:
+        print(f"  note: {note}", file=sys.stderr)
     return 0
 
 

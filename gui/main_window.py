@@ -709,11 +709,13 @@ class MainWindow(QMainWindow):
         if path is None:
             return False
         try:
-            write_workflow(self.project, path)
+            graph = write_workflow(self.project, path)
         except (ProjectError, OSError) as exc:
             self.show_error(f"Could not export {Path(path).name}: {exc}")
             return False
         self.statusBar().showMessage(f"Exported the ComfyUI workflow to {path}", 5000)
+        for note in graph.notes:  # what ComfyUI needs before it can run the graph
+            self.log_line(f"ComfyUI export: {note}")
         return True
 
     def autosave(self) -> None:

@@ -16,6 +16,13 @@ def sample(name: str) -> str:
     return (DATA / name).read_text(encoding="utf-8")
 
 
+def comfyui_object_info() -> dict:
+    """The pinned snapshot of ComfyUI's node definitions (its source is in the file's `_source`)."""
+    import json
+
+    return json.loads((DATA.parent / "comfyui_object_info.json").read_text(encoding="utf-8"))
+
+
 def no_models() -> ModelLookup:
     """A lookup that knows no models: every name stays as the file wrote it."""
     return ModelLookup([])

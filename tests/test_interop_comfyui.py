@@ -9,12 +9,16 @@ import pytest
 from PIL import Image
 
 from core.interop import comfyui
+from core.interop.comfyui_check import graph_problems
+from core.interop.comfyui_write import graph_for
 from core.interop.comfyui_nodes import from_api, from_ui, to_api, to_ui
 from core.interop.detect import from_chunks, from_json
 from core.interop.reading import Where
 from core.metadata import read_recipe, save_png
 from core.project import Project, Stage
-from tests.interop_helpers import lookup_of, no_models, png_with, sample
+from tests.interop_helpers import comfyui_object_info, lookup_of, no_models, png_with, sample
+
+OBJECT_INFO = comfyui_object_info()
 
 
 def graph(name: str):
@@ -34,21 +38,45 @@ def test_sdxl_base_and_refiner_split_one_schedule():
     assert any("stabilityai/stable-diffusion-xl-base-1.0" in n for n in imported.notes)
 
 
-def test_a_lora_is_listed_and_the_chain_goes_on_through_it():
+def _in_library(tmp_path, kind: str, relative: str):
+    """A file in a scanned ComfyUI models folder, listed in the (test's own) model library."""
+    from core.model_library import LibraryEntry, ModelLibrary
+
+    path = tmp_path / "ComfyUI" / "models" / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\0" * 16)
+    lib = ModelLibrary.load()
+    lib.add(LibraryEntry(path.stem, str(path), "comfyui", None, kind))
+    lib.save()
+    return str(path)
+
+
+def test_a_lora_loader_becomes_the_stages_lora_from_the_library(tmp_path):
+    lora = _in_library(tmp_path, "lora", "loras/epi_noiseoffset2.safetensors")
     imported = from_json(graph("sd-1.5-lora-0.json"), "lora.json", no_models())
     p = imported.project
     assert (p.prompt, p.negative_prompt, p.stages[0].model) == ("masterpiece best quality girl", "bad hands",
                                                                 "v1-5-pruned-emaonly.safetensors")
-    assert any("epi_noiseoffset2.safetensors" in u and "not applied" in u for u in imported.unmapped)
+    assert [(lo.ref, lo.weight) for lo in p.stages[0].loras] == [(lora, 1.0)]
+    assert not any("LoraLoader" in u for u in imported.unmapped)
     assert any("does not fit Handoff's 32-bit seeds" in n for n in imported.notes)
+
+
+def test_a_lora_not_in_the_library_stays_named_with_a_note():
+    imported = from_json(graph("sd-1.5-lora-0.json"), "lora.json", no_models())
+    assert [lo.ref for lo in imported.project.stages[0].loras] == ["epi_noiseoffset2.safetensors"]
+    assert any("LoRA 'epi_noiseoffset2.safetensors' is not in your model library" in n for n in imported.notes)
 
 
 def test_a_unet_loader_graph_says_what_it_needs():
     imported = from_json(graph("z_image-0.json"), "z.json", no_models())
     stage = imported.project.stages[0]
     assert (stage.model, stage.steps, stage.guidance, stage.scheduler) == ("z_image_turbo_bf16.safetensors", 9, 1.0, "Euler")
-    assert any("transformer/UNet alone" in n for n in imported.notes)
-    assert {u.split(":")[0] for u in imported.unmapped} >= {"node 17 (VAELoader)", "node 18 (CLIPLoader)"}
+    # No stage field holds a denoiser file alone: not mapped, with every file the graph loads named.
+    (unet,) = [u for u in imported.unmapped if u.startswith("node 16 (UNETLoader)")]
+    for name in ("z_image_turbo_bf16.safetensors", "z_image_turbo_vae.safetensors", "qwen_3_4b.safetensors"):
+        assert name in unet
+    assert any("Tongyi-MAI/Z-Image-Turbo" in n for n in imported.notes)
 
 
 def test_ui_workflows_read_like_the_api_format():
@@ -105,6 +133,8 @@ def test_handoff_to_comfyui_and_back_keeps_the_project(tmp_path, build):
     project = Project(prompt="a lighthouse at dusk, volumetric light", negative_prompt="text, watermark", width=832,
                       height=1216, seed=123456, stages=stages)
     api = comfyui.api_prompt(project)
+    written = graph_for(project)
+    assert graph_problems(api, OBJECT_INFO, set(written.files)) == [], "ComfyUI would refuse the graph"
     lookup = lookup_of(ckpt, xl_base, xl_refiner)
     back = from_json(json.loads(json.dumps(api)), "api.json", lookup)
     assert back.unmapped == [], back.unmapped
@@ -153,6 +183,7 @@ def test_every_png_handoff_writes_carries_both_graphs(tmp_path):
     api, ui = json.loads(chunks["prompt"]), json.loads(chunks["workflow"])
     assert comfyui.looks_like_api(api) and comfyui.looks_like_ui(ui)
     assert {"last_node_id", "last_link_id", "nodes", "links", "version"} <= set(ui)
+    assert graph_problems(api, OBJECT_INFO, set(graph_for(p, 1).files)) == []
     del chunks["handoff"]  # as another program that keeps only ComfyUI's chunks would
     imported = from_chunks(chunks, "out.png", lookup=no_models())
     assert imported.tool == "ComfyUI" and _mapped(imported.project) == _mapped(p)

@@ -95,3 +95,41 @@ def test_novelai(tmp_path):
 def test_a_plain_png_has_no_recipe(tmp_path):
     path = png_with(tmp_path / "plain.png", {"Title": "holiday", "Software": "GIMP"})
     assert read_recipe(path) is None
+
+
+def _lora_in_library(tmp_path, file: str, kind: str = "lora") -> str:
+    from core.model_library import LibraryEntry, ModelLibrary
+
+    path = tmp_path / "models" / ("loras" if kind == "lora" else "upscale_models") / file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\0" * 16)
+    lib = ModelLibrary.load()
+    lib.add(LibraryEntry(path.stem, str(path), "comfyui", None, kind))
+    lib.save()
+    return str(path)
+
+
+def test_fooocus_loras_the_library_has_become_the_stages_loras(tmp_path):
+    lora = _lora_in_library(tmp_path, "sd_xl_offset_example-lora_1.0.safetensors")
+    imported = chunks_read({"parameters": sample("fooocus/meta.json"), "fooocus_scheme": "fooocus"})
+    assert [(lo.ref, lo.weight) for lo in imported.project.stages[0].loras] == [(lora, 0.1)]
+    assert not any("LoRA" in u for u in imported.unmapped)
+
+
+def test_invokeai_loras_and_hires_fix(tmp_path):
+    lora = _lora_in_library(tmp_path, "detail-tweaker.safetensors")
+    esrgan = _lora_in_library(tmp_path, "RealESRGAN_x2plus.pth", "upscaler")
+    meta = json.loads(sample("invokeai/invokeai_metadata-3.3.json"))
+    # InvokeAI 3.x's own keys for these, on the sample: a LoRA and its hires fix at 1536x864.
+    meta.update(width=1536, height=864, hrf_enabled=True, hrf_method="ESRGAN", hrf_strength=0.45,
+                loras=[{"lora": {"model_name": "detail-tweaker", "base_model": "sd-1"}, "weight": 0.75},
+                       {"lora": {"model_name": "not-here", "base_model": "sd-1"}, "weight": 1}])
+    imported = chunks_read({"invokeai_metadata": json.dumps(meta)})
+    p = imported.project
+    base, hires = p.stages
+    assert (p.width, p.height) == (680, 384), "InvokeAI's first pass: the SD 1.x native area at the final aspect"
+    assert [(lo.ref, lo.weight) for lo in base.loras] == [(lora, 0.75)]
+    assert (hires.handoff, hires.strength, hires.upscaler, hires.model) == ("pixel", 0.45, esrgan, base.model)
+    assert round(680 * hires.upscale) == 1536
+    assert any("LoRA 'not-here'" in u for u in imported.unmapped)
+    assert not any(u.startswith(("hrf_", "loras")) for u in imported.unmapped)

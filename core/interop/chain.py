@@ -65,8 +65,8 @@ def job(project: Project, upto: int | None = None, ran: dict[int, StageRan] | No
         record = (ran or {}).get(i)
         strength = stage.strength
         if record is not None and record.ran != "upscale":
-            # An upscaler stage is still written as the pixel refine other tools can read
-            # (no ImageUpscaleWithModel node yet); its record stays in the handoff chunk.
+            # An upscaler stage keeps the pixel handoff here (the ComfyUI writer tells it by
+            # its model and writes the model upscale); its record stays in the handoff chunk.
             handoff, strength = record.ran, record.strength
         out.append(JobStage(i, stage, handoff, sizes.get(i, size_in), size_in,
                             stage.effective_prompt(project.prompt), stage.effective_negative(project.negative_prompt),

@@ -24,10 +24,19 @@ class NodeType:
     links: tuple[tuple[str, str], ...] = ()  # (input name, type) of linked inputs
     outputs: tuple[str, ...] = ()  # output types, by slot
     seed: str | None = None  # the widget followed by control_after_generate
+    ui_only: tuple[tuple[str, Any], ...] = ()  # widgets the frontend keeps that are no input (LoadImage's upload)
 
 
 NODE_TYPES: dict[str, NodeType] = {
     "CheckpointLoaderSimple": NodeType(("ckpt_name",), (), ("MODEL", "CLIP", "VAE")),
+    "CheckpointLoader": NodeType(("config_name", "ckpt_name"), (), ("MODEL", "CLIP", "VAE")),
+    "UnetLoaderGGUF": NodeType(("unet_name",), (), ("MODEL",)),
+    "CLIPLoader": NodeType(("clip_name", "type", "device"), (), ("CLIP",)),
+    "DualCLIPLoader": NodeType(("clip_name1", "clip_name2", "type", "device"), (), ("CLIP",)),
+    "TripleCLIPLoader": NodeType(("clip_name1", "clip_name2", "clip_name3"), (), ("CLIP",)),
+    "UpscaleModelLoader": NodeType(("model_name",), (), ("UPSCALE_MODEL",)),
+    "ImageUpscaleWithModel": NodeType((), (("upscale_model", "UPSCALE_MODEL"), ("image", "IMAGE")), ("IMAGE",)),
+    "Canny": NodeType(("low_threshold", "high_threshold"), (("image", "IMAGE"),), ("IMAGE",)),
     "DiffusersLoader": NodeType(("model_path",), (), ("MODEL", "CLIP", "VAE")),
     "UNETLoader": NodeType(("unet_name", "weight_dtype"), (), ("MODEL",)),
     "CLIPTextEncode": NodeType(("text",), (("clip", "CLIP"),), ("CONDITIONING",)),
@@ -57,11 +66,11 @@ NODE_TYPES: dict[str, NodeType] = {
                                                 ("image", "IMAGE")), ("CONDITIONING",)),
     "ControlNetApplyAdvanced": NodeType(("strength", "start_percent", "end_percent"),
                                         (("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
-                                         ("control_net", "CONTROL_NET"), ("image", "IMAGE")),
+                                         ("control_net", "CONTROL_NET"), ("image", "IMAGE"), ("vae", "VAE")),
                                         ("CONDITIONING", "CONDITIONING")),
     "ControlNetLoader": NodeType(("control_net_name",), (), ("CONTROL_NET",)),
     "VAELoader": NodeType(("vae_name",), (), ("VAE",)),
-    "LoadImage": NodeType(("image", "upload"), (), ("IMAGE", "MASK")),
+    "LoadImage": NodeType(("image", "upload"), (), ("IMAGE", "MASK"), ui_only=(("upload", "image"),)),
     "SaveImage": NodeType(("filename_prefix",), (("images", "IMAGE"),), ()),
     "PreviewImage": NodeType((), (("images", "IMAGE"),), ()),
     "CLIPSetLastLayer": NodeType(("stop_at_clip_layer",), (("clip", "CLIP"),), ("CLIP",)),
@@ -89,6 +98,10 @@ class Graph:
     nodes: dict[str, Node] = field(default_factory=dict)
     format: str = "api"  # "api" or "ui": what it was read from
     unmapped: list[str] = field(default_factory=list)  # what the conversion itself could not read
+    # A written graph's files, by the name its loaders take, with what each is; and what
+    # the user must do before ComfyUI can run it (files only Handoff has, downloads).
+    files: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- reading
@@ -200,10 +213,13 @@ def _widget_inputs(class_type: str, widgets: Any, where: Where, graph: Graph) ->
         return {f"widget {n + 1}": v for n, v in enumerate(widgets)}
     values = list(widgets)
     out: dict[str, Any] = {}
+    ui_only = dict(kind.ui_only)
     for name in kind.widgets:
         if not values:
             break
-        out[name] = values.pop(0)
+        value = values.pop(0)
+        if name not in ui_only:
+            out[name] = value
         if name == kind.seed and values and values[0] in SEED_CONTROL:
             values.pop(0)  # the frontend's control_after_generate, not an input
     return out
@@ -248,11 +264,14 @@ def to_ui(graph: Graph) -> dict[str, Any]:
     for order, (nid, node) in enumerate(sorted(graph.nodes.items(), key=lambda kv: (depth[kv[0]], ids[kv[0]]))):
         kind = NODE_TYPES[node.class_type]
         widgets: list[Any] = []
+        ui_only = dict(kind.ui_only)
         for name in kind.widgets:
             if name in node.inputs and not isinstance(node.inputs[name], Link):
                 widgets.append(node.inputs[name])
                 if name == kind.seed:
                     widgets.append("fixed")
+            elif name in ui_only:
+                widgets.append(ui_only[name])
         row = column_rows.get(depth[nid], 0)
         column_rows[depth[nid]] = row + 1
         entry: dict[str, Any] = {

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from core.interop import a1111, samplers
-from core.interop.reading import Imported, Where, size_of
+from core.interop.reading import Imported, Where, library_loras, size_of
 from core.project import Project, Stage
 
 TOOL = "Fooocus"
@@ -102,8 +102,7 @@ def read_json(raw: dict, where: Where, lookup) -> Imported:
             continue
         shown = value if isinstance(value, str) else json.dumps(value)
         unmapped.append(f"{key}: {shown[:70]} (not applied)")
-    for name, weight in loras.items():
-        unmapped.append(f"LoRA '{name}' at weight {weight}: its LoRA list is not mapped from this file yet, not applied")
+    stages[0].loras = library_loras(loras, lookup, unmapped)
     vae = d.get("vae")
     if isinstance(vae, str) and vae not in ("", "None", "Default (model)"):
         unmapped.append(f"vae: {vae} (not applied: each stage decodes with its model's own VAE)")

@@ -11,7 +11,7 @@ from typing import Any
 
 from core.families.sdxl import REFINER_AESTHETIC_SCORE, REFINER_NEGATIVE_AESTHETIC_SCORE
 from core.interop import samplers
-from core.interop.reading import Imported, Where, size_of
+from core.interop.reading import Imported, Where, library_loras, size_of
 from core.project import Project, Stage
 
 TOOL = "InvokeAI"
@@ -52,8 +52,14 @@ _META_MAPPED = {
     "positive_prompt", "negative_prompt", "width", "height", "seed", "cfg_scale", "steps", "scheduler", "model",
     "refiner_model", "refiner_start", "refiner_steps", "refiner_cfg_scale", "refiner_scheduler", "generation_mode",
     "strength", "app_version", "rand_device", "guidance", "positive_style_prompt", "negative_style_prompt",
-    "refiner_positive_aesthetic_score", "refiner_negative_aesthetic_score",
+    "refiner_positive_aesthetic_score", "refiner_negative_aesthetic_score", "loras", "hrf_enabled", "hrf_method",
+    "hrf_strength",
 }
+# InvokeAI's hires fix generates first at the area of its model's native size (the UI's
+# `optimalDimension`: 512 for SD 1.x, 768 for SD 2.x, 1024 otherwise), then upscales to
+# the metadata's width and height; "ESRGAN" upscales with this model.
+_HRF_NATIVE = {"sd-1": 512, "sd-2": 768}
+_HRF_ESRGAN = "RealESRGAN_x2plus"
 _EMPTY_OK = {"loras", "controlnets", "ipAdapters", "t2iAdapters", "ref_images", "regions", "controlLayers"}
 
 
@@ -80,6 +86,10 @@ def read_metadata(text: str, where: Where, lookup) -> Imported:
         strength = d.get("strength")
         notes.append(f"generation mode {mode!r}" + (f" at strength {strength}" if strength is not None else "")
                      + ": its init image is not in the file, so the first stage generates")
+    stage.loras = library_loras(_loras(d.get("loras"), where), lookup, unmapped)
+    hires = _hires_fix(d, where, lookup, stage, notes) if d.get("hrf_enabled") else []
+    if hires:
+        width, height = _hrf_first_size(d, width, height)
     if d.get("refiner_model"):
         r_name, r_hash = _model_name(d["refiner_model"], where, "refiner_model")
         start = where.number(d.get("refiner_start", 0.8), "refiner_start")
@@ -109,8 +119,57 @@ def read_metadata(text: str, where: Where, lookup) -> Imported:
             continue
         shown = json.dumps(value) if not isinstance(value, str) else value
         unmapped.append(f"{key}: {shown[:70]}{'…' if len(shown) > 70 else ''} (not applied)")
+    stages += hires  # after a refiner: InvokeAI's hires fix is its last pass
     project = Project(prompt=prompt, negative_prompt=negative, width=width, height=height, seed=seed, stages=stages)
     return Imported(project, TOOL, "the `invokeai_metadata` chunk", unmapped, notes)
+
+
+def _loras(items: Any, where: Where) -> dict[str, Any]:
+    """name → weight of `loras`: [{"lora": {"model_name"}, "weight"}] (3.x) or
+    [{"model": {"name", ...}, "weight"}] (4.x+)."""
+    out: dict[str, Any] = {}
+    for n, item in enumerate(items or []):
+        item = where.table(item, f"loras[{n + 1}]")
+        name, _ = _model_name(item.get("lora", item.get("model")), where, f"loras[{n + 1}]")
+        if name:
+            out[name] = item.get("weight", 1.0)
+    return out
+
+
+def _hrf_first_size(d: dict, width: int, height: int) -> tuple[int, int]:
+    """The size InvokeAI's hires fix generates at first: the model's native area at the
+    final aspect, in multiples of 8 (its calculateHrfRes)."""
+    base = d.get("model", {}).get("base", d.get("model", {}).get("base_model")) if isinstance(d.get("model"), dict) else None
+    native = _HRF_NATIVE.get(base, 1024)
+    if width * height <= native * native:
+        return width, height
+    aspect = width / height
+    w = (native * native * aspect) ** 0.5
+    return max(8, round(w / 8) * 8), max(8, round(w / aspect / 8) * 8)
+
+
+def _hires_fix(d: dict, where: Where, lookup, base: Stage, notes: list[str]) -> list[Stage]:
+    """The hires fix's second pass: a pixel stage from the first pass's size to the final one."""
+    width, height = size_of(where, d.get("width", 1024), d.get("height", 1024))
+    first = _hrf_first_size(d, width, height)
+    if first == (width, height):
+        notes.append(f"hires fix: {width}x{height} is no larger than the model's native size, so InvokeAI ran one pass")
+        return []
+    strength = where.number(d.get("hrf_strength", 0.45), "hrf_strength")
+    stage = Stage(model=base.model, steps=base.steps, guidance=base.guidance, scheduler=base.scheduler, handoff="pixel",
+                  strength=min(max(strength, 0.01), 1.0), upscale=round(width / first[0], 4), name="hires fix",
+                  loras=list(base.loras))
+    method = d.get("hrf_method", "ESRGAN")
+    if method == "ESRGAN":
+        stage.upscaler = lookup.find_adapter(_HRF_ESRGAN, "upscaler")
+        if stage.upscaler is None:
+            notes.append(f"hires fix: InvokeAI upscaled with {_HRF_ESRGAN}, which is not in your model library: "
+                         "resized with Lanczos (add it to set the stage's upscaler)")
+    elif method != "lanczos":
+        notes.append(f"hires fix: InvokeAI resized with {method!r}; Handoff resizes with Lanczos")
+    notes.append(f"hires fix: the first pass is {first[0]}x{first[1]} (InvokeAI's size for the model), upscaled "
+                 f"×{stage.upscale:g} to {width}x{height}")
+    return [stage]
 
 
 def _aesthetic_scores(d: dict, where: Where) -> list[str]:

@@ -25,6 +25,8 @@ WELL_KNOWN = {
     "v1-5-pruned-emaonly": "stable-diffusion-v1-5/stable-diffusion-v1-5",
     "v1-5-pruned": "stable-diffusion-v1-5/stable-diffusion-v1-5",
     "sd3.5_large": "stabilityai/stable-diffusion-3.5-large",
+    "sd3.5_medium": "stabilityai/stable-diffusion-3.5-medium",
+    "z_image_turbo_bf16": "Tongyi-MAI/Z-Image-Turbo",
     "flux1-dev": "black-forest-labs/FLUX.1-dev",
     "flux1-schnell": "black-forest-labs/FLUX.1-schnell",
 }
@@ -38,6 +40,19 @@ class Candidate:
     ref: str  # what a stage's model field takes
     names: tuple[str, ...]  # lowercase names it answers to
     file: Path | None = None  # a single-file checkpoint (its hash can be compared)
+
+
+def builtin_file(ref: str) -> str:
+    """The file name a built-in demo model (`builtin:demo-base`) is written as for other
+    tools (`handoff-demo-base.safetensors`), and read back from."""
+    return f"handoff-{ref.split(':', 1)[-1]}.safetensors"
+
+
+def _builtin_of(name: str) -> str | None:
+    from core import demo
+
+    base = PureWindowsPath(name).name.lower()
+    return next((r for r in (demo.BASE, demo.REFINER) if base in (builtin_file(r), builtin_file(r)[:-12])), None)
 
 
 def split_name(text: str) -> tuple[str, str | None]:
@@ -71,6 +86,7 @@ class ModelLookup:
         self._candidates = candidates
         self._digests = digests
         self._legacy: dict[Path, str] = {}
+        self._adapters: list[tuple[str, str]] | None = None  # (kind, ref) of the library's entries
         self.hash_budget = hash_budget
         self.unhashed: list[Path] = []  # files left unhashed when the budget ran out
 
@@ -99,6 +115,8 @@ class ModelLookup:
             model_hash = None  # "blake3:…" (InvokeAI 4+) and other schemes: not comparable here
         if name.startswith("builtin:") or _is_local(name):
             return name
+        if _builtin_of(name):
+            return _builtin_of(name)
         said = len(notes)
         found = self._by_name(name) or self._well_known(name, where, notes) or self._by_hash(model_hash)
         if found is not None:
@@ -109,7 +127,7 @@ class ModelLookup:
             return name  # a Hub id: downloaded on first use
         shown = f"'{name}'" + (f" (hash {model_hash})" if model_hash else "") if name else f"hash {model_hash}"
         if (name or model_hash) and len(notes) == said:  # unless a well-known name's note said it already
-            file_name = name if name.lower().endswith(".safetensors") else f"{name}.safetensors"
+            file_name = name if name.lower().endswith((".safetensors", ".ckpt")) else f"{name}.safetensors"
             notes.append(f"{where}: model {shown} is not in your model library or the Hugging Face cache: add "
                          f"{file_name if name else 'that checkpoint'} to the library (Models > Model Library), "
                          f"or set the stage's model to your copy of it")
@@ -119,6 +137,42 @@ class ModelLookup:
                          "the hash was not compared with them: `python main.py inspect FILE` hashes them once "
                          "(remembered afterwards)")
         return name
+
+    def adapter(self, name: str, kind: str, where: str, notes: list[str]) -> str:
+        """The library's file for a LoRA, ControlNet or upscaler a graph names by file name
+        (ComfyUI's path under its models folder, e.g. `sdxl/detail.safetensors`); the name
+        itself, with a note, when the library has no such file. `kind`: a
+        core.model_library kind (LORA_KIND, CONTROLNET_KIND, UPSCALER_KIND)."""
+        found = self.find_adapter(name, kind)
+        if found is not None:
+            return found
+        what = {"lora": "LoRA", "controlnet": "ControlNet", "upscaler": "upscale model"}.get(kind, kind)
+        notes.append(f"{where}: {what} '{name}' is not in your model library: add the folder that holds it "
+                     "(Models > Model Library), or set the stage's file to your copy of it")
+        return name
+
+    def find_adapter(self, name: str, kind: str) -> str | None:
+        """The library's file of `kind` a tool names: by its path below a models folder, its
+        file name, or (InvokeAI and Fooocus name them so) its file name without the suffix."""
+        wanted = PureWindowsPath(name or "").as_posix().lower().strip()
+        if not wanted:
+            return None
+        if self._adapters is None:
+            from core.model_library import ModelLibrary
+
+            self._adapters = [(e.kind, e.ref) for e in ModelLibrary.load().all()]
+        by_name = by_stem = None
+        for k, ref in self._adapters:
+            if k != kind:
+                continue
+            path = PureWindowsPath(ref).as_posix().lower()
+            if path == wanted or path.endswith("/" + wanted):
+                return ref
+            if by_name is None and Path(path).name == Path(wanted).name:
+                by_name = ref
+            if by_stem is None and Path(path).stem == Path(wanted).name:
+                by_stem = ref
+        return by_name or by_stem
 
     def _by_name(self, name: str) -> Candidate | None:
         if not name:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import ReadError
-from core.project import MAX_SEED, Project
+from core.project import MAX_SEED, Lora, Project
 from core.ran import StageRan
 
 
@@ -113,3 +113,23 @@ def size_of(where: Where, width: Any, height: Any, what: str = "size") -> tuple[
     if not (0 < w <= 65536 and 0 < h <= 65536):
         raise where.error(what, f"{w}x{h} is not a usable image size")
     return w, h
+
+
+def library_loras(named: dict[str, Any], lookup, unmapped: list[str]) -> list[Lora]:
+    """A tool's LoRA list (name → weight) as a stage's LoRAs: each the model library has a
+    file of (core.interop.model_lookup.ModelLookup.find_adapter), in order; the others, and
+    weights that are not numbers, listed as not applied."""
+    out: list[Lora] = []
+    for name, weight in named.items():
+        try:
+            w = float(weight)
+        except (TypeError, ValueError):
+            w = None
+        found = lookup.find_adapter(name, "lora")
+        if found is not None and w is not None and math.isfinite(w):
+            out.append(Lora(found, w))
+            continue
+        why = ("no file of that name in the model library (add your loras/ folder, or point the stage at it)"
+               if found is None else f"its weight {weight!r} is not a number")
+        unmapped.append(f"LoRA '{name}' at weight {weight}: {why}, not applied")
+    return out

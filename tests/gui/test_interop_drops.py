@@ -21,12 +21,13 @@ def asked_texts(window, answers):
     return texts
 
 
-def test_a_comfyui_png_offers_its_recipe_and_what_was_not_mapped(window, tmp_path, answers):
+def test_a_comfyui_png_offers_its_recipe_and_what_it_needs(window, tmp_path, answers):
     texts = asked_texts(window, answers)
     png = png_with(tmp_path / "ComfyUI_00042_.png", {"prompt": sample("comfyui/sd-1.5-lora-0.json")}, size=(64, 64))
     assert window.open_path(png) == "recipe"
     assert answers.asked == ["Restore recipe?"]
-    assert "by ComfyUI" in texts[0] and "not mapped" in texts[0] and "epi_noiseoffset2" in texts[0]
+    # Its LoRA is the stage's now; the note says the library has no file of that name.
+    assert "by ComfyUI" in texts[0] and "LoRA 'epi_noiseoffset2.safetensors' is not in your model library" in texts[0]
     assert window.project.prompt == "masterpiece best quality girl" and window.project.init_image is None
     assert "LoRA" in window.log.toPlainText()
     # No: the picture is the init image instead.
@@ -64,3 +65,6 @@ def test_export_comfyui_workflow(window, tmp_path):
     assert window.export_comfyui(out)
     workflow = json.loads(out.read_text())
     assert looks_like_ui(workflow) and any(n["type"] == "KSamplerAdvanced" for n in workflow["nodes"])
+    # The default chain is Handoff's demo models: the log says ComfyUI has no such files.
+    assert [s.model for s in window.project.stages] == ["builtin:demo-base", "builtin:demo-refiner"]
+    assert "ComfyUI export: builtin:demo-base is Handoff's built-in demo model" in window.log.toPlainText()

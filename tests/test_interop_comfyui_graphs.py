@@ -1,0 +1,271 @@
+"""ComfyUI graphs read whole and written as ComfyUI runs them: its stock two-pass examples
+restore stage by stage; LoRAs, ControlNets and upscale models travel both ways; every
+graph Handoff exports passes a check against a pinned snapshot of ComfyUI's node
+definitions (tests/data/comfyui_object_info.json)."""
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from core.interop import comfyui
+from core.interop.comfyui_check import graph_problems
+from core.interop.comfyui_nodes import from_api, from_ui, to_api, to_ui
+from core.interop.comfyui_write import graph_for
+from core.interop.detect import from_json
+from core.interop.reading import Where
+from core.project import ControlNet, Lora, Project, Stage
+from tests.interop_helpers import comfyui_object_info, lookup_of, no_models, sample
+
+OBJECT_INFO = comfyui_object_info()
+SD15 = "v1-5-pruned-emaonly.safetensors"
+
+
+def _library(tmp_path, kind: str, relative: str) -> str:
+    """A file in a ComfyUI models folder the (test's own) model library lists."""
+    from core.model_library import LibraryEntry, ModelLibrary
+
+    path = tmp_path / "ComfyUI" / "models" / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\0" * 16)
+    lib = ModelLibrary.load()
+    lib.add(LibraryEntry(path.stem, str(path), "comfyui", None, kind))
+    lib.save()
+    return str(path)
+
+
+def _chain(p: Project) -> list[tuple]:
+    return [(s.model, s.steps, s.guidance, s.scheduler, s.handoff, s.strength if s.handoff == "pixel" else None,
+             s.upscale, s.upscaler, s.prompt, s.negative_prompt) for s in p.stages]
+
+
+def _accepted(project: Project, lookup) -> Project:
+    """Exports `project`, checks both formats against ComfyUI's node definitions, reads it back."""
+    graph = graph_for(project)
+    api = to_api(graph)
+    assert graph_problems(api, OBJECT_INFO, set(graph.files)) == []
+    ui_api = to_api(from_ui(json.loads(json.dumps(to_ui(graph))), Where("ui")))
+    assert graph_problems(ui_api, OBJECT_INFO, set(graph.files)) == []
+    return from_json(json.loads(json.dumps(api)), "api.json", lookup).project
+
+
+# ---------------------------------------------------------------- ComfyUI's examples
+
+
+def test_the_latent_hires_fix_example_is_a_generate_then_a_pixel_upscale():
+    imported = from_json(json.loads(sample("comfyui/hiresfix_latent.json")), "h.json", no_models())
+    p = imported.project
+    assert (p.width, p.height, p.prompt.startswith("masterpiece HDR victorian"), p.negative_prompt) == (
+        768, 768, True, "bad hands, text, watermark")
+    assert _chain(p) == [(SD15, 12, 8.0, "DPM++ SDE", "auto", None, 1.0, None, None, None),
+                         (SD15, 14, 8.0, "DPM++ 2M", "pixel", 0.5, 1.5, None, None, None)]
+    assert any("upscales latents" in n for n in imported.notes)
+    assert _chain(_accepted(p, no_models())) == _chain(p)
+
+
+def test_the_esrgan_hires_fix_example_follows_the_final_image_and_keeps_its_upscale_model(tmp_path):
+    esrgan = _library(tmp_path, "upscaler", "upscale_models/RealESRGAN_x4plus.pth")
+    imported = from_json(json.loads(sample("comfyui/hiresfix_esrgan.json")), "e.json", no_models())
+    p = imported.project
+    # Two SaveImage nodes: the one after both samplers is the graph's image, though its id is larger.
+    assert "node 9 (SaveImage): another output (1 sampler before it, against 2), not followed" in imported.unmapped
+    assert _chain(p) == [(SD15, 12, 8.0, "DPM++ SDE", "auto", None, 1.0, None, None, None),
+                         (SD15, 14, 8.0, "DPM++ 2M", "pixel", 0.5, 1.5, esrgan, None, None)]
+    back = _accepted(p, no_models())
+    assert _chain(back) == _chain(p)
+    api = comfyui.api_prompt(p)
+    (loader,) = [n for n in api.values() if n["class_type"] == "UpscaleModelLoader"]
+    assert loader["inputs"]["model_name"] == "RealESRGAN_x4plus.pth"
+
+
+def test_the_different_prompt_and_model_example_is_two_models_with_their_own_prompts(tmp_path):
+    first = _library(tmp_path, "pipeline", "checkpoints/Anything-V3.0.ckpt")
+    imported = from_json(json.loads(sample("comfyui/latent_upscale_different_prompt_model.json")), "d.json",
+                         lookup_of(first))
+    p = imported.project
+    assert (p.width, p.height) == (768, 512)
+    base, second = p.stages
+    assert (base.model, base.steps, base.prompt) == (first, 15, None)
+    assert (second.model, second.handoff, second.strength, second.upscale) == (
+        "AbyssOrangeMix2_hard.safetensors", "pixel", 0.5, 1.5)
+    assert second.prompt.startswith("(best quality) beautiful (HDR:1.2)") and second.negative_prompt is None
+    back = _accepted(p, lookup_of(first))
+    assert _chain(back) == _chain(p)
+
+
+def test_the_img2img_example_refines_its_loaded_image():
+    p = from_json(json.loads(sample("comfyui/img2img_workflow.json")), "i.json", no_models()).project
+    p.init_image = "/photos/example.png"
+    assert [(s.handoff, s.strength) for s in p.stages] == [("pixel", 1.0)]
+    back = _accepted(p, no_models())
+    assert _chain(back) == _chain(p)
+
+
+# ---------------------------------------------------------------- adapters, both ways
+
+
+def test_loras_a_controlnet_and_an_upscale_model_go_out_and_come_back(tmp_path):
+    lora_a = _library(tmp_path, "lora", "loras/sdxl/detail.safetensors")
+    lora_b = _library(tmp_path, "lora", "loras/film-grain.safetensors")
+    cn = _library(tmp_path, "controlnet", "controlnet/canny-sdxl.safetensors")
+    up = _library(tmp_path, "upscaler", "upscale_models/4x-UltraSharp.pth")
+    ckpt = _library(tmp_path, "pipeline", "checkpoints/xl/base.safetensors")
+    project = Project(prompt="a harbour at dawn", negative_prompt="blurry", width=832, height=1216, seed=77, stages=[
+        Stage(ckpt, steps=25, guidance=6.0, scheduler="Euler", loras=[Lora(lora_a, 0.6), Lora(lora_b, 1.2)],
+              controlnet=ControlNet(cn, "/pics/edges.png", "canny", 80, 160, scale=0.7, start=0.1, end=0.9)),
+        Stage(ckpt, steps=10, guidance=5.0, scheduler="Euler", handoff="pixel", strength=0.35, upscale=2.0,
+              upscaler=up, loras=[Lora(lora_a, 0.3)])])
+    graph = graph_for(project)
+    api = to_api(graph)
+    names = {(n["class_type"], k): v for n in api.values() for k, v in n["inputs"].items() if isinstance(v, str)}
+    # Named as ComfyUI lists them: the path below the models subfolder.
+    assert names[("CheckpointLoaderSimple", "ckpt_name")] == "xl/base.safetensors"
+    assert names[("ControlNetLoader", "control_net_name")] == "canny-sdxl.safetensors"
+    assert names[("UpscaleModelLoader", "model_name")] == "4x-UltraSharp.pth"
+    assert {v["inputs"]["lora_name"] for v in api.values() if v["class_type"] == "LoraLoader"} == {
+        "sdxl/detail.safetensors", "film-grain.safetensors"}
+    back = _accepted(project, lookup_of(ckpt))
+    first, second = back.stages
+    assert [(lo.ref, lo.weight) for lo in first.loras] == [(lora_a, 0.6), (lora_b, 1.2)]
+    assert [(lo.ref, lo.weight) for lo in second.loras] == [(lora_a, 0.3)]
+    assert first.controlnet == ControlNet(cn, "edges.png", "canny", 80, 160, scale=0.7, start=0.1, end=0.9)
+    assert (second.upscaler, second.upscale, second.strength) == (up, 2.0, 0.35)
+
+
+def test_a_lora_with_another_clip_strength_takes_the_model_strength_and_says_so():
+    api = json.loads(sample("comfyui/sd-1.5-lora-0.json"))
+    api["10"]["inputs"].update(strength_model=0.8, strength_clip=0.5)
+    imported = from_json(api, "l.json", no_models())
+    assert [lo.weight for lo in imported.project.stages[0].loras] == [0.8]
+    assert any("clip strength 0.5" in n for n in imported.notes)
+
+
+def test_the_older_checkpoint_loader_is_read():
+    api = json.loads(sample("comfyui/hiresfix_latent.json"))
+    api["4"] = {"class_type": "CheckpointLoader", "inputs": {"config_name": "v1-inference.yaml", "ckpt_name": SD15}}
+    imported = from_json(api, "c.json", no_models())
+    assert [s.model for s in imported.project.stages] == [SD15, SD15]
+    assert not any("CheckpointLoader" in u for u in imported.unmapped)
+    assert any("v1-inference.yaml" in n for n in imported.notes)
+
+
+# ---------------------------------------------------------------- what ComfyUI runs
+
+
+@pytest.mark.parametrize("models, loader", [
+    (("stabilityai/stable-diffusion-xl-base-1.0", "stabilityai/stable-diffusion-xl-refiner-1.0"),
+     {"CheckpointLoaderSimple": ["sd_xl_base_1.0.safetensors", "sd_xl_refiner_1.0.safetensors"]}),
+    (("stable-diffusion-v1-5/stable-diffusion-v1-5",), {"CheckpointLoaderSimple": [SD15]}),
+    (("stabilityai/stable-diffusion-3.5-large",), {"CheckpointLoaderSimple": ["sd3.5_large.safetensors"],
+                                                   "TripleCLIPLoader": ["clip_g.safetensors"]}),
+    (("black-forest-labs/FLUX.1-dev",), {"UNETLoader": ["flux1-dev.safetensors"], "VAELoader": ["ae.safetensors"],
+                                         "DualCLIPLoader": ["clip_l.safetensors"]}),
+    (("black-forest-labs/FLUX.1-schnell",), {"UNETLoader": ["flux1-schnell.safetensors"]}),
+    (("Tongyi-MAI/Z-Image-Turbo",), {"UNETLoader": ["z_image_turbo_bf16.safetensors"],
+                                     "CLIPLoader": ["qwen_3_4b.safetensors"]}),
+    (("someone/a-diffusers-model",), {"DiffusersLoader": ["a-diffusers-model"]}),
+    (("builtin:demo-base", "builtin:demo-refiner"), {"CheckpointLoaderSimple": [
+        "handoff-demo-base.safetensors", "handoff-demo-refiner.safetensors"]}),
+])
+def test_every_exported_graph_is_one_comfyui_accepts(models, loader):
+    stages = [Stage(models[0], steps=20, scheduler="DPM++ 2M Karras")]
+    if len(models) > 1:
+        stages.append(Stage(models[1], steps=20, handoff="ensemble", switch_at=0.8))
+    stages.append(Stage(models[-1], steps=10, handoff="pixel", strength=0.3, upscale=1.5))
+    project = Project(prompt="a fox", seed=5, width=512, height=512, stages=stages)
+    graph = graph_for(project)
+    api = to_api(graph)
+    assert graph_problems(api, OBJECT_INFO, set(graph.files)) == []
+    for cls, names in loader.items():
+        written = [v for n in api.values() if n["class_type"] == cls for k, v in n["inputs"].items()
+                   if k.endswith(("_name", "_name1", "model_path"))]
+        assert written[:len(names)] == names, (cls, written)
+    if models[0].startswith("builtin:"):
+        assert any("exists only in Handoff" in n for n in graph.notes)
+    if loader.get("DiffusersLoader"):
+        assert any("DiffusersLoader" in n for n in graph.notes)
+    # Read back, the well-known names are the Hub models again.
+    back = from_json(api, "x.json", lookup_of(*[m for m in models if not m.startswith("builtin:")]))
+    assert [s.model for s in back.project.stages] == [s.model for s in stages]
+
+
+def test_the_object_info_check_refuses_what_comfyui_would():
+    project = Project(prompt="p", seed=1, width=512, height=512, stages=[Stage("builtin:demo-base", steps=8)])
+    graph = graph_for(project)
+    good = to_api(graph)
+    files = set(graph.files)
+    assert graph_problems(good, OBJECT_INFO, files) == []
+    by_class = {n["class_type"]: k for k, n in good.items()}
+
+    def broken(change) -> list[str]:
+        api = copy.deepcopy(good)
+        change(api)
+        return graph_problems(api, OBJECT_INFO, files)
+
+    ks, ck, enc = by_class["KSampler"], by_class["CheckpointLoaderSimple"], by_class["CLIPTextEncode"]
+    assert "not one of the allowed values" in broken(lambda a: a[ks]["inputs"].update(sampler_name="euler_a"))[0]
+    assert "not one of the allowed values" in broken(lambda a: a[ks]["inputs"].update(scheduler="Karras"))[0]
+    assert "not one of the allowed values" in broken(lambda a: a[ck]["inputs"].update(ckpt_name="other.safetensors"))[0]
+    assert "required input 'denoise' is missing" in broken(lambda a: a[ks]["inputs"].pop("denoise"))[0]
+    assert "takes MODEL but is linked to a CLIP output" in broken(lambda a: a[ks]["inputs"].update(model=[ck, 1]))[0]
+    assert "is outside" in broken(lambda a: a[ks]["inputs"].update(denoise=1.5))[0]
+    assert "is not an input" in broken(lambda a: a[enc]["inputs"].update(upload="image"))[0]
+    assert "is not a node ComfyUI has" in broken(lambda a: a[ks].update(class_type="KSamplerX"))[0]
+
+
+def test_cli_exports_the_api_format_with_the_files_it_loads(tmp_path, capsys):
+    from core import project_file
+    from core.cli import main
+
+    p = Project(prompt="a cat", seed=2, width=64, height=64, stages=[Stage("builtin:demo-base", steps=6)])
+    saved = project_file.save(tmp_path / "cat.handoff", project_file.ProjectDocument(p))
+    out = tmp_path / "cat-api.json"
+    assert main(["export", str(saved), "--comfyui", str(out), "--format", "api"]) == 0
+    api = json.loads(out.read_text())
+    assert comfyui.looks_like_api(api) and not comfyui.looks_like_ui(api)
+    assert graph_problems(api, OBJECT_INFO, {"handoff-demo-base.safetensors"}) == []
+    stderr = capsys.readouterr().err
+    assert "loads handoff-demo-base.safetensors: Handoff's built-in demo model" in stderr
+    assert "exists only in Handoff" in stderr
+    assert from_api(api, Where("x")).nodes  # the same graph the PNG's `prompt` chunk holds
+    assert api == comfyui.api_prompt(p)
+
+
+def test_an_upscale_stage_is_a_model_upscale_and_comes_back_as_one(tmp_path):
+    up = _library(tmp_path, "upscaler", "upscale_models/4x-UltraSharp.pth")
+    project = Project(prompt="a fox", seed=5, width=512, height=512, stages=[
+        Stage("builtin:demo-base", steps=8), Stage(up, upscale=1.5)])
+    api = comfyui.api_prompt(project)
+    classes = [n["class_type"] for n in api.values()]
+    assert classes.count("KSampler") == 1 and "ImageUpscaleWithModel" in classes and "VAEEncode" not in classes
+    back = _accepted(project, no_models())
+    assert [(s.model, s.upscale) for s in back.stages] == [("builtin:demo-base", 1.0), (up, 1.5)]
+
+
+def test_an_upscale_stage_on_the_init_image_loads_it(tmp_path):
+    up = _library(tmp_path, "upscaler", "upscale_models/4x-UltraSharp.pth")
+    project = Project(prompt="", seed=1, width=256, height=256, init_image="/photos/old.png", stages=[
+        Stage(up, upscale=2.0), Stage("builtin:demo-refiner", steps=8, handoff="pixel", strength=0.2)])
+    graph = graph_for(project)
+    api = to_api(graph)
+    assert graph_problems(api, OBJECT_INFO, set(graph.files)) == []
+    (load,) = [n for n in api.values() if n["class_type"] == "LoadImage"]
+    assert load["inputs"]["image"] == "old.png" and graph.files["old.png"] == "the init image"
+
+
+def test_a_controlnet_on_an_image_handoff_cannot_take_is_listed_and_the_rest_read(tmp_path):
+    cn = _library(tmp_path, "controlnet", "controlnet/depth.safetensors")
+    project = Project(prompt="a room", seed=3, width=512, height=512, stages=[
+        Stage("builtin:demo-base", steps=8, controlnet=ControlNet(cn, "/pics/depth.png", "none", scale=0.5))])
+    api = comfyui.api_prompt(project)
+    assert from_json(copy.deepcopy(api), "a.json", no_models()).project.stages[0].controlnet == ControlNet(
+        cn, "depth.png", "none", scale=0.5)
+    # A preprocessor node of a custom pack between the image and the ControlNet.
+    (apply_id,) = [k for k, n in api.items() if n["class_type"] == "ControlNetApplyAdvanced"]
+    api["99"] = {"class_type": "DepthAnythingPreprocessor", "inputs": {"image": api[apply_id]["inputs"]["image"]}}
+    api[apply_id]["inputs"]["image"] = ["99", 0]
+    imported = from_json(api, "b.json", no_models())
+    stage = imported.project.stages[0]
+    assert stage.controlnet is None and imported.project.prompt == "a room"
+    assert any("DepthAnythingPreprocessor" in u and "not applied" in u for u in imported.unmapped)
