@@ -165,6 +165,7 @@ def test_live_previews_are_the_checked_map_and_no_worse_once_the_image_forms(dem
     p = Project(prompt=PROMPT, width=64, height=64, seed=3, stages=[Stage(demo.BASE, steps=steps)])
     events: list = []
     execute(p, events.append, OutputPlan.in_dir(tmp_path, "job"), live_previews=True)
+    assert of(events, ev.JobFinished), [getattr(e, "message", e) for e in events if isinstance(e, ev.JobFailed)]
     shown = {e.step: e.image for e in of(events, ev.StagePreview)}
     assert sorted(shown) == list(range(1, steps))
     at_step: dict[int, object] = {}
@@ -179,3 +180,29 @@ def test_live_previews_are_the_checked_map_and_no_worse_once_the_image_forms(dem
         assert np.array_equal(pixels(image), pixels(preview(demo_base, get("sdxl"), at_step[step], (64, 64), None)))
         if step >= steps // 2:
             assert preview_error(demo_base, at_step[step]) <= PREVIEW_WORST_ERROR, step
+
+
+def test_a_stored_preview_from_an_earlier_version_is_decoded_when_reused(tiny_models, tmp_path):
+    """An output stored while handed-over stages were not decoded carries a preview: a re-run
+    from the next stage decodes its latents (with that stage's VAE, the same one) and stores
+    the decode."""
+    from core.engine import OutputPlan, run
+    from core.stage_store import StoredOutput
+
+    base_dir, ref_dir = str(tiny_models["sdxl"]), str(tiny_models["sdxl_refiner"])
+    p = project(Stage(base_dir, steps=6), Stage(ref_dir, steps=10, handoff="latent", strength=0.3))
+    store = StageStore(tmp_path / "stages")
+    first = list(run(p, OutputPlan.in_dir(tmp_path / "first", "job"), store=store))
+    decode = of(first, ev.StageImageUpdated)[0].image
+    (key,) = [f.stem for f in (tmp_path / "stages").glob("*.safetensors")]
+    stored = store.get(key)
+    store.put(key, StoredOutput(Image.new("RGB", decode.size, "cyan"), stored.latents, None, True))
+    again = list(run(p, OutputPlan.in_dir(tmp_path / "again", "job"), from_stage=1, store=store))
+    reused = of(again, ev.StageFinished)[0]
+    assert reused.reused and reused.preview
+    update = next(e for e in of(again, ev.StageImageUpdated) if e.index == 0)
+    assert np.array_equal(pixels(update.image), pixels(decode))
+    assert np.array_equal(pixels(Image.open(reused.path)), pixels(decode)) and "preview" not in recipe(reused.path)
+    assert not StageStore(tmp_path / "stages").get(key).preview
+    refined = of(again, ev.JobFinished)[0].stages[1]
+    assert refined.drift == measure(decode, refined.image, 0.3)
