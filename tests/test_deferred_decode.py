@@ -206,3 +206,20 @@ def test_a_stored_preview_from_an_earlier_version_is_decoded_when_reused(tiny_mo
     assert not StageStore(tmp_path / "stages").get(key).preview
     refined = of(again, ev.JobFinished)[0].stages[1]
     assert refined.drift == measure(decode, refined.image, 0.3)
+
+
+@pytest.mark.parametrize("pair", [("family_models", "sd3", "sd3_other"), ("family_models", "flux", "chroma"),
+                                  ("family_models", "zimage", "flux"), ("flux2_models", "flux2", "ernie"),
+                                  ("flux2_models", "ernie", "flux2"), ("tiny_models", "sd", "sd")])
+def test_each_family_decodes_its_handed_over_latents_as_its_pipeline_does(pair, request, tmp_path):
+    """The deferred decode (the family's latent layout back to the VAE's, force_upcast, the
+    image processor) equals the stage's own pipeline decode: the same stage run alone."""
+    models = request.getfixturevalue(pair[0])
+    a, b = str(models[pair[1]]), str(models[pair[2]])
+    first = Stage(a, steps=3, guidance=2.0)
+    events = run_job(project(first, Stage(b, steps=4, guidance=2.0, handoff="latent", strength=0.5)), tmp_path / "job")
+    assert [d.handoff for d in of(events, ev.StageFinished)] == ["generate", "latent"]
+    assert not [n.message for n in of(events, ev.Notice) if "decoded" in n.message]
+    (alone,) = of(run_job(project(Stage(a, steps=3, guidance=2.0)), tmp_path / "alone"), ev.StageFinished)
+    decoded = of(events, ev.JobFinished)[0].stages[0]
+    assert not decoded.preview and np.array_equal(pixels(decoded.image), pixels(alone.image))
