@@ -223,3 +223,22 @@ def test_each_family_decodes_its_handed_over_latents_as_its_pipeline_does(pair, 
     (alone,) = of(run_job(project(Stage(a, steps=3, guidance=2.0)), tmp_path / "alone"), ev.StageFinished)
     decoded = of(events, ev.JobFinished)[0].stages[0]
     assert not decoded.preview and np.array_equal(pixels(decoded.image), pixels(alone.image))
+
+
+def test_an_fp16_vae_marked_force_upcast_decodes_in_fp32_and_goes_back(tiny_models):
+    """SDXL's VAE overflows in fp16: its pipeline decodes in fp32 and casts the VAE back, and
+    so does the deferred decode, equal to the pipeline's own image."""
+    import torch
+    from diffusers import DiffusionPipeline
+
+    from core.deferred_decode import Decoder
+    from core.families import get
+
+    pipe = DiffusionPipeline.from_pretrained(str(tiny_models["sdxl"]), dtype=torch.float16)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.vae.config.force_upcast
+    call = dict(prompt=PROMPT, num_inference_steps=3, height=32, width=32)
+    latents = pipe(**call, output_type="latent", generator=generator(1)).images
+    own = pipe(**call, generator=generator(1)).images[0]
+    decoded = Decoder.of(pipe, get("sdxl"))(latents)
+    assert np.array_equal(pixels(decoded), pixels(own)) and pipe.vae.dtype == torch.float16
