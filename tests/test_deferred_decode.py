@@ -242,3 +242,30 @@ def test_an_fp16_vae_marked_force_upcast_decodes_in_fp32_and_goes_back(tiny_mode
     own = pipe(**call, generator=generator(1)).images[0]
     decoded = Decoder.of(pipe, get("sdxl"))(latents)
     assert np.array_equal(pixels(decoded), pixels(own)) and pipe.vae.dtype == torch.float16
+
+
+def test_a_decode_that_runs_out_of_memory_leaves_the_preview_and_says_so(tiny_models, tmp_path, monkeypatch):
+    """The fault where it happens: the VAE decode after the final image (the job's second
+    decode: the refiner's own comes first). The job still finishes, every image stays on
+    disk, the base stays a preview (and says so), and the drift says it is against it."""
+    import diffusers
+
+    real, calls = diffusers.AutoencoderKL.decode, []
+
+    def decode(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise MemoryError()
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(diffusers.AutoencoderKL, "decode", decode)
+    base_dir, ref_dir = str(tiny_models["sdxl"]), str(tiny_models["sdxl_refiner"])
+    p = project(Stage(base_dir, steps=6), Stage(ref_dir, steps=10, handoff="latent", strength=0.3))
+    events = run_job(p, tmp_path)
+    (notice,) = [n.message for n in of(events, ev.Notice) if "could not be decoded" in n.message]
+    assert notice.startswith("stage 1: its handed-over latents could not be decoded (out of memory (RAM)")
+    assert notice.endswith("its image stays a preview") and "\n" not in notice
+    finished = of(events, ev.JobFinished)[0]
+    assert finished.stages[0].preview and recipe(finished.stages[0].path)["preview"] is True
+    assert finished.stages[1].drift.against_preview and recipe(finished.stages[1].path)["drift"]["against_preview"]
+    assert [e.index for e in of(events, ev.StageImageUpdated)] == [1]
