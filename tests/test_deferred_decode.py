@@ -177,7 +177,10 @@ def test_live_previews_are_the_checked_map_and_no_worse_once_the_image_forms(dem
     demo_base(PROMPT, num_inference_steps=steps, height=64, width=64, generator=generator(3),
               callback_on_step_end=keep, callback_on_step_end_tensor_inputs=["latents"])
     for step, image in shown.items():
-        assert np.array_equal(pixels(image), pixels(preview(demo_base, get("sdxl"), at_step[step], (64, 64), None)))
+        # The same map up to float rounding (a value at a .5 boundary may round either way
+        # after the map is fitted again): a different map would be tens of levels away.
+        off = np.abs(pixels(image) - pixels(preview(demo_base, get("sdxl"), at_step[step], (64, 64), None)))
+        assert off.mean() <= 0.5, (step, off.mean(), off.max())
         if step >= steps // 2:
             assert preview_error(demo_base, at_step[step]) <= PREVIEW_WORST_ERROR, step
 
