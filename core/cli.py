@@ -514,6 +514,7 @@ class _Progress:
             ev.StageStarted: self.stage_started, ev.Loading: lambda e: self.say(f"    {e.what}"),
             ev.Notice: lambda e: self.say(f"    note: {e.message}"), ev.Step: self.step,
             ev.StageFinished: self.stage_finished, ev.StageSaved: lambda e: self.say(f"    wrote {e.path}"),
+            ev.StageImageUpdated: self.stage_updated,
             ev.JobFinished: self.job_finished, ev.JobFailed: self.job_failed, ev.JobCancelled: self.job_cancelled,
         }
 
@@ -543,7 +544,13 @@ class _Progress:
         if self.tty:
             self.say("")
         if e.preview:
-            self.say("    (latents handed over: the image written is a preview, not a decode)")
+            self.say("    (latents handed over: a preview is written now, the decode once the final image is)")
+
+    def stage_updated(self, e: ev.StageImageUpdated) -> None:
+        if e.decode_seconds:
+            self.say(f"[-] {e.label}: decoded in {e.decode_seconds:.2f} s, rewrote {e.path}")
+        if e.drift is not None:
+            self.say(f"[-] {e.label}: drift against that decode: {e.drift.label()}")
 
     def job_finished(self, e: ev.JobFinished) -> None:
         self.finished = e

@@ -29,8 +29,8 @@ TIMING_FIELDS = ("load_seconds", "denoise_seconds", "decode_seconds", "total_sec
 _ROW_KEYS = ("index", "label", "handoff", "steps_run", *TIMING_FIELDS, "peak_memory", "memory_kind", "path")
 
 # What changed, as told to listeners.
-CHANGED_PROJECT, CHANGED_MODIFIED, CHANGED_RUNS, RUN_STARTED, STAGE_ADDED, RUN_ENDED = (
-    "project", "modified", "runs", "run-started", "stage-added", "run-ended")
+CHANGED_PROJECT, CHANGED_MODIFIED, CHANGED_RUNS, RUN_STARTED, STAGE_ADDED, STAGE_UPDATED, RUN_ENDED = (
+    "project", "modified", "runs", "run-started", "stage-added", "stage-updated", "run-ended")
 
 
 @dataclass
@@ -151,7 +151,8 @@ Listener = Callable[[str, Any], None]
 class Document:
     """The open project. Listeners get (what changed, detail): CHANGED_PROJECT (a project
     was opened or replaced), CHANGED_MODIFIED (bool), CHANGED_RUNS (the list was replaced),
-    RUN_STARTED / STAGE_ADDED / RUN_ENDED (the Run)."""
+    RUN_STARTED / STAGE_ADDED / STAGE_UPDATED (a stage's preview replaced by its decode) /
+    RUN_ENDED (the Run)."""
 
     def __init__(self, project: Project | None = None, path: Path | None = None, runs: list[Run] | None = None) -> None:
         from core.defaults import default_project
@@ -165,6 +166,7 @@ class Document:
         self._handlers: dict[type, Callable[[Any], None]] = {
             ev.JobStarted: self._job_started,
             ev.StageFinished: self._stage_finished,
+            ev.StageImageUpdated: self._stage_updated,
             ev.JobFinished: lambda e: self._end_run("finished", e.seconds),
             ev.JobFailed: lambda e: self._end_run("failed", None),
             ev.JobCancelled: lambda e: self._end_run("cancelled", None),
@@ -236,6 +238,20 @@ class Document:
             run.stages.append(StageResult.from_event(e))
             run.seconds = sum(s.total_seconds for s in run.stages)
             self._tell(STAGE_ADDED, run)
+
+    def _stage_updated(self, e: ev.StageImageUpdated) -> None:
+        run = self.current_run
+        stage = next((s for s in run.stages if s.index == e.index), None) if run is not None else None
+        if stage is None:
+            return
+        stage.image, stage.preview, stage.path = e.image, e.preview, str(e.path)
+        if e.input_image is not None:
+            stage.input_image = e.input_image
+        if e.drift is not None:
+            stage.drift = e.drift
+        stage.decode_seconds += e.decode_seconds
+        stage.total_seconds += e.decode_seconds
+        self._tell(STAGE_UPDATED, run)
 
     def _end_run(self, outcome: str, seconds: float | None) -> None:
         run, self.current_run = self.current_run, None

@@ -20,6 +20,7 @@ from typing import Callable, Iterator
 from core import events as ev
 from core import paths
 from core.atomic import writable_problem
+from core.deferred_decode import Decoder, Deferred
 from core.errors import Cancelled, ModelError, ProjectError
 from core.models import ModelCache, ResolvedModel, parse_ref, pick_dtype, resolve
 from core.planning import StagePlan, plan
@@ -207,6 +208,7 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
     finished: list[ev.StageFinished] = []
     unstored = False
     writer = PngWriter()
+    deferred = Deferred()  # decodes of handed-over latents, owed until the final image is written
     try:
         for p in plans[:start]:
             stored = reused if p.position == start - 1 else store.get(key_of(p.position), p.size)
@@ -272,13 +274,21 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
                                     p.resolved.vae_fingerprint(models.digests)) if live_previews else None
                 result = run_stage(pipe, p, call, given, device, on_step, lambda: cancel.cancelled, previews)
                 image, is_preview = result.image, False
-                if image is None:  # the next stage took the latents: a cheap preview, no decode
+                if image is None:  # the next stage took the latents: a preview now, the decode after the job
                     from core.previews import preview
 
                     image = preview(pipe, p.family, result.latents, p.size, p.resolved.vae_fingerprint(models.digests))
                     is_preview = True
+                    deferred.hand(p.index, result.latents, Decoder.of(pipe, p.family), key_of(p.position),
+                                  (p.schedule or {}).get("sigmas"))
             done_steps += result.steps_run
-            drift = _drift(p, given, image, given_preview)
+            if given_preview:  # what this stage took in is decoded after the job: so is its drift
+                before = plans[p.position - 1]
+                if p.position == start and reused is not None:  # stored as a preview: decoded with this VAE
+                    deferred.hand(before.index, given.latents, Decoder.of(pipe, before.family),
+                                  key_of(before.position), reused.sigmas)
+                deferred.take(p.index, before.index, p.strength, measures=p.handoff == "latent")
+            drift = None if given_preview else _drift(p, given, image)
             path = out.path_for(p.position, len(plans), label)
             writer.submit(image, path, project, p.index, preview=is_preview,
                           extra={"drift": drift.to_dict()} if drift is not None else None, ran=ran)
@@ -306,17 +316,18 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
             if w.error is None:
                 emit(ev.StageSaved(w.index, w.path))
         raise
-    _report_saved(writer.close(), emit)
+    _report_saved(writer.close(), emit)  # the final image is on disk: now what was deferred
+    finished = deferred.settle(finished, project, store, emit, lambda: cancel.cancelled, explain)
     emit(ev.JobFinished([f.path for f in finished], time.perf_counter() - started, finished))
 
 
-def _drift(p: StagePlan, given: StageInput, image, given_preview: bool):
+def _drift(p: StagePlan, given: StageInput, image):
     """A refine stage's drift from the image it took in (None for the other stages)."""
     if p.handoff not in ("pixel", "latent") or given.image is None or image is None:
         return None
     from core.drift import measure
 
-    return measure(given.image, image, p.strength, against_preview=given_preview)
+    return measure(given.image, image, p.strength)
 
 
 def _prefix_keys(project: Project, plans: list[StagePlan], device: str, models: ModelCache):

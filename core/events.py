@@ -67,12 +67,14 @@ class StageFinished:
     steps_run: int
     handoff: str
     # The image is a cheap preview of latents the next stage took over (core.previews),
-    # not a VAE decode; its PNG says so in its recipe.
+    # not a VAE decode; its PNG says so in its recipe. The decode follows once the job's
+    # final image is written (core.deferred_decode), as a StageImageUpdated.
     preview: bool = False
     # The stage did not run: its output was reused from an earlier run (core.stage_store).
     reused: bool = False
     # A refine stage's drift from its input (core.drift): SSIM on luminance, mean ΔE in
-    # CIELAB, and why it may have changed composition or text; None for other stages.
+    # CIELAB, and why it may have changed composition or text; None for other stages, and
+    # for a latent refine until its input's decode exists (then a StageImageUpdated has it).
     drift: Any = None  # core.drift.Drift
     # What ran (core.ran.StageRan, from the plan): the handoff asked for, the one that ran,
     # the strength it ran at and why it differs; None for a stage reported otherwise.
@@ -85,6 +87,23 @@ class StageFinished:
     @property
     def color_shift(self) -> float | None:
         return None if self.drift is None else self.drift.delta_e
+
+
+@dataclass(frozen=True)
+class StageImageUpdated:
+    """A finished stage, updated after the job's final image was written (core.deferred_decode):
+    the VAE decode of the latents it handed over replaces its preview (`image`, its PNG at
+    `path` rewritten), or the stage that took those latents now has that decode as its
+    input and its drift measured against it. Fields left None did not change."""
+
+    index: int
+    label: str
+    image: Any  # PIL image: the stage's image now
+    path: Path  # its PNG, rewritten atomically before this event
+    preview: bool = False  # still a preview (its decode failed)
+    input_image: Any = None  # the decode of what this stage took in, when that replaced a preview
+    drift: Any = None  # core.drift.Drift: this refine's drift, measured against the decode
+    decode_seconds: float = 0.0  # the decode's own time, spent after the final image
 
 
 @dataclass(frozen=True)
@@ -118,4 +137,5 @@ class JobCancelled:
     at_stage: int | None
 
 
-Event = JobStarted | StageStarted | Loading | Step | StagePreview | StageFinished | StageSaved | Notice | JobFinished | JobFailed | JobCancelled
+Event = (JobStarted | StageStarted | Loading | Step | StagePreview | StageFinished | StageImageUpdated | StageSaved
+         | Notice | JobFinished | JobFailed | JobCancelled)

@@ -317,6 +317,14 @@ class CompareView(QWidget):
         if run is self.run:
             self._fill_pickers()
 
+    def stage_updated(self, run: Run) -> None:
+        """A stage of `run` got its decode in place of a preview: the same picks, new pixels."""
+        row = self.runs.index(run) if run in self.runs else -1
+        if row >= 0 and run.stages:
+            self.strip.item(row).setIcon(QIcon(QPixmap.fromImage(qimage_of(run.stages[-1].image))))
+        if run is self.run and self._live is None:
+            self._show_picked()
+
     def show_run(self, run: Run) -> None:
         self.run = run
         self._fill_pickers()

@@ -20,8 +20,8 @@ from core.document import Document, Run, read_project
 from core.errors import ProjectError, ReadError
 from core.images import pixel_problem
 from core.events import (
-    JobCancelled, JobFailed, JobFinished, JobStarted, Loading, Notice, StageFinished, StagePreview, StageStarted,
-    Step,
+    JobCancelled, JobFailed, JobFinished, JobStarted, Loading, Notice, StageFinished, StageImageUpdated, StagePreview,
+    StageStarted, Step,
 )
 from core.model_info import chain_problems, forget as forget_model_info, info_for
 from core.model_library import ModelLibrary
@@ -107,12 +107,14 @@ class MainWindow(QMainWindow):
             doc.CHANGED_RUNS: lambda _: self.compare.set_runs(self.runs),
             doc.RUN_STARTED: lambda run: self.compare.begin_run(run),
             doc.STAGE_ADDED: lambda run: self.compare.stage_added(run),
+            doc.STAGE_UPDATED: lambda run: self.compare.stage_updated(run),
             doc.RUN_ENDED: self._on_run_ended,
         }
         # Engine events, each to its view update (the document records them too).
         self._on_engine_event = {
             JobStarted: self._job_started, StageStarted: self._stage_started, Loading: self._loading,
             Step: self._step, StagePreview: self._stage_preview, StageFinished: self._stage_finished, Notice: self._notice,
+            StageImageUpdated: self._stage_image_updated,
             JobFinished: self._job_finished, JobFailed: self._job_failed, JobCancelled: self._job_cancelled,
         }
         self.setAcceptDrops(True)
@@ -958,6 +960,12 @@ class MainWindow(QMainWindow):
     def _stage_finished(self, ev: StageFinished) -> None:
         self.gauge.add_peak(ev.label, ev.peak_memory, ev.memory_kind)
         self.log_line(f"{ev.label} done in {ev.total_seconds:.2f} s → {ev.path}")
+
+    def _stage_image_updated(self, ev: StageImageUpdated) -> None:
+        if ev.decode_seconds:
+            self.log_line(f"{ev.label}: decoded in {ev.decode_seconds:.2f} s → {ev.path}")
+        if ev.drift is not None:
+            self.log_line(f"{ev.label}: drift against that decode: {ev.drift.label()}")
 
     def _notice(self, ev: Notice) -> None:
         self.log_line(ev.message)

@@ -75,6 +75,7 @@ def test_latent_handoff_reuses_the_latents_from_the_cache_file(tiny_models, tmp_
     # A new store over the same folder: nothing in memory, as after a restart.
     done = of(run_from(p, tmp_path, 1, StageStore(tmp_path / "stages"), models), ev.StageFinished)
     assert done[0].reused and not done[1].reused
+    assert not done[0].preview, "stored once decoded, after the first job's final image (core.deferred_decode)"
     assert np.array_equal(pixels(done[1].image), pixels(full[1].image))
 
 

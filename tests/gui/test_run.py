@@ -151,3 +151,32 @@ def test_worker_survives_a_crashing_engine(qtbot, with_models):
         runner.start(default_project(), with_models)
     runner.shutdown()
     assert isinstance(seen[0], Step) and isinstance(seen[-1], JobFailed) and "boom" in seen[-1].message
+
+
+def test_the_viewer_swaps_the_preview_for_the_decode_of_handed_over_latents(window, qtbot, fast):
+    """A latent handoff: the base's image arrives as a preview, then its decode replaces it
+    in the run, the before/after viewer and the timing table's drift (core.deferred_decode)."""
+    import numpy as np
+    from PIL import Image
+
+    from core.events import StageFinished, StageImageUpdated
+
+    fast(window)
+    window.project.stages[1].handoff, window.project.stages[1].strength = "latent", 0.3
+    wait_ready(qtbot, window)
+    seen: list = []
+    window.runner.event.connect(lambda ev: seen.append(ev) if isinstance(ev, (StageFinished, StageImageUpdated)) else None)
+    with qtbot.waitSignal(window.jobEnded, timeout=JOB_TIMEOUT_MS) as blocker:
+        window.generate()
+    assert isinstance(blocker.args[0], JobFinished)
+    assert seen[0].preview and any(isinstance(e, StageImageUpdated) and e.index == 0 for e in seen)
+    base, refiner = window.runs[0].stages
+    assert not base.preview
+    on_disk = np.asarray(Image.open(base.path).convert("RGB"))
+    assert np.array_equal(np.asarray(base.image.convert("RGB")), on_disk)
+    assert refiner.input_image is base.image and not refiner.drift.against_preview
+    assert window.compare.left_pick.currentText() == "refiner input"
+    assert window.compare.canvas.left is qimage_of(base.image)
+    drift_cells = [window.timings.item(r, c).text() for r in range(window.timings.rowCount())
+                   for c in range(window.timings.columnCount()) if window.timings.item(r, c)]
+    assert any("SSIM" in t for t in drift_cells) and not any("preview" in t for t in drift_cells), drift_cells
