@@ -94,9 +94,11 @@ class Deferred:
         self.took.append(_Took(index, before, strength, measures))
 
     def settle(self, finished: list[ev.StageFinished], project, store, emit: Callable[[Any], None],
-               cancelled: Callable[[], bool], explain: Callable[[BaseException], str]) -> list[ev.StageFinished]:
+               cancelled: Callable[[], bool], explain: Callable[[BaseException], str],
+               ran=None) -> list[ev.StageFinished]:
         """Decode what is owed, rewrite the PNGs and stored outputs it changes, report each
-        changed stage (StageImageUpdated) and return the job's stages as they now are. A
+        changed stage (StageImageUpdated) and return the job's stages as they now are (`ran`:
+        the job's core.ran records, written again with each rewritten PNG). A
         decode or rewrite that fails, or a cancel, leaves the stage as it was (a preview,
         its PNG intact) and says so: the job's images are on disk already."""
         from core.drift import measure
@@ -137,7 +139,7 @@ class Deferred:
                 continue
             extra = {"drift": new.drift.to_dict()} if new.drift is not None else None
             try:
-                save_png(new.image, Path(new.path), project, new.index, preview=new.preview, extra=extra)
+                save_png(new.image, Path(new.path), project, new.index, preview=new.preview, extra=extra, ran=ran)
             except OSError as exc:
                 emit(ev.Notice(f"{new.label}: its image could not be rewritten to {new.path} ({exc}): "
                                "the file keeps the earlier one"))

@@ -188,3 +188,16 @@ def test_invokeai_refiner_scores_warn_only_when_they_differ():
     assert aesthetic_lines(invokeai_refiner(6, 2.5)) == []
     assert aesthetic_lines(invokeai_refiner(7, 2.5)) == ["refiner_positive_aesthetic_score 7: Handoff's refiner uses 6"]
     assert aesthetic_lines(invokeai_refiner(6, 3)) == ["refiner_negative_aesthetic_score 3: Handoff's refiner uses 2.5"]
+
+
+def test_a_png_rewritten_with_its_decode_keeps_what_ran(tiny_models, tmp_path):
+    """A stage that handed latents over is rewritten once its decode exists (core.deferred_decode):
+    the rewritten PNG still carries every stage's record, as the first write did."""
+    project = Project(prompt="a red cube", width=SIZE, height=SIZE, seed=SEED, stages=[
+        Stage(str(tiny_models["sd"]), steps=STEPS, guidance=5.0),
+        Stage(str(tiny_models["sd"]), steps=STEPS, guidance=5.0, handoff="latent", strength=0.5)])
+    events = run_job(project, tmp_path)
+    assert 0 in [e.index for e in of(events, ev.StageImageUpdated)], "stage 1 handed latents and was decoded"
+    data = json.loads(chunks(of(events, ev.JobFinished)[0].paths[0])["handoff"])
+    assert "preview" not in data or not data["preview"]
+    assert [(r["index"], r["ran"]) for r in data["ran"]] == [(0, "generate")]  # the stages that made it
