@@ -92,6 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--memory", choices=["auto", "sequential", "resident", "offload"], default="auto")
     gen.add_argument("--dtype", choices=["auto", "bf16", "fp16", "fp32"], default="auto")
     gen.add_argument("--out", type=Path, required=True, help="the final image; earlier stages go beside it")
+    cand = gen.add_argument_group("candidates (core.candidates)")
+    cand.add_argument("--candidates", type=int, default=1, metavar="N",
+                      help="run the first stage with N seeds (seed, seed+1, ...) and score each")
+    cand.add_argument("--scorer", default=None, metavar="REF",
+                      help="clip:<CLIP folder or Hub id> or aesthetic:<file>[@<CLIP ref>]")
+    cand.add_argument("--keep", type=int, default=1, metavar="K", help="the best K continue through the chain")
+
+    score = sub.add_parser("score", help="score images: one line per image, SCORE<TAB>PATH, in input order")
+    score.add_argument("images", type=Path, nargs="+")
+    score.add_argument("--prompt", default="", help="what a CLIP score compares each image with")
+    score.add_argument("--scorer", required=True, metavar="REF",
+                       help="clip:<CLIP folder or Hub id> or aesthetic:<file>[@<CLIP ref>]")
 
     runp = sub.add_parser("run", help="run a saved project (.handoff, .json, a ComfyUI workflow, or an image with a "
                                        "recipe: Handoff's, A1111's, ComfyUI's, InvokeAI's, Fooocus's or NovelAI's)")
@@ -109,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "values split on '|' when one is given")
     sweep.add_argument("--y", default=None, metavar="SPEC", help="a second axis, down the rows")
     sweep.add_argument("--out", type=Path, required=True, help="folder for grid.png, sweep.json and cells/")
+    sweep.add_argument("--pick", default=None, metavar="SCORER",
+                       help="score the cells, mark the best on the grid and write its value into the project file")
+    sweep.add_argument("--max-drift", type=float, default=None, metavar="SSIM",
+                       help="with --pick: only cells whose SSIM to their input is at least this")
     _ray_flags(sweep)
 
     batch = sub.add_parser("batch", help="run a JSON Lines file of projects (or of prompts over --project)")
@@ -234,7 +250,8 @@ def project_from_args(args) -> Project:
         width, height = snap(width, 16), snap(height, 16)
     return Project(prompt=args.prompt, negative_prompt=args.negative, width=width, height=height, seed=seed,
                    stages=stages, init_image=str(args.init_image) if args.init_image else None,
-                   memory_policy=args.memory, dtype=args.dtype)
+                   memory_policy=args.memory, dtype=args.dtype, candidates=args.candidates, scorer=args.scorer,
+                   keep=args.keep)
 
 
 def _init_image_size(path: Path) -> tuple[int, int]:
@@ -356,6 +373,8 @@ def _main(args, interrupts: "Interrupts") -> int:
             print(f"handoff: {exc}", file=sys.stderr)
             return EXIT_USAGE
     _quiet_libraries()
+    if args.command == "score":
+        return score_main(args)
     from core.engine import OutputPlan
 
     if args.command == "sweep":
@@ -541,6 +560,21 @@ def sweep_main(args, interrupts: "Interrupts | None" = None) -> int:
         print(sweep_table(result))
         return EXIT_FAILED if any(c.error for c in result.cells) else 0
     return run_sweep_cli(project, x, y, args.out, count, interrupts)
+
+
+def score_main(args) -> int:
+    """SCORE<TAB>PATH per image, in the order given; a bad scorer or image is one line."""
+    from core.errors import ModelError, ReadError
+    from core.scorer_refs import score_files
+
+    try:
+        values = score_files(args.scorer, args.prompt, args.images)
+    except (ModelError, ReadError) as exc:
+        print(f"handoff: {one_line(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    for value, path in zip(values, args.images):
+        print(f"{value:.4f}\t{path}")
+    return 0
 
 
 def _connect(address: str) -> None:
