@@ -23,7 +23,7 @@ import threading
 from pathlib import Path
 
 from core import events as ev
-from core.errors import ProjectError
+from core.errors import ModelError, ProjectError
 from core.project import MAX_SEED, ControlNet, IPAdapter, Lora, Project, Stage, snap, validate
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED, EXIT_TERMINATED = 1, 2, 130, 143
@@ -548,23 +548,60 @@ def sweep_main(args, interrupts: "Interrupts | None" = None) -> int:
         if y is not None and y.name == x.name:
             raise UsageError(f"--x and --y both sweep {x.name}")
         count = len(cells(project, x, y))
+        _check_pick(args)
         if args.ray:
             _connect(args.ray)
-    except (UsageError, ProjectError) as exc:
-        print(f"handoff: {exc}", file=sys.stderr)
+    except (UsageError, ProjectError, ModelError) as exc:
+        print(f"handoff: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
+    pick = (lambda result: _pick(args, x, y, result)) if args.pick else None
     if args.ray:
         from core.cluster import progress_bar, run_sweep_on_ray
 
         result = run_sweep_on_ray(project, x, y, args.out, args.workers, progress_bar)
+        status = pick(result) if pick else 0
         print(sweep_table(result))
-        return EXIT_FAILED if any(c.error for c in result.cells) else 0
-    return run_sweep_cli(project, x, y, args.out, count, interrupts)
+        return EXIT_FAILED if status or any(c.error for c in result.cells) else 0
+    return run_sweep_cli(project, x, y, args.out, count, interrupts, pick)
+
+
+def _check_pick(args) -> None:
+    """--pick and --max-drift, checked before any cell runs (the scorer resolved too)."""
+    if args.pick is None:
+        if args.max_drift is not None:
+            raise UsageError("--max-drift limits the cells --pick chooses from: give --pick too")
+        return
+    if args.max_drift is not None and not -1 <= args.max_drift <= 1:
+        raise UsageError(f"--max-drift {args.max_drift:g} is not an SSIM (-1..1; 1: unchanged)")
+    from core.scorer_refs import resolve_scorer
+    from core.sweep_pick import check_target
+
+    check_target(args.project)
+    resolve_scorer(args.pick)
+
+
+def _pick(args, x, y, result) -> int:
+    """Score the cells, mark the best within the drift limit and write it into the project."""
+    from core.sweep_pick import mark, pick_cell, write_setting
+
+    try:
+        chosen = pick_cell(result, args.pick, args.max_drift)
+        if chosen.cell is None:
+            print(f"handoff: no cell to pick{': ' + chosen.why if chosen.why else ''}", file=sys.stderr)
+            return EXIT_FAILED
+        mark(result, x, y, args.out, chosen.cell)
+        write_setting(args.project, chosen.cell, x, y)
+    except (ModelError, ProjectError) as exc:
+        print(f"handoff: {one_line(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"picked {', '.join(chosen.cell.labels)} (score {chosen.cell.score:.4f}); wrote it into {args.project}",
+          file=sys.stderr)
+    return 0
 
 
 def score_main(args) -> int:
     """SCORE<TAB>PATH per image, in the order given; a bad scorer or image is one line."""
-    from core.errors import ModelError, ReadError
+    from core.errors import ReadError
     from core.scorer_refs import score_files
 
     try:
@@ -606,7 +643,8 @@ def batch_main(args) -> int:
     return EXIT_FAILED if any(o.error for o in outcomes) else 0
 
 
-def run_sweep_cli(project: Project, x, y, out_dir: Path, count: int, interrupts: "Interrupts | None" = None) -> int:
+def run_sweep_cli(project: Project, x, y, out_dir: Path, count: int, interrupts: "Interrupts | None" = None,
+                  pick=None) -> int:
     from core.engine import CancelToken
     from core.sweep import run_sweep
 
@@ -631,6 +669,8 @@ def run_sweep_cli(project: Project, x, y, out_dir: Path, count: int, interrupts:
             state["status"] = EXIT_CANCELLED
 
     result = run_sweep(project, x, y, out_dir, on_event, cancel=cancel)
+    if pick is not None and not cancel.cancelled:
+        state["status"] = pick(result) or state["status"]
     print(sweep_table(result))
     if interrupts is not None and interrupts.code is not None:
         print("handoff: cancelled", file=sys.stderr)

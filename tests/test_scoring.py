@@ -32,7 +32,9 @@ def scorer_files(tmp_path_factory) -> dict[str, Path]:
     clip = build_clip(root / "clip")
     head = root / "head.pth"
     torch.save(aesthetic_state(seed=3), head)
-    return {"clip": clip, "head": head}
+    # another head, whose best sweep cell is not the one that drifts least (checked in the test)
+    torch.save(aesthetic_state(seed=1), root / "head-sweep.pth")
+    return {"clip": clip, "head": head, "head_sweep": root / "head-sweep.pth"}
 
 
 def _images():
@@ -211,3 +213,62 @@ def test_a_refused_scorer_ref_is_one_line(scorer_files, tmp_path, capsys, ref, s
     assert main(["score", "--scorer", ref, str(image)]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.count("\n") == 1 and says in captured.err
+
+
+def _sweep(project_path: Path, out: Path, ref: str, *more: str) -> tuple[int, dict]:
+    from main import main
+
+    status = main(["sweep", str(project_path), "--x", "2.strength=0.25,0.5,0.75,1.0", "--out", str(out),
+                   "--pick", ref, *more])
+    return status, json.loads((out / "sweep.json").read_text())
+
+
+def _strength(project_path: Path) -> float:
+    from core import project_file
+
+    return project_file.load(project_path).project.stages[1].strength
+
+
+def test_sweep_pick_writes_the_best_cell_within_the_drift_limit(tiny_models, scorer_files, tmp_path):
+    from PIL import Image
+
+    from core import project_file
+    from core.sweep import PICK_COLOUR
+
+    sd = str(tiny_models["sd"])
+    path = tmp_path / "chain.handoff"
+    project = _chain(sd, "", candidates=1)
+    project_file.save(path, project_file.ProjectDocument(project))
+    ref = f"aesthetic:{scorer_files['head_sweep']}@{scorer_files['clip']}"
+
+    status, free = _sweep(path, tmp_path / "free", ref)
+    assert status == 0
+    cells = free["cells"]
+    scores = [c["score"] for c in cells]
+    strengths = [0.25, 0.5, 0.75, 1.0]
+    best = max(range(4), key=scores.__getitem__)
+    assert _strength(path) == strengths[best] and [c.get("picked", False) for c in cells] == [i == best for i in range(4)]
+
+    # A limit the unconstrained best misses: the best of the cells within it is written instead.
+    ssims = [c["drift"]["ssim"] for c in cells]
+    limit = ssims[best] + 1e-3
+    within = [i for i in range(4) if ssims[i] >= limit]
+    assert within, "the test needs a cell that drifts less than the best-scored one"
+    expected = max(within, key=scores.__getitem__)
+    status, limited = _sweep(path, tmp_path / "limited", ref, "--max-drift", f"{limit:.6f}")
+    assert status == 0 and _strength(path) == strengths[expected] != strengths[best]
+    grid = Image.open(tmp_path / "limited" / "grid.png").convert("RGB")
+    marked = [grid.getpixel((i * 160 + 1, 21)) == PICK_COLOUR for i in range(4)]
+    assert marked == [i == expected for i in range(4)]
+
+
+def test_sweep_pick_with_no_cell_within_the_limit_writes_nothing(tiny_models, scorer_files, tmp_path, capsys):
+    from core import project_file
+
+    path = tmp_path / "chain.handoff"
+    project_file.save(path, project_file.ProjectDocument(_chain(str(tiny_models["sd"]), "", candidates=1)))
+    before = path.read_bytes()
+    status, _ = _sweep(path, tmp_path / "out", f"aesthetic:{scorer_files['head']}@{scorer_files['clip']}",
+                       "--max-drift", "1")
+    assert status == 1 and path.read_bytes() == before
+    assert "handoff: no cell to pick" in capsys.readouterr().err
