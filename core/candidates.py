@@ -57,7 +57,10 @@ def run_candidates(project: Project, emit: Callable, run_one: Callable, out, can
     from core.devices import best_device
     from core.scorer_refs import resolve_scorer
 
+    from core.project import validate
+
     started = time.perf_counter()
+    validate(project)  # before the scorer resolves: a project with no stage has no candidates
     spec = resolve_scorer(project.scorer or "", cancel.event)
     device = best_device()
     first_index, first = project.enabled_stages()[0]

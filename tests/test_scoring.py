@@ -187,16 +187,19 @@ def test_score_command_prints_one_line_per_image_in_input_order(scorer_files, tm
     from core.scorers import ScorerCache
     from main import main
 
-    paths = _save(_images(), tmp_path / "imgs")
-    order = [paths[2], paths[0], paths[3], paths[1]]
-    ref = f"aesthetic:{scorer_files['head']}@{scorer_files['clip']}"
-    assert main(["score", "--prompt", PROMPT, "--scorer", ref, *map(str, order)]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    scorer = ScorerCache().get(resolve_scorer(ref), "cpu")
     from core.images import read_image
 
-    expected = [f"{scorer.score(read_image(p, 'x'), PROMPT):.4f}\t{p}" for p in order]
-    assert lines == expected and len(set(line.split("\t")[0] for line in lines)) == 4
+    paths = _save(_images(), tmp_path / "imgs")
+    ref = f"aesthetic:{scorer_files['head']}@{scorer_files['clip']}"
+    scorer = ScorerCache().get(resolve_scorer(ref), "cpu")
+    scores = {p: scorer.score(read_image(p, "x"), PROMPT) for p in paths}
+    by_score = sorted(paths, key=scores.get)
+    # An order that is neither the scores' (either way) nor the names'.
+    order = [by_score[2], by_score[0], by_score[3], by_score[1]]
+    assert order != paths and len(set(scores.values())) == 4
+    assert main(["score", "--prompt", PROMPT, "--scorer", ref, *map(str, order)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"{scores[p]:.4f}\t{p}" for p in order]
 
 
 @pytest.mark.parametrize("ref, says", [
