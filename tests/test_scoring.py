@@ -275,3 +275,25 @@ def test_sweep_pick_with_no_cell_within_the_limit_writes_nothing(tiny_models, sc
                        "--max-drift", "1")
     assert status == 1 and path.read_bytes() == before
     assert "handoff: no cell to pick" in capsys.readouterr().err
+
+
+def test_generate_command_takes_candidates_and_writes_the_best_as_the_final(tiny_models, scorer_files, tmp_path):
+    from main import main
+
+    sd, final = str(tiny_models["sd"]), tmp_path / "out" / "final.png"
+    ref = f"aesthetic:{scorer_files['head']}@{scorer_files['clip']}"
+    assert main(["generate", PROMPT, "--model", sd, "--steps", "3", "--size", "32x32", "--seed", "5",
+                 "--refiner", sd, "--refiner-strength", "0.5", "--candidates", "2", "--scorer", ref,
+                 "--out", str(final)]) == 0
+    scores = {_recipe(p)["recipe"]["seed"]: _recipe(p)["score"]["value"]
+              for p in (tmp_path / "out").glob("final-seed*-1-base.png")}
+    assert sorted(scores) == [5, 6]
+    assert _recipe(final)["recipe"]["seed"] == max(scores, key=scores.get)
+
+
+def test_an_uncached_hub_clip_offline_is_one_line(monkeypatch):
+    from core.scorer_refs import resolve_scorer
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError, match="not in the local Hugging Face cache and offline mode is on"):
+        resolve_scorer("clip:nobody-here/clip-model")
