@@ -102,6 +102,7 @@ def run_candidates(project: Project, emit: Callable, run_one: Callable, out, can
         done = [f for f in finished if f.index == first_index][-1]
         candidates.append(ev.Candidate(seed, done.path, scores[seed], done.image))
     kept = [c.seed for c in ranked(candidates)[:project.keep]]
+    written: list = []  # a one-stage chain's best, copied to the path the caller named
     emit(ev.CandidatesScored(spec.ref, candidates, kept, project))
     for seed in kept:
         chosen, from_stage = repick(project, seed)
@@ -112,8 +113,9 @@ def run_candidates(project: Project, emit: Callable, run_one: Callable, out, can
 
                 path = next(c.path for c in candidates if c.seed == seed)
                 write_bytes(final, path.read_bytes())
+                written.append(final)
             continue
         run_one(chosen, forward, out=plan_for(seed, final), from_stage=from_stage, annotate=annotate_for(seed))
         if state["ended"]:
             return
-    emit(ev.JobFinished([f.path for f in finished], time.perf_counter() - started, finished))
+    emit(ev.JobFinished([f.path for f in finished] + written, time.perf_counter() - started, finished))

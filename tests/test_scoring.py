@@ -297,3 +297,14 @@ def test_an_uncached_hub_clip_offline_is_one_line(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelError, match="not in the local Hugging Face cache and offline mode is on"):
         resolve_scorer("clip:nobody-here/clip-model")
+
+
+def test_a_one_stage_chain_copies_its_best_candidate_to_the_output(tiny_models, scorer_files, tmp_path):
+    project = _chain(str(tiny_models["sd"]), f"aesthetic:{scorer_files['head']}@{scorer_files['clip']}")
+    project.stages = project.stages[:1]
+    final = tmp_path / "out" / "final.png"
+    events = list(run(project, OutputPlan.to_file(final), store=StageStore(tmp_path / "s")))
+    (scored,) = of(events, ev.CandidatesScored)
+    best = max(scored.candidates, key=lambda c: c.score)
+    assert scored.kept == [best.seed] and final.read_bytes() == best.path.read_bytes()
+    assert of(events, ev.JobFinished)[0].paths[-1] == final
