@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 
 from core import events as ev
-from core.errors import ProjectError
+from core.errors import ModelError, ProjectError
 from core.interrupts import CANCELLED_LINE, CODES, EXIT_CANCELLED, EXIT_TERMINATED, exit_code, exit_now, reached
 from core.project import MAX_SEED, ControlNet, IPAdapter, Lora, Project, Stage, snap, validate
 from core.sweep import MAX_CELLS
@@ -93,6 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--memory", choices=["auto", "sequential", "resident", "offload"], default="auto")
     gen.add_argument("--dtype", choices=["auto", "bf16", "fp16", "fp32"], default="auto")
     gen.add_argument("--out", type=Path, required=True, help="the final image; earlier stages go beside it")
+    cand = gen.add_argument_group("candidates (core.candidates)")
+    cand.add_argument("--candidates", type=int, default=1, metavar="N",
+                      help="run the first stage with N seeds (seed, seed+1, ...) and score each")
+    cand.add_argument("--scorer", default=None, metavar="REF",
+                      help="clip:<CLIP folder or Hub id> or aesthetic:<file>[@<CLIP ref>]")
+    cand.add_argument("--keep", type=int, default=1, metavar="K", help="the best K continue through the chain")
+
+    score = sub.add_parser("score", help="score images: one line per image, SCORE<TAB>PATH, in input order")
+    score.add_argument("images", type=Path, nargs="+")
+    score.add_argument("--prompt", default="", help="what a CLIP score compares each image with")
+    score.add_argument("--scorer", required=True, metavar="REF",
+                       help="clip:<CLIP folder or Hub id> or aesthetic:<file>[@<CLIP ref>]")
 
     runp = sub.add_parser("run", help="run a saved project (.handoff, .json, a ComfyUI workflow, or an image with a "
                                        "recipe: Handoff's, A1111's, ComfyUI's, InvokeAI's, Fooocus's or NovelAI's)")
@@ -112,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", type=Path, required=True, help="folder for grid.png, sweep.json and cells/")
     sweep.add_argument("--max-cells", type=int, default=None, metavar="N",
                        help=f"allow a sweep of more than {MAX_CELLS:,} cells")
+    sweep.add_argument("--pick", default=None, metavar="SCORER",
+                       help="score the cells, mark the best on the grid and write its value into the project file")
+    sweep.add_argument("--max-drift", type=float, default=None, metavar="SSIM",
+                       help="with --pick: only cells whose SSIM to their input is at least this")
     _ray_flags(sweep)
 
     batch = sub.add_parser("batch", help="run a JSON Lines file of projects (or of prompts over --project)")
@@ -259,7 +275,8 @@ def project_from_args(args) -> Project:
         width, height = snap(width, 16), snap(height, 16)
     return Project(prompt=args.prompt, negative_prompt=args.negative, width=width, height=height, seed=seed,
                    stages=stages, init_image=str(args.init_image) if args.init_image else None,
-                   memory_policy=args.memory, dtype=args.dtype)
+                   memory_policy=args.memory, dtype=args.dtype, candidates=args.candidates, scorer=args.scorer,
+                   keep=args.keep)
 
 
 def _init_image_size(path: Path) -> tuple[int, int]:
@@ -390,6 +407,9 @@ def _main(args, interrupts: "Interrupts") -> int:
             print(f"handoff: {exc}", file=sys.stderr)
             return EXIT_USAGE
     # A sweep and a batch check their inputs before torch is imported: a bad one is refused at once.
+    if args.command == "score":
+        _quiet_libraries()
+        return score_main(args)
     if args.command == "sweep":
         return sweep_main(args, interrupts)
     if args.command == "batch":
@@ -579,19 +599,71 @@ def sweep_main(args, interrupts: "Interrupts | None" = None) -> int:
             raise UsageError(f"--max-cells {args.max_cells} must be at least 1")
         count = check_cell_count(x, y, args.max_cells or MAX_CELLS)  # before a single cell is built
         cells(project, x, y)  # every cell's project checked before the first runs
+        _check_pick(args)
         if args.ray:
             _connect(args.ray)
-    except (UsageError, ProjectError) as exc:
-        print(f"handoff: {exc}", file=sys.stderr)
+    except (UsageError, ProjectError, ModelError) as exc:
+        print(f"handoff: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     _quiet_libraries()
+    pick = (lambda result: _pick(args, x, y, result)) if args.pick else None
     if args.ray:
         from core.cluster import progress_bar, run_sweep_on_ray
 
         result = run_sweep_on_ray(project, x, y, args.out, args.workers, progress_bar)
+        status = pick(result) if pick else 0
         print(sweep_table(result))
-        return EXIT_FAILED if any(c.error for c in result.cells) else 0
-    return run_sweep_cli(project, x, y, args.out, count, interrupts)
+        return EXIT_FAILED if status or any(c.error for c in result.cells) else 0
+    return run_sweep_cli(project, x, y, args.out, count, interrupts, pick)
+
+
+def _check_pick(args) -> None:
+    """--pick and --max-drift, checked before any cell runs (the scorer resolved too)."""
+    if args.pick is None:
+        if args.max_drift is not None:
+            raise UsageError("--max-drift limits the cells --pick chooses from: give --pick too")
+        return
+    if args.max_drift is not None and not -1 <= args.max_drift <= 1:
+        raise UsageError(f"--max-drift {args.max_drift:g} is not an SSIM (-1..1; 1: unchanged)")
+    from core.scorer_refs import resolve_scorer
+    from core.sweep_pick import check_target
+
+    check_target(args.project)
+    resolve_scorer(args.pick)
+
+
+def _pick(args, x, y, result) -> int:
+    """Score the cells, mark the best within the drift limit and write it into the project."""
+    from core.sweep_pick import mark, pick_cell, write_setting
+
+    try:
+        chosen = pick_cell(result, args.pick, args.max_drift)
+        if chosen.cell is None:
+            print(f"handoff: no cell to pick{': ' + chosen.why if chosen.why else ''}", file=sys.stderr)
+            return EXIT_FAILED
+        mark(result, x, y, args.out, chosen.cell)
+        write_setting(args.project, chosen.cell, x, y)
+    except (ModelError, ProjectError) as exc:
+        print(f"handoff: {one_line(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"picked {', '.join(chosen.cell.labels)} (score {chosen.cell.score:.4f}); wrote it into {args.project}",
+          file=sys.stderr)
+    return 0
+
+
+def score_main(args) -> int:
+    """SCORE<TAB>PATH per image, in the order given; a bad scorer or image is one line."""
+    from core.errors import ReadError
+    from core.scorer_refs import score_files
+
+    try:
+        values = score_files(args.scorer, args.prompt, args.images)
+    except (ModelError, ReadError) as exc:
+        print(f"handoff: {one_line(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    for value, path in zip(values, args.images):
+        print(f"{value:.4f}\t{path}")
+    return 0
 
 
 def _probe(address: str) -> None:
@@ -659,7 +731,8 @@ def _say_problems(problems: list[str], keep_going: bool, good: int) -> None:
     print("\n".join(lines), file=sys.stderr)
 
 
-def run_sweep_cli(project: Project, x, y, out_dir: Path, count: int, interrupts: "Interrupts | None" = None) -> int:
+def run_sweep_cli(project: Project, x, y, out_dir: Path, count: int, interrupts: "Interrupts | None" = None,
+                  pick=None) -> int:
     from core.engine import CancelToken
     from core.sweep import run_sweep
 
@@ -684,6 +757,8 @@ def run_sweep_cli(project: Project, x, y, out_dir: Path, count: int, interrupts:
             state["status"] = EXIT_CANCELLED
 
     result = run_sweep(project, x, y, out_dir, on_event, cancel=cancel)
+    if pick is not None and not cancel.cancelled:
+        state["status"] = pick(result) or state["status"]
     print(sweep_table(result))
     if interrupts is not None and interrupts.stopped():
         print(CANCELLED_LINE, file=sys.stderr)

@@ -102,7 +102,8 @@ def run(project: Project, out: OutputPlan | None = None, cancel: CancelToken | N
 
 def execute(project: Project, emit: Callable[[ev.Event], None], out: OutputPlan | None = None,
             cancel: CancelToken | None = None, models: ModelCache | None = None, from_stage: int | None = None,
-            store: StageStore | None = None, live_previews: bool = False) -> None:
+            store: StageStore | None = None, live_previews: bool = False, until: int | None = None,
+            annotate: Callable | None = None) -> None:
     """Run the job on this thread, passing each event to `emit`. Never raises for a
     job that fails: the failure is reported as JobFailed and the caller stays usable.
 
@@ -110,16 +111,28 @@ def execute(project: Project, emit: Callable[[ev.Event], None], out: OutputPlan 
     the stages before it (core.stage_store); where that output is stale or missing, the
     job says so and starts from the latest stage whose output is still stored.
     With `live_previews`, stages also emit StagePreview now and then (a window shows them;
-    the command line has nowhere to)."""
+    the command line has nowhere to).
+    A project with candidates runs them through core.candidates, which calls back here with
+    `until` (the last position to run: a candidate's first stage) and `annotate(plan,
+    image)`, which returns more keys for a stage's recipe chunk (its score)."""
     cancel = cancel or CancelToken()
     models = models if models is not None else ModelCache()
     out = out or OutputPlan.in_dir()
     job_id = uuid.uuid4().hex[:8]
     current: list[int | None] = [None]
     out_of_memory = False
+    store = store if store is not None else StageStore.default()
     try:
-        _execute(project, emit, out, cancel, models, job_id, current, from_stage,
-                 store if store is not None else StageStore.default(), live_previews)
+        if project.candidates > 1:
+            from core.candidates import run_candidates
+
+            def one(p, emit_one, **kw) -> None:
+                execute(p, emit_one, cancel=cancel, models=models, store=store, live_previews=live_previews, **kw)
+
+            run_candidates(project, emit, one, out, cancel, models)
+        else:
+            _execute(project, emit, out, cancel, models, job_id, current, from_stage, store, live_previews,
+                     until, annotate)
     except Cancelled:
         emit(ev.JobCancelled(current[0]))
     except (ModelError, ProjectError) as exc:
@@ -162,7 +175,7 @@ def _free_memory() -> None:
 
 
 def _execute(project, emit, out, cancel, models, job_id, current, from_stage, store,
-             live_previews=False) -> None:
+             live_previews=False, until=None, annotate=None) -> None:
     started = time.perf_counter()
     validate(project)
     check_output(out)  # before anything downloads or loads: a job must not run to be refused at the end
@@ -215,14 +228,15 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
             if stored is None:
                 continue  # an earlier stage's own output was pruned; the one handed over is kept
             path = out.path_for(p.position, len(plans), p.stage.label(p.index))
-            writer.submit(stored.image, path, project, p.index, preview=stored.preview, ran=ran)
+            writer.submit(stored.image, path, project, p.index, preview=stored.preview, ran=ran,
+                          extra=annotate(p, stored.image) if annotate else None)
             finished.append(ev.StageFinished(
                 index=p.index, label=p.stage.label(p.index), image=stored.image, input_image=None, path=path,
                 load_seconds=0.0, denoise_seconds=0.0, decode_seconds=0.0, total_seconds=0.0, peak_memory=0,
                 memory_kind="", steps_run=0, handoff=p.handoff, preview=stored.preview, reused=True,
                 ran=ran[p.position]))
             emit(finished[-1])
-        for p in plans[start:]:
+        for p in plans[start:None if until is None else until + 1]:
             current[0] = p.index
             if cancel.cancelled:
                 raise Cancelled()
@@ -290,8 +304,9 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
                 deferred.take(p.index, before.index, p.strength, measures=p.handoff == "latent")
             drift = None if given_preview else _drift(p, given, image)
             path = out.path_for(p.position, len(plans), label)
-            writer.submit(image, path, project, p.index, preview=is_preview,
-                          extra={"drift": drift.to_dict()} if drift is not None else None, ran=ran)
+            extra = {"drift": drift.to_dict()} if drift is not None else {}
+            extra.update((annotate(p, image) if annotate else None) or {})
+            writer.submit(image, path, project, p.index, preview=is_preview, extra=extra or None, ran=ran)
             finished_event = ev.StageFinished(
                 index=p.index, label=label, image=image, input_image=given.image, path=path,
                 load_seconds=load_seconds, denoise_seconds=result.denoise_seconds,

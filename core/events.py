@@ -120,6 +120,25 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class Candidate:
+    seed: int
+    path: Path
+    score: float
+    image: Any = None
+
+
+@dataclass(frozen=True)
+class CandidatesScored:
+    """The first stage's candidates, scored (core.candidates): `kept` are the seeds that
+    continue through the chain, best first; `project` is the job's, for a re-pick."""
+
+    scorer: str
+    candidates: list[Candidate]
+    kept: list[int]
+    project: Any = None
+
+
+@dataclass(frozen=True)
 class JobFinished:
     paths: list[Path]
     seconds: float
@@ -137,5 +156,5 @@ class JobCancelled:
     at_stage: int | None
 
 
-Event = (JobStarted | StageStarted | Loading | Step | StagePreview | StageFinished | StageImageUpdated | StageSaved
-         | Notice | JobFinished | JobFailed | JobCancelled)
+Event = (JobStarted | CandidatesScored | StageStarted | Loading | Step | StagePreview | StageFinished
+         | StageImageUpdated | StageSaved | Notice | JobFinished | JobFailed | JobCancelled)

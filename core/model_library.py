@@ -158,7 +158,7 @@ class CachedModel:
     note: str = ""
 
 
-def _cached_repos(cache_dir: Path | str | None = None) -> list:
+def cached_repos(cache_dir: Path | str | None = None) -> list:
     """The Hugging Face cache's repos (huggingface_hub.scan_cache_dir: folder layout and
     sizes, no file read), by name; none when there is no cache."""
     try:
@@ -179,7 +179,7 @@ def cached_hub_models(cache_dir: Path | str | None = None) -> list[CachedModel]:
     the user sees what loads offline. Uses huggingface_hub.scan_cache_dir, which reads the
     folder layout and file sizes, not the files."""
     out: list[CachedModel] = []
-    for repo in _cached_repos(cache_dir):
+    for repo in cached_repos(cache_dir):
         if repo.repo_type != "model":
             continue
         revisions = sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True)
@@ -278,7 +278,7 @@ def cached_hub_adapters(cache_dir: Path | str | None = None) -> list[LibraryEntr
     """LoRAs and ControlNets in the Hugging Face cache: repos with a ControlNet config.json,
     and .safetensors files whose header holds LoRA tensors (owner/repo/file.safetensors)."""
     out: list[LibraryEntry] = []
-    for repo in _cached_repos(cache_dir):
+    for repo in cached_repos(cache_dir):
         if repo.repo_type != "model" or not repo.revisions:
             continue
         rev = max(repo.revisions, key=lambda r: r.last_modified)

@@ -22,6 +22,7 @@ from core.checkpoints import PIPELINE, describe_file
 from core.errors import Cancelled, ModelError, ReadError
 from core.model_configs import native_size, read_model_index
 from core.families import FAMILIES, Family, UnknownFamily, family_from_model_index
+from core.scorers import ScorerCache
 from core.upscalers import UPSCALER, UPSCALER_SUFFIXES, UpscalerCache, upscaler_info
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -389,6 +390,7 @@ class ModelCache:
         self.loaded: dict[tuple[str, str], LoadedModel] = {}
         self.digests = Digests()
         self.upscalers = UpscalerCache()
+        self.scorers = ScorerCache()  # core.scorers: loaded once, like the pipelines
 
     def key(self, resolved: ResolvedModel, dtype) -> tuple[str, str]:
         return (str(resolved.path), str(dtype))

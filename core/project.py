@@ -39,6 +39,7 @@ MIN_TILE = 64  # pixels: an upscaler tile smaller than this is mostly overlap
 # A longer prompt is no prompt: a 40 MB one made the tokenizer take 5 GB and abort.
 MAX_PROMPT_TOKENS = 4096
 MAX_PROMPT_CHARS = MAX_PROMPT_TOKENS * 8
+MAX_CANDIDATES = 64  # first-stage candidates a job scores (core.candidates)
 
 
 @dataclass
@@ -137,6 +138,11 @@ class Project:
     init_image: str | None = None  # a path; makes the first stage a refine of this image
     memory_policy: str = "auto"
     dtype: str = "auto"
+    # The first stage runs with `candidates` seeds (seed, seed+1, ...), `scorer` (a
+    # core.scorer_refs reference) scores each, and the best `keep` continue (core.candidates).
+    candidates: int = 1
+    scorer: str | None = None
+    keep: int = 1
 
     def enabled_stages(self) -> list[tuple[int, Stage]]:
         return [(i, s) for i, s in enumerate(self.stages) if s.enabled]
@@ -263,6 +269,7 @@ def validate(project: Project, size_multiple: int = 8, stage_multiples: dict[int
         problems.append(f"memory policy '{project.memory_policy}' is not one of {', '.join(MEMORY_POLICIES)}")
     if project.dtype not in DTYPES:
         problems.append(f"precision '{project.dtype}' is not one of {', '.join(DTYPES)}")
+    problems += candidate_problems(project)
     enabled = project.enabled_stages()
     needs_multiple: dict[int, list[str]] = {}
     if not enabled:
@@ -326,6 +333,19 @@ def validate(project: Project, size_multiple: int = 8, stage_multiples: dict[int
         )
     if problems:
         raise ProjectError(problems)
+
+
+def candidate_problems(project: Project) -> list[str]:
+    """What is wrong with the candidate fields, found before anything loads."""
+    out: list[str] = []
+    if not 1 <= project.candidates <= MAX_CANDIDATES:
+        out.append(f"candidates {project.candidates} is outside 1..{MAX_CANDIDATES}")
+    elif not 1 <= project.keep <= project.candidates:
+        out.append(f"keep {project.keep} is outside 1..{project.candidates} (the candidates)")
+    if project.candidates > 1 and not (project.scorer or "").strip():
+        out.append(f"{project.candidates} candidates need a scorer to choose between them "
+                   "(clip:<CLIP model> or aesthetic:<file>)")
+    return out
 
 
 def upscaler_problems(stage: Stage, where: str) -> list[str]:

@@ -45,6 +45,11 @@ class StoredOutput:
 # hold both to that).
 NOT_SHAPING = {
     "Project.memory_policy": "where the weights are kept (resident, offloaded) does not change what they compute",
+    # a candidate runs as its own project (core.candidates): candidates 1, its seed set, and
+    # the seed is keyed; the scorer chooses between outputs, it does not shape one
+    "Project.candidates": "a candidate runs as a project of its own, with candidates 1 and its seed",
+    "Project.scorer": "the scorer chooses between finished outputs; it does not shape one",
+    "Project.keep": "how many candidates continue, not what any of them computes",
     "Stage.name": "a label for the timing table and the file names",
     "Stage.enabled": "a disabled stage is not planned: the planned stages are what is keyed",
 }

@@ -22,6 +22,7 @@ from core import events as ev
 from core.errors import ProjectError
 from core.project import Project, validate
 
+PICK_COLOUR, PICK_FRAME = (0, 160, 0), 3  # the frame round the picked cell (sweep --pick)
 FLOATS = ("strength", "switch_at", "guidance", "lora_weight")
 INTS = ("steps", "seed")
 TEXTS = ("scheduler", "model", "prompt_suffix")
@@ -122,6 +123,7 @@ class Cell:
     seconds: float = 0.0
     reused: int = 0  # stages whose stored output the cell reused
     error: str = ""
+    score: float | None = None  # the final image's, when the sweep picks (core.sweep_pick)
 
 
 @dataclass
@@ -208,7 +210,7 @@ def finish(todo: list[Cell], x: Axis, y: Axis | None, out_dir: Path, seconds: fl
     if any(c.image is not None for c in todo):
         grid = Path(out_dir) / "grid.png"
         make_grid(todo, x, y).save(grid)
-        _write_summary(Path(out_dir) / "sweep.json", todo, x, y, grid)
+        write_summary(Path(out_dir) / "sweep.json", todo, x, y, grid)
     return SweepResult(todo, grid, seconds)
 
 
@@ -236,14 +238,16 @@ def cell_caption(cell: Cell) -> str:
     """A cell's drift in plain ASCII (the grid's font may lack Δ)."""
     if cell.error:
         return "failed"
+    score = "" if cell.score is None else f"S {cell.score:.2f} "
     if cell.drift is None:
-        return ""
-    return f"SSIM {cell.drift.ssim:.2f} dE {cell.drift.delta_e:.1f}" + (" !" if cell.drift.warning else "")
+        return score.strip()
+    return score + f"SSIM {cell.drift.ssim:.2f} dE {cell.drift.delta_e:.1f}" + (" !" if cell.drift.warning else "")
 
 
-def make_grid(todo: list[Cell], x: Axis, y: Axis | None, min_cell: int = 160):
+def make_grid(todo: list[Cell], x: Axis, y: Axis | None, min_cell: int = 160, picked: Cell | None = None):
     """The cells' final images in a grid: X values over the columns, Y values down the
-    rows, each cell captioned with its drift (a '!' marks the warning band)."""
+    rows, each cell captioned with its drift (a '!' marks the warning band) and score; the
+    `picked` cell framed in green (sweep --pick)."""
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default()
@@ -266,17 +270,21 @@ def make_grid(todo: list[Cell], x: Axis, y: Axis | None, min_cell: int = 160):
         caption = cell_caption(cell)
         colour = "firebrick" if cell.error or cell.drift is not None and cell.drift.warning else "black"
         draw.text((ox + 4, oy + ch + 2), caption, fill=colour, font=font)
+        if cell is picked:
+            draw.rectangle((ox, oy, ox + cw - 1, oy + ch - 1), outline=PICK_COLOUR, width=PICK_FRAME)
     if y is not None:
         for yi, v in enumerate(y.values):
             draw.text((4, top + yi * (ch + cap) + ch // 2 - line // 2), y.label(v), fill="black", font=font)
     return grid
 
 
-def _write_summary(path: Path, todo: list[Cell], x: Axis, y: Axis | None, grid: Path) -> None:
+def write_summary(path: Path, todo: list[Cell], x: Axis, y: Axis | None, grid: Path,
+                  picked: Cell | None = None) -> None:
     from core.atomic import write_text
 
     rows = [{"labels": c.labels, "path": str(c.path) if c.path else None, "seconds": round(c.seconds, 3),
-             "reused_stages": c.reused, "drift": c.drift.to_dict() if c.drift else None, "error": c.error}
+             "reused_stages": c.reused, "drift": c.drift.to_dict() if c.drift else None, "error": c.error,
+             **({"score": c.score} if c.score is not None else {}), **({"picked": True} if c is picked else {})}
             for c in todo]
     write_text(path, json.dumps({"x": x.name, "y": y.name if y else None, "grid": str(grid), "cells": rows},
                                 indent=2))

@@ -20,13 +20,14 @@ from core.document import Document, Run, read_project
 from core.errors import ProjectError, ReadError
 from core.images import pixel_problem
 from core.events import (
-    JobCancelled, JobFailed, JobFinished, JobStarted, Loading, Notice, StageFinished, StageImageUpdated, StagePreview,
-    StageStarted, Step,
+    CandidatesScored, JobCancelled, JobFailed, JobFinished, JobStarted, Loading, Notice, StageFinished,
+    StageImageUpdated, StagePreview, StageStarted, Step,
 )
 from core.model_info import chain_problems, forget as forget_model_info, info_for
 from core.model_library import ModelLibrary
 from core.presets import PRESETS
 from core.project import MAX_SEED, Project, validate
+from gui.candidate_strip import CandidateStrip
 from gui.compare_view import CompareView
 from gui import init_size
 from gui.images import image_size, pil_to_qimage
@@ -116,6 +117,7 @@ class MainWindow(QMainWindow):
             Step: self._step, StagePreview: self._stage_preview, StageFinished: self._stage_finished, Notice: self._notice,
             StageImageUpdated: self._stage_image_updated,
             JobFinished: self._job_finished, JobFailed: self._job_failed, JobCancelled: self._job_cancelled,
+            CandidatesScored: self._candidates_scored,
         }
         self.setAcceptDrops(True)
         self._build()
@@ -273,6 +275,10 @@ class MainWindow(QMainWindow):
         rv = QVBoxLayout(right)
         rv.setContentsMargins(0, 0, 0, 0)
         rv.addWidget(self.banner)
+        self.candidates = CandidateStrip()
+        self.candidates.picked.connect(self._repick)
+        self._candidates_of: Project | None = None  # the job whose candidates the strip shows
+        rv.addWidget(self.candidates)
         vsplit = QSplitter(Qt.Vertical)
         vsplit.addWidget(self.compare)
         vsplit.addWidget(self.tabs)
@@ -929,6 +935,25 @@ class MainWindow(QMainWindow):
         self.document.record(ev)
         if isinstance(ev, TERMINAL):
             self.jobEnded.emit(ev)
+
+    def _candidates_scored(self, ev: CandidatesScored) -> None:
+        self._candidates_of = ev.project
+        self.candidates.show_candidates(ev)
+        scores = ", ".join(f"seed {c.seed}: {c.score:.3f}" for c in ev.candidates)
+        self.log_line(f"candidates scored by {ev.scorer}: {scores}; continuing with seed {ev.kept[0]}")
+
+    def _repick(self, seed: int) -> None:
+        """Another candidate continues: a re-run from stage 2 (its stage 1 is stored by seed)."""
+        from core.candidates import repick
+
+        if self._candidates_of is None:
+            return
+        project, from_stage = repick(self._candidates_of, seed)
+        if from_stage is None:
+            self.statusBar().showMessage(f"seed {seed}'s image is the final one: nothing to re-run", 8000)
+            return
+        if not self.start_job(project, from_stage):
+            self.statusBar().showMessage("A job is running: pick again when it ends", 8000)
 
     def _job_started(self, ev: JobStarted) -> None:
         self.log_line(f"job {ev.job_id}: {ev.stage_count} stage(s) on {ev.device}")
