@@ -73,8 +73,9 @@ def run_candidates(project: Project, emit: Callable, run_one: Callable, out, can
         def annotate(plan, image) -> dict | None:
             if plan.position != 0:
                 return None
-            if seed not in scores:  # scored once, on the engine's (torch's) thread
-                scores[seed] = models.scorers.get(spec, device).score(image, prompt)
+            # On the engine's (torch's) thread; again when a handed-over preview is replaced by
+            # its decode after the job (core.deferred_decode), so the score is the real image's.
+            scores[seed] = models.scorers.get(spec, device).score(image, prompt)
             return {"score": {"scorer": spec.ref, "value": scores[seed]}}
         return annotate
 

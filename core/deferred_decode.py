@@ -95,10 +95,12 @@ class Deferred:
 
     def settle(self, finished: list[ev.StageFinished], project, store, emit: Callable[[Any], None],
                cancelled: Callable[[], bool], explain: Callable[[BaseException], str],
-               ran=None) -> list[ev.StageFinished]:
+               ran=None, annotate: Callable[[int, Any], dict | None] | None = None) -> list[ev.StageFinished]:
         """Decode what is owed, rewrite the PNGs and stored outputs it changes, report each
         changed stage (StageImageUpdated) and return the job's stages as they now are (`ran`:
-        the job's core.ran records, written again with each rewritten PNG). A
+        the job's core.ran records, written again with each rewritten PNG; `annotate(index,
+        image)`: more keys for a rewritten stage's recipe chunk, from its new image, such as
+        a candidate's score). A
         decode or rewrite that fails, or a cancel, leaves the stage as it was (a preview,
         its PNG intact) and says so: the job's images are on disk already."""
         from core.drift import measure
@@ -137,7 +139,9 @@ class Deferred:
             if new is None:
                 out.append(f)
                 continue
-            extra = {"drift": new.drift.to_dict()} if new.drift is not None else None
+            extra = {"drift": new.drift.to_dict()} if new.drift is not None else {}
+            extra.update((annotate(new.index, new.image) if annotate else None) or {})
+            extra = extra or None
             try:
                 save_png(new.image, Path(new.path), project, new.index, preview=new.preview, extra=extra, ran=ran)
             except OSError as exc:

@@ -332,7 +332,9 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
                 emit(ev.StageSaved(w.index, w.path))
         raise
     _report_saved(writer.close(), emit)  # the final image is on disk: now what was deferred
-    finished = deferred.settle(finished, project, store, emit, lambda: cancel.cancelled, explain, ran)
+    by_index = {p.index: p for p in plans}
+    finished = deferred.settle(finished, project, store, emit, lambda: cancel.cancelled, explain, ran,
+                               (lambda index, image: annotate(by_index[index], image)) if annotate else None)
     emit(ev.JobFinished([f.path for f in finished], time.perf_counter() - started, finished))
 
 

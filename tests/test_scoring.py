@@ -289,6 +289,12 @@ def test_generate_command_takes_candidates_and_writes_the_best_as_the_final(tiny
               for p in (tmp_path / "out").glob("final-seed*-1-base.png")}
     assert sorted(scores) == [5, 6]
     assert _recipe(final)["recipe"]["seed"] == max(scores, key=scores.get)
+    # Each score is the image's on disk (the decode the refiner's latent handoff left), not a preview's.
+    from core.scorer_refs import score_files
+
+    for p in (tmp_path / "out").glob("final-seed*-1-base.png"):
+        assert "preview" not in _recipe(p) or not _recipe(p)["preview"]
+        assert score_files(ref, PROMPT, [p])[0] == pytest.approx(_recipe(p)["score"]["value"], abs=1e-4)
 
 
 def test_an_uncached_hub_clip_offline_is_one_line(monkeypatch):
