@@ -95,6 +95,10 @@ class Stage:
     upscaler: str | None = None
     # an upscaler's tile side in input pixels; 0/None: from the free memory
     tile: int | None = None
+    # pixel: refine in overlapping tiles of this side (in the stage's own pixels), blended
+    # with feathered seams (core.tiled_refine), so a 2x-4x polish needs one tile's memory;
+    # 0: the whole image at once
+    refine_tile: int = 0
     enabled: bool = True
     name: str = ""
     loras: list[Lora] = field(default_factory=list)
@@ -278,6 +282,7 @@ def validate(project: Project, size_multiple: int = 8, stage_multiples: dict[int
             problems.append(f"{where}: seed {stage.seed} is outside 0..{MAX_SEED}")
         problems += adapter_problems(stage, where, generates=pos == 0 and project.init_image is None)
         problems += upscaler_problems(stage, where)
+        problems += refine_tile_problems(stage, where, multiple, generates=pos == 0 and project.init_image is None)
         if stage.handoff not in HANDOFFS:
             problems.append(f"{where}: handoff '{stage.handoff}' is not one of {', '.join(HANDOFFS)}")
             continue
@@ -337,6 +342,22 @@ def upscaler_problems(stage: Stage, where: str) -> list[str]:
         elif stage.handoff == "ensemble":
             out.append(f"{where}: an ensemble cannot change the size, so it takes no upscaler; use a pixel handoff")
     return out
+
+
+def refine_tile_problems(stage: Stage, where: str, multiple: int, generates: bool) -> list[str]:
+    """What is wrong with a stage's refine_tile, found before anything loads."""
+    tile = stage.refine_tile
+    if not tile:
+        return []
+    if generates:
+        return [f"{where}: a tiled refine refines an image; this stage generates (set refine_tile on a later "
+                "stage, or open an init image)"]
+    if not MIN_TILE <= tile <= MAX_SIDE:
+        return [f"{where}: refine tile {tile} px is outside {MIN_TILE}..{MAX_SIDE} (0: no tiling)"]
+    if tile % multiple:
+        return [f"{where}: refine tile {tile} px is not a multiple of {multiple}, which its model needs "
+                f"(try {snap(tile, multiple)})"]
+    return []
 
 
 def adapter_problems(stage: Stage, where: str, generates: bool) -> list[str]:
