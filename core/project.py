@@ -410,11 +410,18 @@ def _size_problems(project: Project, multiples: dict[int, int], natives: dict[in
                 continue  # said once, for the project's size
             problems.append(f"{where} would work at {width}x{height}: each side must be at most {MAX_SIDE} px "
                             "(lower the size or the upscale)")
-        elif native and width * height > AREA_FACTOR * native * native:
+        elif native and _worked_area(project.stages[i], width, height) > AREA_FACTOR * native * native:
             problems.append(f"{where} would work at {width}x{height} ({width * height / 1e6:.1f} MP), more than "
                             f"{AREA_FACTOR} times the area its model was made for ({native}x{native}): lower "
-                            "the size or the upscale")
+                            "the size or the upscale, or refine in tiles (refine_tile)")
     return problems
+
+
+def _worked_area(stage: Stage, width: int, height: int) -> int:
+    """The area the model works at in one call: a tiled refine's tile (core.tiled_refine),
+    else the whole image."""
+    tile = stage.refine_tile
+    return min(tile, width) * min(tile, height) if tile else width * height
 
 
 def stage_sizes(project: Project, multiples: dict[int, int] | None = None,

@@ -157,3 +157,14 @@ def test_refine_tile_is_validated():
         validate(first)
     assert any("a tiled refine refines an image; this stage generates" in m for m in info.value.problems)
     validate(Project(prompt=PROMPT, width=64, height=64, stages=[Stage("a"), Stage("b", refine_tile=64)]))
+
+
+def test_a_tiled_stage_is_bounded_by_its_tile_area_not_the_whole_image():
+    def sized(tile: int) -> Project:
+        return Project(prompt=PROMPT, width=64, height=64, stages=[
+            Stage("a"), Stage("b", handoff="pixel", upscale=4.0, refine_tile=tile)])
+
+    with pytest.raises(ProjectError) as info:
+        validate(sized(0), stage_natives={0: 16, 1: 16})
+    assert any("more than 64 times the area its model was made for (16x16)" in m for m in info.value.problems)
+    validate(sized(64), stage_natives={0: 16, 1: 16})  # 256x256 in 64 px tiles: each call at 16x the area
