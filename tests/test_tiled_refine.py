@@ -168,3 +168,17 @@ def test_a_tiled_stage_is_bounded_by_its_tile_area_not_the_whole_image():
         validate(sized(0), stage_natives={0: 16, 1: 16})
     assert any("more than 64 times the area its model was made for (16x16)" in m for m in info.value.problems)
     validate(sized(64), stage_natives={0: 16, 1: 16})  # 256x256 in 64 px tiles: each call at 16x the area
+
+
+def test_cli_refines_in_tiles(tiny_models, tmp_path, capsys):
+    from core.cli import EXIT_USAGE, main
+    from core.metadata import read_recipe
+
+    sd, out = str(tiny_models["sd"]), tmp_path / "tiled.png"
+    common = ["generate", PROMPT, "--model", sd, "--steps", "2", "--size", "32x32", "--out", str(out)]
+    assert main(common + ["--refiner", sd, "--refiner-strength", "0.5", "--upscale", "2",
+                          "--refine-tile", "64"]) == 0, capsys.readouterr().err
+    stages = read_recipe(out).project.stages
+    assert (stages[0].refine_tile, stages[1].refine_tile) == (0, 64)
+    assert main(common + ["--refine-tile", "64"]) == EXIT_USAGE
+    assert "--refine-tile tiles a refine: it needs --refiner or --init-image" in capsys.readouterr().err
