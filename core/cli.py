@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--upscaler", default=None, metavar="FILE",
                      help="with --upscale: resize with this upscaler model (.pth or .safetensors: ESRGAN, "
                           "Real-ESRGAN, SwinIR, DAT...) instead of Lanczos")
+    gen.add_argument("--refine-tile", type=int, default=0, metavar="PX",
+                     help="refine in overlapping tiles of this side (the refiner, or the init image's refine): "
+                          "a 2-4x polish in one tile's memory; 0: the whole image")
     adapters = gen.add_argument_group("adapters (the first stage generates; LoRAs go on any stage)")
     adapters.add_argument("--lora", action="append", default=[], metavar="FILE_OR_ID[:WEIGHT]",
                           help="a LoRA on the first stage (repeatable): a .safetensors file, a folder, "
@@ -258,6 +261,10 @@ def project_from_args(args) -> Project:
         stages[-1].upscaler = args.upscaler
     elif args.upscaler is not None:
         raise UsageError("--upscaler does the --upscale resize: give --upscale too")
+    if args.refine_tile:
+        if not (args.refiner or args.init_image):
+            raise UsageError("--refine-tile tiles a refine: it needs --refiner or --init-image")
+        stages[-1].refine_tile = args.refine_tile
     init = None
     if args.init_image is not None:
         init = _init_image_size(args.init_image)

@@ -31,6 +31,7 @@ from core.schedulers import check_scheduler
 from core.stage_call import StageInput, build_call, fit_input
 from core.stage_run import Previews, run_stage
 from core.stage_store import StageStore, StoredOutput, model_fingerprint, prefix_key
+from core.tiled_refine import run_tiled
 from core.upscale_stage import UPSCALE, model_resize, run_upscale_stage
 
 
@@ -278,7 +279,6 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
                 generator = torch.Generator("cpu").manual_seed(p.stage.effective_seed(project.seed))
                 resize = model_resize(p, models.upscalers, device, lambda: cancel.cancelled)
                 given = _with_conditioning(fit_input(given, p, resize), p)
-                call = build_call(pipe, p, project, given, generator)
 
                 def on_step(i: int, n: int, p=p) -> None:
                     _report_saved(writer.done(), emit)
@@ -286,7 +286,11 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
 
                 previews = Previews(lambda i, image, p=p: emit(ev.StagePreview(p.index, i, image)),
                                     p.resolved.vae_fingerprint(models.digests)) if live_previews else None
-                result = run_stage(pipe, p, call, given, device, on_step, lambda: cancel.cancelled, previews)
+                if p.tiled:  # the pixel refine, tile by tile (its own seeds from the stage's)
+                    result = run_tiled(pipe, p, project, given, device, on_step, lambda: cancel.cancelled)
+                else:
+                    call = build_call(pipe, p, project, given, generator)
+                    result = run_stage(pipe, p, call, given, device, on_step, lambda: cancel.cancelled, previews)
                 image, is_preview = result.image, False
                 if image is None:  # the next stage took the latents: a preview now, the decode after the job
                     from core.previews import preview
@@ -444,7 +448,9 @@ def check_memory(project: Project, plans: list[StagePlan], device: str) -> None:
             continue  # it tiles to fit (core.upscalers.tile_for), and decodes nothing
         itemsize = pick_dtype(project.dtype, p.family, device).itemsize
         folder = None if p.resolved.is_file else p.resolved.path
-        problem = stage_problem(f"stage {p.index + 1} ({p.stage.model})", p.size, folder, itemsize, available, kind)
+        # A tiled refine decodes one tile at a time.
+        size = tuple(min(side, p.stage.refine_tile) for side in p.size) if p.tiled else p.size
+        problem = stage_problem(f"stage {p.index + 1} ({p.stage.model})", size, folder, itemsize, available, kind)
         if problem:
             raise ProjectError([problem])
 

@@ -20,6 +20,7 @@ from core.models import ResolvedModel
 from core.project import Project, Stage, stage_sizes
 from core.ran import StageRan
 from core.upscale_stage import UPSCALE, check_refine_upscaler, plan_upscale
+from core.upscalers import refine_overlap, tile_starts
 
 VaeFingerprint = Callable[[ResolvedModel], "str | None"]
 
@@ -71,6 +72,19 @@ class StagePlan:
         return self.handoff == "ensemble" and self.family.flow
 
     @property
+    def tiled(self) -> bool:
+        """A pixel refine run in overlapping tiles (core.tiled_refine)."""
+        return bool(self.stage.refine_tile) and self.handoff == "pixel"
+
+    def tile_count(self) -> int:
+        """How many tiles the stage runs (1 when it is not tiled or fits one)."""
+        if not self.tiled:
+            return 1
+        tile, (width, height) = self.stage.refine_tile, self.size
+        overlap = refine_overlap(tile)
+        return len(tile_starts(width, tile, overlap)) * len(tile_starts(height, tile, overlap))
+
+    @property
     def family(self) -> Family:
         return self.resolved.family
 
@@ -104,7 +118,7 @@ class StagePlan:
             return self.steps - (self.split if self.split is not None else self.steps)
         if self.handoff == "ensemble":
             return max(0, round(self.steps * (1 - self.stage.switch_at)))
-        return max(1, int(self.steps * self.strength))
+        return max(1, int(self.steps * self.strength)) * self.tile_count()
 
 
 def plan(project: Project, resolved: list[ResolvedModel], vae_fingerprint: VaeFingerprint) -> list[StagePlan]:
@@ -118,6 +132,9 @@ def plan(project: Project, resolved: list[ResolvedModel], vae_fingerprint: VaeFi
         p = StagePlan(index, pos, stage, model, "generate", steps=stage.steps, size=sizes[index],
                       strength=stage.strength)
         if model.is_upscaler:
+            if stage.refine_tile:
+                raise ModelError(f"stage {index + 1}: an upscaler stage runs in its own tiles ('tile'); "
+                                 "refine_tile is for a stage that refines")
             plan_upscale(p, plans[-1] if plans else None, project.init_image is not None)
             plans.append(p)
             continue
@@ -139,7 +156,9 @@ def plan(project: Project, resolved: list[ResolvedModel], vae_fingerprint: VaeFi
             plans.append(p)
             continue
         same_schedule = fam.ensembles_with(prev.family)
-        if asked == "ensemble":
+        if stage.refine_tile or prev.tiled:
+            p.handoff, p.strength, p.note = _tiled_as_pixel(prev, p)
+        elif asked == "ensemble":
             if not same_schedule:
                 raise ModelError(
                     f"{where}: an ensemble handoff splits one schedule between models built for it "
@@ -178,6 +197,20 @@ def plan(project: Project, resolved: list[ResolvedModel], vae_fingerprint: VaeFi
         prev.hands_over = "image" if p.handoff == "pixel" or p.runs_no_step() else "latents"
         plans.append(p)
     return plans
+
+
+def _tiled_as_pixel(prev: StagePlan, p: StagePlan) -> tuple[str, float, str]:
+    """The handoff, strength and note of a stage next to a tiled refine: each tile is a
+    pixel img2img, and a tiled stage hands over a blended image, never latents. An asked
+    ensemble redoes the same share of the schedule from the image (as when VAEs differ)."""
+    asked, stage = p.stage.handoff, p.stage
+    why = "a tiled refine refines pixels" if stage.refine_tile else "a tiled refine hands over an image"
+    if asked == "ensemble":
+        strength = max(round(1 - stage.switch_at, 4), 1 / stage.steps)
+        return "pixel", strength, f"{why}: ensemble handed over as pixels at strength {strength:g}"
+    if asked == "latent":
+        return "pixel", p.strength, f"{why}: latent handed over as pixels"
+    return "pixel", p.strength, ""
 
 
 def split_steps(steps: int, switch_at: float) -> int:

@@ -101,6 +101,10 @@ class Stage:
     upscaler: str | None = None
     # an upscaler's tile side in input pixels; 0/None: from the free memory
     tile: int | None = None
+    # pixel: refine in overlapping tiles of this side (in the stage's own pixels), blended
+    # with feathered seams (core.tiled_refine), so a 2x-4x polish needs one tile's memory;
+    # 0: the whole image at once
+    refine_tile: int = 0
     enabled: bool = True
     name: str = ""
     loras: list[Lora] = field(default_factory=list)
@@ -291,6 +295,7 @@ def validate(project: Project, size_multiple: int = 8, stage_multiples: dict[int
             problems.append(f"{where}: seed {stage.seed} is outside 0..{MAX_SEED}")
         problems += adapter_problems(stage, where, generates=pos == 0 and project.init_image is None)
         problems += upscaler_problems(stage, where)
+        problems += refine_tile_problems(stage, where, multiple, generates=pos == 0 and project.init_image is None)
         if stage.handoff not in HANDOFFS:
             problems.append(f"{where}: handoff '{stage.handoff}' is not one of {', '.join(HANDOFFS)}")
             continue
@@ -373,6 +378,22 @@ def _prompt_problems(project: Project) -> list[str]:
             f"at most {MAX_PROMPT_TOKENS:,} tokens)" for name, text in texts if len(text) > MAX_PROMPT_CHARS]
 
 
+def refine_tile_problems(stage: Stage, where: str, multiple: int, generates: bool) -> list[str]:
+    """What is wrong with a stage's refine_tile, found before anything loads."""
+    tile = stage.refine_tile
+    if not tile:
+        return []
+    if generates:
+        return [f"{where}: a tiled refine refines an image; this stage generates (set refine_tile on a later "
+                "stage, or open an init image)"]
+    if not MIN_TILE <= tile <= MAX_SIDE:
+        return [f"{where}: refine tile {tile} px is outside {MIN_TILE}..{MAX_SIDE} (0: no tiling)"]
+    if tile % multiple:
+        return [f"{where}: refine tile {tile} px is not a multiple of {multiple}, which its model needs "
+                f"(try {snap(tile, multiple)})"]
+    return []
+
+
 def adapter_problems(stage: Stage, where: str, generates: bool) -> list[str]:
     """What is wrong with a stage's adapters, found before anything loads."""
     from pathlib import Path
@@ -423,11 +444,18 @@ def _size_problems(project: Project, multiples: dict[int, int], natives: dict[in
                 continue  # said once, for the project's size
             problems.append(f"{where} would work at {width}x{height}: each side must be at most {MAX_SIDE} px "
                             "(lower the size or the upscale)")
-        elif native and width * height > AREA_FACTOR * native * native:
+        elif native and _worked_area(project.stages[i], width, height) > AREA_FACTOR * native * native:
             problems.append(f"{where} would work at {width}x{height} ({width * height / 1e6:.1f} MP), more than "
                             f"{AREA_FACTOR} times the area its model was made for ({native}x{native}): lower "
-                            "the size or the upscale")
+                            "the size or the upscale, or refine in tiles (refine_tile)")
     return problems
+
+
+def _worked_area(stage: Stage, width: int, height: int) -> int:
+    """The area the model works at in one call: a tiled refine's tile (core.tiled_refine),
+    else the whole image."""
+    tile = stage.refine_tile
+    return min(tile, width) * min(tile, height) if tile else width * height
 
 
 def stage_sizes(project: Project, multiples: dict[int, int] | None = None,

@@ -234,6 +234,13 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return starts + [length - tile]
 
 
+def refine_overlap(tile: int) -> int:
+    """The pixels two neighbouring tiles of a tiled refine (core.tiled_refine) share: a
+    quarter of the tile, the most tiled_scale blends over (as MultiDiffusion's default
+    stride, 3/4 of the window)."""
+    return tile // 4
+
+
 def _ramp(length: int, overlap: int, low: bool, high: bool):
     """Weights along one side of a tile's output: 1 inside; at each edge that meets another
     tile, 0 over the outer quarter of the overlap (where the model saw the tile's padding,

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (
 
 from core import demo
 from core.schedulers import SCHEDULERS, fits
-from core.project import HANDOFFS, MAX_UPSCALE, Project, Stage
+from core.project import HANDOFFS, MAX_SIDE, MAX_UPSCALE, Project, Stage
 from core.model_info import info_for, position_problem, same_family
 from core.model_library import upscalers
 from core.planning import chain_position
@@ -52,6 +52,8 @@ def describe(stage: Stage, index: int, first: bool, has_init: bool) -> str:
         how = f"{stage.handoff} @ {stage.strength:.2f}"
         if stage.upscale != 1:
             how += f" · upscale ×{stage.upscale:g}"
+        if stage.refine_tile:
+            how += f" · {stage.refine_tile} px tiles"
     return f"{stage.label(index)} · {model} · {stage.steps} steps · {how}"
 
 
@@ -194,6 +196,16 @@ class StageEditor(QGroupBox):
                                  "ESRGAN, Real-ESRGAN, SwinIR, DAT...) from ComfyUI's upscale_models or A1111's "
                                  "ESRGAN folders, or a file path")
         self.upscaler_label = QLabel("Upscaler")
+        self.refine_tile = QSpinBox()
+        self.refine_tile.setObjectName("refine_tile")
+        self.refine_tile.setRange(0, MAX_SIDE)
+        self.refine_tile.setSingleStep(64)
+        self.refine_tile.setSuffix(" px")
+        self.refine_tile.setSpecialValueText("off")
+        self.refine_tile.setToolTip("Refine in overlapping tiles of this side, blended at the seams (Ultimate SD "
+                                    "Upscale, MultiDiffusion): a 2–4× polish in one tile's memory. Off: the "
+                                    "whole image at once")
+        self.refine_tile_label = QLabel("Refine tile")
         self._upscalers: list[str] = []
         self._fill_upscalers(None)
         self.handoff_note = QLabel()
@@ -224,6 +236,7 @@ class StageEditor(QGroupBox):
         handoff.addRow(self.strength_label, self.strength)
         handoff.addRow(self.upscale_label, self.upscale)
         handoff.addRow(self.upscaler_label, self.upscaler)
+        handoff.addRow(self.refine_tile_label, self.refine_tile)
         prompts = QVBoxLayout()
         prompts.setContentsMargins(0, 0, 0, 0)
         prompts.addWidget(self.prompts)
@@ -255,6 +268,7 @@ class StageEditor(QGroupBox):
         self.switch_at.valueChanged.connect(self._write)
         self.strength.valueChanged.connect(self._write)
         self.upscale.valueChanged.connect(self._write)
+        self.refine_tile.valueChanged.connect(self._write)
         self.upscaler.activated.connect(lambda _i: self._write())
         self.upscaler.lineEdit().editingFinished.connect(self._write)
         self.prompts.changed.connect(self._part_changed)
@@ -280,6 +294,7 @@ class StageEditor(QGroupBox):
         self.switch_at.setValue(s.switch_at)
         self.strength.setValue(s.strength)
         self.upscale.setValue(s.upscale)
+        self.refine_tile.setValue(s.refine_tile)
         self._fill_upscalers(s.upscaler)
         self.prompts.load(stage)
         self._stage = stage
@@ -317,7 +332,12 @@ class StageEditor(QGroupBox):
             self.upscale.blockSignals(True)
             self.upscale.setValue(1.0)
             self.upscale.blockSignals(False)
+        if (s.handoff == "ensemble" or self._first and not self._has_init) and self.refine_tile.value():
+            self.refine_tile.blockSignals(True)  # hidden there: a generating or ensemble stage is not tiled
+            self.refine_tile.setValue(0)
+            self.refine_tile.blockSignals(False)
         s.upscale = round(self.upscale.value(), 2)
+        s.refine_tile = self.refine_tile.value()
         s.upscaler = None if s.handoff == "ensemble" else self._chosen_upscaler()
         self._refresh()
         self.changed.emit()
@@ -385,6 +405,8 @@ class StageEditor(QGroupBox):
         self.upscale_label.setVisible(not generates and not ensemble)
         self.upscaler.setVisible(not generates and not ensemble)
         self.upscaler_label.setVisible(not generates and not ensemble)
+        self.refine_tile.setVisible(not generates and not ensemble)
+        self.refine_tile_label.setVisible(not generates and not ensemble)
         if generates:
             note = "First stage: generates the image from the prompt."
         elif self._first:
@@ -410,6 +432,7 @@ class StageEditor(QGroupBox):
             self.handoff_section.set_summary(f"ensemble, switch at {s.switch_at:.2f}")
         else:
             up = f", ×{s.upscale:g}" if s.upscale != 1 else ""
+            up += f", {s.refine_tile} px tiles" if s.refine_tile else ""
             self.handoff_section.set_summary(f"{s.handoff}, strength {s.strength:.2f}{up}")
         own = [n for n, v in (("prompt", s.prompt), ("detail terms", s.prompt_suffix),
                               ("negative", s.negative_prompt)) if v]
