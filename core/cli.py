@@ -24,7 +24,7 @@ from pathlib import Path
 
 from core import events as ev
 from core.errors import ProjectError
-from core.project import MAX_SEED, ControlNet, IPAdapter, Lora, Project, Stage, snap, validate
+from core.project import MAX_SEED, QUANTIZE, ControlNet, IPAdapter, Lora, Project, Stage, snap, validate
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED, EXIT_TERMINATED = 1, 2, 130, 143
 # After the first SIGINT/SIGTERM the job stops within a denoising step; a model load does
@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--upscaler", default=None, metavar="FILE",
                      help="with --upscale: resize with this upscaler model (.pth or .safetensors: ESRGAN, "
                           "Real-ESRGAN, SwinIR, DAT...) instead of Lanczos")
+    big = gen.add_argument_group("big models (a stage's transformer/UNet from one file, quantized)")
+    big.add_argument("--transformer", default=None, metavar="FILE",
+                     help="the first stage's transformer/UNet from this file (.gguf, or an fp8/bf16/fp16 "
+                          ".safetensors in the original or ComfyUI layout); the rest comes from --model")
+    big.add_argument("--refiner-transformer", default=None, metavar="FILE", help="the same for the --refiner stage")
+    big.add_argument("--quantize", choices=QUANTIZE, default="none", help="the first stage's denoiser weights")
+    big.add_argument("--refiner-quantize", choices=QUANTIZE, default="none", help="the --refiner stage's")
     adapters = gen.add_argument_group("adapters (the first stage generates; LoRAs go on any stage)")
     adapters.add_argument("--lora", action="append", default=[], metavar="FILE_OR_ID[:WEIGHT]",
                           help="a LoRA on the first stage (repeatable): a .safetensors file, a folder, "
@@ -207,6 +214,11 @@ def project_from_args(args) -> Project:
                                 prompt_suffix=args.refiner_suffix))
     elif args.switch_at is not None:
         raise UsageError("--switch-at needs --refiner")
+    stages[0].transformer, stages[0].quantize = args.transformer, args.quantize
+    if args.refiner:
+        stages[1].transformer, stages[1].quantize = args.refiner_transformer, args.refiner_quantize
+    elif args.refiner_transformer is not None or args.refiner_quantize != "none":
+        raise UsageError("--refiner-transformer and --refiner-quantize need --refiner")
     _adapters(args, stages)
     if args.upscale != 1:
         if not (args.refiner or args.init_image):
