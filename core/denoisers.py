@@ -40,12 +40,6 @@ class DenoiserFile:
     whole_model: bool = False  # it holds a VAE or text encoders too
     note: str = ""  # why the family is unknown
 
-    @property
-    def describe(self) -> str:
-        fam = FAMILIES.get(self.family) if self.family else None
-        what = f"{fam.title} " if fam else ""
-        return f"{self.format.upper() if self.format == 'gguf' else 'safetensors'} {self.quant} {what}denoiser"
-
 
 def _family(keys: set[str]) -> tuple[str | None, str]:
     """The family from the denoiser's tensor names, with or without ComfyUI's prefix,
@@ -57,7 +51,7 @@ def _family(keys: set[str]) -> tuple[str | None, str]:
         return None, str(exc)
 
 
-def describe(path: Path) -> DenoiserFile:
+def describe_denoiser(path: Path) -> DenoiserFile:
     """What a denoiser file is, from its header; ReadError when it is not a readable one."""
     path = Path(path)
     if path.suffix.lower() == ".gguf":
@@ -126,14 +120,15 @@ def check_transformer_file(path: Path, family: Family, index: dict) -> DenoiserF
     if denoiser_component(index) is None:
         raise ModelError(f"{name}: the stage's model has no transformer or UNet to replace")
     try:
-        info = describe(path)
+        info = describe_denoiser(path)
     except ReadError as exc:
         raise ModelError(f"{name}: {exc}") from None
     if info.whole_model:
         raise ModelError(f"{name} is a whole model (it holds a VAE or text encoders): give it as the stage's model")
     if info.family is None:
         raise ModelError(f"{name}: its tensor names match no transformer/UNet family Handoff knows")
-    if info.family != family.key:
+    theirs = FAMILIES[info.family]
+    if theirs is not family:
         raise ModelError(f"{name} is a {FAMILIES[info.family].title} denoiser; the stage's model is "
                          f"{family.title}: give a {family.title} file, or a {FAMILIES[info.family].title} model")
     if info.format == "gguf":
@@ -184,15 +179,8 @@ class DenoiserSpec:
         bf16/fp16 file loads as plain weights)."""
         if self.quantize != "none":
             return True
-        return self.file is not None and (self.file.suffix.lower() == ".gguf" or describe(self.file).quant == "fp8")
+        return self.file is not None and (self.file.suffix.lower() == ".gguf" or describe_denoiser(self.file).quant == "fp8")
 
-    def identity(self) -> str:
-        """What tells two loads apart: the file (its state, so a rewrite reloads) and
-        the quantize setting."""
-        from core.models import file_state
-
-        where = f"{self.file.resolve()}|{file_state(self.file)}" if self.file is not None else "model"
-        return f"denoiser={where}|quantize={self.quantize}"
 
 
 def spec_of(stage) -> DenoiserSpec:
@@ -223,7 +211,7 @@ def load_denoiser(spec: DenoiserSpec, folder: Path, component: str, cls_name: st
         what = spec.file.name if spec.file is not None else f"{folder.name}/{component}"
         raise ModelError(f"{what} could not be loaded as the {component}: {reason}") from exc
     stored_fp8 = spec.file is not None and spec.file.suffix.lower() == ".safetensors" and \
-        describe(spec.file).quant == "fp8"
+        describe_denoiser(spec.file).quant == "fp8"
     # An fp8 file stays fp8: its weights were upcast losslessly, and go back to fp8 storage.
     quantize_module(model, "fp8" if stored_fp8 and spec.quantize == "none" else spec.quantize, dtype)
     return model

@@ -384,10 +384,10 @@ def _files(folder: Path, suffix: str = ".safetensors") -> list[Path]:
 
 def gguf_entry(path: Path, source: str = "comfyui") -> LibraryEntry:
     """A GGUF transformer/UNet (city96's layout), its family and quant type from its header."""
-    from core.denoisers import describe
+    from core.denoisers import describe_denoiser
 
     try:
-        info = describe(path)
+        info = describe_denoiser(path)
     except ReadError as exc:
         return LibraryEntry(path.stem, str(path), source, None, DENOISER, str(exc))
     if info.family is None:

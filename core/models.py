@@ -408,7 +408,7 @@ class ModelCache:
         from the model's own (a transformer file, quantized), that too."""
         where = str(resolved.path)
         if spec is not None and not spec.plain:
-            where += "|" + spec.identity()
+            where += "|" + denoiser_identity(spec)
         return (where, str(dtype))
 
     def get(self, resolved: ResolvedModel, dtype, device: str, offload: bool = False,
@@ -442,7 +442,7 @@ class ModelCache:
                 fp = component_fingerprint(resolved.path / name, self.digests)
             if replaced:
                 # A denoiser from a file, or quantized, is shared only with the same one.
-                fp = hashlib.sha256(f"{fp}|{spec.identity()}".encode()).hexdigest()
+                fp = hashlib.sha256(f"{fp}|{denoiser_identity(spec)}".encode()).hexdigest()
             if fp is None:
                 continue
             fingerprints[name] = fp
@@ -545,6 +545,13 @@ class ModelCache:
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def denoiser_identity(spec: DenoiserSpec) -> str:
+    """What tells two loads of a model apart: its denoiser's file (by its state, so a
+    rewrite loads again) and the quantize setting."""
+    where = f"{spec.file.resolve()}|{file_state(spec.file)}" if spec.file is not None else "model"
+    return f"denoiser={where}|quantize={spec.quantize}"
 
 
 def config_folder(family: Family) -> Path:

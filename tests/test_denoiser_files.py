@@ -95,6 +95,15 @@ def test_a_refiner_transformer_leaves_stage_one_untouched(tiny_models, tmp_path,
     base, final = run("gguf", "--refiner-transformer", gguf)
     assert np.array_equal(base, plain_base)
     assert not np.array_equal(final, plain_final)
+    # The refine stage is plain diffusers' img2img with the GGUF's transformer, on stage 1's image.
+    from diffusers import ZImageImg2ImgPipeline
+
+    pipe = ZImageImg2ImgPipeline.from_pretrained(str(zit), transformer=plain_transformer(zit, gguf, gguf=True))
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(PROMPT, image=Image.open(tmp_path / "gguf" / "final-1-base.png").convert("RGB"), strength=0.6,
+                    num_inference_steps=STEPS, guidance_scale=GUIDANCE, height=32, width=32,
+                    generator=generator(SEED)).images[0]
+    assert np.array_equal(final, pixels(expected))
     code = main(["generate", PROMPT, "--model", str(z), "--refiner-transformer", str(gguf), "--out",
                  str(tmp_path / "x.png")])
     assert code != 0 and "--refiner-transformer and --refiner-quantize need --refiner" in capsys.readouterr().err
