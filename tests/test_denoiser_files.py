@@ -174,14 +174,29 @@ def test_an_unknown_quant_type_is_refused_in_one_line(tiny_models, tmp_path):
     assert "z-iq2.gguf: quant type IQ2_XXS cannot be read" in message
 
 
-def test_quantize_settings_that_cannot_run_here_are_refused(tiny_models, tmp_path):
-    import importlib.util
+def test_int8_equals_diffusers_torchao_weight_only(tiny_models, tmp_path):
+    pytest.importorskip("torchao")
+    import torch
+    from diffusers import TorchAoConfig, ZImageTransformer2DModel
+    from torchao.quantization import Int8WeightOnlyConfig
+
+    z = _boosted(tiny_models["zimage"], tmp_path / "boosted")
+    done = image([Stage(str(z), steps=STEPS, guidance=GUIDANCE, quantize="int8")], tmp_path / "int8")
+    transformer = ZImageTransformer2DModel.from_pretrained(
+        str(z), subfolder="transformer", torch_dtype=torch.float32,
+        quantization_config=TorchAoConfig(Int8WeightOnlyConfig()))
+    assert np.array_equal(pixels(done[0].image), pixels(plain_zimage(z, transformer)))
+    assert not np.array_equal(pixels(done[0].image), pixels(plain_zimage(z)))
+
+
+def test_quantize_settings_that_cannot_run_here_are_refused(tiny_models, tmp_path, monkeypatch):
+    import sys
 
     message = _refused(Stage(str(tiny_models["zimage"]), quantize="nf4"), tmp_path / "nf4")
     assert "nf4 needs a CUDA GPU and bitsandbytes" in message
-    if importlib.util.find_spec("torchao") is None:
-        message = _refused(Stage(str(tiny_models["zimage"]), quantize="int8"), tmp_path / "int8")
-        assert "int8 needs torchao (pip install '.[quant]')" in message
+    monkeypatch.setitem(sys.modules, "torchao", None)  # as where torchao is not installed
+    message = _refused(Stage(str(tiny_models["zimage"]), quantize="int8"), tmp_path / "int8")
+    assert "int8 needs torchao (pip install '.[quant]')" in message
     with pytest.raises(ProjectError, match="quantize 'int4' is not one of none, fp8, int8, nf4"):
         from core.project import validate
 
