@@ -135,6 +135,21 @@ def test_fp8_equals_diffusers_layerwise_casting(tiny_models, tmp_path):
     assert not np.array_equal(pixels(done[0].image), pixels(plain_zimage(z)))
 
 
+def test_an_fp8_safetensors_stays_fp8_and_equals_diffusers(tiny_models, tmp_path):
+    import torch
+
+    z = tiny_models["zimage"]
+    fp8 = export_safetensors(_boosted(tiny_models["zimage_turbo"], tmp_path / "boosted"), tmp_path / "zit-fp8.safetensors",
+                             torch.float8_e4m3fn, comfyui=True)
+    models = ModelCache()
+    done = image([Stage(str(z), steps=STEPS, guidance=GUIDANCE, transformer=str(fp8))], tmp_path / "job", models)
+    transformer = plain_transformer(z, fp8, gguf=False)
+    transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.float32)
+    assert np.array_equal(pixels(done[0].image), pixels(plain_zimage(z, transformer)))
+    loaded = next(iter(models.loaded.values())).pipe.transformer
+    assert torch.float8_e4m3fn in {p.dtype for p in loaded.parameters()}, "the weights are kept in fp8"
+
+
 def test_quantized_pipelines_are_cached_by_setting(tiny_models, tmp_path):
     z = tiny_models["zimage"]
     models = ModelCache()
