@@ -13,6 +13,7 @@ layerwise casting, any device), torchao int8 weight-only, or bitsandbytes NF4 (C
 """
 from __future__ import annotations
 
+import importlib.util
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,20 +140,20 @@ def check_transformer_file(path: Path, family: Family, index: dict) -> DenoiserF
     return info
 
 
-def check_quantize(quantize: str, device: str, transformer: DenoiserFile | None) -> None:
-    """ModelError (one line) where the quantize setting cannot run here."""
+def check_quantize(quantize: str, device: str, transformer: DenoiserFile | None, index: dict) -> None:
+    """ModelError (one line) where the quantize setting cannot run here (`index`: the stage
+    model's model_index.json, empty for a single-file checkpoint)."""
     if quantize == "none":
         return
     if transformer is not None and transformer.format == "gguf":
         raise ModelError(f"{transformer.path.name} is already quantized ({transformer.quant}): set quantize to none")
     if quantize == "nf4":
-        import importlib.util
-
         if device != "cuda" or importlib.util.find_spec("bitsandbytes") is None:
             raise ModelError("nf4 needs a CUDA GPU and bitsandbytes (pip install '.[quant]')")
+        if not index:
+            raise ModelError("nf4 quantizes the weights as they load: the stage's model must be a diffusers "
+                             "folder or Hub id (use fp8 or int8 on a single-file checkpoint)")
     if quantize == "int8":
-        import importlib.util
-
         if importlib.util.find_spec("torchao") is None:
             raise ModelError("int8 needs torchao (pip install '.[quant]')")
         if device == "mps":

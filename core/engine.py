@@ -331,7 +331,7 @@ def _check_denoisers(enabled, resolved: list[ResolvedModel], device: str) -> Non
             info = None
             if stage.transformer:
                 info = check_transformer_file(Path(stage.transformer).expanduser(), r.family, r.index)
-            check_quantize(stage.quantize, device, info)
+            check_quantize(stage.quantize, device, info, r.index)
         except ModelError as exc:
             problems.append(f"stage {index + 1}: {exc}")
     if problems:

@@ -209,6 +209,9 @@ def test_quantize_settings_that_cannot_run_here_are_refused(tiny_models, tmp_pat
 
     message = _refused(Stage(str(tiny_models["zimage"]), quantize="nf4"), tmp_path / "nf4")
     assert "nf4 needs a CUDA GPU and bitsandbytes" in message
+    gguf = export_gguf(tiny_models["zimage"], tmp_path / "z-q8.gguf", "Q8_0")
+    message = _refused(Stage(str(tiny_models["zimage"]), transformer=str(gguf), quantize="fp8"), tmp_path / "twice")
+    assert "z-q8.gguf is already quantized (Q8_0): set quantize to none" in message
     monkeypatch.setitem(sys.modules, "torchao", None)  # as where torchao is not installed
     message = _refused(Stage(str(tiny_models["zimage"]), quantize="int8"), tmp_path / "int8")
     assert "int8 needs torchao (pip install '.[quant]')" in message
