@@ -129,7 +129,9 @@ def check_transformer_file(path: Path, family: Family, index: dict) -> DenoiserF
     if info.family is None:
         raise ModelError(f"{name}: its tensor names match no transformer/UNet family Handoff knows")
     theirs = FAMILIES[info.family]
-    if theirs is not family:
+    # A UNet's names cannot tell an SDXL base from its refiner (one ensemble group): the
+    # load itself then checks the shapes against the model's config.
+    if theirs is not family and not (theirs.ensemble_group and theirs.ensemble_group == family.ensemble_group):
         raise ModelError(f"{name} is a {FAMILIES[info.family].title} denoiser; the stage's model is "
                          f"{family.title}: give a {family.title} file, or a {FAMILIES[info.family].title} model")
     if info.format == "gguf":

@@ -178,6 +178,16 @@ def test_a_gguf_of_another_family_is_refused_in_one_line(tiny_models, tmp_path):
     assert "\n" not in message.strip() or message.count("\n") <= 1
 
 
+def test_a_unet_gguf_tells_sdxl_from_sd_by_its_names(tmp_path):
+    from core.denoisers import describe_denoiser
+
+    unet = {"input_blocks.0.0.weight": (32, 64), "out.2.weight": (32, 64), "time_embed.0.weight": (32, 64)}
+    sd = forge_gguf(tmp_path / "sd15-q8.gguf", unet, "Q8_0")
+    sdxl = forge_gguf(tmp_path / "sdxl-q8.gguf", {**unet, "label_emb.0.0.weight": (32, 64)}, "Q8_0")
+    assert (describe_denoiser(sd).family, describe_denoiser(sd).quant) == ("sd", "Q8_0")
+    assert describe_denoiser(sdxl).family == "sdxl"
+
+
 def test_an_unknown_quant_type_is_refused_in_one_line(tiny_models, tmp_path):
     from tests.gguf_export import zimage_original
 
