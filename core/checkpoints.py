@@ -134,5 +134,6 @@ def describe_file(path: Path) -> tuple[str | None, str, str]:
                                 "LoRAs, VAEs and single components cannot be a stage's model)")
     if not whole:
         return family.key, DENOISER, (f"a {family.title} transformer/UNet only: it needs a base pipeline (VAE and "
-                                      "text encoders) to run, so it cannot be a stage's model on its own yet")
+                                      "text encoders), so give it as the transformer of a stage whose model is a "
+                                      f"{family.title} diffusers folder or Hub id")
     return family.key, PIPELINE, ""

@@ -24,7 +24,7 @@ from pathlib import Path
 from core import events as ev
 from core.errors import ModelError, ProjectError
 from core.interrupts import CANCELLED_LINE, CODES, EXIT_CANCELLED, EXIT_TERMINATED, exit_code, exit_now, reached
-from core.project import MAX_SEED, ControlNet, IPAdapter, Lora, Project, Stage, snap, validate
+from core.project import MAX_SEED, QUANTIZE, ControlNet, IPAdapter, Lora, Project, Stage, snap, validate
 from core.sweep import MAX_CELLS
 
 EXIT_FAILED, EXIT_USAGE = 1, 2  # EXIT_CANCELLED 130 and EXIT_TERMINATED 143: core.interrupts
@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--refine-tile", type=int, default=0, metavar="PX",
                      help="refine in overlapping tiles of this side (the refiner, or the init image's refine): "
                           "a 2-4x polish in one tile's memory; 0: the whole image")
+    big = gen.add_argument_group("big models (a stage's transformer/UNet from one file, quantized)")
+    big.add_argument("--transformer", default=None, metavar="FILE",
+                     help="the first stage's transformer/UNet from this file (.gguf, or an fp8/bf16/fp16 "
+                          ".safetensors in the original or ComfyUI layout); the rest comes from --model")
+    big.add_argument("--refiner-transformer", default=None, metavar="FILE", help="the same for the --refiner stage")
+    big.add_argument("--quantize", choices=QUANTIZE, default="none", help="the first stage's denoiser weights")
+    big.add_argument("--refiner-quantize", choices=QUANTIZE, default="none", help="the --refiner stage's")
     adapters = gen.add_argument_group("adapters (the first stage generates; LoRAs go on any stage)")
     adapters.add_argument("--lora", action="append", default=[], metavar="FILE_OR_ID[:WEIGHT]",
                           help="a LoRA on the first stage (repeatable): a .safetensors file, a folder, "
@@ -250,6 +257,11 @@ def project_from_args(args) -> Project:
                                 prompt_suffix=args.refiner_suffix))
     elif args.switch_at is not None:
         raise UsageError("--switch-at needs --refiner")
+    stages[0].transformer, stages[0].quantize = args.transformer, args.quantize
+    if args.refiner:
+        stages[1].transformer, stages[1].quantize = args.refiner_transformer, args.refiner_quantize
+    elif args.refiner_transformer is not None or args.refiner_quantize != "none":
+        raise UsageError("--refiner-transformer and --refiner-quantize need --refiner")
     _adapters(args, stages)
     _check_lora_files(args)
     if args.upscale != 1:

@@ -22,6 +22,7 @@ from core import paths
 from core.atomic import writable_problem
 from core.deferred_decode import Decoder, Deferred
 from core.errors import Cancelled, ModelError, ProjectError
+from core.denoisers import check_quantize, check_transformer_file, spec_of
 from core.models import ModelCache, ResolvedModel, parse_ref, pick_dtype, resolve
 from core.planning import StagePlan, plan
 from core.png_writer import PngWriter
@@ -199,6 +200,7 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
     _check_adapters(plans)
 
     device = best_device()
+    _check_denoisers(enabled, resolved, device)
     check_memory(project, plans, device)
     policy = resolve_policy(project.memory_policy, device, plans)
     if policy == "offload" and device != "cuda":
@@ -263,11 +265,12 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
             with PeakMeter(device) as meter:
                 t0 = time.perf_counter()
                 dtype = pick_dtype(project.dtype, p.family, device)
-                key = models.key(p.resolved, dtype)
+                spec = spec_of(p.stage)
+                key = models.key(p.resolved, dtype, spec)
                 if policy == "sequential" and not _shares_with_loaded(models, p):
                     models.release({key})  # free the memory before the next model arrives
                 loaded = models.get(p.resolved, dtype, device, offload=policy == "offload",
-                                    progress=lambda m, i=p.index: emit(ev.Loading(i, m)))
+                                    progress=lambda m, i=p.index: emit(ev.Loading(i, m)), spec=spec)
                 if policy == "sequential":
                     models.release({key})  # shared components live on in the new pipeline
                 pipe = _stage_pipeline(loaded, p)
@@ -349,6 +352,22 @@ def _drift(p: StagePlan, given: StageInput, image):
     from core.drift import measure
 
     return measure(given.image, image, p.strength)
+
+
+def _check_denoisers(enabled, resolved: list[ResolvedModel], device: str) -> None:
+    """Each stage's transformer file and quantize setting checked against its model and
+    this device, before anything loads: one line per stage that cannot run."""
+    problems = []
+    for (index, stage), r in zip(enabled, resolved):
+        try:
+            info = None
+            if stage.transformer:
+                info = check_transformer_file(Path(stage.transformer).expanduser(), r.family, r.index)
+            check_quantize(stage.quantize, device, info, r.index)
+        except ModelError as exc:
+            problems.append(f"stage {index + 1}: {exc}")
+    if problems:
+        raise ProjectError(problems)
 
 
 def _prefix_keys(project: Project, plans: list[StagePlan], device: str, models: ModelCache):

@@ -42,6 +42,7 @@ class LibraryEntry:
     family: str | None = None  # a core.families key; None when it is not known (yet)
     kind: str = PIPELINE
     note: str = ""  # why the family is unknown, or what the entry needs before it can be used
+    quant: str = ""  # a denoiser file's weight type from its header: Q8_0, Q4_K... (GGUF), fp8, bf16
 
     @property
     def usable(self) -> bool:
@@ -53,7 +54,7 @@ class LibraryEntry:
         """'builtin', 'hub', 'folder' or 'file', from the reference's shape (no file access)."""
         if self.ref.startswith("builtin:"):
             return "builtin"
-        if self.ref.lower().endswith((".safetensors", ".pth")):
+        if self.ref.lower().endswith((".safetensors", ".pth", ".gguf")):
             return "file"
         if self.ref.startswith(("/", "~", ".")) or "\\" in self.ref or (len(self.ref) > 1 and self.ref[1] == ":"):
             return "folder"
@@ -219,6 +220,8 @@ def scan_comfyui(models_dir: Path | str) -> list[LibraryEntry]:
             info = info_for(str(path))
             entries.append(LibraryEntry(path.stem, str(path), "comfyui", info.family,
                                         info.kind if info.family else DENOISER, denoiser_note(info)))
+        for path in _files(root / sub, ".gguf"):
+            entries.append(gguf_entry(path))
     entries += scan_adapters(root)
     entries += scan_upscalers(root, ("upscale_models",), "comfyui")
     diffusers_dir = root / "diffusers"
@@ -373,10 +376,26 @@ def scan_models_folder(folder: Path | str) -> list[LibraryEntry]:
     return list(unique.values())
 
 
-def _files(folder: Path) -> list[Path]:
+def _files(folder: Path, suffix: str = ".safetensors") -> list[Path]:
     if not folder.is_dir():
         return []
-    return sorted((p for p in folder.rglob("*.safetensors") if p.is_file()), key=lambda p: str(p).lower())
+    return sorted((p for p in folder.rglob("*" + suffix) if p.is_file()), key=lambda p: str(p).lower())
+
+
+def gguf_entry(path: Path, source: str = "comfyui") -> LibraryEntry:
+    """A GGUF transformer/UNet (city96's layout), its family and quant type from its header."""
+    from core.denoisers import describe_denoiser
+
+    try:
+        info = describe_denoiser(path)
+    except ReadError as exc:
+        return LibraryEntry(path.stem, str(path), source, None, DENOISER, str(exc))
+    if info.family is None:
+        return LibraryEntry(path.stem, str(path), source, None, DENOISER,
+                            f"a GGUF whose tensor names match no family Handoff knows ({info.quant})", info.quant)
+    return LibraryEntry(path.stem, str(path), source, info.family, DENOISER,
+                        f"a {families.get(info.family).title} transformer/UNet, GGUF {info.quant}: a stage's "
+                        "transformer file, over a model of its family", info.quant)
 
 
 # ---------------------------------------------------------------- entries from references

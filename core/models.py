@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from core import checked, paths
 from core.checkpoints import PIPELINE, describe_file
+from core.denoisers import DenoiserSpec, denoiser_component, load_denoiser, quantize_loaded
 from core.errors import Cancelled, ModelError, ReadError
 from core.model_configs import native_size, read_model_index
 from core.families import FAMILIES, Family, UnknownFamily, family_from_model_index
@@ -340,6 +341,18 @@ class LoadedModel:
     device: str
     fingerprints: dict[str, str] = field(default_factory=dict)  # component name -> fingerprint
     _roles: dict[str, Any] = field(default_factory=dict)
+    quantized: bool = False  # its denoiser is quantized (GGUF, fp8 storage, int8, nf4)
+
+    def _over(self, cls, **extra):
+        """A pipeline of class `cls` over this model's components. diffusers' from_pipe
+        casts every module to one dtype, which a quantized model refuses (GGUF, bnb) or
+        silently undoes (fp8 storage): a quantized model's pipelines are built directly."""
+        if not self.quantized:
+            return cls.from_pipe(self.pipe, **extra)
+        expected, _ = cls._get_signature_keys(cls)
+        parts = {k: v for k, v in self.pipe.components.items() if k in expected}
+        parts.update(extra)
+        return cls(**parts)
 
     @property
     def family(self) -> Family:
@@ -355,7 +368,7 @@ class LoadedModel:
             what = "start a chain" if role == "generate" else "refine an image at a strength"
             raise ModelError(f"{self.family.title} models cannot {what} (they can take: {self.family.positions()})")
         cls_name = self.family.pipeline_class_for(role, type(self.pipe).__name__)
-        pipe = self.pipe if cls_name is None else getattr(diffusers, cls_name).from_pipe(self.pipe)
+        pipe = self.pipe if cls_name is None else self._over(getattr(diffusers, cls_name))
         pipe.set_progress_bar_config(disable=True)
         self._roles[role] = pipe
         return pipe
@@ -377,7 +390,7 @@ class LoadedModel:
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise ModelError(f"ControlNet {folder.name} could not be loaded: {_first_line(exc)}") from exc
         controlnet.to(self.device)
-        pipe = getattr(diffusers, pipeline_cls).from_pipe(self.pipe, controlnet=controlnet)
+        pipe = self._over(getattr(diffusers, pipeline_cls), controlnet=controlnet)
         pipe.set_progress_bar_config(disable=True)
         self._roles[key] = pipe
         return pipe
@@ -392,29 +405,46 @@ class ModelCache:
         self.upscalers = UpscalerCache()
         self.scorers = ScorerCache()  # core.scorers: loaded once, like the pipelines
 
-    def key(self, resolved: ResolvedModel, dtype) -> tuple[str, str]:
-        return (str(resolved.path), str(dtype))
+    def key(self, resolved: ResolvedModel, dtype, spec: DenoiserSpec | None = None) -> tuple[str, str]:
+        """A loaded pipeline's key: the model, the dtype, and where its denoiser differs
+        from the model's own (a transformer file, quantized), that too."""
+        where = str(resolved.path)
+        if spec is not None and not spec.plain:
+            where += "|" + denoiser_identity(spec)
+        return (where, str(dtype))
 
     def get(self, resolved: ResolvedModel, dtype, device: str, offload: bool = False,
-            progress: Callable[[str], None] | None = None) -> LoadedModel:
-        key = self.key(resolved, dtype)
+            progress: Callable[[str], None] | None = None, spec: DenoiserSpec | None = None) -> LoadedModel:
+        spec = spec or DenoiserSpec()
+        key = self.key(resolved, dtype, spec)
         if key in self.loaded:
             return self.loaded[key]
         if resolved.is_file:
-            model = self._load_file(resolved, dtype, device, progress)
+            model = self._load_file(resolved, dtype, device, progress, spec)
         else:
-            model = self._load_folder(resolved, dtype, device, offload, progress)
+            model = self._load_folder(resolved, dtype, device, offload, progress, spec)
         self.loaded[key] = model
         return model
 
-    def _shared_components(self, resolved: ResolvedModel, dtype) -> tuple[dict[str, Any], dict[str, str]]:
+    def _shared_components(self, resolved: ResolvedModel, dtype,
+                           spec: DenoiserSpec | None = None) -> tuple[dict[str, Any], dict[str, str]]:
         fingerprints: dict[str, str] = {}
         shared: dict[str, Any] = {}
+        denoiser = denoiser_component(resolved.index)
         for name in WEIGHT_COMPONENTS:
             entry = resolved.index.get(name)
             if not isinstance(entry, list) or not entry or entry[0] is None:
                 continue
-            fp = component_fingerprint(resolved.path / name, self.digests)
+            replaced = spec is not None and not spec.plain and denoiser is not None and name == denoiser[0]
+            if replaced and spec.file is not None:
+                # The file's weights with this model's config for the component.
+                config = resolved.path / name / "config.json"
+                fp = hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else str(resolved.path)
+            else:
+                fp = component_fingerprint(resolved.path / name, self.digests)
+            if replaced:
+                # A denoiser from a file, or quantized, is shared only with the same one.
+                fp = hashlib.sha256(f"{fp}|{denoiser_identity(spec)}".encode()).hexdigest()
             if fp is None:
                 continue
             fingerprints[name] = fp
@@ -426,13 +456,18 @@ class ModelCache:
                         shared[name] = getattr(other.pipe, other_name)
         return shared, fingerprints
 
-    def _load_folder(self, resolved, dtype, device, offload, progress) -> LoadedModel:
+    def _load_folder(self, resolved, dtype, device, offload, progress, spec: DenoiserSpec) -> LoadedModel:
         from diffusers import DiffusionPipeline
 
-        shared, fingerprints = self._shared_components(resolved, dtype)
+        shared, fingerprints = self._shared_components(resolved, dtype, spec)
         if progress:
             note = f" (sharing {', '.join(sorted(shared))})" if shared else ""
             progress(f"loading {resolved.ref.raw}{note}")
+        denoiser = denoiser_component(resolved.index)
+        if not spec.plain and denoiser is not None and denoiser[0] not in shared:
+            if progress and spec.file is not None:
+                progress(f"loading {denoiser[0]} from {spec.file.name}")
+            shared[denoiser[0]] = load_denoiser(spec, resolved.path, denoiser[0], denoiser[1], dtype)
         try:
             pipe = DiffusionPipeline.from_pretrained(str(resolved.path), dtype=dtype, **shared)
         except (OSError, ValueError, KeyError) as exc:
@@ -442,9 +477,9 @@ class ModelCache:
             pipe.enable_model_cpu_offload()
         else:
             pipe.to(device)
-        return LoadedModel(resolved, pipe, dtype, device, fingerprints)
+        return LoadedModel(resolved, pipe, dtype, device, fingerprints, quantized=spec.quantized)
 
-    def _load_file(self, resolved, dtype, device, progress) -> LoadedModel:
+    def _load_file(self, resolved, dtype, device, progress, spec: DenoiserSpec) -> LoadedModel:
         import diffusers
 
         cls_name = resolved.family.generate or resolved.family.refine
@@ -491,9 +526,13 @@ class ModelCache:
                 if any(p.is_meta for p in component.parameters()):
                     raise ModelError(f"{name}: the checkpoint lacks some of the {part} weights "
                                      f"({type(component).__name__})")
+        if spec.quantize in ("fp8", "int8"):
+            # A single-file model's denoiser is quantized once loaded (nf4 quantizes as it
+            # loads, so it needs the model as a diffusers folder).
+            quantize_loaded(pipe, spec.quantize, dtype)
         pipe.set_progress_bar_config(disable=True)
         pipe.to(device)
-        return LoadedModel(resolved, pipe, dtype, device, {})
+        return LoadedModel(resolved, pipe, dtype, device, {}, quantized=spec.quantized)
 
     def release(self, keep: set[tuple[str, str]] = frozenset()) -> None:
         """Drop every model not in `keep`, and give the memory back."""
@@ -508,6 +547,13 @@ class ModelCache:
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def denoiser_identity(spec: DenoiserSpec) -> str:
+    """What tells two loads of a model apart: its denoiser's file (by its state, so a
+    rewrite loads again) and the quantize setting."""
+    where = f"{spec.file.resolve()}|{file_state(spec.file)}" if spec.file is not None else "model"
+    return f"denoiser={where}|quantize={spec.quantize}"
 
 
 def config_folder(family: Family) -> Path:

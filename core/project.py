@@ -21,6 +21,9 @@ SCHEMA_VERSION = 2  # 2: stages carry adapters (loras, controlnet, ip_adapters)
 HANDOFFS = ("auto", "pixel", "latent", "ensemble")
 MEMORY_POLICIES = ("auto", "sequential", "resident", "offload")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
+# How a stage's transformer/UNet is kept: as loaded, fp8 storage (upcast per layer),
+# torchao int8 weight-only, or bitsandbytes 4-bit NF4 (core.denoisers).
+QUANTIZE = ("none", "fp8", "int8", "nf4")
 MAX_SEED = 2**32 - 1
 MAX_UPSCALE = 4.0
 PREPROCESSORS = ("canny", "none")  # "none": the control image is a ready edge or depth map
@@ -105,6 +108,10 @@ class Stage:
     # with feathered seams (core.tiled_refine), so a 2x-4x polish needs one tile's memory;
     # 0: the whole image at once
     refine_tile: int = 0
+    # the transformer/UNet from this one file (GGUF, fp8 or bf16/fp16 .safetensors, the
+    # original or ComfyUI layout) instead of the model's own; the rest comes from `model`
+    transformer: str | None = None
+    quantize: str = "none"  # one of QUANTIZE
     enabled: bool = True
     name: str = ""
     loras: list[Lora] = field(default_factory=list)
@@ -296,6 +303,7 @@ def validate(project: Project, size_multiple: int = 8, stage_multiples: dict[int
         problems += adapter_problems(stage, where, generates=pos == 0 and project.init_image is None)
         problems += upscaler_problems(stage, where)
         problems += refine_tile_problems(stage, where, multiple, generates=pos == 0 and project.init_image is None)
+        problems += denoiser_problems(stage, where)
         if stage.handoff not in HANDOFFS:
             problems.append(f"{where}: handoff '{stage.handoff}' is not one of {', '.join(HANDOFFS)}")
             continue
@@ -368,6 +376,8 @@ def upscaler_problems(stage: Stage, where: str) -> list[str]:
         elif stage.handoff == "ensemble":
             out.append(f"{where}: an ensemble cannot change the size, so it takes no upscaler; use a pixel handoff")
     return out
+
+
 def _prompt_problems(project: Project) -> list[str]:
     """Prompts longer than any text encoder could read, many times over (MAX_PROMPT_CHARS)."""
     texts = [("the prompt", project.prompt), ("the negative prompt", project.negative_prompt)]
@@ -392,6 +402,22 @@ def refine_tile_problems(stage: Stage, where: str, multiple: int, generates: boo
         return [f"{where}: refine tile {tile} px is not a multiple of {multiple}, which its model needs "
                 f"(try {snap(tile, multiple)})"]
     return []
+
+
+def denoiser_problems(stage: Stage, where: str) -> list[str]:
+    """What is wrong with a stage's transformer file and quantize setting, found before
+    anything loads (what the file holds is checked once the stage's model is known)."""
+    from pathlib import Path
+
+    out: list[str] = []
+    if stage.quantize not in QUANTIZE:
+        out.append(f"{where}: quantize '{stage.quantize}' is not one of {', '.join(QUANTIZE)}")
+    if stage.transformer is not None:
+        if not stage.transformer.strip():
+            out.append(f"{where}: the transformer names no file")
+        elif not Path(stage.transformer).expanduser().is_file():
+            out.append(f"{where}: transformer file not found: {stage.transformer}")
+    return out
 
 
 def adapter_problems(stage: Stage, where: str, generates: bool) -> list[str]:

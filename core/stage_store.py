@@ -152,6 +152,7 @@ CONTENTS: dict[str, Callable] = {
     "IPAdapter.image": lambda ip, d: _image(ip.image, d),
     "IPAdapter.image_encoder": _ip_encoder,
     "Stage.upscaler": lambda stage, d: _image(stage.upscaler, d),  # a hires fix's upscaler file
+    "Stage.transformer": lambda stage, d: _image(stage.transformer, d),  # a denoiser file (GGUF, safetensors)
 }
 
 

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (
 
 from core import demo
 from core.schedulers import SCHEDULERS, fits
-from core.project import HANDOFFS, MAX_SIDE, MAX_UPSCALE, Project, Stage
+from core.project import HANDOFFS, MAX_SIDE, MAX_UPSCALE, QUANTIZE, Project, Stage
 from core.model_info import info_for, position_problem, same_family
 from core.model_library import upscalers
 from core.planning import chain_position
@@ -168,6 +168,18 @@ class StageEditor(QGroupBox):
         self.scheduler = QComboBox()
         self.scheduler.setObjectName("scheduler")
         self.scheduler.setToolTip("The sampler: the model's own unless you choose one (A1111 names)")
+        # A big model's denoiser from one file (GGUF, fp8/bf16 safetensors), and how it is kept.
+        self.transformer = QLineEdit()
+        self.transformer.setObjectName("transformer")
+        self.transformer.setPlaceholderText("the model's own")
+        self.transformer.setToolTip("The transformer/UNet from this file (.gguf, or a .safetensors in the original or "
+                                    "ComfyUI layout) instead of the model's; its text encoders and VAE stay")
+        self.quantize = QComboBox()
+        self.quantize.setObjectName("quantize")
+        for q in QUANTIZE:
+            self.quantize.addItem(q, q)
+        self.quantize.setToolTip("The denoiser's weights: as loaded; fp8 storage (any device); int8 (torchao); "
+                                 "nf4 (bitsandbytes, CUDA)")
         self.handoff = QComboBox()
         for h in HANDOFFS:
             self.handoff.addItem(h, h)
@@ -229,6 +241,8 @@ class StageEditor(QGroupBox):
         basics.addRow("Guidance", self.guidance)
         basics.addRow("Seed", seed_row)
         basics.addRow("Scheduler", self.scheduler)
+        basics.addRow("Transformer", self.transformer)
+        basics.addRow("Quantize", self.quantize)
         handoff = QFormLayout()
         handoff.addRow("Handoff", self.handoff)
         handoff.addRow("", self.handoff_note)
@@ -264,6 +278,8 @@ class StageEditor(QGroupBox):
         self.own_seed.toggled.connect(self._write)
         self.seed.valueChanged.connect(self._write)
         self.scheduler.currentIndexChanged.connect(self._write)
+        self.transformer.editingFinished.connect(self._write)
+        self.quantize.currentIndexChanged.connect(self._write)
         self.handoff.currentIndexChanged.connect(self._write)
         self.switch_at.valueChanged.connect(self._write)
         self.strength.valueChanged.connect(self._write)
@@ -290,6 +306,8 @@ class StageEditor(QGroupBox):
         self.own_seed.setChecked(s.seed is not None)
         self.seed.setValue(s.seed or 0)
         self._fill_schedulers(s.model, s.scheduler)
+        self.transformer.setText(s.transformer or "")
+        self.quantize.setCurrentIndex(max(0, self.quantize.findData(s.quantize)))
         self.handoff.setCurrentIndex(max(0, self.handoff.findData(s.handoff)))
         self.switch_at.setValue(s.switch_at)
         self.strength.setValue(s.strength)
@@ -324,6 +342,8 @@ class StageEditor(QGroupBox):
             self._fill_schedulers(s.model, s.scheduler if self._fits(s.scheduler, s.model) else None)
             self._load_adapters()  # and the adapters its family takes
         s.scheduler = self.scheduler.currentData()
+        s.transformer = self.transformer.text().strip() or None
+        s.quantize = self.quantize.currentData()
         s.handoff = self.handoff.currentData()
         s.switch_at = round(self.switch_at.value(), 2)
         s.strength = self.strength.value()

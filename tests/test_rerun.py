@@ -228,7 +228,7 @@ def adapted(tiny_models, tmp_path):
 # with the file fields (the fixture's) these say how the test changes each str field.
 TEXT = {"Project.prompt", "Project.negative_prompt", "Stage.prompt", "Stage.prompt_suffix", "Stage.negative_prompt"}
 CHOICES = {"Project.dtype": "fp16", "Stage.handoff": "latent", "Stage.scheduler": "EulerDiscreteScheduler",
-           "ControlNet.preprocessor": "none"}
+           "ControlNet.preprocessor": "none", "Stage.quantize": "fp8"}
 
 
 def schema_leaves(cls=Project):
@@ -296,6 +296,10 @@ def test_every_field_and_file_that_shapes_an_output_changes_its_key(adapted):
     base.init_image = str(files["Project.init_image"])
     files["Stage.upscaler"] = build_compact(files["Project.init_image"].parent / "upscaler.pth")
     base.stages[1].upscaler = str(files["Stage.upscaler"])  # a hires fix with a model
+    # A transformer file is keyed by its contents (read only once the stage loads).
+    files["Stage.transformer"] = files["Project.init_image"].parent / "transformer.gguf"
+    files["Stage.transformer"].write_bytes(b"GGUF" + bytes(range(256)))
+    base.stages[1].transformer = str(files["Stage.transformer"])
     models = ModelCache()
     leaves = dict(schema_leaves())
     assert set(NOT_SHAPING) <= set(leaves) and all(NOT_SHAPING.values())

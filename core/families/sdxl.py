@@ -47,7 +47,10 @@ BASE = SDXL(
     lora_meta=("sdxl_base", "stable-diffusion-xl-v1-base", "sdxl"), lora_rank=10,
     lora_rule=lambda v: v.has("lora_te2_") or v.has("text_encoder_2.") or 2048 in (
         v.in_features("attn2_to_k"), v.in_features("attn2.to_k")),
-    checkpoint_rule=lambda has: has("conditioner.embedders.1.") and has("conditioner.embedders.0."),
+    # a whole checkpoint by its two text encoders; a UNet alone (a GGUF, diffusion_models/)
+    # by its added-condition embedding, which SD 1.x/2.x UNets lack
+    checkpoint_rule=lambda has: (has("conditioner.embedders.1.") and has("conditioner.embedders.0.")
+                                 or has("model.diffusion_model.label_emb.") and not has("conditioner.")),
 )
 REFINER = SDXLRefiner(
     "sdxl-refiner", "SDXL refiner", None, "StableDiffusionXLImg2ImgPipeline",

@@ -8,5 +8,8 @@ FAMILY = Family(
     ensemble_group="zimage", ensemble_refiner=True, latent_input=LATENTS_VIA_PREPARE,
     adapters=frozenset({LORA, CONTROLNET}),
     controlnet_pipelines=(("ZImageControlNetModel", "ZImageControlNetPipeline"),),
+    # a transformer file (GGUF or safetensors) in the original layout, prefixed or not
+    checkpoint_rank=45,
+    checkpoint_rule=lambda has: has("model.diffusion_model.noise_refiner.") and has("model.diffusion_model.context_refiner."),
     order=70, lora_meta=("z-image", "z_image", "zimage"), lora_rank=30,
 )
