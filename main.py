@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-CLI_COMMANDS = {"generate", "run", "sweep", "batch", "inspect", "export"}
+CLI_COMMANDS = {"generate", "run", "sweep", "batch", "inspect", "export", "library"}
 DESKTOP_FLAGS = {"--install-desktop", "--uninstall-desktop"}
 
 

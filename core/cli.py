@@ -6,6 +6,7 @@
     python main.py batch JOBS.jsonl [--project PROJECT_FILE] --out DIR [--ray ADDRESS]
     python main.py inspect FILE              (the project a PNG/JPEG/WebP/.json/.handoff restores)
     python main.py export PROJECT --comfyui OUT.json
+    python main.py library add DIR | list [--kind K] | remove DIR | where NAME   (core.library_cli)
 
 Progress goes to stderr; the per-stage timing table is printed at the end. Every error is
 one line on stderr (`handoff: ...`) and an exit status: 2 for bad input (found before any
@@ -124,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="write a project as another tool's file")
     exp.add_argument("project", type=Path, help="a .handoff, .json or an image with a recipe")
     exp.add_argument("--comfyui", type=Path, required=True, help="the ComfyUI workflow (.json) to write")
+
+    from core.library_cli import add_parser as add_library_parser
+
+    add_library_parser(sub)
     return parser
 
 
@@ -347,6 +352,10 @@ def _say_damaged_settings() -> None:
 
 
 def _main(args, interrupts: "Interrupts") -> int:
+    if args.command == "library":
+        from core.library_cli import library_main
+
+        return library_main(args)
     if args.command in ("inspect", "export"):
         return inspect_file(args.file) if args.command == "inspect" else export_project(args.project, args.comfyui)
     if args.command in ("generate", "run"):
