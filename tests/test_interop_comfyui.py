@@ -40,7 +40,7 @@ def test_a_lora_is_listed_and_the_chain_goes_on_through_it():
     assert (p.prompt, p.negative_prompt, p.stages[0].model) == ("masterpiece best quality girl", "bad hands",
                                                                 "v1-5-pruned-emaonly.safetensors")
     assert any("epi_noiseoffset2.safetensors" in u and "not applied" in u for u in imported.unmapped)
-    assert any("does not fit Handoff's 32-bit seeds" in n for n in imported.notes)
+    assert p.seed == 851616030078638 and not any("seed" in n for n in imported.notes)  # 64-bit: kept exactly
 
 
 def test_a_unet_loader_graph_says_what_it_needs():
