@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from core import model_library as ml
 from core import paths
 from core.interop.model_lookup import ModelLookup, legacy_hash
-from main import main
+from core.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 SD15_KEYS = ["model.diffusion_model.input_blocks.0.0.weight", "cond_stage_model.transformer.text_model.x",
@@ -118,8 +119,12 @@ def test_where_resolves_names_and_both_a1111_hashes(capsys, a1111):
 
 
 def test_library_is_a_cli_command_of_main_py(tmp_path):
+    import main as entry
+
+    assert "library" in entry.CLI_COMMANDS  # else `main.py library ...` would open the window
     result = subprocess.run([sys.executable, "main.py", "library", "add", str(tmp_path / "nowhere")], cwd=ROOT,
-                            capture_output=True, text=True, env={**__import__("os").environ, "HANDOFF_HOME": str(tmp_path)})
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "HANDOFF_HOME": str(tmp_path), "QT_QPA_PLATFORM": "offscreen"})
     assert result.returncode == 2 and result.stderr.startswith("handoff: ") and result.stderr.count("\n") == 1
 
 

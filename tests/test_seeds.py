@@ -87,7 +87,7 @@ def test_an_out_of_range_imported_seed_is_folded_as_torch_does_with_a_note():
     assert any(f"-1 is outside 0..{MAX_SEED}: used {MAX_SEED}" in n for n in imported.notes)
 
 
-@pytest.mark.parametrize("seed", [2**32, 2**40 + 3, BIG, MAX_SEED])
+@pytest.mark.parametrize("seed", [2**32, 2**40 + 3, BIG, 2**64 - 1])
 def test_an_a1111_text_with_a_big_seed_round_trips(seed):
     p = Project(prompt="a lighthouse", width=512, height=512, seed=seed, stages=[Stage("owner/base", steps=20)])
     text = a1111.write(p)
