@@ -7,7 +7,7 @@ import sys
 # Nothing heavy is imported at the top: run() sets its signal handlers before anything is.
 from core.interrupts import exit_on_signals, leave, reached
 
-CLI_COMMANDS = {"generate", "run", "sweep", "batch", "inspect", "export", "score"}
+CLI_COMMANDS = {"generate", "run", "sweep", "batch", "inspect", "export", "score", "library"}
 DESKTOP_FLAGS = {"--install-desktop", "--uninstall-desktop"}
 
 

@@ -17,7 +17,7 @@ MiB = 1024 * 1024
 # The largest JSON document any reader parses (a project with its run history is a few
 # hundred kB; a model config a few kB): a larger one is not what it claims to be.
 MAX_JSON_BYTES = 32 * MiB
-MAX_INTEGER = 2**63
+MAX_INTEGER = 2**64  # a 64-bit seed (core.project.MAX_SEED) is the largest field
 # The deepest nesting any reader takes: a project is 5 levels deep, a ComfyUI graph 6. A
 # deeper document is hostile, and checking here keeps every reader (and whatever walks
 # the value afterwards: a copy, a save, a type check) clear of Python's recursion limit.

@@ -6,6 +6,7 @@
     python main.py batch JOBS.jsonl [--project PROJECT_FILE] --out DIR [--keep-going] [--ray ADDRESS]
     python main.py inspect FILE              (the project a PNG/JPEG/WebP/.json/.handoff restores)
     python main.py export PROJECT --comfyui OUT.json [--format ui|api]
+    python main.py library add DIR | list [--kind K] | remove DIR | where NAME   (core.library_cli)
 
 Progress goes to stderr; the per-stage timing table is printed at the end. Every error is
 one line on stderr (`handoff: ...`) and an exit status: 2 for bad input (found before any
@@ -157,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--comfyui", type=Path, required=True, help="the ComfyUI graph (.json) to write")
     exp.add_argument("--format", choices=("ui", "api"), default="ui",
                      help="ui: the workflow ComfyUI's window opens (default); api: the prompt a POST to its /prompt runs")
+
+    from core.library_cli import add_parser as add_library_parser
+
+    add_library_parser(sub)
     return parser
 
 
@@ -415,6 +420,10 @@ def _say_damaged_settings() -> None:
 
 
 def _main(args, interrupts: "Interrupts") -> int:
+    if args.command == "library":
+        from core.library_cli import library_main
+
+        return library_main(args)
     if args.command in ("inspect", "export"):
         return inspect_file(args.file) if args.command == "inspect" else export_project(args.project, args.comfyui, args.format)
     if args.command in ("generate", "run", "sweep", "batch"):

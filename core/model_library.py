@@ -27,11 +27,14 @@ SOURCES = {
     "user": "added by you",
     "comfyui": "ComfyUI folder",
     "a1111": "Automatic1111 folder",
+    "invokeai": "InvokeAI folder",
     "hf-cache": "Hugging Face cache",
 }
 # What an entry is: a whole pipeline (loads on its own) or a denoiser only (a ComfyUI
 # diffusion_models/unet file: the transformer or UNet without its VAE and text encoders).
 SCHEMA_VERSION = 1
+# city96's GGUF-quantized denoisers (ComfyUI-GGUF keeps them in models/unet or diffusion_models).
+GGUF_SUFFIX = ".gguf"
 
 
 @dataclass
@@ -54,7 +57,7 @@ class LibraryEntry:
         """'builtin', 'hub', 'folder' or 'file', from the reference's shape (no file access)."""
         if self.ref.startswith("builtin:"):
             return "builtin"
-        if self.ref.lower().endswith((".safetensors", ".pth", ".gguf")):
+        if self.ref.lower().endswith((".safetensors", ".pth", GGUF_SUFFIX)):
             return "file"
         if self.ref.startswith(("/", "~", ".")) or "\\" in self.ref or (len(self.ref) > 1 and self.ref[1] == ":"):
             return "folder"
@@ -80,6 +83,13 @@ class LibraryEntry:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def listed_kind(self) -> str:
+        """What `library list` calls it: checkpoint, gguf, lora, controlnet, upscaler, or the
+        adapter kind (ip-adapter, clip-vision)."""
+        if self.ref.lower().endswith(GGUF_SUFFIX):
+            return "gguf"
+        return "checkpoint" if self.kind in (PIPELINE, DENOISER) else self.kind
 
     @classmethod
     def from_dict(cls, data, where: str = "entry") -> "LibraryEntry":
@@ -201,6 +211,10 @@ def cached_hub_models(cache_dir: Path | str | None = None) -> list[CachedModel]:
 # ---------------------------------------------------------------- ComfyUI
 
 
+# The models/ subfolders that make a folder ComfyUI's (one is enough: a fresh install has them empty).
+COMFYUI_FOLDERS = ("checkpoints", "diffusion_models", "unet", "loras", "controlnet", "upscale_models", "diffusers")
+
+
 def scan_comfyui(models_dir: Path | str) -> list[LibraryEntry]:
     """The models in a ComfyUI `models` folder (or ComfyUI's own folder, which holds one):
     checkpoints/*.safetensors (whole models), diffusion_models/ and unet/*.safetensors
@@ -211,6 +225,8 @@ def scan_comfyui(models_dir: Path | str) -> list[LibraryEntry]:
         root = root / "models"
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder")
+    if not any((root / sub).is_dir() for sub in COMFYUI_FOLDERS):
+        raise FileNotFoundError(f"{root} holds none of ComfyUI's model folders ({', '.join(COMFYUI_FOLDERS)})")
     root = root.resolve()
     entries: list[LibraryEntry] = []
     for path in _files(root / "checkpoints"):
@@ -220,8 +236,7 @@ def scan_comfyui(models_dir: Path | str) -> list[LibraryEntry]:
             info = info_for(str(path))
             entries.append(LibraryEntry(path.stem, str(path), "comfyui", info.family,
                                         info.kind if info.family else DENOISER, denoiser_note(info)))
-        for path in _files(root / sub, ".gguf"):
-            entries.append(gguf_entry(path))
+        entries += gguf_entries(root / sub, "comfyui")
     entries += scan_adapters(root)
     entries += scan_upscalers(root, ("upscale_models",), "comfyui")
     diffusers_dir = root / "diffusers"
@@ -358,22 +373,97 @@ def scan_a1111(webui_dir: Path | str) -> list[LibraryEntry]:
             + scan_upscalers(root.parent, A1111_UPSCALER_FOLDERS, "a1111"))
 
 
+# ---------------------------------------------------------------- InvokeAI
+
+# InvokeAI keeps models as models/<base>/<type>/<name> under its root (the folder holding
+# invokeai.yaml): bases such as sd-1, sdxl, flux; types main, lora, controlnet...
+INVOKEAI_BASES = ("any", "sd-1", "sd-2", "sd-3", "sdxl", "sdxl-refiner", "flux", "cogview4", "sana")
+INVOKEAI_TYPES = {"lora": LORA_KIND, "controlnet": CONTROLNET_KIND, "ip_adapter": IP_ADAPTER_KIND,
+                  "clip_vision": CLIP_VISION_KIND}
+
+
+def _invokeai_models(folder: Path) -> Path | None:
+    """InvokeAI's models folder in `folder` (its root, or the models folder itself)."""
+    for root in (folder / "models", folder):
+        if root.is_dir() and any((root / base).is_dir() for base in INVOKEAI_BASES) and (
+                (root.parent / "invokeai.yaml").is_file() or (root / "invokeai.yaml").is_file()
+                or any((root / base / "main").is_dir() for base in INVOKEAI_BASES)):
+            return root
+    return None
+
+
+def scan_invokeai(invoke_dir: Path | str) -> list[LibraryEntry]:
+    """The models of an InvokeAI install: main models (single files and diffusers
+    folders), LoRAs, ControlNets, IP-Adapters, CLIP vision encoders and upscalers
+    (spandrel_image_to_image), under models/<base>/<type>/."""
+    root = _invokeai_models(Path(invoke_dir).expanduser())
+    if root is None:
+        raise FileNotFoundError(f"{invoke_dir} holds no InvokeAI models/<base>/<type> folders")
+    root = root.resolve()
+    entries: list[LibraryEntry] = []
+    for base in sorted(p for p in root.iterdir() if p.is_dir() and p.name in INVOKEAI_BASES):
+        main = base / "main"
+        entries += [LibraryEntry.of(p.stem, str(p), "invokeai", info_for(str(p))) for p in _files(main)
+                    if not (p.parent / "model_index.json").is_file() and not (p.parent.parent / "model_index.json").is_file()]
+        if main.is_dir():
+            entries += [LibraryEntry.of(i.parent.name, str(i.parent), "invokeai", describe_folder(i.parent))
+                        for i in sorted(main.glob("*/model_index.json"))]
+        entries += gguf_entries(main, "invokeai")
+        for sub, kind in INVOKEAI_TYPES.items():
+            folder = base / sub
+            entries += [adapter_entry(p, kind, "invokeai") for p in _files(folder)
+                        if not (p.parent / "config.json").is_file()]
+            if folder.is_dir() and kind in (CONTROLNET_KIND, CLIP_VISION_KIND):
+                entries += [adapter_entry(c.parent, kind, "invokeai") for c in sorted(folder.glob("*/config.json"))]
+        entries += scan_upscalers(base, ("spandrel_image_to_image",), "invokeai")
+    return entries
+
+
+# ---------------------------------------------------------------- any of them
+
+FOLDER_SCANS = {"comfyui": scan_comfyui, "a1111": scan_a1111, "invokeai": scan_invokeai}
+FOLDER_SOURCES = tuple(FOLDER_SCANS)
+
+
 def scan_models_folder(folder: Path | str) -> list[LibraryEntry]:
-    """A ComfyUI models folder or an A1111/Forge install, whichever `folder` is (an
-    extra_model_paths setup can make one folder both)."""
-    found: list[LibraryEntry] = []
-    errors: list[str] = []
-    for scan in (scan_comfyui, scan_a1111):
-        try:
-            found += scan(folder)
-        except FileNotFoundError as exc:
-            errors.append(str(exc))
-    if not found and len(errors) == 2:
-        raise FileNotFoundError(f"{folder} is neither a ComfyUI models folder nor an Automatic1111 install")
+    """A ComfyUI models folder, an A1111/Forge install or an InvokeAI root, whichever
+    `folder` is (an extra_model_paths setup can make one folder more than one)."""
+    return scan_folder(folder)[1]
+
+
+def scan_folder(folder: Path | str) -> tuple[list[str], list[LibraryEntry]]:
+    """(the tools whose layout `folder` has, in FOLDER_SCANS order; its entries). Raises
+    ModelError, one line, when it is not a folder or none of the three layouts."""
+    from core.errors import ModelError
+
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise ModelError(f"{folder} is not a folder")
+    tools: list[str] = []
     unique: dict[str, LibraryEntry] = {}
-    for e in found:
-        unique.setdefault(e.ref, e)  # a file both layouts list is one entry
-    return list(unique.values())
+    for tool, scan in FOLDER_SCANS.items():
+        try:
+            found = scan(path)
+        except FileNotFoundError:
+            continue
+        tools.append(tool)
+        for e in found:
+            unique.setdefault(e.ref, e)  # a file two layouts list is one entry
+    if not tools:
+        raise ModelError(f"{folder} is not a ComfyUI models folder, an Automatic1111/Forge install or an InvokeAI root")
+    return tools, list(unique.values())
+
+
+def _under(ref: str, folder: Path) -> bool:
+    try:
+        return Path(ref).resolve().is_relative_to(folder)
+    except (OSError, ValueError):
+        return False
+
+
+def gguf_entries(folder: Path, source: str) -> list[LibraryEntry]:
+    """The GGUF denoiser files in `folder`, each with its family and quant type (gguf_entry)."""
+    return [gguf_entry(p, source) for p in _files(folder, GGUF_SUFFIX)]
 
 
 def _files(folder: Path, suffix: str = ".safetensors") -> list[Path]:
@@ -527,6 +617,7 @@ def availability(entry: LibraryEntry) -> tuple[bool, str]:
 class ModelLibrary:
     entries: list[LibraryEntry] = field(default_factory=list)  # the user's (and scans'), in order
     hidden_presets: list[str] = field(default_factory=list)  # preset refs the user removed
+    folders: list[str] = field(default_factory=list)  # ComfyUI/A1111/InvokeAI folders added, resolved
 
     @classmethod
     def load(cls) -> "ModelLibrary":
@@ -541,9 +632,10 @@ class ModelLibrary:
             stored = checked.table(stored, "the section")
             raw_entries = checked.listing(stored.get("entries", []), "entries")
             raw_hidden = checked.listing(stored.get("hidden_presets", []), "hidden_presets")
+            raw_folders = checked.listing(stored.get("folders", []), "folders")
         except ReadError as exc:
             problems.append(str(exc))
-            raw_entries, raw_hidden = [], []
+            raw_entries, raw_hidden, raw_folders = [], [], []
         for n, raw in enumerate(raw_entries):
             try:
                 lib.entries.append(LibraryEntry.from_dict(raw, f"entries[{n + 1}]"))
@@ -554,6 +646,11 @@ class ModelLibrary:
                 lib.hidden_presets.append(raw)
             else:
                 problems.append(f"hidden_presets[{n + 1}] must be text, not {checked.shown(raw)}")
+        for n, raw in enumerate(raw_folders):
+            if isinstance(raw, str):
+                lib.folders.append(raw)
+            else:
+                problems.append(f"folders[{n + 1}] must be text, not {checked.shown(raw)}")
         if problems:
             settings_file.section_damaged("models", lib.stored(), problems)
         return lib
@@ -561,7 +658,7 @@ class ModelLibrary:
     def stored(self) -> dict:
         """The section as the settings file keeps it."""
         return {"schema_version": SCHEMA_VERSION, "entries": [e.to_dict() for e in self.entries],
-                "hidden_presets": list(self.hidden_presets)}
+                "hidden_presets": list(self.hidden_presets), "folders": list(self.folders)}
 
     def save(self) -> None:
         """Write the list into the settings file, keeping every other key in it."""
@@ -598,3 +695,23 @@ class ModelLibrary:
             self.hidden_presets.append(ref)
             return True
         return len(self.entries) != before
+
+    def add_folder(self, folder: Path | str) -> tuple[list[str], list[LibraryEntry], int]:
+        """Scan a ComfyUI, A1111/Forge or InvokeAI folder, add what it holds and remember
+        the folder: (its tools, its entries, how many were new). ModelError when it is none."""
+        tools, found = scan_folder(folder)
+        resolved = str(Path(folder).expanduser().resolve())
+        if resolved not in self.folders:
+            self.folders.append(resolved)
+        return tools, found, self.add_many(found)
+
+    def remove_folder(self, folder: Path | str) -> int | None:
+        """Forget a folder added with add_folder and the entries scanned from it (its files
+        stay where they are): how many entries went, None when it was not added."""
+        resolved = Path(folder).expanduser().resolve()
+        if str(resolved) not in self.folders:
+            return None
+        self.folders.remove(str(resolved))
+        before = len(self.entries)
+        self.entries = [e for e in self.entries if not (e.source in FOLDER_SOURCES and _under(e.ref, resolved))]
+        return before - len(self.entries)

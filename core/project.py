@@ -24,7 +24,13 @@ DTYPES = ("auto", "bf16", "fp16", "fp32")
 # How a stage's transformer/UNet is kept: as loaded, fp8 storage (upcast per layer),
 # torchao int8 weight-only, or bitsandbytes 4-bit NF4 (core.denoisers).
 QUANTIZE = ("none", "fp8", "int8", "nf4")
-MAX_SEED = 2**32 - 1
+# Seeds are 64-bit, as ComfyUI's (0..0xffffffffffffffff) and A1111's are, and a recipe
+# keeps its seed exactly. The noise is torch.Generator("cpu").manual_seed(seed)'s, on every
+# device: that generator (mt19937) takes only the seed's low 32 bits, so two seeds that
+# differ only above bit 32 draw the same noise (tests/test_seeds.py), as in ComfyUI, whose
+# noise is CPU noise from the same call. The seed is still kept whole, not reduced: it is
+# what the other tool wrote, and what a re-export writes back.
+MAX_SEED = 2**64 - 1
 MAX_UPSCALE = 4.0
 PREPROCESSORS = ("canny", "none")  # "none": the control image is a ready edge or depth map
 MAX_ADAPTER_WEIGHT = 4.0  # LoRA weights and IP-Adapter scales beyond this only break images

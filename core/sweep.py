@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from core import events as ev
 from core.errors import ProjectError
-from core.project import Project, validate
+from core.project import MAX_SEED, Project, validate
 
 PICK_COLOUR, PICK_FRAME = (0, 160, 0), 3  # the frame round the picked cell (sweep --pick)
 FLOATS = ("strength", "switch_at", "guidance", "lora_weight")
@@ -106,6 +106,9 @@ def parse_axis(spec: str, project: Project) -> Axis:
         values = tuple(kind(t) for t in texts)
     except ValueError:
         raise SweepError(f"'{spec}': the values must be {'numbers' if kind is float else 'whole numbers'}") from None
+    wild = [v for v in values if param == "seed" and not 0 <= v <= MAX_SEED]
+    if wild:
+        raise SweepError(f"'{spec}': seed {wild[0]} is outside 0..{MAX_SEED}")
     return Axis(param, values, stage, lora)
 
 

@@ -312,11 +312,10 @@ class ModelsDialog(QDialog):
         if not folder:
             return []
         try:
-            found = ml.scan_models_folder(folder)
-        except (OSError, FileNotFoundError) as exc:
+            _tools, found, added = self.library.add_folder(folder)  # remembered, as `main.py library add` does
+        except (OSError, ModelError) as exc:
             self.say(f"{folder} could not be scanned: {exc}")
             return []
-        added = self.library.add_many(found)
         usable = sum(e.usable for e in found)
         adapters = sum(e.kind not in (ml.PIPELINE, ml.DENOISER) for e in found)
         others = len(found) - usable - adapters

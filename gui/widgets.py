@@ -17,8 +17,8 @@ def tool_button(text: str, tip: str, slot) -> QToolButton:
 
 
 class SeedBox(QAbstractSpinBox):
-    """A seed field for the whole 0..MAX_SEED range (A1111 and ComfyUI seeds go past
-    QSpinBox's 32-bit signed limit), with QSpinBox's value()/setValue()/valueChanged."""
+    """A seed field for the whole 64-bit 0..MAX_SEED range (ComfyUI's and A1111's seeds;
+    QSpinBox stops at 2**31 - 1), with QSpinBox's value()/setValue()/valueChanged."""
 
     valueChanged = Signal(object)  # Signal(int) is a C++ int: seeds past 2**31 - 1 would crash it
 
@@ -31,6 +31,12 @@ class SeedBox(QAbstractSpinBox):
 
     def value(self) -> int:
         return self._value
+
+    def sizeHint(self):
+        hint = super().sizeHint()
+        # QAbstractSpinBox measures no text for a subclass: make room for the longest seed.
+        hint.setWidth(hint.width() + self.fontMetrics().horizontalAdvance("8" * len(str(self._max))))
+        return hint
 
     def setValue(self, value: int) -> None:
         value = min(max(0, int(value)), self._max)

@@ -201,7 +201,7 @@ _TEXT = st.lists(_LINE, min_size=1, max_size=3).map("\n".join)
 @settings(max_examples=60, deadline=None)
 @given(prompt=_TEXT, negative=st.one_of(st.just(""), _TEXT), suffix=st.one_of(st.just(""), _LINE),
        steps=st.integers(1, 150), hires_steps=st.integers(1, 150), guidance=st.floats(0, 30).map(lambda x: round(x, 2)) | st.floats(0, 30),
-       seed=st.integers(0, 2**32 - 1), strength=st.floats(0.01, 1).map(lambda x: round(x, 3)),
+       seed=st.integers(0, 2**64 - 1), strength=st.floats(0.01, 1).map(lambda x: round(x, 3)),
        upscale=st.sampled_from([1.0, 1.25, 1.5, 2.0, 4.0]), scheduler=st.sampled_from([None, "Euler a", "DPM++ 2M SDE Karras", "UniPC"]),
        refiner=st.booleans())
 def test_every_field_survives_a1111s_parser(prompt, negative, suffix, steps, hires_steps, guidance, seed, strength, upscale,

@@ -48,7 +48,7 @@ def _check(chunks: dict[str, str]) -> None:
         return
     p = imported.project
     json.dumps(p.to_dict())  # plain data, of the types the dataclasses declare
-    assert isinstance(p.width, int) and isinstance(p.seed, int) and 0 <= p.seed < 2**32
+    assert isinstance(p.width, int) and isinstance(p.seed, int) and 0 <= p.seed < 2**64
     for s in p.stages:
         assert isinstance(s.steps, int) and isinstance(s.guidance, float) and isinstance(s.model, str)
         assert isinstance(s.upscale, float) and (s.scheduler is None or isinstance(s.scheduler, str))

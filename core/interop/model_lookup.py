@@ -32,6 +32,9 @@ WELL_KNOWN = {
 }
 # Precision and packaging words a file name adds to a model's own name.
 _NOISE_WORDS = {"bf16", "fp16", "fp32", "fp8", "e4m3fn", "e5m2", "pruned", "emaonly", "ema", "safetensors", "scaled"}
+# The endings a checkpoint file has in other tools' metadata (ComfyUI keeps them; A1111 drops them).
+MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".sft", ".gguf")
+_HASH = re.compile(r"[0-9a-f]{8}|[0-9a-f]{10,64}")
 _HASH_IN_NAME = re.compile(r"^(.*?)\s*\[([0-9a-fA-F]{8,64})\]\s*$")
 
 
@@ -59,6 +62,14 @@ def split_name(text: str) -> tuple[str, str | None]:
     """('sd_xl_refiner_1.0', '7440042bbd') from A1111's 'sd_xl_refiner_1.0 [7440042bbd]'."""
     m = _HASH_IN_NAME.match(text or "")
     return (m.group(1).strip(), m.group(2).lower()) if m else ((text or "").strip(), None)
+
+
+def hinted_file(name: str) -> str:
+    """The file to add for a model another tool named: its name as that tool wrote it when
+    it has a file ending ('v2-1_768-ema-pruned.ckpt'), else A1111's bare name as the
+    .safetensors file it most likely was."""
+    base = PureWindowsPath(name).name
+    return name if base.lower().endswith(MODEL_SUFFIXES) else f"{name}.safetensors"
 
 
 def normalized(name: str) -> str:
@@ -127,7 +138,7 @@ class ModelLookup:
             return name  # a Hub id: downloaded on first use
         shown = f"'{name}'" + (f" (hash {model_hash})" if model_hash else "") if name else f"hash {model_hash}"
         if (name or model_hash) and len(notes) == said:  # unless a well-known name's note said it already
-            file_name = name if name.lower().endswith((".safetensors", ".ckpt")) else f"{name}.safetensors"
+            file_name = hinted_file(name)
             notes.append(f"{where}: model {shown} is not in your model library or the Hugging Face cache: add "
                          f"{file_name if name else 'that checkpoint'} to the library (Models > Model Library), "
                          f"or set the stage's model to your copy of it")
@@ -173,6 +184,13 @@ class ModelLookup:
             if by_stem is None and Path(path).stem == Path(wanted).name:
                 by_stem = ref
         return by_name or by_stem
+
+    def find(self, text: str) -> Candidate | None:
+        """The user's model that a name, a 'name [hash]' or a bare hash (A1111's 10-hex
+        AutoV2 or old 8-hex one, or a longer sha256 prefix) is; None when none is."""
+        name, in_name = split_name(text)
+        bare = name.lower() if _HASH.fullmatch(name.lower()) else None
+        return self._by_name(name) or self._by_hash(in_name or bare)
 
     def _by_name(self, name: str) -> Candidate | None:
         if not name:

@@ -93,13 +93,14 @@ class Where:
         raise self.error(what, f"is {_shown(value)}, not a JSON object")
 
     def seed(self, value: Any, what: str, notes: list[str]) -> int:
-        """A seed in Handoff's 0..2^32-1: larger (ComfyUI's 64-bit) or negative seeds are
-        taken modulo 2^32, with a note (the noise differs between tools anyway)."""
+        """A seed in 0..2^64-1, kept exactly (core.project.MAX_SEED). A negative one (some
+        tools write -1) or a larger one is taken modulo 2^64, as torch's manual_seed takes a
+        negative seed, with a note."""
         seed = self.whole(value, what)
         if 0 <= seed <= MAX_SEED:
             return seed
         folded = seed % (MAX_SEED + 1)
-        notes.append(f"{what} {seed} does not fit Handoff's 32-bit seeds: used {folded}")
+        notes.append(f"{what} {seed} is outside 0..{MAX_SEED}: used {folded}")
         return folded
 
 

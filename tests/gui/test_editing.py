@@ -141,28 +141,36 @@ def test_strength_advice_text():
 
 
 def test_seeds_past_32_bits_are_shown_typed_and_stepped(window, qtbot):
-    """A1111 and ComfyUI seeds reach 2**32 - 1; QSpinBox stops at 2**31 - 1."""
+    """ComfyUI's and A1111's seeds are 64-bit (to 2**64 - 1); QSpinBox stops at 2**31 - 1."""
     from core.defaults import default_project
     from core.project import MAX_SEED
 
+    assert MAX_SEED == 2**64 - 1
     project = default_project()
-    project.seed = 3_000_000_123
+    project.seed = 2**63 + 5
     window.load_project(project, None, [])
-    assert window.seed.text() == "3000000123" and window.project.seed == 3_000_000_123
+    assert window.seed.text() == str(2**63 + 5) and window.project.seed == 2**63 + 5
     window.seed.lineEdit().clear()
-    qtbot.keyClicks(window.seed.lineEdit(), "4294967295")
+    qtbot.keyClicks(window.seed.lineEdit(), "18446744073709551615")
     assert window.project.seed == MAX_SEED
     qtbot.keyClicks(window.seed.lineEdit(), "9")  # past the maximum: refused, nothing changes
-    assert window.seed.text() == "4294967295" and window.project.seed == MAX_SEED
+    assert window.seed.text() == "18446744073709551615" and window.project.seed == MAX_SEED
+    window.seed.lineEdit().clear()
+    qtbot.keyClicks(window.seed.lineEdit(), "-1")  # no sign: refused
+    assert window.project.seed == 1 and window.seed.text() == "1"
+    window.seed.setValue(MAX_SEED)
     window.seed.stepBy(1)
     assert window.project.seed == MAX_SEED
     window.seed.stepBy(-2)
     assert window.project.seed == MAX_SEED - 2 and window.seed.text() == str(MAX_SEED - 2)
+    # The whole number fits in the field as the window lays it out.
+    assert window.seed.width() >= window.seed.fontMetrics().horizontalAdvance(str(MAX_SEED))
     window.stage_list.list.setCurrentRow(1)
     ed = window.stage_list.editor
     ed.own_seed.setChecked(True)
-    ed.seed.setValue(2**32 - 7)
-    assert window.project.stages[1].seed == 2**32 - 7
+    ed.seed.setValue(2**64 - 7)
+    assert window.project.stages[1].seed == 2**64 - 7
+    assert ed.seed.text() == str(2**64 - 7)
 
 
 def test_scheduler_choice_fits_the_model_and_is_kept(window, qtbot, tmp_path, answers):
