@@ -369,16 +369,12 @@ def candidate_problems(project: Project) -> list[str]:
 
 def upscaler_problems(stage: Stage, where: str) -> list[str]:
     """What is wrong with a stage's upscaler fields, found before anything loads."""
-    from pathlib import Path
-
     out: list[str] = []
     if stage.tile and not MIN_TILE <= stage.tile <= MAX_SIDE:
         out.append(f"{where}: tile {stage.tile} px is outside {MIN_TILE}..{MAX_SIDE} (0: from the free memory)")
     if stage.upscaler is not None:
-        if not stage.upscaler.strip():
-            out.append(f"{where}: the upscaler names no file")
-        elif not Path(stage.upscaler).expanduser().is_file():
-            out.append(f"{where}: upscaler file not found: {stage.upscaler}")
+        if (problem := file_field_problem(stage.upscaler, "upscaler", where)):
+            out.append(problem)
         elif stage.handoff == "ensemble":
             out.append(f"{where}: an ensemble cannot change the size, so it takes no upscaler; use a pixel handoff")
     return out
@@ -413,17 +409,23 @@ def refine_tile_problems(stage: Stage, where: str, multiple: int, generates: boo
 def denoiser_problems(stage: Stage, where: str) -> list[str]:
     """What is wrong with a stage's transformer file and quantize setting, found before
     anything loads (what the file holds is checked once the stage's model is known)."""
-    from pathlib import Path
-
     out: list[str] = []
     if stage.quantize not in QUANTIZE:
         out.append(f"{where}: quantize '{stage.quantize}' is not one of {', '.join(QUANTIZE)}")
-    if stage.transformer is not None:
-        if not stage.transformer.strip():
-            out.append(f"{where}: the transformer names no file")
-        elif not Path(stage.transformer).expanduser().is_file():
-            out.append(f"{where}: transformer file not found: {stage.transformer}")
+    if stage.transformer is not None and (problem := file_field_problem(stage.transformer, "transformer", where)):
+        out.append(problem)
     return out
+
+
+def file_field_problem(value: str, what: str, where: str) -> str | None:
+    """Why a stage field that names one file (an upscaler, a transformer) names none here."""
+    from pathlib import Path
+
+    if not value.strip():
+        return f"{where}: the {what} names no file"
+    if not Path(value).expanduser().is_file():
+        return f"{where}: {what} file not found: {value}"
+    return None
 
 
 def adapter_problems(stage: Stage, where: str, generates: bool) -> list[str]:

@@ -71,3 +71,17 @@ def with_exif(path: Path, comment: bytes | str, fmt: str, maker_note: str | None
         exif[0x927C] = maker_note
     Image.new("RGB", size, (200, 120, 40)).save(path, format=fmt, exif=exif)
     return path
+
+
+def in_library(tmp_path: Path, kind: str, relative: str) -> str:
+    """A file in a ComfyUI models folder (`relative` below models/), listed in the test's own
+    model library under `kind`; its path."""
+    from core.model_library import LibraryEntry, ModelLibrary
+
+    path = tmp_path / "ComfyUI" / "models" / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\0" * 16)
+    lib = ModelLibrary.load()
+    lib.add(LibraryEntry(path.stem, str(path), "comfyui", None, kind))
+    lib.save()
+    return str(path)

@@ -16,7 +16,7 @@ from core.interop.detect import from_chunks, from_json
 from core.interop.reading import Where
 from core.metadata import read_recipe, save_png
 from core.project import Project, Stage
-from tests.interop_helpers import comfyui_object_info, lookup_of, no_models, png_with, sample
+from tests.interop_helpers import comfyui_object_info, in_library, lookup_of, no_models, png_with, sample
 
 OBJECT_INFO = comfyui_object_info()
 
@@ -38,21 +38,8 @@ def test_sdxl_base_and_refiner_split_one_schedule():
     assert any("stabilityai/stable-diffusion-xl-base-1.0" in n for n in imported.notes)
 
 
-def _in_library(tmp_path, kind: str, relative: str):
-    """A file in a scanned ComfyUI models folder, listed in the (test's own) model library."""
-    from core.model_library import LibraryEntry, ModelLibrary
-
-    path = tmp_path / "ComfyUI" / "models" / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\0" * 16)
-    lib = ModelLibrary.load()
-    lib.add(LibraryEntry(path.stem, str(path), "comfyui", None, kind))
-    lib.save()
-    return str(path)
-
-
 def test_a_lora_loader_becomes_the_stages_lora_from_the_library(tmp_path):
-    lora = _in_library(tmp_path, "lora", "loras/epi_noiseoffset2.safetensors")
+    lora = in_library(tmp_path, "lora", "loras/epi_noiseoffset2.safetensors")
     imported = from_json(graph("sd-1.5-lora-0.json"), "lora.json", no_models())
     p = imported.project
     assert (p.prompt, p.negative_prompt, p.stages[0].model) == ("masterpiece best quality girl", "bad hands",

@@ -16,23 +16,10 @@ from core.interop.comfyui_write import graph_for
 from core.interop.detect import from_json
 from core.interop.reading import Where
 from core.project import ControlNet, Lora, Project, Stage
-from tests.interop_helpers import comfyui_object_info, lookup_of, no_models, sample
+from tests.interop_helpers import comfyui_object_info, in_library, lookup_of, no_models, sample
 
 OBJECT_INFO = comfyui_object_info()
 SD15 = "v1-5-pruned-emaonly.safetensors"
-
-
-def _library(tmp_path, kind: str, relative: str) -> str:
-    """A file in a ComfyUI models folder the (test's own) model library lists."""
-    from core.model_library import LibraryEntry, ModelLibrary
-
-    path = tmp_path / "ComfyUI" / "models" / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\0" * 16)
-    lib = ModelLibrary.load()
-    lib.add(LibraryEntry(path.stem, str(path), "comfyui", None, kind))
-    lib.save()
-    return str(path)
 
 
 def _chain(p: Project) -> list[tuple]:
@@ -65,7 +52,7 @@ def test_the_latent_hires_fix_example_is_a_generate_then_a_pixel_upscale():
 
 
 def test_the_esrgan_hires_fix_example_follows_the_final_image_and_keeps_its_upscale_model(tmp_path):
-    esrgan = _library(tmp_path, "upscaler", "upscale_models/RealESRGAN_x4plus.pth")
+    esrgan = in_library(tmp_path, "upscaler", "upscale_models/RealESRGAN_x4plus.pth")
     imported = from_json(json.loads(sample("comfyui/hiresfix_esrgan.json")), "e.json", no_models())
     p = imported.project
     # Two SaveImage nodes: the one after both samplers is the graph's image, though its id is larger.
@@ -80,7 +67,7 @@ def test_the_esrgan_hires_fix_example_follows_the_final_image_and_keeps_its_upsc
 
 
 def test_the_different_prompt_and_model_example_is_two_models_with_their_own_prompts(tmp_path):
-    first = _library(tmp_path, "pipeline", "checkpoints/Anything-V3.0.ckpt")
+    first = in_library(tmp_path, "pipeline", "checkpoints/Anything-V3.0.ckpt")
     imported = from_json(json.loads(sample("comfyui/latent_upscale_different_prompt_model.json")), "d.json",
                          lookup_of(first))
     p = imported.project
@@ -106,11 +93,11 @@ def test_the_img2img_example_refines_its_loaded_image():
 
 
 def test_loras_a_controlnet_and_an_upscale_model_go_out_and_come_back(tmp_path):
-    lora_a = _library(tmp_path, "lora", "loras/sdxl/detail.safetensors")
-    lora_b = _library(tmp_path, "lora", "loras/film-grain.safetensors")
-    cn = _library(tmp_path, "controlnet", "controlnet/canny-sdxl.safetensors")
-    up = _library(tmp_path, "upscaler", "upscale_models/4x-UltraSharp.pth")
-    ckpt = _library(tmp_path, "pipeline", "checkpoints/xl/base.safetensors")
+    lora_a = in_library(tmp_path, "lora", "loras/sdxl/detail.safetensors")
+    lora_b = in_library(tmp_path, "lora", "loras/film-grain.safetensors")
+    cn = in_library(tmp_path, "controlnet", "controlnet/canny-sdxl.safetensors")
+    up = in_library(tmp_path, "upscaler", "upscale_models/4x-UltraSharp.pth")
+    ckpt = in_library(tmp_path, "pipeline", "checkpoints/xl/base.safetensors")
     project = Project(prompt="a harbour at dawn", negative_prompt="blurry", width=832, height=1216, seed=77, stages=[
         Stage(ckpt, steps=25, guidance=6.0, scheduler="Euler", loras=[Lora(lora_a, 0.6), Lora(lora_b, 1.2)],
               controlnet=ControlNet(cn, "/pics/edges.png", "canny", 80, 160, scale=0.7, start=0.1, end=0.9)),
@@ -233,7 +220,7 @@ def test_cli_exports_the_api_format_with_the_files_it_loads(tmp_path, capsys):
 
 
 def test_an_upscale_stage_is_a_model_upscale_and_comes_back_as_one(tmp_path):
-    up = _library(tmp_path, "upscaler", "upscale_models/4x-UltraSharp.pth")
+    up = in_library(tmp_path, "upscaler", "upscale_models/4x-UltraSharp.pth")
     project = Project(prompt="a fox", seed=5, width=512, height=512, stages=[
         Stage("builtin:demo-base", steps=8), Stage(up, upscale=1.5)])
     api = comfyui.api_prompt(project)
@@ -244,7 +231,7 @@ def test_an_upscale_stage_is_a_model_upscale_and_comes_back_as_one(tmp_path):
 
 
 def test_an_upscale_stage_on_the_init_image_loads_it(tmp_path):
-    up = _library(tmp_path, "upscaler", "upscale_models/4x-UltraSharp.pth")
+    up = in_library(tmp_path, "upscaler", "upscale_models/4x-UltraSharp.pth")
     project = Project(prompt="", seed=1, width=256, height=256, init_image="/photos/old.png", stages=[
         Stage(up, upscale=2.0), Stage("builtin:demo-refiner", steps=8, handoff="pixel", strength=0.2)])
     graph = graph_for(project)
@@ -255,7 +242,7 @@ def test_an_upscale_stage_on_the_init_image_loads_it(tmp_path):
 
 
 def test_a_controlnet_on_an_image_handoff_cannot_take_is_listed_and_the_rest_read(tmp_path):
-    cn = _library(tmp_path, "controlnet", "controlnet/depth.safetensors")
+    cn = in_library(tmp_path, "controlnet", "controlnet/depth.safetensors")
     project = Project(prompt="a room", seed=3, width=512, height=512, stages=[
         Stage("builtin:demo-base", steps=8, controlnet=ControlNet(cn, "/pics/depth.png", "none", scale=0.5))])
     api = comfyui.api_prompt(project)

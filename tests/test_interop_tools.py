@@ -6,7 +6,7 @@ import json
 
 from core.interop.detect import from_chunks
 from core.metadata import read_recipe
-from tests.interop_helpers import no_models, png_with, sample, with_exif
+from tests.interop_helpers import in_library, no_models, png_with, sample, with_exif
 
 
 def chunks_read(chunks, size=None):
@@ -97,28 +97,16 @@ def test_a_plain_png_has_no_recipe(tmp_path):
     assert read_recipe(path) is None
 
 
-def _lora_in_library(tmp_path, file: str, kind: str = "lora") -> str:
-    from core.model_library import LibraryEntry, ModelLibrary
-
-    path = tmp_path / "models" / ("loras" if kind == "lora" else "upscale_models") / file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\0" * 16)
-    lib = ModelLibrary.load()
-    lib.add(LibraryEntry(path.stem, str(path), "comfyui", None, kind))
-    lib.save()
-    return str(path)
-
-
 def test_fooocus_loras_the_library_has_become_the_stages_loras(tmp_path):
-    lora = _lora_in_library(tmp_path, "sd_xl_offset_example-lora_1.0.safetensors")
+    lora = in_library(tmp_path, "lora", "loras/sd_xl_offset_example-lora_1.0.safetensors")
     imported = chunks_read({"parameters": sample("fooocus/meta.json"), "fooocus_scheme": "fooocus"})
     assert [(lo.ref, lo.weight) for lo in imported.project.stages[0].loras] == [(lora, 0.1)]
     assert not any("LoRA" in u for u in imported.unmapped)
 
 
 def test_invokeai_loras_and_hires_fix(tmp_path):
-    lora = _lora_in_library(tmp_path, "detail-tweaker.safetensors")
-    esrgan = _lora_in_library(tmp_path, "RealESRGAN_x2plus.pth", "upscaler")
+    lora = in_library(tmp_path, "lora", "loras/detail-tweaker.safetensors")
+    esrgan = in_library(tmp_path, "upscaler", "upscale_models/RealESRGAN_x2plus.pth")
     meta = json.loads(sample("invokeai/invokeai_metadata-3.3.json"))
     # InvokeAI 3.x's own keys for these, on the sample: a LoRA and its hires fix at 1536x864.
     meta.update(width=1536, height=864, hrf_enabled=True, hrf_method="ESRGAN", hrf_strength=0.45,
