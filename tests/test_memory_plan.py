@@ -153,3 +153,21 @@ def test_header_counts_equal_the_loaded_parameters(tiny_models, name):
               for n, c in pipe.components.items() if isinstance(c, torch.nn.Module)}
     assert needs.components == loaded
     assert needs.weights > 0
+
+
+def test_cli_prints_the_plan_and_refuses_what_cannot_fit(tiny_models, tmp_path, capsys):
+    from core.cli import main
+
+    args = ["generate", "a red circle", "--model", str(tiny_models["sd"]), "--steps", "2", "--size", "32x32"]
+    code = main([*args, "--vram-budget", "12G", "--out", str(tmp_path / "a.png")])
+    _, stderr = capsys.readouterr()
+    assert code == 0, stderr
+    assert "memory plan" in stderr and "stage 1  unet" in stderr
+    assert "plan: resident — every model of the job fits at once" in stderr and "of 12.0 GiB VRAM budget" in stderr
+    code = main([*args, "--vram-budget", "1K", "--out", str(tmp_path / "b.png")])
+    _, stderr = capsys.readouterr()
+    lines = [line for line in stderr.splitlines() if line.startswith("handoff:")]
+    assert code != 0 and not (tmp_path / "b.png").exists()
+    assert len(lines) == 1 and "stage 1 cannot fit in 0 MiB of VRAM budget even one layer at a time" in lines[0]
+    code = main([*args, "--vram-budget", "lots", "--out", str(tmp_path / "c.png")])
+    assert code == 2 and "VRAM budget 'lots' is not a size like 12G" in capsys.readouterr().err
