@@ -166,13 +166,11 @@ def files_bytes(files: list[Path], itemsize: int) -> tuple[int, int]:
     return total, largest
 
 
-def component_files(folder: Path) -> dict[str, list[Path]]:
-    """The safetensors a diffusers folder's weight components load (a variant's files
-    when the folder has only those; the plain ones otherwise)."""
-    from core.models import WEIGHT_COMPONENTS
-
+def component_files(folder: Path, names) -> dict[str, list[Path]]:
+    """The safetensors a diffusers folder's components (model_index.json's names) load
+    (a variant's files when the folder has only those; the plain ones otherwise)."""
     found = {}
-    for name in WEIGHT_COMPONENTS:
+    for name in sorted(n for n in names if not n.startswith("_")):
         files = sorted((folder / name).glob("*.safetensors")) if (folder / name).is_dir() else []
         plain = [f for f in files if f.name.count(".") == 1]
         if files:
@@ -193,7 +191,7 @@ def stage_needs(p, itemsize: int) -> StageNeeds:
         else:
             denoiser = denoiser_component(resolved.index)
             file = spec_of(p.stage).file
-            for name, files in component_files(resolved.path).items():
+            for name, files in component_files(resolved.path, resolved.index).items():
                 if file is not None and denoiser is not None and name == denoiser[0]:
                     files = [file]
                 components[name], big = files_bytes(files, itemsize)
