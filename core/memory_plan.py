@@ -82,7 +82,8 @@ class MemoryPlan:
     def table(self) -> str:
         """The plan as the CLI prints it: stage, component, bytes, where it lives, why."""
         where = {"resident": "GPU", "sequential": "GPU (its stage)", "offload": "CPU, to GPU when used",
-                 "group": "CPU, a layer at a time", "cpu": "RAM"}[self.placement if self.why != WHY["cpu"] else "cpu"]
+                 "group": "CPU, a layer at a time", "cpu": "RAM"}[self.placement if self.why != WHY["cpu"] else "cpu"] \
+            if self.placement in PLACEMENTS else "GPU"
         rows = [("stage", "component", "bytes", "lives", "")]
         for s in self.stages:
             for name, n in s.components.items():
@@ -113,12 +114,12 @@ def peak(stages: list[StageNeeds], placement: str) -> int:
 
 def choose(stages: list[StageNeeds], budget: int, budget_kind: str, policy: str = "auto",
            device: str = "cuda") -> MemoryPlan:
-    """The placement for a job: the one asked for, all resident on a CPU, else the first
+    """The placement for a job: the one asked for, all resident on a CPU for 'auto', else the first
     of PLACEMENTS whose peak fits the budget; ProjectError when none does."""
-    if device != "cuda":
-        return MemoryPlan("resident", budget, budget_kind, stages, WHY["cpu"])
     if policy != "auto":
         return MemoryPlan(policy, budget, budget_kind, stages, WHY["asked"])
+    if device != "cuda":
+        return MemoryPlan("resident", budget, budget_kind, stages, WHY["cpu"])
     for placement in PLACEMENTS:
         if peak(stages, placement) <= budget:
             return MemoryPlan(placement, budget, budget_kind, stages, WHY[placement])
