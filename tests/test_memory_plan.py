@@ -139,16 +139,16 @@ def test_bad_budget_is_one_line(text):
         parse_budget(text)
 
 
-@pytest.mark.parametrize("name", ["sd", "sdxl", "zimage_turbo"])
-def test_header_counts_equal_the_loaded_parameters(tiny_models, name):
+@pytest.mark.parametrize("name,dtype", [("sd", "float32"), ("sdxl", "bfloat16"), ("zimage_turbo", "bfloat16")])
+def test_header_counts_equal_the_loaded_parameters(tiny_models, name, dtype):
     """The planner reads only headers; its counts are the bytes of what loads, exactly."""
     import torch
     from diffusers import DiffusionPipeline
 
     resolved = resolve(parse_ref(str(tiny_models[name])))
     p = SimpleNamespace(resolved=resolved, stage=Stage(str(tiny_models[name])), size=(64, 64), index=0)
-    needs = stage_needs(p, torch.float32.itemsize)
-    pipe = DiffusionPipeline.from_pretrained(str(tiny_models[name]), dtype=torch.float32)
+    needs = stage_needs(p, getattr(torch, dtype).itemsize)  # saved in fp32: loading casts them
+    pipe = DiffusionPipeline.from_pretrained(str(tiny_models[name]), dtype=getattr(torch, dtype))
     loaded = {n: sum(t.numel() * t.element_size() for t in c.state_dict().values())
               for n, c in pipe.components.items() if isinstance(c, torch.nn.Module)}
     assert needs.components == loaded
