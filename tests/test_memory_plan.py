@@ -171,3 +171,18 @@ def test_cli_prints_the_plan_and_refuses_what_cannot_fit(tiny_models, tmp_path, 
     assert len(lines) == 1 and "stage 1 cannot fit in 0 MiB of VRAM budget even one layer at a time" in lines[0]
     code = main([*args, "--vram-budget", "lots", "--out", str(tmp_path / "c.png")])
     assert code == 2 and "VRAM budget 'lots' is not a size like 12G" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_full_size_denoiser_peaks_near_the_plan_on_a_gpu():
+    """On CUDA: a full-size random-weight Z-Image transformer, resident, peaks within the
+    planner's tolerance of its estimate (tests/benchmarks/bench_gpu.py prints the rest)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    from tests.benchmarks.bench_gpu import measure
+
+    planned, measured, rate = measure("zimage", "resident", 512, 1)
+    print(f"\nplanned {planned / 2**30:.2f} GiB, measured {measured / 2**30:.2f} GiB, {rate:.2f} it/s")
+    assert abs(measured - planned) <= TOLERANCE * planned
