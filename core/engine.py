@@ -203,7 +203,8 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
     _check_denoisers(enabled, resolved, device)
     check_memory(project, plans, device)
     memory_plan = resolve_policy(project, device, plans)
-    emit(ev.Notice(memory_plan.table()))
+    for line in memory_plan.table().splitlines():  # one per line: the window's status bar shows the last, the verdict
+        emit(ev.Notice(line))
     policy = memory_plan.placement if device == "cuda" or project.memory_policy != "auto" else "resident"
     if policy in ("offload", "group") and device != "cuda":
         emit(ev.Notice(f"CPU offload needs a CUDA GPU; running on {device} without it"))
