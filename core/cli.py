@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     adapters.add_argument("--ip-scale", type=float, action="append", default=[],
                           help="the scale of each --ip-image, in order (one value applies to all; default 0.6)")
     gen.add_argument("--memory", choices=["auto", "sequential", "resident", "offload"], default="auto")
+    gen.add_argument("--vram-budget", default="", metavar="SIZE",
+                     help="plan memory for this much VRAM (12G, 800M, 12GiB), not the free VRAM")
     gen.add_argument("--dtype", choices=["auto", "bf16", "fp16", "fp32"], default="auto")
     gen.add_argument("--out", type=Path, required=True, help="the final image; earlier stages go beside it")
     cand = gen.add_argument_group("candidates (core.candidates)")
@@ -121,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "recipe: Handoff's, A1111's, ComfyUI's, InvokeAI's, Fooocus's or NovelAI's)")
     runp.add_argument("project", type=Path)
     runp.add_argument("--out", type=Path, default=None, help="output folder (default: Handoff's outputs folder)")
+    runp.add_argument("--vram-budget", default="", metavar="SIZE",
+                      help="plan memory for this much VRAM (12G, 800M, 12GiB), not the free VRAM")
     runp.add_argument("--from-stage", type=int, default=None, metavar="N",
                       help="start at stage N (1-based), reusing the stored output of the stages before it "
                            "from an earlier run; a stale one (an earlier stage changed) is run again")
@@ -299,7 +303,7 @@ def project_from_args(args) -> Project:
         width, height = snap(width, 16), snap(height, 16)
     return Project(prompt=args.prompt, negative_prompt=args.negative, width=width, height=height, seed=seed,
                    stages=stages, init_image=str(args.init_image) if args.init_image else None,
-                   memory_policy=args.memory, dtype=args.dtype, candidates=args.candidates, scorer=args.scorer,
+                   memory_policy=args.memory, vram_budget=args.vram_budget, dtype=args.dtype, candidates=args.candidates, scorer=args.scorer,
                    keep=args.keep)
 
 
@@ -457,6 +461,8 @@ def _main(args, interrupts: "Interrupts") -> int:
             if doc.source is not None:
                 _say_import(doc.source)
             out = OutputPlan.in_dir(args.out, stem=args.project.stem)
+            if args.vram_budget:
+                project.vram_budget = args.vram_budget
         validate_up_front(project)
         from_stage = _from_stage(project, getattr(args, "from_stage", None))
     except (UsageError, ProjectError) as exc:

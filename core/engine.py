@@ -202,8 +202,11 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
     device = best_device()
     _check_denoisers(enabled, resolved, device)
     check_memory(project, plans, device)
-    policy = resolve_policy(project.memory_policy, device, plans)
-    if policy == "offload" and device != "cuda":
+    memory_plan = resolve_policy(project, device, plans)
+    for line in memory_plan.table().splitlines():  # one per line: the window's status bar shows the last, the verdict
+        emit(ev.Notice(line))
+    policy = memory_plan.placement if device == "cuda" or project.memory_policy != "auto" else "resident"
+    if policy in ("offload", "group") and device != "cuda":
         emit(ev.Notice(f"CPU offload needs a CUDA GPU; running on {device} without it"))
     emit(ev.JobStarted(job_id, len(plans), out.directory, describe_device(device)))
     if policy != project.memory_policy:
@@ -269,7 +272,7 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
                 key = models.key(p.resolved, dtype, spec)
                 if policy == "sequential" and not _shares_with_loaded(models, p):
                     models.release({key})  # free the memory before the next model arrives
-                loaded = models.get(p.resolved, dtype, device, offload=policy == "offload",
+                loaded = models.get(p.resolved, dtype, device, offload={"offload": True, "group": "group"}.get(policy, False),
                                     progress=lambda m, i=p.index: emit(ev.Loading(i, m)), spec=spec)
                 if policy == "sequential":
                     models.release({key})  # shared components live on in the new pipeline
@@ -497,34 +500,21 @@ def _shares_with_loaded(models: ModelCache, p: StagePlan) -> bool:
                for name in WEIGHT_COMPONENTS if (p.resolved.path / name).is_dir())
 
 
-def resolve_policy(policy: str, device: str, plans: list[StagePlan]) -> str:
-    """'auto': everything resident when it fits in free VRAM, one model at a time when
-    the largest fits, CPU offload otherwise. Without a GPU, system RAM holds them all."""
-    if policy != "auto":
-        return policy
-    if device != "cuda":
-        return "resident"
-    import torch
+def resolve_policy(project: Project, device: str, plans: list[StagePlan]):
+    """The job's memory plan (core.memory_plan): the placement asked for, or for 'auto' the
+    cheapest that fits the budget (--vram-budget, else the free VRAM); all resident without a GPU."""
+    from core.memory_plan import choose, parse_budget, stage_needs
+    from core.memory_check import available_bytes
 
-    free, _ = torch.cuda.mem_get_info()
-    sizes = [estimate_bytes(p.resolved) for p in plans]
-    distinct = {str(p.resolved.path): s for p, s in zip(plans, sizes)}
-    if sum(distinct.values()) * 1.25 < free:
-        return "resident"
-    if max(sizes, default=0) * 1.25 < free:
-        return "sequential"
-    return "offload"
-
-
-def estimate_bytes(resolved: ResolvedModel) -> int:
-    """Weights on disk, as a stand-in for their size on the device (loaded in 16 bits)."""
-    if resolved.is_file:
-        return resolved.path.stat().st_size
-    total = 0
-    for f in resolved.path.rglob("*"):
-        if f.suffix in (".safetensors", ".bin") and f.is_file():
-            total += f.stat().st_size
-    return total // 2 if any(resolved.path.rglob("*.fp16.safetensors")) else total
+    needs = [stage_needs(p, pick_dtype(project.dtype, p.family, device).itemsize) for p in plans
+             if p.kind != UPSCALE]
+    if project.vram_budget:
+        budget, kind = parse_budget(project.vram_budget), "VRAM budget"
+    elif device == "cuda":
+        budget, kind = available_bytes(device)
+    else:
+        budget, kind = 0, "RAM (not planned)"
+    return choose(needs, budget, kind, project.memory_policy, "cuda" if project.vram_budget else device)
 
 
 def load_init_image(project: Project):

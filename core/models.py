@@ -413,7 +413,7 @@ class ModelCache:
             where += "|" + denoiser_identity(spec)
         return (where, str(dtype))
 
-    def get(self, resolved: ResolvedModel, dtype, device: str, offload: bool = False,
+    def get(self, resolved: ResolvedModel, dtype, device: str, offload: bool | str = False,
             progress: Callable[[str], None] | None = None, spec: DenoiserSpec | None = None) -> LoadedModel:
         spec = spec or DenoiserSpec()
         key = self.key(resolved, dtype, spec)
@@ -473,7 +473,10 @@ class ModelCache:
         except (OSError, ValueError, KeyError) as exc:
             raise ModelError(f"{resolved.ref.raw} could not be loaded: {exc}") from exc
         pipe.set_progress_bar_config(disable=True)
-        if offload and device == "cuda":
+        if offload == "group" and device == "cuda":
+            # Streams overlap the next layer's copy with this one's compute (core.memory_plan).
+            pipe.enable_group_offload(onload_device=device, offload_type="leaf_level", use_stream=True)
+        elif offload and device == "cuda":
             pipe.enable_model_cpu_offload()
         else:
             pipe.to(device)

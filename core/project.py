@@ -154,6 +154,7 @@ class Project:
     stages: list[Stage] = field(default_factory=list)
     init_image: str | None = None  # a path; makes the first stage a refine of this image
     memory_policy: str = "auto"
+    vram_budget: str = ""  # plan memory for this much VRAM ("12G"), not the free VRAM (core.memory_plan)
     dtype: str = "auto"
     # The first stage runs with `candidates` seeds (seed, seed+1, ...), `scorer` (a
     # core.scorer_refs reference) scores each, and the best `keep` continue (core.candidates).
@@ -282,6 +283,13 @@ def validate(project: Project, size_multiple: int = 8, stage_multiples: dict[int
         problems.append(f"size {project.width}x{project.height} is too large: each side must be at most {MAX_SIDE} px")
     if not 0 <= project.seed <= MAX_SEED:
         problems.append(f"seed {project.seed} is outside 0..{MAX_SEED}")
+    if project.vram_budget:
+        from core.memory_plan import parse_budget
+
+        try:
+            parse_budget(project.vram_budget)
+        except ProjectError as exc:
+            problems.extend(exc.problems)
     if project.memory_policy not in MEMORY_POLICIES:
         problems.append(f"memory policy '{project.memory_policy}' is not one of {', '.join(MEMORY_POLICIES)}")
     if project.dtype not in DTYPES:

@@ -44,6 +44,7 @@ class StoredOutput:
 # new field is covered unless it is named here (tests/test_rerun.py walks the schema to
 # hold both to that).
 NOT_SHAPING = {
+    "Project.vram_budget": "the memory a job is planned for changes where weights live, not what they compute",
     "Project.memory_policy": "where the weights are kept (resident, offloaded) does not change what they compute",
     # a candidate runs as its own project (core.candidates): candidates 1, its seed set, and
     # the seed is keyed; the scorer chooses between outputs, it does not shape one

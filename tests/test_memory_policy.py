@@ -1,39 +1,42 @@
 """The memory policy and precision the README promises: `auto` keeps everything resident when
 it fits in free VRAM, one model at a time when the largest fits, CPU offload otherwise, and
 all resident on a CPU; `resident` keeps both models of a chain loaded; `auto` precision is
-fp32 on a CPU, bf16 for flow-matching models and fp16 for SD/SDXL on a GPU. The free VRAM of
-a GPU this machine lacks is the one stand-in: torch.cuda.mem_get_info."""
+fp32 on a CPU, bf16 for flow-matching models and fp16 for SD/SDXL on a GPU. The GPU this
+machine lacks is planned for with a VRAM budget (core.memory_plan)."""
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 import pytest
 
-from core.engine import estimate_bytes, resolve_policy
+from core.engine import resolve_policy
+from core.memory_plan import peak, stage_needs
 from core.families import FAMILIES
 from core.models import ModelCache, parse_ref, pick_dtype, resolve
 from core.project import Project, Stage
 from tests.engine_helpers import run_job
 
 
-def plans(*folders):
-    return [SimpleNamespace(resolved=resolve(parse_ref(str(f)))) for f in folders]
+def plans(*folders, size=(64, 64)):
+    return [SimpleNamespace(resolved=(r := resolve(parse_ref(str(f)))), family=r.family, kind="diffusion",
+                            stage=Stage(str(f)), size=size, index=i) for i, f in enumerate(folders)]
 
 
-def test_auto_policy_follows_free_vram(tiny_models, monkeypatch):
-    import torch
-
+def test_auto_policy_follows_the_budget(tiny_models):
     chain = plans(tiny_models["sd"], tiny_models["sd_other"])
-    one = estimate_bytes(chain[0].resolved)
-    assert one > 0 and estimate_bytes(chain[1].resolved) == one  # the same config, other weights
-    assert resolve_policy("auto", "cpu", chain) == "resident"
-    for free, expected in [(3 * one, "resident"), (2 * one, "sequential"), (one, "offload")]:
-        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda free=free: (free, 80 * 2**30))
-        assert resolve_policy("auto", "cuda", chain) == expected, free
+    p = Project(prompt="x", memory_policy="auto", dtype="fp32")
+    assert resolve_policy(p, "cpu", chain).placement == "resident"
+    one = peak([stage_needs(chain[0], 4)], "sequential")
+    needs = [stage_needs(c, 4) for c in chain]
+    for budget, expected in [(peak(needs, "resident"), "resident"), (peak(needs, "resident") - 1, "sequential"),
+                             (one - 1, "offload")]:
+        p.vram_budget = str(budget)
+        assert resolve_policy(p, "cuda", chain).placement == expected, budget
     # One model used twice counts once.
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (2 * one, 80 * 2**30))
-    assert resolve_policy("auto", "cuda", plans(tiny_models["sd"], tiny_models["sd"])) == "resident"
-    assert resolve_policy("sequential", "cuda", chain) == "sequential"
+    p.vram_budget = str(one)
+    assert resolve_policy(p, "cuda", plans(tiny_models["sd"], tiny_models["sd"])).placement == "resident"
+    p.memory_policy = "sequential"
+    assert resolve_policy(p, "cuda", chain).placement == "sequential"
 
 
 def test_resident_keeps_both_models_loaded(tiny_models, tmp_path):

@@ -1,0 +1,216 @@
+"""A memory planner that explains itself: before a job loads anything, each stage's peak
+device memory is estimated from the weights' file headers (no weights read), and the job
+is given the cheapest placement that fits the budget, printed as a table.
+
+What a stage needs on the device:
+- weights: each component's tensors (safetensors headers give dtype and shape). Float
+  tensors are counted at the dtype the job loads them in (the loader casts them); fp8 and
+  integer tensors at their storage width; a GGUF denoiser at its bytes on disk (its
+  quantized blocks are what sits on the device).
+- activations: the denoiser's working tensors, rule of thumb ACTIVATION_FACTOR bytes of
+  `itemsize` per latent element (latent = size/8 per side x 16 channels), which is a few
+  hundred MiB at 1024 px in bf16 for the families Handoff knows.
+- the VAE decode: core.memory_check.decode_bytes (the one estimate of it).
+
+Placements, cheapest first (each keeps more on the device, and runs faster):
+  resident   every distinct model of the job loaded on the device at once
+  sequential one stage's model on the device, released before the next loads
+  offload    one component at a time on the device (diffusers' model CPU offload)
+  group      one layer at a time, streamed (diffusers' group offload, leaf level)
+A job that does not fit with one layer at a time is refused with the numbers.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.errors import ProjectError, ReadError
+from core.memory_check import _amount, decode_bytes, decoder
+
+ACTIVATION_FACTOR = 256  # a transformer's hidden states, attention and MLP copies, per latent element
+LATENT_CHANNELS = 16
+PLACEMENTS = ("resident", "sequential", "offload", "group")
+WHY = {
+    "cpu": "no GPU: system RAM holds every model (resident)",
+    "resident": "every model of the job fits at once",
+    "sequential": "one stage's model fits at a time; released before the next",
+    "offload": "a stage's model does not fit whole; one component at a time",
+    "group": "the largest component does not fit; one layer at a time (group offload)",
+    "asked": "the project asks for it",
+}
+# safetensors dtype names -> bytes per element
+_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8, "I32": 4,
+             "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+_FLOAT = {"F64", "F32", "F16", "BF16"}
+_UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+@dataclass
+class StageNeeds:
+    """What one stage puts on the device, in bytes."""
+
+    label: str
+    model: str  # the same model used twice counts once when resident
+    components: dict[str, int]  # weights per component
+    largest_tensor: int  # the largest single weight: what group offload must hold at once
+    activations: int
+    decode: int
+
+    @property
+    def weights(self) -> int:
+        return sum(self.components.values())
+
+    @property
+    def working(self) -> int:
+        """Activations and the decode do not overlap in time: the larger of the two."""
+        return max(self.activations, self.decode)
+
+
+@dataclass
+class MemoryPlan:
+    placement: str
+    budget: int
+    budget_kind: str
+    stages: list[StageNeeds] = field(default_factory=list)
+    why: str = ""
+
+    def peak(self, placement: str | None = None) -> int:
+        return peak(self.stages, placement or self.placement)
+
+    def table(self) -> str:
+        """The plan as the CLI prints it: stage, component, bytes, where it lives, why."""
+        where = {"resident": "GPU", "sequential": "GPU (its stage)", "offload": "CPU, to GPU when used",
+                 "group": "CPU, a layer at a time", "cpu": "RAM"}[self.placement if self.why != WHY["cpu"] else "cpu"] \
+            if self.placement in PLACEMENTS else "GPU"
+        rows = [("stage", "component", "bytes", "lives", "")]
+        for s in self.stages:
+            for name, n in s.components.items():
+                rows.append((s.label, name, _amount(n), where, ""))
+            rows.append((s.label, "activations", _amount(s.activations), "device", "latent rule of thumb"))
+            rows.append((s.label, "vae decode", _amount(s.decode), "device", "memory_check estimate"))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths)).rstrip() + (f"  ({r[4]})" if r[4] else "")
+                 for r in rows]
+        lines.append(f"plan: {self.placement} — {self.why}; peak about {_amount(self.peak())} of "
+                     f"{_amount(self.budget)} {self.budget_kind}")
+        return "memory plan\n" + "\n".join(lines)
+
+
+def peak(stages: list[StageNeeds], placement: str) -> int:
+    """The job's peak device bytes under a placement."""
+    if not stages:
+        return 0
+    if placement == "resident":
+        distinct = {s.model: s.weights for s in stages}
+        return sum(distinct.values()) + max(s.working for s in stages)
+    if placement == "sequential":
+        return max(s.weights + s.working for s in stages)
+    if placement == "offload":
+        return max(max(s.components.values(), default=0) + s.working for s in stages)
+    return max(s.largest_tensor + s.working for s in stages)
+
+
+def choose(stages: list[StageNeeds], budget: int, budget_kind: str, policy: str = "auto",
+           device: str = "cuda") -> MemoryPlan:
+    """The placement for a job: the one asked for, all resident on a CPU for 'auto', else the first
+    of PLACEMENTS whose peak fits the budget; ProjectError when none does."""
+    if policy != "auto":
+        return MemoryPlan(policy, budget, budget_kind, stages, WHY["asked"])
+    if device != "cuda":
+        return MemoryPlan("resident", budget, budget_kind, stages, WHY["cpu"])
+    for placement in PLACEMENTS:
+        if peak(stages, placement) <= budget:
+            return MemoryPlan(placement, budget, budget_kind, stages, WHY[placement])
+    worst = max(stages, key=lambda s: s.largest_tensor + s.working)
+    raise ProjectError([f"{worst.label} cannot fit in {_amount(budget)} of {budget_kind} even one layer at a time: "
+                        f"its largest layer ({_amount(worst.largest_tensor)}) and its activations or decode "
+                        f"({_amount(worst.working)}) need {_amount(worst.largest_tensor + worst.working)}; "
+                        "lower the size or plan for a larger card"])
+
+
+def parse_budget(text: str) -> int:
+    """'12G', '12GiB', '800M', '1.5G', '4096' (bytes) -> bytes; binary units either way."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
+    if not m or float(m.group(1)) <= 0:
+        raise ProjectError([f"VRAM budget '{text}' is not a size like 12G, 12GiB or 800M"])
+    return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+# --- reading the needs from files ---------------------------------------------------
+
+def tensor_bytes(header: dict, itemsize: int) -> tuple[int, int]:
+    """(total, largest) bytes of a safetensors header's tensors; floats at `itemsize`."""
+    total = largest = 0
+    for entry in header.values():
+        if not isinstance(entry, dict) or entry.get("dtype") not in _ITEMSIZE:
+            continue
+        dtype = entry["dtype"]
+        n = math.prod(entry.get("shape") or [1]) * (itemsize if dtype in _FLOAT else _ITEMSIZE[dtype])
+        total += n
+        largest = max(largest, n)
+    return total, largest
+
+
+def files_bytes(files: list[Path], itemsize: int) -> tuple[int, int]:
+    from core.checkpoints import read_header
+
+    total = largest = 0
+    for f in files:
+        if f.suffix.lower() == ".gguf":
+            n = f.stat().st_size  # quantized blocks stay quantized on the device
+            total, largest = total + n, max(largest, n // 8)  # a GGUF's tensors: a layer is a small share
+            continue
+        t, l = tensor_bytes(read_header(f)[0], itemsize)
+        total, largest = total + t, max(largest, l)
+    return total, largest
+
+
+def component_files(folder: Path, names) -> dict[str, list[Path]]:
+    """The safetensors a diffusers folder's components (model_index.json's names) load
+    (a variant's files when the folder has only those; the plain ones otherwise)."""
+    found = {}
+    for name in sorted(n for n in names if not n.startswith("_")):
+        files = sorted((folder / name).glob("*.safetensors")) if (folder / name).is_dir() else []
+        plain = [f for f in files if f.name.count(".") == 1]
+        if files:
+            found[name] = plain or files
+    return found
+
+
+def stage_needs(p, itemsize: int) -> StageNeeds:
+    """A StagePlan's needs, from its files' headers."""
+    from core.denoisers import denoiser_component, spec_of
+
+    resolved = p.resolved
+    components: dict[str, int] = {}
+    largest = 0
+    try:
+        if resolved.is_file:
+            components["checkpoint"], largest = files_bytes([resolved.path], itemsize)
+        else:
+            denoiser = denoiser_component(resolved.index)
+            file = spec_of(p.stage).file
+            for name, files in component_files(resolved.path, resolved.index).items():
+                if file is not None and denoiser is not None and name == denoiser[0]:
+                    files = [file]
+                components[name], big = files_bytes(files, itemsize)
+                largest = max(largest, big)
+    except (ReadError, OSError):
+        components = components or {"weights": 0}  # an unreadable header: the load will say so
+    width, height = p.size
+    channels, upcast = decoder(None if resolved.is_file else resolved.path)
+    model = str(resolved.path) + (f"+{p.stage.transformer}" if p.stage.transformer else "")
+    return StageNeeds(label=f"stage {p.index + 1}", model=model, components=components, largest_tensor=largest,
+                      activations=activation_bytes(width, height, itemsize),
+                      decode=decode_bytes(width, height, channels, 4 if upcast else itemsize))
+
+
+def activation_bytes(width: int, height: int, itemsize: int) -> int:
+    return (width // 8) * (height // 8) * LATENT_CHANNELS * ACTIVATION_FACTOR * itemsize
+
+
+def module_bytes(module) -> int:
+    """Bytes of a torch module's parameters and buffers (works on the meta device)."""
+    return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
