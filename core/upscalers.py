@@ -61,9 +61,9 @@ def import_spandrel():
     with _import_lock:  # (a half-imported spandrel is in sys.modules too: check under the lock)
         if "spandrel" in sys.modules:
             return sys.modules["spandrel"]
-        try:
-            import torchvision  # noqa: F401
-        except Exception:  # ImportError, or RuntimeError from its compiled ops
+        from core import torchvision_guard
+
+        if not torchvision_guard.usable():  # absent, or built for another torch
             return _import_with_stand_in()
         import spandrel
 
@@ -71,6 +71,8 @@ def import_spandrel():
 
 
 def _import_with_stand_in():
+    from core import torchvision_guard
+
     def unavailable(*_args, **_kwargs):
         raise ModelError("this spandrel architecture needs torchvision, which cannot be imported here "
                          "(install the torchvision build that matches your torch)")
@@ -93,6 +95,7 @@ def _import_with_stand_in():
         for name, module in stand_in.items():
             if sys.modules.get(name) is module:
                 del sys.modules[name]
+        torchvision_guard.mark_absent()  # transformers and diffusers must still read it as absent
     return spandrel
 
 

@@ -19,6 +19,10 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 # machine from thrashing OpenMP spin-waits (seen: 0.7 s vs 20 s for the same call).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# Before any test imports transformers or diffusers: a torchvision built for another torch
+# (pip's, beside a local CPU torch) must read as absent to them, as it does in the app.
+import core  # noqa: E402,F401  (core/__init__.py installs core.torchvision_guard)
+
 # Property-based tests of the readers: short and reproducible by default (the same examples
 # each run, none stored in the checkout); HYPOTHESIS_PROFILE=explore looks further, at random.
 _HYPOTHESIS = dict(deadline=None, database=None,

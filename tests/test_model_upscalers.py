@@ -297,7 +297,8 @@ from core.errors import ModelError
 from core.upscalers import UpscalerCache, import_spandrel, upscale_image
 from PIL import Image
 spandrel = import_spandrel()
-assert "torchvision" not in sys.modules and "torchvision.transforms.functional" not in sys.modules
+# no stand-in left behind: torchvision reads as absent (core.torchvision_guard)
+assert sys.modules["torchvision"] is None and "torchvision.transforms.functional" not in sys.modules
 m = UpscalerCache().get({str(upscaler_files['compact2.pth'])!r}, "cpu")
 assert upscale_image(m, Image.new("RGB", (8, 8)), (16, 16), "cpu", 64).size == (16, 16)
 from spandrel.architectures.RestoreFormer import tv_normalize
@@ -307,11 +308,41 @@ except ModelError as exc:
     print("refused:", exc)
 try:
     import torchvision
-except RuntimeError as exc:
-    print("torchvision still fails:", exc)
+except ImportError as exc:
+    print("torchvision reads as absent:", exc)
 """
     env = dict(os.environ, PYTHONPATH=f"{tmp_path / 'site'}{os.pathsep}{ROOT}")
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "refused: this spandrel architecture needs torchvision" in out.stdout
-    assert "torchvision still fails: operator torchvision::nms does not exist" in out.stdout
+    assert "torchvision reads as absent" in out.stdout
+
+
+BROKEN_TORCHVISION_IMPORTS = """
+import sys
+{first}
+from transformers.utils import is_torchvision_available
+from transformers import CLIPImageProcessor
+from diffusers import StableDiffusionPipeline
+print("imported; torchvision available:", is_torchvision_available())
+"""
+
+
+def test_a_torchvision_built_for_another_torch_reads_as_absent_to_transformers_and_diffusers(tmp_path):
+    """pip installs torchvision with spandrel; PyPI's is built for the CUDA torch, and beside a
+    CPU torch it raises on import. Imported after core (core.torchvision_guard), transformers
+    and diffusers see no torchvision and their pipelines import; without core they fail."""
+    broken = tmp_path / "site" / "torchvision"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text('raise RuntimeError("operator torchvision::nms does not exist")\n')
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path / 'site'}{os.pathsep}{ROOT}")
+
+    def run(first: str):
+        return subprocess.run([sys.executable, "-c", BROKEN_TORCHVISION_IMPORTS.format(first=first)], cwd=tmp_path,
+                              env=env, capture_output=True, text=True)
+
+    guarded = run("import core")
+    assert guarded.returncode == 0, guarded.stderr
+    assert "imported; torchvision available: False" in guarded.stdout
+    unguarded = run("")
+    assert unguarded.returncode != 0 and "CLIPImageProcessor" in unguarded.stderr, "the test's torchvision must break"
