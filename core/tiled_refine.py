@@ -5,7 +5,7 @@ final polish needs the memory of one tile, not of the whole image.
 Each tile is refined at the stage's strength with the stage's prompt, guidance and
 scheduler; the tiles are blended by core.upscalers.tiled_scale's feathered weights (the
 same helper the model upscalers tile with). Tile k (row-major, from 0) is seeded with
-`tile_seed(stage seed, k)` = (stage seed + k) mod 2**32: stable across runs, and tile 0
+`tile_seed(stage seed, k)` = (stage seed + k) mod 2**64 (the seed range): stable across runs, and tile 0
 keeps the stage's own seed, so an image that fits one tile is the untiled refine, bit for
 bit. Steps are reported across all tiles through the stage's own on_step; cancelling
 stops between tiles and, through run_stage's callback, between steps within one."""

@@ -78,7 +78,7 @@ def test_a_2x2_tiling_is_seeded_per_tile_and_blends_its_seams(tiny_models, tmp_p
     assert np.array_equal(got[:48, :48], tiles[(0, 0)][:48, :48])
     assert np.array_equal(got[80:, 80:], tiles[(48, 48)][32:, 32:])
     assert np.array_equal(got[:48, 80:], tiles[(0, 48)][:48, 32:])
-    assert tile_seed(11, 3) == 14 and tile_seed(2**32 - 1, 1) == 0
+    assert tile_seed(11, 3) == 14 and tile_seed(2**64 - 1, 1) == 0  # wraps within the 64-bit seeds
     # The seams: across the 32 px two tiles share, the image goes over from one to the
     # other over many pixels (at most a quarter of the way per pixel, the ramp rising over
     # 16 px), where pasting one tile over the other switches all the way at one pixel.
