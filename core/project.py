@@ -371,6 +371,17 @@ def upscaler_problems(stage: Stage, where: str) -> list[str]:
     if stage.upscaler is not None:
         if not stage.upscaler.strip():
             out.append(f"{where}: the upscaler names no file")
+        elif stage.upscaler.strip().startswith("builtin:"):
+            from core import demo
+            from core.errors import ModelError
+
+            try:
+                if stage.upscaler.strip() != demo.UPSCALER:
+                    raise ModelError(f"there is no builtin upscaler '{stage.upscaler.strip()}' "
+                                     f"(builtin upscalers: {demo.UPSCALER})")
+                demo.extra_path("demo-upscaler")
+            except ModelError as exc:
+                out.append(f"{where}: upscaler {exc}")
         elif not Path(stage.upscaler).expanduser().is_file():
             out.append(f"{where}: upscaler file not found: {stage.upscaler}")
         elif stage.handoff == "ensemble":
