@@ -16,8 +16,10 @@ Held out (never trained on): the scenes of --held-out-seed, on which both are me
 differs in colour or shape). tests/test_demo_extras.py checks the shipped files on the
 same held-out seed.
 
-Rerun (from the repository root; the settings the shipped weights were trained with):
-    OMP_NUM_THREADS=2 python resources/demo/train_extras.py --out resources/demo --seed 0
+Rerun (from the repository root; the settings the shipped weights were trained with, the
+two run side by side):
+    OMP_NUM_THREADS=2 python resources/demo/train_extras.py --out resources/demo --seed 0 --only upscaler
+    OMP_NUM_THREADS=1 python resources/demo/train_extras.py --out resources/demo --seed 0 --only scorer
 """
 from __future__ import annotations
 
@@ -123,6 +125,11 @@ def train_upscaler(out: Path, args) -> None:
     wins = sum(psnr(o, t) > psnr(lanczos(s), t) for o, s, t in zip(ours, held_small, held_big))
     log(f"upscaler held-out PSNR (seed {HELD_OUT_SEED}, {len(held_small)} scenes): model {p_model:.2f} dB, "
         f"Lanczos {p_lanczos:.2f} dB, model better on {wins}/{len(held_small)}; {time.time() - t0:.0f}s in all")
+    for name, first in (("soft", 0), ("detailed", 1)):  # upscale_set alternates them
+        mine = [psnr(o, t) for o, t in zip(ours[first::2], held_big[first::2])]
+        theirs = [psnr(lanczos(s), t) for s, t in zip(held_small[first::2], held_big[first::2])]
+        log(f"  {name}: model {np.mean(mine):.2f} dB, Lanczos {np.mean(theirs):.2f} dB, "
+            f"model better on {sum(m > z for m, z in zip(mine, theirs))}/{len(mine)}")
     dest = out / "demo-upscaler"
     dest.mkdir(parents=True, exist_ok=True)
     tmp = dest / ".demo-upscaler.safetensors.tmp"
