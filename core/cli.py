@@ -110,14 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     cand.add_argument("--candidates", type=int, default=1, metavar="N",
                       help="run the first stage with N seeds (seed, seed+1, ...) and score each")
     cand.add_argument("--scorer", default=None, metavar="REF",
-                      help="clip:<CLIP folder or Hub id> or aesthetic:<file>[@<CLIP ref>]")
+                      help="clip:<CLIP folder or Hub id>, aesthetic:<file>[@<CLIP ref>] or builtin:demo-scorer")
     cand.add_argument("--keep", type=int, default=1, metavar="K", help="the best K continue through the chain")
 
     score = sub.add_parser("score", help="score images: one line per image, SCORE<TAB>PATH, in input order")
     score.add_argument("images", type=Path, nargs="+")
     score.add_argument("--prompt", default="", help="what a CLIP score compares each image with")
     score.add_argument("--scorer", required=True, metavar="REF",
-                       help="clip:<CLIP folder or Hub id> or aesthetic:<file>[@<CLIP ref>]")
+                       help="clip:<CLIP folder or Hub id>, aesthetic:<file>[@<CLIP ref>] or builtin:demo-scorer")
 
     runp = sub.add_parser("run", help="run a saved project (.handoff, .json, a ComfyUI workflow, or an image with a "
                                        "recipe: Handoff's, A1111's, ComfyUI's, InvokeAI's, Fooocus's or NovelAI's)")

@@ -2,7 +2,8 @@
 download. Trained weights ship in resources/demo/; where they are absent (a checkout
 without them), the same architecture is built with seeded random weights instead, so
 the app and its tests always have a model to run. Two adapters of the base ship there
-too (a Canny ControlNet and a LoRA): see adapter_path.
+too (a Canny ControlNet and a LoRA): see adapter_path; and two extras, an upscaler and a
+CLIP scorer: see extra_path.
 """
 from __future__ import annotations
 
@@ -19,6 +20,11 @@ REFINER = "builtin:demo-refiner"
 ADAPTERS = {"demo-controlnet": "demo-controlnet", "demo-lora": "demo-lora/demo-lora.safetensors"}
 CONTROLNET = "builtin:demo-controlnet"
 LORA = "builtin:demo-lora"
+# The pipeline's extras, trained by resources/demo/train_extras.py: a 2x Real-ESRGAN Compact
+# upscaler (a spandrel state dict) and a tiny CLIP scorer folder (name -> where it ships)
+EXTRAS = {"demo-upscaler": "demo-upscaler/demo-upscaler.safetensors", "demo-scorer": "demo-scorer"}
+UPSCALER = "builtin:demo-upscaler"
+SCORER = "builtin:demo-scorer"
 NATIVE_SIZE = 64
 LATENT_SIZE = NATIVE_SIZE // 4  # the VAE downsamples by 4 (three blocks)
 
@@ -58,6 +64,19 @@ def adapter_path(name: str) -> Path:
     if not path.exists():
         raise ModelError(f"builtin:{name} is not in this checkout ({path}): train it with "
                          "python resources/demo/train_adapters.py")
+    return path
+
+
+def extra_path(name: str) -> Path:
+    """The shipped file or folder of a builtin extra (builtin:demo-upscaler, builtin:demo-scorer)."""
+    from core.errors import ModelError
+
+    if name not in EXTRAS:
+        raise ModelError(f"there is no builtin '{name}' (builtin extras: {', '.join(EXTRAS)})")
+    path = DEMO_DIR / EXTRAS[name]
+    if not path.exists():
+        raise ModelError(f"builtin:{name} is not in this checkout ({path}): train it with "
+                         "python resources/demo/train_extras.py")
     return path
 
 

@@ -513,8 +513,11 @@ def builtin_entries() -> list[LibraryEntry]:
     """The demo models that ship with Handoff: always listed, always offline-ready."""
     from core import demo
 
-    return [LibraryEntry("demo base", demo.BASE, "builtin", info_for(demo.BASE).family),
-            LibraryEntry("demo refiner", demo.REFINER, "builtin", info_for(demo.REFINER).family)]
+    entries = [LibraryEntry("demo base", demo.BASE, "builtin", info_for(demo.BASE).family),
+               LibraryEntry("demo refiner", demo.REFINER, "builtin", info_for(demo.REFINER).family)]
+    if (demo.DEMO_DIR / demo.EXTRAS["demo-upscaler"]).is_file():  # (a checkout may lack the trained file)
+        entries.append(LibraryEntry("demo upscaler", demo.UPSCALER, "builtin", None, UPSCALER_KIND, ""))
+    return entries
 
 
 _sizes: dict[str, int | None] = {}  # Hub id -> bytes a download fetches, once asked

@@ -95,6 +95,8 @@ def resolve(ref: ModelRef, progress: Callable[[str], None] | None = None,
     if ref.kind == "builtin":
         from core import demo
 
+        if ref.raw.strip() == demo.UPSCALER:
+            return _resolve_upscaler(ref, demo.extra_path("demo-upscaler"), "the demo's upscaler")
         folder = demo.ensure_model(ref.location)
         return _resolve_folder(ref, folder)
     if ref.kind == "folder":

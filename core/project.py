@@ -381,7 +381,18 @@ def upscaler_problems(stage: Stage, where: str) -> list[str]:
     if stage.tile and not MIN_TILE <= stage.tile <= MAX_SIDE:
         out.append(f"{where}: tile {stage.tile} px is outside {MIN_TILE}..{MAX_SIDE} (0: from the free memory)")
     if stage.upscaler is not None:
-        if (problem := file_field_problem(stage.upscaler, "upscaler", where)):
+        if stage.upscaler.strip().startswith("builtin:"):
+            from core import demo
+            from core.errors import ModelError
+
+            try:
+                if stage.upscaler.strip() != demo.UPSCALER:
+                    raise ModelError(f"there is no builtin upscaler '{stage.upscaler.strip()}' "
+                                     f"(builtin upscalers: {demo.UPSCALER})")
+                demo.extra_path("demo-upscaler")
+            except ModelError as exc:
+                out.append(f"{where}: upscaler {exc}")
+        elif (problem := file_field_problem(stage.upscaler, "upscaler", where)):
             out.append(problem)
         elif stage.handoff == "ensemble":
             out.append(f"{where}: an ensemble cannot change the size, so it takes no upscaler; use a pixel handoff")

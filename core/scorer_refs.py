@@ -17,10 +17,16 @@ CLIP_FILES = ["*.json", "*.txt", "*.safetensors"]
 def resolve_scorer(ref: str, cancel: threading.Event | None = None) -> ScorerSpec:
     """The local files a scorer reference names; raises ModelError, one line."""
     text = (ref or "").strip()
+    if text.startswith("builtin:"):
+        from core import demo
+
+        if text != demo.SCORER:
+            raise ModelError(f"scorer '{text}' is not a builtin one (builtin scorers: {demo.SCORER})")
+        return ScorerSpec(text, CLIP, demo.extra_path("demo-scorer").resolve())
     kind, sep, rest = text.partition(":")
     if not sep or kind not in KINDS or not rest.strip():
         raise ModelError(f"scorer '{text}' is not one Handoff knows: use clip:<CLIP folder or Hub id> "
-                         "or aesthetic:<file>[@<CLIP ref>]")
+                         "or aesthetic:<file>[@<CLIP ref>] or builtin:demo-scorer")
     rest = rest.strip()
     if kind == CLIP:
         return ScorerSpec(text, CLIP, clip_folder(rest, cancel))

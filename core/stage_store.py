@@ -117,6 +117,12 @@ def _folder(folder: Path, digests) -> str:
         f.name + digests.of(f) for f in sorted(folder.iterdir()) if f.is_file()).encode()).hexdigest()
 
 
+def _upscaler(stage, digests) -> str | None:
+    from core.upscalers import upscaler_file
+
+    return digests.of(upscaler_file(stage.upscaler)) if stage.upscaler else None
+
+
 def _lora(lora, digests) -> str:
     from core.adapters import adapter_file
 
@@ -152,7 +158,7 @@ CONTENTS: dict[str, Callable] = {
     "IPAdapter.model": _ip_weights,
     "IPAdapter.image": lambda ip, d: _image(ip.image, d),
     "IPAdapter.image_encoder": _ip_encoder,
-    "Stage.upscaler": lambda stage, d: _image(stage.upscaler, d),  # a hires fix's upscaler file
+    "Stage.upscaler": _upscaler,  # a hires fix's upscaler file
     "Stage.transformer": lambda stage, d: _image(stage.transformer, d),  # a denoiser file (GGUF, safetensors)
 }
 

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from core import events as ev
 from core.errors import ModelError
-from core.upscalers import UpscalerCache, tile_for, upscale_image, upscaler_info
+from core.upscalers import UpscalerCache, tile_for, upscale_image, upscaler_file, upscaler_info
 
 # Plans are core.planning.StagePlan; that module imports this one, so they are typed Any here.
 _Plan = Any
@@ -44,7 +44,7 @@ def check_refine_upscaler(p: _Plan) -> None:
     """A refine's `upscaler` file, read and recognised at planning, before any stage runs."""
     if p.stage.upscaler:
         try:
-            upscaler_info(Path(p.stage.upscaler).expanduser())
+            upscaler_info(upscaler_file(p.stage.upscaler))
         except ModelError as exc:
             raise ModelError(f"stage {p.index + 1}: upscaler {exc}") from None
 
@@ -54,7 +54,7 @@ def model_resize(p: _Plan, cache: UpscalerCache, device: str,
     """The resize a pixel stage's hires fix does with its `upscaler` (None: Lanczos)."""
     if not p.stage.upscaler or p.handoff != "pixel":
         return None
-    path = Path(p.stage.upscaler).expanduser()
+    path = upscaler_file(p.stage.upscaler)
 
     def resize(image, size: tuple[int, int]):
         model = cache.get(path, device)

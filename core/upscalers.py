@@ -107,6 +107,19 @@ def _drop_modules(package: str) -> None:
 # ---------------------------------------------------------------- reading and detecting
 
 
+def upscaler_file(ref: str) -> Path:
+    """The file an upscaler reference names: a path, or `builtin:demo-upscaler` (the demo's
+    shipped one; ModelError when this checkout lacks it)."""
+    text = ref.strip()
+    if text.startswith("builtin:"):
+        from core import demo
+
+        if text != demo.UPSCALER:
+            raise ModelError(f"there is no builtin upscaler '{text}' (builtin upscalers: {demo.UPSCALER})")
+        return demo.extra_path("demo-upscaler")
+    return Path(text).expanduser()
+
+
 def read_state_dict(path: Path) -> dict:
     """The tensors of an upscaler file: a `.safetensors`, or a `.pth` that torch.load reads
     with weights_only=True. Raises ModelError, one line naming the file."""

@@ -161,35 +161,37 @@ def background(s: dict, n: int) -> np.ndarray:
     return img
 
 
-def render(s: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(soft, detailed) uint8 renderings of one scene, SIZE x SIZE x 3."""
-    n = SIZE * SS
+def render(s: dict, size: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """(soft, detailed) uint8 renderings of one scene, size x size x 3 (the scene's
+    coordinates are in SIZE pixels; train_extras.py renders them at 2x for the upscaler)."""
+    n = size * SS
+    k = SS * size / SIZE  # scene pixels -> supersampled pixels
     bg = background(s, n)
     mask_img = Image.new("L", (n, n), 0)
     draw = ImageDraw.Draw(mask_img)
     if s["shape"] == "circle":
-        cx, cy, r = s["cx"] * SS, s["cy"] * SS, s["r"] * SS
+        cx, cy, r = s["cx"] * k, s["cy"] * k, s["r"] * k
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
     else:
-        draw.polygon(shape_points(s, SS), fill=255)
+        draw.polygon(shape_points(s, k), fill=255)
     mask = np.asarray(mask_img, np.float32)[..., None] / 255.0
     fg = np.asarray(RGB[s["color"]], np.float32)
     soft = bg * (1 - mask) + fg * mask
     # detailed: a dark (or light, on dark shapes) outline ~1px wide, a highlight, fine grain
-    grown = np.asarray(mask_img.filter(ImageFilter.MaxFilter(2 * SS + 1)), np.float32)[..., None] / 255.0
+    grown = np.asarray(mask_img.filter(ImageFilter.MaxFilter(2 * round(k) + 1)), np.float32)[..., None] / 255.0
     outline = np.clip(grown - mask, 0, 1)
     rng = np.random.default_rng(s["seed"] + 1)
     detailed = soft * (1 - outline) + contrast_shade(RGB[s["color"]], 0.6) * outline
     yy, xx = grid(n)
-    hl = np.exp(-(((xx - (s["cx"] - s["r"] * 0.35) * SS) ** 2 + (yy - (s["cy"] - s["r"] * 0.35) * SS) ** 2)
-                  / (2 * (s["r"] * 0.35 * SS) ** 2)))[..., None]
+    hl = np.exp(-(((xx - (s["cx"] - s["r"] * 0.35) * k) ** 2 + (yy - (s["cy"] - s["r"] * 0.35) * k) ** 2)
+                  / (2 * (s["r"] * 0.35 * k) ** 2)))[..., None]
     detailed = detailed + mask * hl * (255.0 - detailed) * 0.35
 
     def down(a: np.ndarray) -> Image.Image:
-        return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).resize((SIZE, SIZE), Image.BOX)
+        return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).resize((size, size), Image.BOX)
 
-    soft_img = down(soft).filter(ImageFilter.GaussianBlur(0.9))
-    det = np.asarray(down(detailed), np.float32) + rng.normal(0, 5.0, (SIZE, SIZE, 1))
+    soft_img = down(soft).filter(ImageFilter.GaussianBlur(0.9 * size / SIZE))
+    det = np.asarray(down(detailed), np.float32) + rng.normal(0, 5.0, (size, size, 1))
     return np.asarray(soft_img), np.clip(det, 0, 255).astype(np.uint8)
 
 
