@@ -56,27 +56,35 @@ def ensure_model(name: str) -> Path:
 
 def adapter_path(name: str) -> Path:
     """The shipped file or folder of a builtin adapter (builtin:demo-lora, builtin:demo-controlnet)."""
-    from core.errors import ModelError
-
-    if name not in ADAPTERS:
-        raise ModelError(f"there is no builtin adapter '{name}' (builtin adapters: {', '.join(ADAPTERS)})")
-    path = DEMO_DIR / ADAPTERS[name]
-    if not path.exists():
-        raise ModelError(f"builtin:{name} is not in this checkout ({path}): train it with "
-                         "python resources/demo/train_adapters.py")
-    return path
+    return _shipped(name, ADAPTERS, f"there is no builtin adapter '{name}' (builtin adapters: {', '.join(ADAPTERS)})",
+                    "train_adapters.py")
 
 
 def extra_path(name: str) -> Path:
     """The shipped file or folder of a builtin extra (builtin:demo-upscaler, builtin:demo-scorer)."""
+    return _shipped(name, EXTRAS, f"there is no builtin '{name}' (builtin extras: {', '.join(EXTRAS)})",
+                    "train_extras.py")
+
+
+def upscaler_path(ref: str) -> Path:
+    """The file of a builtin upscaler reference (builtin:demo-upscaler); ModelError, one line,
+    for another builtin name or a checkout without it."""
     from core.errors import ModelError
 
-    if name not in EXTRAS:
-        raise ModelError(f"there is no builtin '{name}' (builtin extras: {', '.join(EXTRAS)})")
-    path = DEMO_DIR / EXTRAS[name]
+    if ref.strip() != UPSCALER:
+        raise ModelError(f"there is no builtin upscaler '{ref.strip()}' (builtin upscalers: {UPSCALER})")
+    return extra_path("demo-upscaler")
+
+
+def _shipped(name: str, table: dict[str, str], unknown: str, script: str) -> Path:
+    from core.errors import ModelError
+
+    if name not in table:
+        raise ModelError(unknown)
+    path = DEMO_DIR / table[name]
     if not path.exists():
         raise ModelError(f"builtin:{name} is not in this checkout ({path}): train it with "
-                         "python resources/demo/train_extras.py")
+                         f"python resources/demo/{script}")
     return path
 
 

@@ -386,10 +386,7 @@ def upscaler_problems(stage: Stage, where: str) -> list[str]:
             from core.errors import ModelError
 
             try:
-                if stage.upscaler.strip() != demo.UPSCALER:
-                    raise ModelError(f"there is no builtin upscaler '{stage.upscaler.strip()}' "
-                                     f"(builtin upscalers: {demo.UPSCALER})")
-                demo.extra_path("demo-upscaler")
+                demo.upscaler_path(stage.upscaler)
             except ModelError as exc:
                 out.append(f"{where}: upscaler {exc}")
         elif (problem := file_field_problem(stage.upscaler, "upscaler", where)):

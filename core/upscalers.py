@@ -77,7 +77,6 @@ def _import_with_stand_in():
         raise ModelError("this spandrel architecture needs torchvision, which cannot be imported here "
                          "(install the torchvision build that matches your torch)")
 
-    _drop_modules("torchvision")  # whatever a failed import left half-made
     _drop_modules("spandrel")
     functional = types.ModuleType("torchvision.transforms.functional")
     functional.InterpolationMode = types.SimpleNamespace(BILINEAR="bilinear", NEAREST="nearest", BICUBIC="bicubic")
@@ -114,9 +113,7 @@ def upscaler_file(ref: str) -> Path:
     if text.startswith("builtin:"):
         from core import demo
 
-        if text != demo.UPSCALER:
-            raise ModelError(f"there is no builtin upscaler '{text}' (builtin upscalers: {demo.UPSCALER})")
-        return demo.extra_path("demo-upscaler")
+        return demo.upscaler_path(text)
     return Path(text).expanduser()
 
 
