@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QMessageBox
 from core.defaults import default_project
 from core.document import read_project
 from core.metadata import save_png
-from gui.main_window import RESTORE_CHOICES
+from gui.window_files import RESTORE_CHOICES
 from tests.interop_helpers import png_with, sample
 from tests.tiny_adapters import save_lora
 
