@@ -5,23 +5,24 @@ model's well-known single file with the text encoder and VAE loaders its ComfyUI
 uses, or DiffusersLoader), a LoraLoader per LoRA, the prompt encoders, a ControlNet
 (ControlNetLoader, LoadImage, Canny, ControlNetApplyAdvanced), and the sampler
 (KSamplerAdvanced with start and end steps for an ensemble; for a pixel refine or upscale,
-VAEDecode, ImageScaleBy or UpscaleModelLoader + ImageUpscaleWithModel + ImageScale, then
-VAEEncode and KSampler at denoise = strength). An upscale stage is the model upscale alone.
-Then VAEDecode and SaveImage. The graph lists every file it names (Graph.files) and what
+VAEDecode, ImageScaleBy or UpscaleModelLoader + ImageUpscaleWithModel + ImageScale to the
+stage's size (left out when the model's own factor makes it), then VAEEncode and KSampler
+at denoise = strength; a tiled refine is written whole, with a note, as ComfyUI has no
+stock tiled refine). An upscale stage is the model upscale alone, its ImageUpscaleWithModel
+titled so that a reader tells it from a refine's. Then VAEDecode and SaveImage. The graph lists every file it names (Graph.files) and what
 the user must do for any it cannot promise (Graph.notes)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from core import model_info
 from core.interop import samplers
 from core.interop.chain import JobStage, file_name, job
-from core.interop.comfyui_nodes import Graph, Link, Node
+from core.interop.comfyui_nodes import UPSCALE_STAGE_TITLE, Graph, Link, Node
+from core.interop.comfyui_read_inputs import factor_in_name
 from core.interop.model_lookup import builtin_file
 from core.project import Project
 from core.ran import StageRan
-from core.upscalers import UPSCALER
 
 # The folders of a ComfyUI or A1111 models folder a file is named relative to, as ComfyUI's
 # loaders list it (`sdxl/detail.safetensors` for models/loras/sdxl/detail.safetensors).
@@ -67,10 +68,6 @@ def comfy_name(ref: str) -> str:
         if parts[i] in MODEL_FOLDERS:
             return "/".join(parts[i + 1:])
     return path.name or text
-
-
-def is_upscaler(ref: str) -> bool:
-    return model_info.info_for(ref).fam is UPSCALER or (ref or "").lower().endswith(".pth")
 
 
 class _Writer:
@@ -150,8 +147,11 @@ class _Writer:
         makes pixels only: an upscale stage)."""
         s = stages[pos]
         stage = s.stage
-        if is_upscaler(stage.model):
-            return None, None, self._model_resize(stage.model, self._taken_in(image, prev, prev_vae), s.size)
+        if s.upscales:
+            # Titled, so that a reader tells the stage from a refine's model upscale (both
+            # are VAEDecode → ImageUpscaleWithModel → … → VAEEncode before a sampler).
+            return None, None, self._model_resize(stage.model, self._taken_in(image, prev, prev_vae), s.size,
+                                                  s.size_in if pos else None, stage.name or UPSCALE_STAGE_TITLE)
         model, clip, vae = self.loader(stage.model)
         for lora in stage.loras:
             name = self.file(comfy_name(lora.ref), f"the LoRA {lora.ref}")
@@ -172,11 +172,16 @@ class _Writer:
         else:  # pixel: from the previous stage's decode, or the init image
             source = self._taken_in(image, prev, prev_vae)
             if stage.upscaler:
-                source = self._model_resize(stage.upscaler, source, s.size)
+                source = self._model_resize(stage.upscaler, source, s.size, s.size_in if pos else None)
             elif stage.upscale != 1:
                 source = Link(self.add("ImageScaleBy", upscale_method="lanczos", scale_by=stage.upscale,
                                        image=source), 0)
             latent = Link(self.add("VAEEncode", pixels=source, vae=vae), 0)
+            if stage.refine_tile:
+                self.g.notes.append(
+                    f"stage {s.index + 1} refines in {stage.refine_tile} px tiles in Handoff; ComfyUI has no stock "
+                    f"tiled refine, so the graph refines the whole {s.size[0]}x{s.size[1]} image at once (the tiling "
+                    "is dropped: it needs more memory, and a tile-by-tile custom node can replace its KSampler)")
         name, _ = s.sampler()
         sampler_name, scheduler = samplers.to_comfy(name, s.flow)
         common = dict(steps=stage.steps, cfg=stage.guidance, sampler_name=sampler_name, scheduler=scheduler,
@@ -208,13 +213,20 @@ class _Writer:
     def _decoded(self, latent: Link | None, vae: Link | None) -> Link:
         return Link(self.add("VAEDecode", samples=latent, vae=vae), 0)
 
-    def _model_resize(self, ref: str, image: Link, size: tuple[int, int]) -> Link:
-        """The model's upscale, then a Lanczos resize to the stage's size (the model's own
-        factor rarely is the stage's)."""
-        loader = self.add("UpscaleModelLoader", model_name=self.file(comfy_name(ref), f"the upscale model {ref}"))
-        up = self.add("ImageUpscaleWithModel", upscale_model=Link(loader, 0), image=image)
+    def _model_resize(self, ref: str, image: Link, size: tuple[int, int], size_in: tuple[int, int] | None,
+                      title: str = "") -> Link:
+        """The model's upscale, then a Lanczos resize to the stage's size unless the model's
+        own factor (as its name says it: no weights are read) makes that size already.
+        `size_in`: the size of the image taken in, None when the graph cannot know it (an
+        init image)."""
+        name = comfy_name(ref)
+        loader = self.add("UpscaleModelLoader", model_name=self.file(name, f"the upscale model {ref}"))
+        up = Link(self.add("ImageUpscaleWithModel", title, upscale_model=Link(loader, 0), image=image), 0)
+        native = factor_in_name(name)
+        if size_in is not None and native and (round(size_in[0] * native), round(size_in[1] * native)) == size:
+            return up
         return Link(self.add("ImageScale", upscale_method="lanczos", width=size[0], height=size[1], crop="disabled",
-                             image=Link(up, 0)), 0)
+                             image=up), 0)
 
     def _controlnet(self, cn, positive: Link, negative: Link) -> tuple[Link, Link]:
         loader = self.add("ControlNetLoader", control_net_name=self.file(comfy_name(cn.model), f"the ControlNet {cn.model}"))
