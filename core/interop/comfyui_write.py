@@ -13,14 +13,13 @@ titled so that a reader tells it from a refine's. Then VAEDecode and SaveImage. 
 the user must do for any it cannot promise (Graph.notes)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from core.interop import samplers
 from core.interop.chain import JobStage, file_name, job
 from core.interop.comfyui_nodes import UPSCALE_STAGE_TITLE, Graph, Link, Node
 from core.interop.comfyui_read_inputs import factor_in_name
-from core.interop.model_lookup import builtin_file
+from core.interop.model_lookup import WELL_KNOWN, WellKnown, builtin_file
 from core.project import Project
 from core.ran import StageRan
 
@@ -28,34 +27,6 @@ from core.ran import StageRan
 # loaders list it (`sdxl/detail.safetensors` for models/loras/sdxl/detail.safetensors).
 MODEL_FOLDERS = {"checkpoints", "diffusion_models", "unet", "loras", "controlnet", "upscale_models",
                  "Stable-diffusion", "Lora", "ControlNet", "ESRGAN", "RealESRGAN", "SwinIR", "DAT"}
-
-
-@dataclass(frozen=True)
-class Canonical:
-    """How ComfyUI's own examples load a Hub model: its single file, and for models whose
-    file holds the denoiser alone (or no text encoders), the loaders of the other parts."""
-
-    file: str
-    unet: bool = False  # the file is the denoiser alone: UNETLoader (models/diffusion_models)
-    clip: tuple[str, tuple[str, ...], str | None] | None = None  # (loader class, files, its `type`)
-    vae: str | None = None
-
-
-_SD15 = Canonical("v1-5-pruned-emaonly.safetensors")
-_SD35_CLIP = ("TripleCLIPLoader", ("clip_g.safetensors", "clip_l.safetensors", "t5xxl_fp16.safetensors"), None)
-_FLUX_CLIP = ("DualCLIPLoader", ("clip_l.safetensors", "t5xxl_fp16.safetensors"), "flux")
-CANONICAL = {
-    "stabilityai/stable-diffusion-xl-base-1.0": Canonical("sd_xl_base_1.0.safetensors"),
-    "stabilityai/stable-diffusion-xl-refiner-1.0": Canonical("sd_xl_refiner_1.0.safetensors"),
-    "stable-diffusion-v1-5/stable-diffusion-v1-5": _SD15,
-    "runwayml/stable-diffusion-v1-5": _SD15,
-    "stabilityai/stable-diffusion-3.5-large": Canonical("sd3.5_large.safetensors", clip=_SD35_CLIP),
-    "stabilityai/stable-diffusion-3.5-medium": Canonical("sd3.5_medium.safetensors", clip=_SD35_CLIP),
-    "black-forest-labs/FLUX.1-dev": Canonical("flux1-dev.safetensors", True, _FLUX_CLIP, "ae.safetensors"),
-    "black-forest-labs/FLUX.1-schnell": Canonical("flux1-schnell.safetensors", True, _FLUX_CLIP, "ae.safetensors"),
-    "Tongyi-MAI/Z-Image-Turbo": Canonical("z_image_turbo_bf16.safetensors", True,
-                                          ("CLIPLoader", ("qwen_3_4b.safetensors",), "lumina2"), "ae.safetensors"),
-}
 
 
 def comfy_name(ref: str) -> str:
@@ -104,9 +75,9 @@ class _Writer:
                              "not find its checkpoint")
             node = self.add("CheckpointLoaderSimple", ckpt_name=name)
             return Link(node, 0), Link(node, 1), Link(node, 2)
-        canonical = CANONICAL.get(ref)
-        if canonical is not None:
-            return self._canonical(ref, canonical)
+        known = WELL_KNOWN.get(ref)
+        if known is not None:
+            return self._well_known(ref, known)
         if ref.lower().endswith((".safetensors", ".ckpt")):
             node = self.add("CheckpointLoaderSimple", ckpt_name=self.file(comfy_name(ref), f"your file {ref}"))
             return Link(node, 0), Link(node, 1), Link(node, 2)
@@ -119,7 +90,7 @@ class _Writer:
         node = self.add("DiffusersLoader", model_path=name)
         return Link(node, 0), Link(node, 1), Link(node, 2)
 
-    def _canonical(self, ref: str, c: Canonical) -> tuple[Link, Link, Link]:
+    def _well_known(self, ref: str, c: WellKnown) -> tuple[Link, Link, Link]:
         folder = "diffusion_models" if c.unet else "checkpoints"
         what = f"the Hub model {ref} as one file (models/{folder})"
         if c.unet:
