@@ -239,6 +239,11 @@ def test_an_upscale_stage_on_the_init_image_loads_it(tmp_path):
     assert graph_problems(api, OBJECT_INFO, set(graph.files)) == []
     (load,) = [n for n in api.values() if n["class_type"] == "LoadImage"]
     assert load["inputs"]["image"] == "old.png" and graph.files["old.png"] == "the init image"
+    # The init image's size is not in the graph: the stage's ×2 of the model's ×4 is an ImageScaleBy.
+    assert [n["inputs"]["scale_by"] for n in api.values() if n["class_type"] == "ImageScaleBy"] == [0.5]
+    back = from_json(api, "i.json", no_models()).project
+    assert [(s.model, s.upscale) for s in back.stages] == [(up, 2.0), ("builtin:demo-refiner", 1.0)]
+    assert (back.stages[1].handoff, back.stages[1].strength) == ("pixel", 0.2)
 
 
 def test_a_controlnet_on_an_image_handoff_cannot_take_is_listed_and_the_rest_read(tmp_path):
@@ -352,3 +357,18 @@ def test_a_tiled_refine_is_written_as_a_whole_refine_and_the_export_says_the_til
     assert "note: stage 2 refines in 512 px tiles" in stderr and "1024x1024" in stderr and "dropped" in stderr
     second = back.stages[1]
     assert (second.handoff, second.upscale, second.strength, second.refine_tile) == ("pixel", 2.0, 0.25, 0)
+
+
+def test_the_demo_upscaler_is_written_as_its_file_and_read_back_as_itself():
+    project = Project(prompt="a fox", seed=5, width=256, height=256, stages=[
+        Stage("builtin:demo-base", steps=8), Stage("builtin:demo-upscaler", upscale=2.0)])
+    graph = graph_for(project)
+    api = to_api(graph)
+    assert graph_problems(api, OBJECT_INFO, set(graph.files)) == []
+    assert [n["inputs"]["model_name"] for n in api.values() if n["class_type"] == "UpscaleModelLoader"] == [
+        "handoff-demo-upscaler.safetensors"]
+    assert any("builtin:demo-upscaler" in n and "exists only in Handoff" in n for n in graph.notes)
+    imported = from_json(api, "d.json", no_models())
+    assert [(s.model, s.upscale) for s in imported.project.stages] == [
+        ("builtin:demo-base", 1.0), ("builtin:demo-upscaler", 2.0)]
+    assert not any("upscale" in n for n in imported.notes)

@@ -84,8 +84,11 @@ def job(project: Project, upto: int | None = None, ran: dict[int, StageRan] | No
 
 
 def is_upscaler(ref: str) -> bool:
-    """An upscaler file as far as metadata tells (no weights read)."""
-    return model_info.info_for(ref).fam is UPSCALER or (ref or "").lower().endswith(".pth")
+    """An upscaler file (or the demo upscaler) as far as metadata tells (no weights read)."""
+    from core import demo
+
+    text = (ref or "").strip()
+    return text == demo.UPSCALER or text.lower().endswith(".pth") or model_info.info_for(text).fam is UPSCALER
 
 
 def expected_handoff(prev: JobStage, stage: Stage, fam: Family | None) -> str:

@@ -53,6 +53,8 @@ class _In:
     # is the stage's, as Handoff writes it; what follows is the next stage's), and whether
     # nothing came between the stage and this point yet.
     stage_size: tuple[int, int] | None = None
+    stage_scale: float = 1.0  # … or the factor its ImageScaleBy (titled as the stage) adds
+    stage_title: str = ""
     fresh: bool = False
 
 
@@ -173,12 +175,13 @@ class _Reader(SamplerInputs):
         if t in ("ImageScaleBy", "ImageScale"):
             came = self._image(node.inputs.get("image"), f"node {node.id} image", depth + 1)
             self._scale(came, node, "image")
-            if came.fresh and t == "ImageScale":
+            if came.fresh and (t == "ImageScale" or node.title == came.stage_title):  # the upscale stage's resize
                 came.stage_size, came.target = came.target, None
+                came.stage_scale, came.scale = came.scale, 1.0
             came.fresh = False
             return came
         if t == "ImageUpscaleWithModel" and node.title not in UPSCALE_DEFAULT_TITLES:
-            return _In("stage", node.id, fresh=True)  # an upscale stage: a stage of the chain, as a sampler is
+            return _In("stage", node.id, fresh=True, stage_title=node.title)  # a stage, as a sampler is
         if t == "ImageUpscaleWithModel":
             came = self._image(node.inputs.get("image"), f"node {node.id} image", depth + 1)
             came.fresh = False
@@ -332,12 +335,13 @@ class _Reader(SamplerInputs):
     def _upscale_stage(self, spec: _StageSpec, current: tuple[int, int], label: str) -> Stage:
         """An upscale stage: its model, by the size the resize after it makes, else by the
         model's own factor."""
-        model, native = self._upscale_model(spec.node)
+        model, native = self._upscale_model(spec.node, sized=spec.out.stage_size is not None)
         if model is None:
             raise self.where.error(f"node {spec.node.id} ({spec.node.title})", "is an upscale stage without an "
                                    "UpscaleModelLoader: its model cannot be read")
         size = spec.out.stage_size
-        factor = self._factor(_In("stage", target=size) if size else _In("stage", scale=native), current, label)
+        factor = self._factor(_In("stage", target=size) if size else _In("stage", scale=native * spec.out.stage_scale),
+                              current, label)
         stage = Stage(model=model, upscale=factor)
         if spec.node.title != UPSCALE_STAGE_TITLE:
             stage.name = spec.node.title

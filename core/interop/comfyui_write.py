@@ -122,7 +122,8 @@ class _Writer:
             # Titled, so that a reader tells the stage from a refine's model upscale (both
             # are VAEDecode → ImageUpscaleWithModel → … → VAEEncode before a sampler).
             return None, None, self._model_resize(stage.model, self._taken_in(image, prev, prev_vae), s.size,
-                                                  s.size_in if pos else None, stage.name or UPSCALE_STAGE_TITLE)
+                                                  s.size_in if pos else None, stage.name or UPSCALE_STAGE_TITLE,
+                                                  stage.upscale)
         model, clip, vae = self.loader(stage.model)
         for lora in stage.loras:
             name = self.file(comfy_name(lora.ref), f"the LoRA {lora.ref}")
@@ -185,15 +186,26 @@ class _Writer:
         return Link(self.add("VAEDecode", samples=latent, vae=vae), 0)
 
     def _model_resize(self, ref: str, image: Link, size: tuple[int, int], size_in: tuple[int, int] | None,
-                      title: str = "") -> Link:
+                      title: str = "", factor: float | None = None) -> Link:
         """The model's upscale, then a Lanczos resize to the stage's size unless the model's
         own factor (as its name says it: no weights are read) makes that size already.
         `size_in`: the size of the image taken in, None when the graph cannot know it (an
-        init image)."""
-        name = comfy_name(ref)
-        loader = self.add("UpscaleModelLoader", model_name=self.file(name, f"the upscale model {ref}"))
+        init image): an upscale stage's `factor` is then made by ImageScaleBy, titled as
+        the stage, so that a reader counts it the stage's rather than the next one's."""
+        if ref.startswith("builtin:"):
+            name = self.file(builtin_file(ref), "Handoff's built-in demo upscaler",
+                             f"{ref} is Handoff's built-in demo upscaler: it exists only in Handoff, so ComfyUI will "
+                             "not find its file")
+        else:
+            name = self.file(comfy_name(ref), f"the upscale model {ref}")
+        loader = self.add("UpscaleModelLoader", model_name=name)
         up = Link(self.add("ImageUpscaleWithModel", title, upscale_model=Link(loader, 0), image=image), 0)
         native = factor_in_name(name)
+        if size_in is None and factor and native:
+            if factor == native:
+                return up
+            return Link(self.add("ImageScaleBy", title, upscale_method="lanczos", scale_by=round(factor / native, 6),
+                                 image=up), 0)
         if size_in is not None and native and (round(size_in[0] * native), round(size_in[1] * native)) == size:
             return up
         return Link(self.add("ImageScale", upscale_method="lanczos", width=size[0], height=size[1], crop="disabled",

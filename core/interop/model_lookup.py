@@ -77,11 +77,13 @@ def builtin_file(ref: str) -> str:
     return f"handoff-{ref.split(':', 1)[-1]}.safetensors"
 
 
-def _builtin_of(name: str) -> str | None:
+def _builtin_of(name: str, upscaler: bool = False) -> str | None:
+    """The built-in demo model (with `upscaler`, the demo upscaler) a file name is written for."""
     from core import demo
 
     base = PureWindowsPath(name).name.lower()
-    return next((r for r in (demo.BASE, demo.REFINER) if base in (builtin_file(r), builtin_file(r)[:-12])), None)
+    refs = (demo.UPSCALER,) if upscaler else (demo.BASE, demo.REFINER)
+    return next((r for r in refs if base in (builtin_file(r), builtin_file(r)[:-12])), None)
 
 
 def split_name(text: str) -> tuple[str, str | None]:
@@ -180,7 +182,7 @@ class ModelLookup:
         (ComfyUI's path under its models folder, e.g. `sdxl/detail.safetensors`); the name
         itself, with a note, when the library has no such file. `kind`: a
         core.model_library kind (LORA_KIND, CONTROLNET_KIND, UPSCALER_KIND)."""
-        found = self.find_adapter(name, kind)
+        found = self.find_adapter(name, kind) or (_builtin_of(name, upscaler=True) if kind == "upscaler" else None)
         if found is not None:
             return found
         what = {"lora": "LoRA", "controlnet": "ControlNet", "upscaler": "upscale model"}.get(kind, kind)
