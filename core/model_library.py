@@ -354,6 +354,22 @@ def upscalers(entries: list[LibraryEntry]) -> list[LibraryEntry]:
     return [e for e in entries if e.kind == UPSCALER_KIND]
 
 
+def clip_folder_candidates() -> list[Path]:
+    """Folders in the library that may be a transformers CLIP model (a folder with a
+    config.json; the caller reads it): CLIP vision entries that are folders, then in each
+    ComfyUI or A1111 folder added, its models' clip_vision/ and clip/ subfolders, then any
+    other folder one or two levels below its models folder (A1111 has no CLIP folder of
+    its own). Only folders are listed: nothing is loaded."""
+    lib = ModelLibrary.load()
+    out: list[Path] = [Path(e.ref) for e in lib.entries if e.kind == CLIP_VISION_KIND and Path(e.ref).is_dir()]
+    for folder in map(Path, lib.folders):
+        roots = [folder, folder / "models"] + ([folder.parent] if folder.name == "Stable-diffusion" else [])
+        for root in (r for r in roots if r.is_dir()):
+            for pattern in ("clip_vision/*/config.json", "clip/*/config.json", "*/config.json", "*/*/config.json"):
+                out += [c.parent for c in sorted(root.glob(pattern))]
+    return list(dict.fromkeys(out))
+
+
 # ---------------------------------------------------------------- Automatic1111 / Forge
 
 

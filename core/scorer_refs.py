@@ -9,7 +9,8 @@ from pathlib import Path
 from core.errors import ModelError
 from core.scorers import AESTHETIC, CLIP, KINDS, ScorerSpec
 
-# The CLIP the aesthetic predictor was trained over; looked for in the Hugging Face cache.
+# The CLIP the aesthetic predictor was trained over; looked for in the Hugging Face cache
+# and the model library's folders.
 CLIP_L14_IDS = ("openai/clip-vit-large-patch14",)
 CLIP_FILES = ["*.json", "*.txt", "*.safetensors"]
 
@@ -93,8 +94,9 @@ def is_clip_folder(folder: Path, l14: bool = False) -> bool:
 
 
 def find_clip_l14() -> Path | None:
-    """A CLIP ViT-L/14 on this machine: the known Hub id in the cache, else any cached repo
-    (the library's Hub models included) whose config is one."""
+    """A CLIP ViT-L/14 on this machine: the known Hub id in the cache, else a folder of
+    the model library's ComfyUI or A1111 folders (their clip_vision/ and clip/ first), else
+    any cached repo (the library's Hub models included) whose config is one."""
     from huggingface_hub import try_to_load_from_cache
 
     for repo_id in CLIP_L14_IDS:
@@ -104,8 +106,11 @@ def find_clip_l14() -> Path | None:
             found = None
         if isinstance(found, str) and is_clip_folder(Path(found).parent, l14=True):
             return Path(found).parent
-    from core.model_library import cached_repos
+    from core.model_library import cached_repos, clip_folder_candidates
 
+    for folder in clip_folder_candidates():
+        if is_clip_folder(folder, l14=True):
+            return folder.resolve()
     for repo in cached_repos():
         for rev in repo.revisions:
             if is_clip_folder(rev.snapshot_path, l14=True):

@@ -239,6 +239,11 @@ def test_an_upscale_stage_on_the_init_image_loads_it(tmp_path):
     assert graph_problems(api, OBJECT_INFO, set(graph.files)) == []
     (load,) = [n for n in api.values() if n["class_type"] == "LoadImage"]
     assert load["inputs"]["image"] == "old.png" and graph.files["old.png"] == "the init image"
+    # The init image's size is not in the graph: the stage's ×2 of the model's ×4 is an ImageScaleBy.
+    assert [n["inputs"]["scale_by"] for n in api.values() if n["class_type"] == "ImageScaleBy"] == [0.5]
+    back = from_json(api, "i.json", no_models()).project
+    assert [(s.model, s.upscale) for s in back.stages] == [(up, 2.0), ("builtin:demo-refiner", 1.0)]
+    assert (back.stages[1].handoff, back.stages[1].strength) == ("pixel", 0.2)
 
 
 def test_a_controlnet_on_an_image_handoff_cannot_take_is_listed_and_the_rest_read(tmp_path):
@@ -256,3 +261,114 @@ def test_a_controlnet_on_an_image_handoff_cannot_take_is_listed_and_the_rest_rea
     stage = imported.project.stages[0]
     assert stage.controlnet is None and imported.project.prompt == "a room"
     assert any("DepthAnythingPreprocessor" in u and "not applied" in u for u in imported.unmapped)
+
+
+# ---------------------------------------------------------------- upscale stages and refines, exported
+
+
+def _exported(tmp_path, capsys, project: Project, fmt: str) -> tuple[Project, dict, str]:
+    """`export --comfyui --format fmt` of `project`: (what reads back from the file, its
+    API form, checked against ComfyUI's node definitions; the CLI's stderr)."""
+    from core import project_file
+    from core.cli import main
+
+    saved = project_file.save(tmp_path / f"p-{fmt}.handoff", project_file.ProjectDocument(project))
+    out = tmp_path / f"p-{fmt}.json"
+    capsys.readouterr()
+    assert main(["export", str(saved), "--comfyui", str(out), "--format", fmt]) == 0
+    stderr = capsys.readouterr().err
+    data = json.loads(out.read_text())
+    assert (comfyui.looks_like_ui if fmt == "ui" else comfyui.looks_like_api)(data)
+    api = to_api(from_ui(copy.deepcopy(data), Where("ui"))) if fmt == "ui" else data
+    assert graph_problems(api, OBJECT_INFO, set(graph_for(project).files)) == []
+    return from_json(data, out.name, no_models()).project, api, stderr
+
+
+def _upstream(api: dict, node_id: str, name: str) -> tuple[str, dict]:
+    source = api[node_id]["inputs"][name][0]
+    return source, api[source]
+
+
+@pytest.mark.parametrize("fmt", ["api", "ui"])
+def test_an_upscale_stage_and_a_refine_with_an_upscaler_come_back_as_they_went(tmp_path, capsys, fmt):
+    up = in_library(tmp_path, "upscaler", "upscale_models/4x-UltraSharp.pth")
+    up2 = in_library(tmp_path, "upscaler", "upscale_models/2x-AniScale.pth")
+    project = Project(prompt="a lighthouse", seed=11, width=512, height=512, stages=[
+        Stage("builtin:demo-base", steps=8),
+        Stage(up, upscale=1.5),
+        Stage("builtin:demo-refiner", steps=10, handoff="pixel", strength=0.3, upscale=1.5, upscaler=up2)])
+    back, api, _ = _exported(tmp_path, capsys, project, fmt)
+    assert [(s.model, s.upscale, s.upscaler, s.handoff if s.upscaler else None) for s in back.stages] == [
+        ("builtin:demo-base", 1.0, None, None), (up, 1.5, None, None), ("builtin:demo-refiner", 1.5, up2, "pixel")]
+    assert (back.stages[2].strength, back.prompt, back.seed) == (0.3, "a lighthouse", 11)
+    # The refine: VAEDecode → ImageUpscaleWithModel → ImageScale to its size → VAEEncode → KSampler.
+    (refine,) = [k for k, n in api.items() if n["class_type"] == "KSampler" and n["inputs"]["denoise"] < 1]
+    chain, node = [], refine
+    for name in ("latent_image", "pixels", "image", "image", "image", "image"):  # the model's ×2 is not ×1.5
+        node, entry = _upstream(api, node, name)
+        chain.append(entry["class_type"])
+        if entry["class_type"] == "ImageScale":
+            chain[-1] += f" {entry['inputs']['width']}x{entry['inputs']['height']}"
+    assert chain == ["VAEEncode", "ImageScale 1152x1152", "ImageUpscaleWithModel",
+                     "ImageScale 768x768", "ImageUpscaleWithModel", "VAEDecode"]
+
+
+@pytest.mark.parametrize("fmt", ["api", "ui"])
+def test_a_last_upscale_stage_at_its_model_s_own_factor_feeds_the_save_directly(tmp_path, capsys, fmt):
+    up = in_library(tmp_path, "upscaler", "upscale_models/4x-UltraSharp.pth")
+    project = Project(prompt="a fox", seed=5, width=256, height=256, stages=[
+        Stage("builtin:demo-base", steps=8), Stage(up, upscale=4.0)])
+    back, api, _ = _exported(tmp_path, capsys, project, fmt)
+    (save,) = [k for k, n in api.items() if n["class_type"] == "SaveImage"]
+    assert _upstream(api, save, "images")[1]["class_type"] == "ImageUpscaleWithModel"
+    assert "ImageScale" not in {n["class_type"] for n in api.values()}
+    assert [(s.model, s.upscale) for s in back.stages] == [("builtin:demo-base", 1.0), (up, 4.0)]
+
+
+def test_a_stage_whose_record_ran_an_upscale_is_written_as_the_model_upscale(tmp_path):
+    from core.ran import StageRan
+
+    # A .safetensors upscaler its metadata does not tell from a checkpoint: the run's record does.
+    up = in_library(tmp_path, "upscaler", "upscale_models/4x_foolhardy_Remacri.safetensors")
+    project = Project(prompt="a fox", seed=5, width=256, height=256, stages=[
+        Stage("builtin:demo-base", steps=8), Stage(up, upscale=2.0)])
+    ran = {0: StageRan(0, "auto", "generate", 1.0), 1: StageRan(1, "auto", "upscale", 0.0)}
+    graph = graph_for(project, ran=ran)
+    api = to_api(graph)
+    assert graph_problems(api, OBJECT_INFO, set(graph.files)) == []
+    classes = [n["class_type"] for n in api.values()]
+    assert classes.count("KSampler") == 1 and classes.count("CheckpointLoaderSimple") == 1
+    assert [n["inputs"]["model_name"] for n in api.values() if n["class_type"] == "UpscaleModelLoader"] == [
+        "4x_foolhardy_Remacri.safetensors"]
+    back = from_json(api, "r.json", no_models()).project
+    assert [(s.model, s.upscale) for s in back.stages] == [("builtin:demo-base", 1.0), (up, 2.0)]
+
+
+@pytest.mark.parametrize("fmt", ["api", "ui"])
+def test_a_tiled_refine_is_written_as_a_whole_refine_and_the_export_says_the_tiling_was_dropped(
+        tmp_path, capsys, fmt):
+    project = Project(prompt="a city", seed=4, width=512, height=512, stages=[
+        Stage("builtin:demo-base", steps=8),
+        Stage("builtin:demo-refiner", steps=10, handoff="pixel", strength=0.25, upscale=2.0, refine_tile=512)])
+    back, api, stderr = _exported(tmp_path, capsys, project, fmt)
+    (refine,) = [k for k, n in api.items() if n["class_type"] == "KSampler" and n["inputs"]["denoise"] < 1]
+    node, encode = _upstream(api, refine, "latent_image")
+    assert _upstream(api, node, "pixels")[1]["class_type"] == "ImageScaleBy"
+    assert "note: stage 2 refines in 512 px tiles" in stderr and "1024x1024" in stderr and "dropped" in stderr
+    second = back.stages[1]
+    assert (second.handoff, second.upscale, second.strength, second.refine_tile) == ("pixel", 2.0, 0.25, 0)
+
+
+def test_the_demo_upscaler_is_written_as_its_file_and_read_back_as_itself():
+    project = Project(prompt="a fox", seed=5, width=256, height=256, stages=[
+        Stage("builtin:demo-base", steps=8), Stage("builtin:demo-upscaler", upscale=2.0)])
+    graph = graph_for(project)
+    api = to_api(graph)
+    assert graph_problems(api, OBJECT_INFO, set(graph.files)) == []
+    assert [n["inputs"]["model_name"] for n in api.values() if n["class_type"] == "UpscaleModelLoader"] == [
+        "handoff-demo-upscaler.safetensors"]
+    assert any("builtin:demo-upscaler" in n and "exists only in Handoff" in n for n in graph.notes)
+    imported = from_json(api, "d.json", no_models())
+    assert [(s.model, s.upscale) for s in imported.project.stages] == [
+        ("builtin:demo-base", 1.0), ("builtin:demo-upscaler", 2.0)]
+    assert not any("upscale" in n for n in imported.notes)

@@ -111,3 +111,20 @@ def test_a_hash_budget_leaves_big_files_unhashed_and_says_so(library):
     assert ref == str(library["renamed"])  # the small one still hashed
     ref, notes = resolve("nameless", "ffffffffff", lookup=ModelLookup(hash_budget=1000))
     assert ref == "nameless" and any("are not hashed yet" in n for n in notes)
+
+
+def test_every_hub_model_the_comfyui_writer_names_by_its_file_reads_back_as_that_model():
+    from core.interop.comfyui_write import graph_for
+    from core.interop.model_lookup import WELL_KNOWN
+    from core.project import Project, Stage
+    from tests.interop_helpers import lookup_of
+
+    for hub in dict.fromkeys(next(h for h in WELL_KNOWN if WELL_KNOWN[h] == k) for k in WELL_KNOWN.values()):
+        graph = graph_for(Project(prompt="a", stages=[Stage(hub, steps=4)]))
+        (loader,) = [n for n in graph.nodes.values() if n.class_type in ("CheckpointLoaderSimple", "UNETLoader")]
+        name = loader.inputs.get("ckpt_name") or loader.inputs["unet_name"]
+        notes: list[str] = []
+        assert lookup_of(hub).resolve(name, None, "stage 1", notes) == hub, (hub, name, notes)
+    # The other names users keep a file under.
+    sdxl = lookup_of("stabilityai/stable-diffusion-xl-base-1.0")
+    assert sdxl.resolve("sd_xl_base_1.0_0.9vae.safetensors", None, "s", []) == "stabilityai/stable-diffusion-xl-base-1.0"

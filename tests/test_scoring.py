@@ -314,3 +314,23 @@ def test_a_one_stage_chain_copies_its_best_candidate_to_the_output(tiny_models, 
     best = max(scored.candidates, key=lambda c: c.score)
     assert scored.kept == [best.seed] and final.read_bytes() == best.path.read_bytes()
     assert of(events, ev.JobFinished)[0].paths[-1] == final
+
+
+def test_an_aesthetic_scorer_finds_its_clip_in_a_comfyui_folder_of_the_library(scorer_files, tmp_path):
+    import shutil
+
+    from core.model_library import ModelLibrary
+    from core.scorer_refs import resolve_scorer
+
+    models = tmp_path / "ComfyUI" / "models"
+    (models / "checkpoints").mkdir(parents=True)
+    # A whole CLIP in the text encoders' folder: no library entry lists it, the folder search finds it.
+    clip = models / "clip" / "clip-vit-large-patch14"
+    shutil.copytree(scorer_files["clip"], clip)
+    with pytest.raises(ModelError, match="no CLIP ViT-L/14 found"):
+        resolve_scorer(f"aesthetic:{scorer_files['head']}")
+    lib = ModelLibrary.load()
+    lib.add_folder(tmp_path / "ComfyUI")
+    lib.save()
+    spec = resolve_scorer(f"aesthetic:{scorer_files['head']}")
+    assert (spec.kind, spec.clip, spec.head) == ("aesthetic", clip.resolve(), scorer_files["head"].resolve())

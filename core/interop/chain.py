@@ -14,6 +14,7 @@ from core.families import Family
 from core.interop import samplers
 from core.project import Project, Stage, stage_sizes
 from core.ran import StageRan
+from core.upscalers import UPSCALER
 
 # When a model's own scheduler cannot be read from its files (a Hub model not downloaded,
 # a single-file checkpoint without Handoff's configs), writers name this one.
@@ -33,6 +34,14 @@ class JobStage:
     family: Family | None
     strength: float = 0.0  # pixel/latent: the share of the schedule redone (what ran, when known)
     ran: StageRan | None = None  # the run's record, when the job has run
+
+    @property
+    def upscales(self) -> bool:
+        """An upscale stage (a model upscale alone, no sampler): the run's record says so,
+        or, without one, the stage's model is an upscaler."""
+        if self.ran is not None:
+            return self.ran.ran == "upscale"
+        return is_upscaler(self.stage.model)
 
     @property
     def flow(self) -> bool:
@@ -65,13 +74,21 @@ def job(project: Project, upto: int | None = None, ran: dict[int, StageRan] | No
         record = (ran or {}).get(i)
         strength = stage.strength
         if record is not None and record.ran != "upscale":
-            # An upscaler stage keeps the pixel handoff here (the ComfyUI writer tells it by
-            # its model and writes the model upscale); its record stays in the handoff chunk.
+            # An upscaler stage keeps the pixel handoff here (JobStage.upscales tells it, from
+            # this record, and the ComfyUI writer writes the model upscale).
             handoff, strength = record.ran, record.strength
         out.append(JobStage(i, stage, handoff, sizes.get(i, size_in), size_in,
                             stage.effective_prompt(project.prompt), stage.effective_negative(project.negative_prompt),
                             stage.effective_seed(project.seed), fam, strength, record))
     return out
+
+
+def is_upscaler(ref: str) -> bool:
+    """An upscaler file (or the demo upscaler) as far as metadata tells (no weights read)."""
+    from core import demo
+
+    text = (ref or "").strip()
+    return text == demo.UPSCALER or text.lower().endswith(".pth") or model_info.info_for(text).fam is UPSCALER
 
 
 def expected_handoff(prev: JobStage, stage: Stage, fam: Family | None) -> str:

@@ -16,6 +16,10 @@ from typing import Any
 from core.interop.reading import Where
 
 SEED_CONTROL = ("fixed", "increment", "decrement", "randomize")
+# The title Handoff gives the ImageUpscaleWithModel of an upscale stage (a model upscale
+# alone) that has no name of its own; any title other than the class's own marks one.
+UPSCALE_STAGE_TITLE = "Upscale stage"
+UPSCALE_DEFAULT_TITLES = {"", "ImageUpscaleWithModel", "Upscale Image (using Model)"}
 
 
 @dataclass(frozen=True)

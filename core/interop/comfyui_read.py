@@ -6,7 +6,9 @@ the way is a stage. A sampler that takes the previous one's latents directly is 
 ensemble when KSamplerAdvanced start/end steps split one schedule, else a latent refine
 at its denoise; one that takes them through VAEDecode → ImageScale*/ImageUpscaleWithModel
 → VAEEncode is a pixel refine at strength = denoise, with the scale as its upscale and the
-upscale model as its upscaler; LatentUpscale(By) becomes a pixel upscale (Handoff resizes
+upscale model as its upscaler, unless the ImageUpscaleWithModel has a title of its own
+(Handoff titles its upscale stages so): then it is an upscale stage, sized by the resize
+that follows it, and the sampler a pixel refine of its image; LatentUpscale(By) becomes a pixel upscale (Handoff resizes
 pixels, never latents). What a sampler is given (model, LoRAs, prompts, ControlNet) is
 read by comfyui_read_inputs. Every node it could not map is listed in the report."""
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from core import model_info
 from core.errors import ReadError
 from core.interop import samplers
-from core.interop.comfyui_nodes import Graph, Link, Node
+from core.interop.comfyui_nodes import UPSCALE_DEFAULT_TITLES, UPSCALE_STAGE_TITLE, Graph, Link, Node
 from core.interop.comfyui_read_inputs import DENOISER_LOADERS, PART_LOADERS, SamplerInputs
 from core.interop.reading import Imported, Where, size_of
 from core.project import MAX_UPSCALE, Project, Stage
@@ -47,12 +49,24 @@ class _In:
     pixels: bool = False  # through VAEDecode … VAEEncode
     latent_upscale: bool = False  # a LatentUpscale on the way
     upscaler: str | None = None  # an ImageUpscaleWithModel's model file on the way
+    # From an upscale stage: the size its resize makes (the ImageScale right after its model
+    # is the stage's, as Handoff writes it; what follows is the next stage's), and whether
+    # nothing came between the stage and this point yet.
+    stage_size: tuple[int, int] | None = None
+    stage_scale: float = 1.0  # … or the factor its ImageScaleBy (titled as the stage) adds
+    stage_title: str = ""
+    fresh: bool = False
 
 
 @dataclass
 class _StageSpec:
-    node: Node
-    came: _In  # what its latent_image is
+    node: Node  # a sampler, or the ImageUpscaleWithModel of an upscale stage
+    came: _In  # what its latent_image (an upscale stage's image) is
+    out: _In  # what its result comes into the next stage (or the saved image) as
+
+    @property
+    def upscales(self) -> bool:
+        return self.node.class_type == "ImageUpscaleWithModel"
 
 
 @dataclass
@@ -93,14 +107,19 @@ class _Reader(SamplerInputs):
         specs: list[_StageSpec] = []
         node_id: str | None = came.node
         seen: set[str] = set()
+        out = came
         while node_id is not None:
             if node_id in seen:
                 raise self.where.error(f"node {node_id}", "is part of a loop of samplers")
             seen.add(node_id)
-            sampler = self.graph.nodes[node_id]
-            latent = self._latent(sampler.inputs.get("latent_image"), f"node {node_id} latent_image")
-            specs.append(_StageSpec(sampler, latent))
-            node_id = latent.node if latent.kind == "stage" else None
+            node = self.graph.nodes[node_id]
+            if node.class_type == "ImageUpscaleWithModel":
+                taken = self._image(node.inputs.get("image"), f"node {node_id} image")
+            else:
+                taken = self._latent(node.inputs.get("latent_image"), f"node {node_id} latent_image")
+            specs.append(_StageSpec(node, taken, out))
+            out = taken
+            node_id = taken.node if taken.kind == "stage" else None
         specs.reverse()
         return came, specs
 
@@ -156,9 +175,16 @@ class _Reader(SamplerInputs):
         if t in ("ImageScaleBy", "ImageScale"):
             came = self._image(node.inputs.get("image"), f"node {node.id} image", depth + 1)
             self._scale(came, node, "image")
+            if came.fresh and (t == "ImageScale" or node.title == came.stage_title):  # the upscale stage's resize
+                came.stage_size, came.target = came.target, None
+                came.stage_scale, came.scale = came.scale, 1.0
+            came.fresh = False
             return came
+        if t == "ImageUpscaleWithModel" and node.title not in UPSCALE_DEFAULT_TITLES:
+            return _In("stage", node.id, fresh=True, stage_title=node.title)  # a stage, as a sampler is
         if t == "ImageUpscaleWithModel":
             came = self._image(node.inputs.get("image"), f"node {node.id} image", depth + 1)
+            came.fresh = False
             model, factor = self._upscale_model(node)
             if came.upscaler:
                 self.unmapped.append(f"node {node.id}: a second upscale model on the way, {model!r}: resized "
@@ -236,9 +262,16 @@ class _Reader(SamplerInputs):
         seed = 0
         current = size
         prev: _StageSpec | None = None
+        prompted = False  # the project's prompt and seed are the first sampler's
         for n, spec in enumerate(specs):
             label = f"stage {n + 1}"
             node = spec.node
+            if spec.upscales:
+                stage = self._upscale_stage(spec, current, label)
+                current = (round(current[0] * stage.upscale), round(current[1] * stage.upscale))
+                stages.append(stage)
+                prev = spec
+                continue
             w = self.where.at(f"node {node.id} ({node.class_type})")
             advanced = node.class_type == "KSamplerAdvanced"
             steps = w.whole(node.inputs.get("steps"), "steps")
@@ -264,7 +297,7 @@ class _Reader(SamplerInputs):
             came = spec.came
             factor = self._factor(came, current, label)
             if n == 0:
-                prompt, negative, seed = pos, neg, stage_seed
+                prompt, negative, seed, prompted = pos, neg, stage_seed, True
                 if came.kind == "init":
                     stage.handoff = "pixel"
                     stage.strength = self._denoise(node, w, steps)
@@ -274,6 +307,8 @@ class _Reader(SamplerInputs):
                 elif self._denoise(node, w, steps) < 1:
                     self.notes.append(f"{label}: denoise below 1 on an empty latent: Handoff generates from full noise")
             else:
+                if not prompted:  # after an upscale stage that came first
+                    prompt, negative, seed, prompted = pos, neg, stage_seed, True
                 self._handoff(stage, spec, prev, factor, w, steps, label)
                 if stage_seed != seed and not (advanced and node.inputs.get("add_noise") == "disable"):
                     stage.seed = stage_seed
@@ -296,6 +331,21 @@ class _Reader(SamplerInputs):
             stages.append(stage)
             prev = spec
         return Project(prompt=prompt, negative_prompt=negative, width=size[0], height=size[1], seed=seed, stages=stages)
+
+    def _upscale_stage(self, spec: _StageSpec, current: tuple[int, int], label: str) -> Stage:
+        """An upscale stage: its model, by the size the resize after it makes, else by the
+        model's own factor."""
+        model, native = self._upscale_model(spec.node, sized=spec.out.stage_size is not None)
+        if model is None:
+            raise self.where.error(f"node {spec.node.id} ({spec.node.title})", "is an upscale stage without an "
+                                   "UpscaleModelLoader: its model cannot be read")
+        size = spec.out.stage_size
+        factor = self._factor(_In("stage", target=size) if size else _In("stage", scale=native * spec.out.stage_scale),
+                              current, label)
+        stage = Stage(model=model, upscale=factor)
+        if spec.node.title != UPSCALE_STAGE_TITLE:
+            stage.name = spec.node.title
+        return stage
 
     def _factor(self, came: _In, current: tuple[int, int], label: str) -> float:
         factor = came.scale

@@ -189,8 +189,9 @@ class SamplerInputs:
 
     # ------------------------------------------------------------ upscale models
 
-    def _upscale_model(self, node: Node) -> tuple[str | None, float]:
-        """(the library's file, its factor) for an ImageUpscaleWithModel's model."""
+    def _upscale_model(self, node: Node, sized: bool = False) -> tuple[str | None, float]:
+        """(the library's file, its factor) for an ImageUpscaleWithModel's model. `sized`:
+        a resize after it sets the size, so a factor its name does not say goes unsaid."""
         loader = self._node(node.inputs.get("upscale_model"), f"node {node.id} upscale_model")
         if loader.class_type != "UpscaleModelLoader":
             self.unmapped.append(f"node {loader.id} ({loader.class_type}): an upscale model Handoff cannot read")
@@ -200,6 +201,7 @@ class SamplerInputs:
         factor = factor_in_name(name)
         if factor is None:
             factor = 4.0
-            self.notes.append(f"node {loader.id}: the factor of upscale model '{name}' is not in its name: ×4 assumed "
-                              "(set the stage's upscale to the model's factor)")
+            if not sized:
+                self.notes.append(f"node {loader.id}: the factor of upscale model '{name}' is not in its name: ×4 assumed "
+                                  "(set the stage's upscale to the model's factor)")
         return self.lookup.adapter(name, "upscaler", f"node {loader.id}", self.notes), factor

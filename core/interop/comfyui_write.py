@@ -5,56 +5,28 @@ model's well-known single file with the text encoder and VAE loaders its ComfyUI
 uses, or DiffusersLoader), a LoraLoader per LoRA, the prompt encoders, a ControlNet
 (ControlNetLoader, LoadImage, Canny, ControlNetApplyAdvanced), and the sampler
 (KSamplerAdvanced with start and end steps for an ensemble; for a pixel refine or upscale,
-VAEDecode, ImageScaleBy or UpscaleModelLoader + ImageUpscaleWithModel + ImageScale, then
-VAEEncode and KSampler at denoise = strength). An upscale stage is the model upscale alone.
-Then VAEDecode and SaveImage. The graph lists every file it names (Graph.files) and what
+VAEDecode, ImageScaleBy or UpscaleModelLoader + ImageUpscaleWithModel + ImageScale to the
+stage's size (left out when the model's own factor makes it), then VAEEncode and KSampler
+at denoise = strength; a tiled refine is written whole, with a note, as ComfyUI has no
+stock tiled refine). An upscale stage is the model upscale alone, its ImageUpscaleWithModel
+titled so that a reader tells it from a refine's. Then VAEDecode and SaveImage. The graph lists every file it names (Graph.files) and what
 the user must do for any it cannot promise (Graph.notes)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from core import model_info
 from core.interop import samplers
 from core.interop.chain import JobStage, file_name, job
-from core.interop.comfyui_nodes import Graph, Link, Node
-from core.interop.model_lookup import builtin_file
+from core.interop.comfyui_nodes import UPSCALE_STAGE_TITLE, Graph, Link, Node
+from core.interop.comfyui_read_inputs import factor_in_name
+from core.interop.model_lookup import WELL_KNOWN, WellKnown, builtin_file
 from core.project import Project
 from core.ran import StageRan
-from core.upscalers import UPSCALER
 
 # The folders of a ComfyUI or A1111 models folder a file is named relative to, as ComfyUI's
 # loaders list it (`sdxl/detail.safetensors` for models/loras/sdxl/detail.safetensors).
 MODEL_FOLDERS = {"checkpoints", "diffusion_models", "unet", "loras", "controlnet", "upscale_models",
                  "Stable-diffusion", "Lora", "ControlNet", "ESRGAN", "RealESRGAN", "SwinIR", "DAT"}
-
-
-@dataclass(frozen=True)
-class Canonical:
-    """How ComfyUI's own examples load a Hub model: its single file, and for models whose
-    file holds the denoiser alone (or no text encoders), the loaders of the other parts."""
-
-    file: str
-    unet: bool = False  # the file is the denoiser alone: UNETLoader (models/diffusion_models)
-    clip: tuple[str, tuple[str, ...], str | None] | None = None  # (loader class, files, its `type`)
-    vae: str | None = None
-
-
-_SD15 = Canonical("v1-5-pruned-emaonly.safetensors")
-_SD35_CLIP = ("TripleCLIPLoader", ("clip_g.safetensors", "clip_l.safetensors", "t5xxl_fp16.safetensors"), None)
-_FLUX_CLIP = ("DualCLIPLoader", ("clip_l.safetensors", "t5xxl_fp16.safetensors"), "flux")
-CANONICAL = {
-    "stabilityai/stable-diffusion-xl-base-1.0": Canonical("sd_xl_base_1.0.safetensors"),
-    "stabilityai/stable-diffusion-xl-refiner-1.0": Canonical("sd_xl_refiner_1.0.safetensors"),
-    "stable-diffusion-v1-5/stable-diffusion-v1-5": _SD15,
-    "runwayml/stable-diffusion-v1-5": _SD15,
-    "stabilityai/stable-diffusion-3.5-large": Canonical("sd3.5_large.safetensors", clip=_SD35_CLIP),
-    "stabilityai/stable-diffusion-3.5-medium": Canonical("sd3.5_medium.safetensors", clip=_SD35_CLIP),
-    "black-forest-labs/FLUX.1-dev": Canonical("flux1-dev.safetensors", True, _FLUX_CLIP, "ae.safetensors"),
-    "black-forest-labs/FLUX.1-schnell": Canonical("flux1-schnell.safetensors", True, _FLUX_CLIP, "ae.safetensors"),
-    "Tongyi-MAI/Z-Image-Turbo": Canonical("z_image_turbo_bf16.safetensors", True,
-                                          ("CLIPLoader", ("qwen_3_4b.safetensors",), "lumina2"), "ae.safetensors"),
-}
 
 
 def comfy_name(ref: str) -> str:
@@ -67,10 +39,6 @@ def comfy_name(ref: str) -> str:
         if parts[i] in MODEL_FOLDERS:
             return "/".join(parts[i + 1:])
     return path.name or text
-
-
-def is_upscaler(ref: str) -> bool:
-    return model_info.info_for(ref).fam is UPSCALER or (ref or "").lower().endswith(".pth")
 
 
 class _Writer:
@@ -107,9 +75,9 @@ class _Writer:
                              "not find its checkpoint")
             node = self.add("CheckpointLoaderSimple", ckpt_name=name)
             return Link(node, 0), Link(node, 1), Link(node, 2)
-        canonical = CANONICAL.get(ref)
-        if canonical is not None:
-            return self._canonical(ref, canonical)
+        known = WELL_KNOWN.get(ref)
+        if known is not None:
+            return self._well_known(ref, known)
         if ref.lower().endswith((".safetensors", ".ckpt")):
             node = self.add("CheckpointLoaderSimple", ckpt_name=self.file(comfy_name(ref), f"your file {ref}"))
             return Link(node, 0), Link(node, 1), Link(node, 2)
@@ -122,7 +90,7 @@ class _Writer:
         node = self.add("DiffusersLoader", model_path=name)
         return Link(node, 0), Link(node, 1), Link(node, 2)
 
-    def _canonical(self, ref: str, c: Canonical) -> tuple[Link, Link, Link]:
+    def _well_known(self, ref: str, c: WellKnown) -> tuple[Link, Link, Link]:
         folder = "diffusion_models" if c.unet else "checkpoints"
         what = f"the Hub model {ref} as one file (models/{folder})"
         if c.unet:
@@ -150,8 +118,12 @@ class _Writer:
         makes pixels only: an upscale stage)."""
         s = stages[pos]
         stage = s.stage
-        if is_upscaler(stage.model):
-            return None, None, self._model_resize(stage.model, self._taken_in(image, prev, prev_vae), s.size)
+        if s.upscales:
+            # Titled, so that a reader tells the stage from a refine's model upscale (both
+            # are VAEDecode → ImageUpscaleWithModel → … → VAEEncode before a sampler).
+            return None, None, self._model_resize(stage.model, self._taken_in(image, prev, prev_vae), s.size,
+                                                  s.size_in if pos else None, stage.name or UPSCALE_STAGE_TITLE,
+                                                  stage.upscale)
         model, clip, vae = self.loader(stage.model)
         for lora in stage.loras:
             name = self.file(comfy_name(lora.ref), f"the LoRA {lora.ref}")
@@ -172,11 +144,16 @@ class _Writer:
         else:  # pixel: from the previous stage's decode, or the init image
             source = self._taken_in(image, prev, prev_vae)
             if stage.upscaler:
-                source = self._model_resize(stage.upscaler, source, s.size)
+                source = self._model_resize(stage.upscaler, source, s.size, s.size_in if pos else None)
             elif stage.upscale != 1:
                 source = Link(self.add("ImageScaleBy", upscale_method="lanczos", scale_by=stage.upscale,
                                        image=source), 0)
             latent = Link(self.add("VAEEncode", pixels=source, vae=vae), 0)
+            if stage.refine_tile:
+                self.g.notes.append(
+                    f"stage {s.index + 1} refines in {stage.refine_tile} px tiles in Handoff; ComfyUI has no stock "
+                    f"tiled refine, so the graph refines the whole {s.size[0]}x{s.size[1]} image at once (the tiling "
+                    "is dropped: it needs more memory, and a tile-by-tile custom node can replace its KSampler)")
         name, _ = s.sampler()
         sampler_name, scheduler = samplers.to_comfy(name, s.flow)
         common = dict(steps=stage.steps, cfg=stage.guidance, sampler_name=sampler_name, scheduler=scheduler,
@@ -208,13 +185,31 @@ class _Writer:
     def _decoded(self, latent: Link | None, vae: Link | None) -> Link:
         return Link(self.add("VAEDecode", samples=latent, vae=vae), 0)
 
-    def _model_resize(self, ref: str, image: Link, size: tuple[int, int]) -> Link:
-        """The model's upscale, then a Lanczos resize to the stage's size (the model's own
-        factor rarely is the stage's)."""
-        loader = self.add("UpscaleModelLoader", model_name=self.file(comfy_name(ref), f"the upscale model {ref}"))
-        up = self.add("ImageUpscaleWithModel", upscale_model=Link(loader, 0), image=image)
+    def _model_resize(self, ref: str, image: Link, size: tuple[int, int], size_in: tuple[int, int] | None,
+                      title: str = "", factor: float | None = None) -> Link:
+        """The model's upscale, then a Lanczos resize to the stage's size unless the model's
+        own factor (as its name says it: no weights are read) makes that size already.
+        `size_in`: the size of the image taken in, None when the graph cannot know it (an
+        init image): an upscale stage's `factor` is then made by ImageScaleBy, titled as
+        the stage, so that a reader counts it the stage's rather than the next one's."""
+        if ref.startswith("builtin:"):
+            name = self.file(builtin_file(ref), "Handoff's built-in demo upscaler",
+                             f"{ref} is Handoff's built-in demo upscaler: it exists only in Handoff, so ComfyUI will "
+                             "not find its file")
+        else:
+            name = self.file(comfy_name(ref), f"the upscale model {ref}")
+        loader = self.add("UpscaleModelLoader", model_name=name)
+        up = Link(self.add("ImageUpscaleWithModel", title, upscale_model=Link(loader, 0), image=image), 0)
+        native = factor_in_name(name)
+        if size_in is None and factor and native:
+            if factor == native:
+                return up
+            return Link(self.add("ImageScaleBy", title, upscale_method="lanczos", scale_by=round(factor / native, 6),
+                                 image=up), 0)
+        if size_in is not None and native and (round(size_in[0] * native), round(size_in[1] * native)) == size:
+            return up
         return Link(self.add("ImageScale", upscale_method="lanczos", width=size[0], height=size[1], crop="disabled",
-                             image=Link(up, 0)), 0)
+                             image=up), 0)
 
     def _controlnet(self, cn, positive: Link, negative: Link) -> tuple[Link, Link]:
         loader = self.add("ControlNetLoader", control_net_name=self.file(comfy_name(cn.model), f"the ControlNet {cn.model}"))

@@ -16,19 +16,45 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 
-# Single-file checkpoint names users keep, and the Hub model each is.
+
+
+@dataclass(frozen=True)
+class WellKnown:
+    """A Hub model as one file: the name ComfyUI's own examples load it by (and the
+    ComfyUI writer writes), other names users keep it under, and for models whose file
+    holds the denoiser alone (or no text encoders), the loaders of the other parts."""
+
+    file: str
+    aliases: tuple[str, ...] = ()  # other file names of it (a name normalized() equates need none)
+    unet: bool = False  # the file is the denoiser alone: UNETLoader (models/diffusion_models)
+    clip: tuple[str, tuple[str, ...], str | None] | None = None  # (loader class, files, its `type`)
+    vae: str | None = None
+
+    def names(self) -> set[str]:
+        return {normalized(Path(n).stem) for n in (self.file, *self.aliases)}
+
+
+_SD15 = WellKnown("v1-5-pruned-emaonly.safetensors")
+_SD35_CLIP = ("TripleCLIPLoader", ("clip_g.safetensors", "clip_l.safetensors", "t5xxl_fp16.safetensors"), None)
+_FLUX_CLIP = ("DualCLIPLoader", ("clip_l.safetensors", "t5xxl_fp16.safetensors"), "flux")
+# Hub models by the single files they are; a file name read back takes the first Hub id
+# that lists it (so the current SD 1.5 repository before the old runwayml one).
 WELL_KNOWN = {
-    "sd_xl_base_1.0": "stabilityai/stable-diffusion-xl-base-1.0",
-    "sd_xl_base_1.0_0.9vae": "stabilityai/stable-diffusion-xl-base-1.0",
-    "sd_xl_refiner_1.0": "stabilityai/stable-diffusion-xl-refiner-1.0",
-    "sd_xl_refiner_1.0_0.9vae": "stabilityai/stable-diffusion-xl-refiner-1.0",
-    "v1-5-pruned-emaonly": "stable-diffusion-v1-5/stable-diffusion-v1-5",
-    "v1-5-pruned": "stable-diffusion-v1-5/stable-diffusion-v1-5",
-    "sd3.5_large": "stabilityai/stable-diffusion-3.5-large",
-    "sd3.5_medium": "stabilityai/stable-diffusion-3.5-medium",
-    "z_image_turbo_bf16": "Tongyi-MAI/Z-Image-Turbo",
-    "flux1-dev": "black-forest-labs/FLUX.1-dev",
-    "flux1-schnell": "black-forest-labs/FLUX.1-schnell",
+    "stabilityai/stable-diffusion-xl-base-1.0": WellKnown("sd_xl_base_1.0.safetensors",
+                                                          ("sd_xl_base_1.0_0.9vae.safetensors",)),
+    "stabilityai/stable-diffusion-xl-refiner-1.0": WellKnown("sd_xl_refiner_1.0.safetensors",
+                                                             ("sd_xl_refiner_1.0_0.9vae.safetensors",)),
+    "stable-diffusion-v1-5/stable-diffusion-v1-5": _SD15,
+    "runwayml/stable-diffusion-v1-5": _SD15,
+    "stabilityai/stable-diffusion-3.5-large": WellKnown("sd3.5_large.safetensors", clip=_SD35_CLIP),
+    "stabilityai/stable-diffusion-3.5-medium": WellKnown("sd3.5_medium.safetensors", clip=_SD35_CLIP),
+    "black-forest-labs/FLUX.1-dev": WellKnown("flux1-dev.safetensors", unet=True, clip=_FLUX_CLIP,
+                                              vae="ae.safetensors"),
+    "black-forest-labs/FLUX.1-schnell": WellKnown("flux1-schnell.safetensors", unet=True, clip=_FLUX_CLIP,
+                                                  vae="ae.safetensors"),
+    "Tongyi-MAI/Z-Image-Turbo": WellKnown("z_image_turbo_bf16.safetensors", unet=True,
+                                          clip=("CLIPLoader", ("qwen_3_4b.safetensors",), "lumina2"),
+                                          vae="ae.safetensors"),
 }
 # Precision and packaging words a file name adds to a model's own name.
 _NOISE_WORDS = {"bf16", "fp16", "fp32", "fp8", "e4m3fn", "e5m2", "pruned", "emaonly", "ema", "safetensors", "scaled"}
@@ -51,11 +77,13 @@ def builtin_file(ref: str) -> str:
     return f"handoff-{ref.split(':', 1)[-1]}.safetensors"
 
 
-def _builtin_of(name: str) -> str | None:
+def _builtin_of(name: str, upscaler: bool = False) -> str | None:
+    """The built-in demo model (with `upscaler`, the demo upscaler) a file name is written for."""
     from core import demo
 
     base = PureWindowsPath(name).name.lower()
-    return next((r for r in (demo.BASE, demo.REFINER) if base in (builtin_file(r), builtin_file(r)[:-12])), None)
+    refs = (demo.UPSCALER,) if upscaler else (demo.BASE, demo.REFINER)
+    return next((r for r in refs if base in (builtin_file(r), builtin_file(r)[:-12])), None)
 
 
 def split_name(text: str) -> tuple[str, str | None]:
@@ -154,7 +182,7 @@ class ModelLookup:
         (ComfyUI's path under its models folder, e.g. `sdxl/detail.safetensors`); the name
         itself, with a note, when the library has no such file. `kind`: a
         core.model_library kind (LORA_KIND, CONTROLNET_KIND, UPSCALER_KIND)."""
-        found = self.find_adapter(name, kind)
+        found = self.find_adapter(name, kind) or (_builtin_of(name, upscaler=True) if kind == "upscaler" else None)
         if found is not None:
             return found
         what = {"lora": "LoRA", "controlnet": "ControlNet", "upscaler": "upscale model"}.get(kind, kind)
@@ -208,7 +236,7 @@ class ModelLookup:
     def _well_known(self, name: str, where: str, notes: list[str]) -> Candidate | None:
         base = PureWindowsPath(name).name
         stem = normalized(Path(base).stem if base.lower().endswith(".safetensors") else base)
-        hub_id = next((h for known, h in WELL_KNOWN.items() if normalized(known) == stem), None) if stem else None
+        hub_id = next((h for h, known in WELL_KNOWN.items() if stem in known.names()), None) if stem else None
         if hub_id is None:
             return None
         hit = next((c for c in self.candidates() if c.ref == hub_id and c.file is None and "cached" in c.names), None)
