@@ -32,8 +32,9 @@ def elide(text: str, limit: int) -> str:
 
 def short_model(ref: str) -> str:
     """A model as a person names it: the file or folder name without its folder and
-    extension, or a hub id without its owner ("stabilityai/sdxl-turbo" → "sdxl-turbo")."""
-    name = (ref or "").strip().replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    extension, a hub id without its owner ("stabilityai/sdxl-turbo" → "sdxl-turbo"), a
+    shipped model without its "builtin:"."""
+    name = (ref or "").strip().replace("\\", "/").rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
     for ext in (".safetensors", ".ckpt", ".gguf", ".pth", ".bin"):
         if name.lower().endswith(ext):
             name = name[:-len(ext)]

@@ -53,3 +53,5 @@ def test_a_job_line_names_its_prompt_chain_and_seed():
     assert "sdxl-base → sdxl-refiner-1.0" in line and "seed 42" in line and "from stage 2" in line
     q = JobQueue.load()
     assert q.add(p).describe() == describe_job(p)
+    p.stages = [Stage("builtin:demo-base"), Stage("C:\\models\\refiner.ckpt", handoff="pixel")]
+    assert "demo-base → refiner · seed 42" in describe_job(p)
