@@ -104,6 +104,7 @@ def run_to_history(run: Run) -> HistoryRun:
     for s in run.stages:
         t: dict[str, Any] = {k: getattr(s, k) for k in _ROW_KEYS}
         t["preview"] = s.preview
+        t["reused"] = s.reused  # its zero times and peak are not measurements: the table says so
         if s.ran is not None:
             t["ran"] = s.ran.to_dict()
         t["input"] = None
@@ -134,7 +135,7 @@ def history_to_run(h: HistoryRun, fallback_number: int) -> Run:
             peak_memory=_number(t.get("peak_memory"), int, 0), memory_kind=str(t.get("memory_kind") or ""),
             path=str(t.get("path") or ""), image=_image(img.png),
             input_image=_image(h.images[inp].png) if isinstance(inp, int) and 0 <= inp < len(h.images) else None,
-            preview=bool(t.get("preview", False)), ran=StageRan.from_dict(t.get("ran")),
+            preview=bool(t.get("preview", False)), reused=bool(t.get("reused", False)), ran=StageRan.from_dict(t.get("ran")),
         ))
     if not rows:  # a history written by another front end: images only
         for img in h.images:

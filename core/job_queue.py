@@ -21,7 +21,35 @@ from core.errors import ReadError
 from core.project import Project
 
 VERSION = 1
+PROMPT_CHARS = 48  # a queue line holds the prompt's start, the chain and the seed
+MODEL_CHARS = 24
 MAX_QUEUE_BYTES = checked.MAX_JSON_BYTES  # each job carries its project: a few kB each
+
+
+def elide(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
+def short_model(ref: str) -> str:
+    """A model as a person names it: the file or folder name without its folder and
+    extension, a hub id without its owner ("stabilityai/sdxl-turbo" → "sdxl-turbo"), a
+    shipped model without its "builtin:"."""
+    name = (ref or "").strip().replace("\\", "/").rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+    for ext in (".safetensors", ".ckpt", ".gguf", ".pth", ".bin"):
+        if name.lower().endswith(ext):
+            name = name[:-len(ext)]
+    return elide(name or "?", MODEL_CHARS)
+
+
+def describe_job(project: Project, from_stage: int | None = None, title: str = "") -> str:
+    """One line for a job, queued or running: its prompt (elided), its chain and its seed,
+    e.g. '"a lighthouse at dusk" · sdxl-base → sdxl-refiner · seed 42'. Every entry read
+    "a job" before, and queued jobs of one project differ only by their seed."""
+    first = project.prompt.strip().splitlines()[0] if project.prompt.strip() else ""
+    prompt = f'"{elide(first, PROMPT_CHARS)}"' if first else "(stage prompts)"
+    chain = " → ".join(short_model(s.model) for _, s in project.enabled_stages()) or "no stage"
+    where = f" · from stage {from_stage + 1}" if from_stage is not None else ""
+    return f"{title + ' · ' if title else ''}{prompt} · {chain} · seed {project.seed}{where}"
 
 
 @dataclass
@@ -33,9 +61,7 @@ class PendingJob:
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
     def describe(self) -> str:
-        prompt = self.project.prompt.strip().splitlines()[0] if self.project.prompt.strip() else "(stage prompts)"
-        where = f", from stage {self.from_stage + 1}" if self.from_stage is not None else ""
-        return f"{self.title or prompt[:60]} — seed {self.project.seed}, {len(self.project.enabled_stages())} stage(s){where}"
+        return describe_job(self.project, self.from_stage, self.title)
 
     def to_dict(self) -> dict:
         return {"id": self.id, "title": self.title, "added": self.added, "from_stage": self.from_stage,

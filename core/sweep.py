@@ -69,6 +69,38 @@ class Axis:
             setattr(stage, self.param, value)
 
 
+def stage_params(project: Project, index: int) -> tuple[str, ...]:
+    """What stage `index` can be swept on, by its position in the chain: a stage that
+    generates from noise has no strength or switch point, `switch_at` belongs to an
+    ensemble handoff and `strength` to a pixel or latent one. An "auto" handoff keeps both:
+    which one it becomes is decided by the models when the job is planned. The panel's list
+    and parse_axis (the CLI's sweep) both ask here."""
+    stage = project.stages[index]
+    enabled = [i for i, _ in project.enabled_stages()]
+    generates = bool(enabled) and index == enabled[0] and project.init_image is None
+    dropped: set[str] = set()
+    if generates:
+        dropped |= {"strength", "switch_at"}
+    elif enabled and index == enabled[0]:
+        dropped.add("switch_at")  # it refines the init image: there is no schedule to share
+    elif stage.handoff == "ensemble":
+        dropped.add("strength")
+    elif stage.handoff in ("pixel", "latent"):
+        dropped.add("switch_at")
+    if not stage.loras:
+        dropped.add("lora_weight")
+    return tuple(p for p in STAGE_PARAMS if p not in dropped)
+
+
+def _position_word(project: Project, index: int) -> str:
+    enabled = [i for i, _ in project.enabled_stages()]
+    if enabled and index == enabled[0] and project.init_image is None:
+        return "generates from noise"
+    if enabled and index == enabled[0]:
+        return "refines the init image"
+    return f"takes a '{project.stages[index].handoff}' handoff"
+
+
 _SPEC = re.compile(r"\s*(?:(\d+)\.)?([a-z_]+?)(?:(\d+)?\.weight|(\d+))?\s*=(.*)", re.S)
 
 
@@ -95,6 +127,10 @@ def parse_axis(spec: str, project: Project) -> Axis:
         if param not in STAGE_PARAMS:
             names = ", ".join(p for p in STAGE_PARAMS if p != "lora_weight")
             raise SweepError(f"'{spec}': '{param}' cannot be swept (choose from: {names}, loraK.weight)")
+        if param != "lora_weight" and param not in stage_params(project, stage):
+            can = ", ".join(p for p in stage_params(project, stage) if p != "lora_weight")
+            raise SweepError(f"'{spec}': stage {stage + 1} {_position_word(project, stage)}, so it has no "
+                             f"{param} (it can sweep: {can})")
     lora = int(lora_n) - 1 if lora_n else 0
     if param == "lora_weight" and not 0 <= lora < len(project.stages[stage].loras):
         raise SweepError(f"'{spec}': stage {stage + 1} has {len(project.stages[stage].loras)} LoRA(s)")
@@ -135,6 +171,8 @@ class SweepResult:
     grid: Path | None
     seconds: float = 0.0
     events: list = field(default_factory=list)
+    x: Axis | None = None  # the axes the grid was laid out by (cell_at reads them back)
+    y: Axis | None = None
 
 
 def check_cell_count(x: Axis, y: Axis | None, max_cells: int = MAX_CELLS) -> int:
@@ -214,7 +252,7 @@ def finish(todo: list[Cell], x: Axis, y: Axis | None, out_dir: Path, seconds: fl
         grid = Path(out_dir) / "grid.png"
         make_grid(todo, x, y).save(grid)
         write_summary(Path(out_dir) / "sweep.json", todo, x, y, grid)
-    return SweepResult(todo, grid, seconds)
+    return SweepResult(todo, grid, seconds, x=x, y=y)
 
 
 def cell_stem(cell: Cell, two_axes: bool) -> str:
@@ -247,6 +285,29 @@ def cell_caption(cell: Cell) -> str:
     return score + f"SSIM {cell.drift.ssim:.2f} dE {cell.drift.delta_e:.1f}" + (" !" if cell.drift.warning else "")
 
 
+CAPTION_LINE = 14  # pixels a caption line takes in the grid
+
+
+def grid_layout(todo: list[Cell], x: Axis, y: Axis | None, min_cell: int = 160) -> tuple[int, int, int, int, int]:
+    """Where make_grid puts the cells: (left margin, top margin, cell width, cell height,
+    caption height below each cell)."""
+    sample = next(c.image for c in todo if c.image is not None)
+    scale = max(1, -(-min_cell // sample.width))
+    left = 0 if y is None else max(90, max(len(y.label(v)) for v in y.values) * 7)
+    return left, CAPTION_LINE + 6, sample.width * scale, sample.height * scale, CAPTION_LINE + 4
+
+
+def cell_at(result: SweepResult, px: float, py: float) -> Cell | None:
+    """The cell whose picture (or caption) is at pixel (px, py) of the result's grid.png."""
+    if result.x is None or not any(c.image is not None for c in result.cells):
+        return None
+    left, top, cw, ch, cap = grid_layout(result.cells, result.x, result.y)
+    if px < left or py < top:
+        return None
+    col, row = int((px - left) // cw), int((py - top) // (ch + cap))
+    return next((c for c in result.cells if (c.x, c.y) == (col, row)), None)
+
+
 def make_grid(todo: list[Cell], x: Axis, y: Axis | None, min_cell: int = 160, picked: Cell | None = None):
     """The cells' final images in a grid: X values over the columns, Y values down the
     rows, each cell captioned with its drift (a '!' marks the warning band) and score; the
@@ -254,14 +315,9 @@ def make_grid(todo: list[Cell], x: Axis, y: Axis | None, min_cell: int = 160, pi
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default()
-    sample = next(c.image for c in todo if c.image is not None)
-    scale = max(1, -(-min_cell // sample.width))
-    cw, ch = sample.width * scale, sample.height * scale
-    line = 14
+    left, top, cw, ch, cap = grid_layout(todo, x, y, min_cell)
+    line = CAPTION_LINE
     cols, rows = len(x.values), (len(y.values) if y else 1)
-    left = 0 if y is None else max(90, max(len(y.label(v)) for v in y.values) * 7)
-    top = line + 6
-    cap = line + 4
     grid = Image.new("RGB", (left + cols * cw, top + rows * (ch + cap)), "white")
     draw = ImageDraw.Draw(grid)
     for xi, v in enumerate(x.values):

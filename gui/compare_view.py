@@ -39,6 +39,9 @@ class CompareCanvas(QWidget):
         self.setMouseTracking(False)
         self.setCursor(Qt.OpenHandCursor)
         self._pix: dict[int, QPixmap] = {}
+        # The reference image's rectangle as last painted (device-independent pixels): what
+        # the zoom label must agree with.
+        self.painted: QRectF | None = None
 
     # ---------------------------------------------------------------- state
 
@@ -56,6 +59,7 @@ class CompareCanvas(QWidget):
         if ref is not None and (first or not self._center_inside(ref)):
             self.center = QPointF(ref.width() / 2, ref.height() / 2)
         self.update()
+        self.viewChanged.emit()  # a fit zoom depends on the image's size
 
     def _center_inside(self, img: QImage) -> bool:
         return 0 <= self.center.x() <= img.width() and 0 <= self.center.y() <= img.height()
@@ -90,6 +94,23 @@ class CompareCanvas(QWidget):
     def set_mode(self, mode: str) -> None:
         self.mode = mode
         self.update()
+        self.viewChanged.emit()  # side by side halves the pane: a fit zoom changes
+
+    def resizeEvent(self, event) -> None:
+        # The canvas is resized by its layout without the viewer being resized (the strip
+        # or a dock shown, a splitter moved): a fit zoom changes with it, and the label
+        # said "fit 100%" for an image drawn at 139%.
+        super().resizeEvent(event)
+        self.viewChanged.emit()
+
+    def drawn_scale(self) -> float:
+        """Screen (device-independent) pixels per pixel of the reference image, as painted
+        now: the image is drawn into a rectangle in device-independent pixels whatever the
+        screen's devicePixelRatio, so this is the zoom a label may state."""
+        ref = self._reference()
+        if ref is None or ref.isNull():
+            return self.effective_zoom()
+        return self._target(ref, self.panes()[0]).width() / ref.width()
 
     def set_wipe(self, fraction: float) -> None:
         self.wipe = min(1.0, max(0.0, fraction))
@@ -125,6 +146,8 @@ class CompareCanvas(QWidget):
             p.drawText(self.rect(), Qt.AlignCenter, "Generate, or drop an image here")
             return
         panes = self.panes()
+        ref = self._reference()
+        self.painted = self._target(ref, panes[0]) if ref is not None else None
         if self.mode == SIDE:
             for img, pane in zip((self.left, self.right), panes):
                 if img is not None:
@@ -208,7 +231,7 @@ class CompareView(QWidget):
         self.mode = QComboBox()
         self.mode.addItems([WIPE, SIDE])
         self.fit_button = tool_button("Fit", "Fit the image to the view", lambda: self.canvas.set_zoom(None))
-        self.one_button = tool_button("1:1", "One image pixel per screen pixel", lambda: self.canvas.set_zoom(1.0))
+        self.one_button = tool_button("1:1", "One image pixel per screen pixel (device-independent: two device pixels on a 200% display)", lambda: self.canvas.set_zoom(1.0))
         self.zoom_label = QLabel()
         self.live_label = QLabel()
         self.live_label.setObjectName("live_label")
@@ -267,7 +290,7 @@ class CompareView(QWidget):
         self.wipe_slider.setVisible(mode == WIPE)
 
     def _show_zoom(self) -> None:
-        z = self.canvas.effective_zoom()
+        z = self.canvas.drawn_scale()
         self.zoom_label.setText(("fit " if self.canvas.zoom is None else "") + f"{z * 100:.0f}%")
 
     def resizeEvent(self, event) -> None:
@@ -390,6 +413,26 @@ class CompareView(QWidget):
         self.live_label.setText(f"● live: {caption}" if caption else "● live")
         self.live_label.show()
         self.canvas.set_images(None, image)
+        self._show_zoom()
+
+    def show_pair(self, before, after, labels: tuple[str, str]) -> None:
+        """Two images from outside the runs (a sweep cell): the strip's highlight goes, since
+        no run is shown, and the pickers name what is shown (labels[0] for the left)."""
+        self.run = None
+        self._live = None
+        self.live_label.hide()
+        self.strip.blockSignals(True)
+        self.strip.setCurrentRow(-1)
+        self.strip.clearSelection()
+        self.strip.blockSignals(False)
+        for pick, label, image in ((self.left_pick, labels[0], before), (self.right_pick, labels[1], after)):
+            pick.blockSignals(True)
+            pick.clear()
+            if image is not None:
+                pick.addItem(label)
+            pick.blockSignals(False)
+        self.canvas.set_images(qimage_of(before) if before is not None else None,
+                               qimage_of(after) if after is not None else None)
         self._show_zoom()
 
     def show_single(self, image: QImage | None) -> None:

@@ -3,9 +3,10 @@ or cleared here; the running job can be cancelled from it too."""
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QSizePolicy,
+                               QVBoxLayout, QWidget)
 
-from core.job_queue import JobQueue
+from core.job_queue import JobQueue, describe_job
 
 
 class QueuePanel(QWidget):
@@ -15,6 +16,9 @@ class QueuePanel(QWidget):
         super().__init__(parent)
         self.queue = queue
         self.status = QLabel("No job running")
+        self.status.setObjectName("queue_running")
+        # A long prompt's line must not widen the dock past a laptop's screen: cut, and whole in the tooltip.
+        self.status.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         self.list = QListWidget()
         self.up, self.down = QPushButton("Up"), QPushButton("Down")
         self.remove, self.clear = QPushButton("Remove"), QPushButton("Clear")
@@ -40,6 +44,7 @@ class QueuePanel(QWidget):
         self.list.clear()
         for n, job in enumerate(self.queue.jobs):
             item = QListWidgetItem(f"{n + 1}. {job.describe()}")
+            item.setToolTip(job.project.prompt)
             item.setData(256, job.id)
             self.list.addItem(item)
             if job.id == selected:
@@ -48,7 +53,12 @@ class QueuePanel(QWidget):
 
     def set_running(self, text: str | None) -> None:
         self.status.setText(f"Running: {text}" if text else "No job running")
+        self.status.setToolTip(self.status.text())
         self.cancel.setEnabled(bool(text))
+
+    def show_running(self, project, from_stage: int | None = None) -> None:
+        """The job that started: its prompt, chain and seed, as a queued one is shown."""
+        self.set_running(describe_job(project, from_stage))
 
     def selected_id(self) -> str | None:
         item = self.list.currentItem()

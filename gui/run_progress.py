@@ -19,6 +19,15 @@ class StepRate:
         self.label = label
         self._first = None
 
+    def reset(self) -> None:
+        """No stage running (a run cancelled or failed): the next step line starts afresh
+        rather than measuring from the old stage's first step."""
+        self.start("")
+
+    def idle_text(self) -> str:
+        """The stage bar's words when nothing runs."""
+        return "stage: —"
+
     def rate(self, step: int) -> float | None:
         now = self.clock()
         if self._first is None or step <= self._first[0]:
@@ -36,6 +45,18 @@ class StepRate:
             parts.append(f"{rate:.1f} it/s" if rate >= 1 else f"{1 / rate:.1f} s/it")
             parts.append(f"{format_seconds((total - step) / rate)} left")
         return " · ".join(parts)
+
+
+def reset_bars(stage_bar, job_bar, rate: StepRate) -> None:
+    """Empty the stage and job bars (QProgressBar-like) and the step rate: after a cancel or
+    a failure they kept "step 99/300 · 26 s left" and "job: 31%"."""
+    rate.reset()
+    stage_bar.setRange(0, 1)
+    stage_bar.setValue(0)
+    stage_bar.setFormat(rate.idle_text())
+    job_bar.setRange(0, 1000)
+    job_bar.setValue(0)
+    job_bar.setFormat("job: %p%")
 
 
 def format_seconds(seconds: float) -> str:

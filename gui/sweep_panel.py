@@ -3,14 +3,14 @@ the sweep on the engine thread, see the labelled grid; a cell opens in the befor
 viewer. Specs and runs are core.sweep's; this panel only builds the spec text."""
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QListWidget,
                                QListWidgetItem, QPushButton, QScrollArea, QVBoxLayout, QWidget)
 
 from core.errors import ProjectError
 from core.project import Project
-from core.sweep import PROJECT_PARAMS, STAGE_PARAMS, cell_caption, cells, parse_axis
+from core.sweep import PROJECT_PARAMS, cell_at, cell_caption, cells, parse_axis, stage_params
 
 NONE = "(none)"
 
@@ -19,7 +19,7 @@ def params_for(project: Project) -> list[str]:
     """Every sweepable parameter of the project, as spec prefixes ('2.strength', 'seed')."""
     out = list(PROJECT_PARAMS)
     for i, stage in project.enabled_stages():
-        out += [f"{i + 1}.{p}" for p in STAGE_PARAMS if p != "lora_weight"]
+        out += [f"{i + 1}.{p}" for p in stage_params(project, i) if p != "lora_weight"]
         out += [f"{i + 1}.lora{n + 1}.weight" for n in range(len(stage.loras))]
     return out
 
@@ -31,6 +31,9 @@ class AxisRow(QWidget):
         self.param = QComboBox()
         self.values = QLineEdit()
         self.values.setPlaceholderText("values: 0.1, 0.2, 0.3   (| between values that hold commas)")
+        # A narrow dock squeezed the field to ",0.6": room for a few values at least.
+        self.values.setMinimumWidth(self.values.fontMetrics().horizontalAdvance("0.25, 0.5, 0.75, 1.0") + 16)
+        self.param.setSizeAdjustPolicy(QComboBox.AdjustToContents)
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.param)
@@ -49,8 +52,28 @@ class AxisRow(QWidget):
         return f"{self.param.currentText()}={self.values.text()}"
 
 
+class GridPicture(QLabel):
+    """The grid, top-left aligned so a point on it is a point of grid.png."""
+
+    doubleClicked = Signal(QPointF)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setAlignment(Qt.AlignLeft | Qt.AlignTop)
+        self.setToolTip("Double-click a cell to open it in the before/after viewer")
+
+    def mouseDoubleClickEvent(self, event) -> None:
+        self.doubleClicked.emit(event.position())
+
+
+def cell_title(cell) -> str:
+    """What the viewer calls a cell's images, e.g. "sweep 2.strength=0.5, seed=3"."""
+    return "sweep " + ", ".join(cell.labels)
+
+
 class SweepPanel(QWidget):
-    openCell = Signal(object, object)  # (input image or None, output image) for the before/after viewer
+    # (input image or None, output image, the cell's title) for the before/after viewer
+    openCell = Signal(object, object, str)
     startSweep = Signal(object, object, object)  # (project, x axis, y axis or None)
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -62,7 +85,7 @@ class SweepPanel(QWidget):
         self.problem = QLabel()
         self.problem.setWordWrap(True)
         self.progress = QLabel()
-        self.grid = QLabel()
+        self.grid = GridPicture()
         scroll = QScrollArea()
         scroll.setWidget(self.grid)
         scroll.setWidgetResizable(True)
@@ -79,6 +102,7 @@ class SweepPanel(QWidget):
         layout.addWidget(self.cells)
         self.run.clicked.connect(self.start)
         self.cells.itemActivated.connect(self._open)
+        self.grid.doubleClicked.connect(self.open_at)
 
     def set_project(self, project: Project) -> None:
         self.project = project
@@ -127,6 +151,16 @@ class SweepPanel(QWidget):
             self.cells.addItem(item)
 
     def _open(self, item: QListWidgetItem) -> None:
-        cell = self.result.cells[item.data(256)]
+        self.open_cell(self.result.cells[item.data(256)])
+
+    def open_cell(self, cell) -> None:
         if cell.image is not None:
-            self.openCell.emit(cell.input_image, cell.image)
+            self.openCell.emit(cell.input_image, cell.image, cell_title(cell))
+
+    def open_at(self, point: QPointF) -> bool:
+        """Open the cell under `point` of the grid picture (its pixels are grid.png's)."""
+        cell = cell_at(self.result, point.x(), point.y()) if self.result is not None else None
+        if cell is None:
+            return False
+        self.open_cell(cell)
+        return True

@@ -6,6 +6,17 @@ from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem
 
 from gui.vram_gauge import human
 
+REUSED = "reused (stored output)"
+
+
+def describe_finish(ev) -> str:
+    """The Log's line for a finished stage (a core.events.StageFinished). A reused stage did
+    not run: its 0.00 s and 0 B peak are not measurements, so it says where it came from."""
+    if ev.reused:
+        return f"{ev.label}: {REUSED} → {ev.path}"
+    return f"{ev.label} done in {ev.total_seconds:.2f} s → {ev.path}"
+
+
 COLUMNS = ("Run", "Stage", "Handoff", "Steps", "Load s", "Denoise s", "Decode s", "Total s", "Peak memory", "Drift")
 
 
@@ -24,7 +35,7 @@ class TimingTable(QTableWidget):
         rows: list[tuple] = []
         for s in stages:
             if getattr(s, "reused", False):
-                rows.append((run_label, s.label, "reused", "", None, None, None, None, "", ""))
+                rows.append((run_label, s.label, "reused", "", None, None, None, None, REUSED, ""))
                 continue
             drift = getattr(s, "drift", None)
             rows.append((run_label, s.label, s.handoff, s.steps_run, s.load_seconds, s.denoise_seconds,

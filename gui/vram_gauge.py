@@ -2,6 +2,8 @@
 or this process's RAM on a machine with no GPU), and the peak of each stage."""
 from __future__ import annotations
 
+import sys
+
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QLabel, QProgressBar, QVBoxLayout, QWidget
 
@@ -15,6 +17,18 @@ def human(n: int) -> str:
             return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
         value /= 1024
     return f"{n} B"
+
+
+WAITING = "memory: waiting for torch…"
+
+
+def torch_loading() -> bool:
+    """torch is being imported (by the worker thread) and is not whole yet: reading it now
+    fails with "partially initialized module 'torch'". Python marks a module mid-import on
+    its spec; nothing is imported here."""
+    torch = sys.modules.get("torch")
+    spec = getattr(torch, "__spec__", None) if torch is not None else None
+    return bool(getattr(spec, "_initializing", False))
 
 
 class VramGauge(QWidget):
@@ -45,10 +59,16 @@ class VramGauge(QWidget):
         self.poll()
 
     def poll(self) -> None:
+        if torch_loading():
+            self._wait()
+            return
         try:
             reading = devices.memory_now()
         except Exception as exc:  # a gauge must never take the window down
-            self.label.setText(f"memory: unavailable ({exc})")
+            if torch_loading():  # the import began between the check and the reading
+                self._wait()
+            else:
+                self.label.setText(f"memory: unavailable ({exc})")
             return
         if reading.total:
             self.label.setText(f"{reading.label}: {human(reading.used)} of {human(reading.total)}")
@@ -58,6 +78,10 @@ class VramGauge(QWidget):
             self.bar.setValue(0)
         self.last = reading
 
+    def _wait(self) -> None:
+        self.label.setText(WAITING)
+        self.bar.setValue(0)
+
     def start_run(self) -> None:
         self.clear_peaks()
 
@@ -66,7 +90,18 @@ class VramGauge(QWidget):
         self.peaks.setText("")
         self.peaks.setToolTip("")
 
+    def add_finished(self, ev) -> None:
+        """A finished stage's peak (a core.events.StageFinished); a reused stage ran nothing,
+        so it has no peak to show (it said "0 B")."""
+        if ev.reused:
+            self._add(f"{ev.label}: reused (stored output)")
+        else:
+            self.add_peak(ev.label, ev.peak_memory, ev.memory_kind)
+
     def add_peak(self, label: str, peak: int, kind: str) -> None:
-        self._peaks.append(f"{label}: {human(peak)} {kind}")
+        self._add(f"{label}: {human(peak)} {kind}")
+
+    def _add(self, text: str) -> None:
+        self._peaks.append(text)
         self.peaks.setText("Peak per stage — " + "; ".join(self._peaks))
         self.peaks.setToolTip(self.peaks.text())  # a long chain is clipped to the two lines

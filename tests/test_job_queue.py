@@ -40,3 +40,18 @@ def test_a_damaged_queue_file_starts_empty_and_bad_entries_are_skipped():
                             '{"project": {"prompt": "x", "stages": [{"model": "m"}]}}]}')
     q = JobQueue.load()
     assert len(q) == 1 and q.skipped == 1
+
+
+def test_a_job_line_names_its_prompt_chain_and_seed():
+    from core.job_queue import describe_job
+
+    p = Project(prompt="a lighthouse on a cliff at dusk, volumetric light, film grain, 35mm, very detailed",
+                width=32, height=32, seed=42,
+                stages=[Stage("/models/sdxl-base.safetensors"), Stage("stabilityai/sdxl-refiner-1.0", handoff="latent")])
+    line = describe_job(p, from_stage=1)
+    assert line.startswith('"a lighthouse on a cliff') and "…" in line and "35mm" not in line, line
+    assert "sdxl-base → sdxl-refiner-1.0" in line and "seed 42" in line and "from stage 2" in line
+    q = JobQueue.load()
+    assert q.add(p).describe() == describe_job(p)
+    p.stages = [Stage("builtin:demo-base"), Stage("C:\\models\\refiner.ckpt", handoff="pixel")]
+    assert "demo-base → refiner · seed 42" in describe_job(p)

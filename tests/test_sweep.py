@@ -79,3 +79,24 @@ def test_cli_sweep_writes_a_grid_and_bad_specs_exit_2(tiny_models, tmp_path, cap
         assert main(["sweep", str(path), "--x", spec, "--out", str(tmp_path / "t")]) == EXIT_USAGE
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("handoff: "), err
+
+
+def test_axes_offer_only_what_a_stage_position_takes(tiny_models, tmp_path, capsys):
+    from core.sweep import stage_params
+
+    p = chain("m")  # stage 1 generates from noise, stage 2 takes pixels
+    assert "strength" not in stage_params(p, 0) and "switch_at" not in stage_params(p, 0)
+    assert "strength" in stage_params(p, 1) and "switch_at" not in stage_params(p, 1)
+    p.stages[1].handoff = "ensemble"
+    assert "switch_at" in stage_params(p, 1) and "strength" not in stage_params(p, 1)
+    for bad, why in [("1.strength=0.2", "generates from noise"), ("1.switch_at=0.5", "no switch_at"),
+                     ("2.strength=0.2", "'ensemble' handoff")]:
+        with pytest.raises(SweepError, match=why):
+            parse_axis(bad, p)
+    p.init_image = str(tmp_path / "init.png")  # stage 1 now refines that image: it has a strength
+    assert parse_axis("1.strength=0.2,0.4", p).param == "strength"
+    # The CLI's sweep refuses the same axes, before anything loads.
+    path = project_file.save(tmp_path / "p.handoff", project_file.ProjectDocument(chain(str(tiny_models["sd"]))))
+    for spec in ("1.strength=0.2,0.4", "2.switch_at=0.5"):
+        assert main(["sweep", str(path), "--x", spec, "--out", str(tmp_path / "t")]) == EXIT_USAGE
+        assert "so it has no" in capsys.readouterr().err

@@ -41,8 +41,10 @@ def test_sweep_panel_runs_a_grid_and_opens_a_cell(window, qtbot, fast):
     wait_ready(qtbot, window)
     panel = window.tuning.sweep_panel
     window.tuning.show_sweep()
-    assert "2.strength" in [panel.x.param.itemText(i) for i in range(panel.x.param.count())]
-    panel.x.param.setCurrentText("2.strength")
+    offered = [panel.x.param.itemText(i) for i in range(panel.x.param.count())]
+    # The demo's refiner takes an ensemble handoff: its switch point, never a strength it ignores.
+    assert "2.switch_at" in offered and "2.strength" not in offered and "1.strength" not in offered
+    panel.x.param.setCurrentText("2.switch_at")
     panel.x.values.setText("bogus")
     assert not panel.start() and "numbers" in panel.problem.text()
     panel.x.values.setText("0.5, 0.75")
