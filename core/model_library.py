@@ -509,12 +509,24 @@ def preset_entries() -> list[LibraryEntry]:
     return [LibraryEntry(name, ref, "preset", family) for name, ref, family in _PRESET_MODELS]
 
 
+# The demo's shipped adapters, listed by their builtin reference (what a stage stores, so a
+# project names them the same on every machine): name -> (library kind, reference).
+BUILTIN_ADAPTERS = {"demo-lora": (LORA_KIND, "builtin:demo-lora"),
+                    "demo-controlnet": (CONTROLNET_KIND, "builtin:demo-controlnet")}
+
+
 def builtin_entries() -> list[LibraryEntry]:
-    """The demo models that ship with Handoff: always listed, always offline-ready."""
+    """The demo models, adapters and upscaler that ship with Handoff: always listed,
+    always offline-ready (those a checkout lacks the trained files of are left out)."""
     from core import demo
 
-    entries = [LibraryEntry("demo base", demo.BASE, "builtin", info_for(demo.BASE).family),
+    base = info_for(demo.BASE).family
+    entries = [LibraryEntry("demo base", demo.BASE, "builtin", base),
                LibraryEntry("demo refiner", demo.REFINER, "builtin", info_for(demo.REFINER).family)]
+    for name, (kind, ref) in BUILTIN_ADAPTERS.items():
+        if (demo.DEMO_DIR / demo.ADAPTERS[name]).exists():
+            # Trained on the demo base: its family, though the LoRA's header does not say it.
+            entries.append(LibraryEntry(name.replace("-", " "), ref, "builtin", base, kind, ""))
     if (demo.DEMO_DIR / demo.EXTRAS["demo-upscaler"]).is_file():  # (a checkout may lack the trained file)
         entries.append(LibraryEntry("demo upscaler", demo.UPSCALER, "builtin", None, UPSCALER_KIND, ""))
     return entries
