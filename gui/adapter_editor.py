@@ -254,7 +254,7 @@ class AdapterEditor(QGroupBox):
         self._library = list(entries)
 
     def _fill_library(self) -> None:
-        from core.model_library import CONTROLNET_KIND, IP_ADAPTER_KIND, LORA_KIND, adapters_for
+        from core.model_library import CONTROLNET_KIND, IP_ADAPTER_KIND, LORA_KIND, adapters_for, availability
 
         key = self._family.key if self._family else None
         for combo, kind, empty in ((self.library_loras, LORA_KIND, "LoRA from the library…"),
@@ -264,7 +264,9 @@ class AdapterEditor(QGroupBox):
             fits = adapters_for(self._library, kind, key)
             combo.addItem(empty if fits else "(none in the library fits)", None)
             for e in fits:
-                combo.addItem(f"{e.name} ({e.family_title})", e.ref)
+                shipped = ", built in" if e.source == "builtin" else ""
+                combo.addItem(f"{e.name} ({e.family_title}{shipped})", e.ref)
+                combo.setItemData(combo.count() - 1, f"{e.ref}: {availability(e)[1]}", Qt.ToolTipRole)
             combo.setEnabled(bool(fits))
 
     def _pick_library_lora(self, index: int) -> None:

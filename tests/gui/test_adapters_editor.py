@@ -117,6 +117,8 @@ def test_the_shipped_adapters_are_offered_on_the_stages_they_fit(window):
     ad = window.stage_list.editor.adapters
     assert offered(ad.library_loras) == [None, "builtin:demo-lora"] and ad.library_loras.isEnabled()
     assert offered(ad.library_controlnets) == [None, "builtin:demo-controlnet"] and ad.library_controlnets.isEnabled()
+    assert ad.library_loras.itemText(1) == "demo lora (SDXL, built in)"
+    assert "loads offline" in ad.library_loras.itemData(1, Qt.ToolTipRole)
     ad._pick_library_controlnet(1)
     cn = window.project.stages[0].controlnet
     assert cn is not None and cn.model == "builtin:demo-controlnet" and not ad.problem.isVisibleTo(ad)
@@ -125,11 +127,11 @@ def test_the_shipped_adapters_are_offered_on_the_stages_they_fit(window):
     window.stage_list.list.setCurrentRow(1)
     assert "builtin:demo-lora" not in offered(ad.library_loras)
     assert not ad.library_loras.isEnabled() and "none in the library fits" in ad.library_loras.itemText(0)
+    # The shipped upscaler is among what a stage that resizes can take.
+    assert "builtin:demo-upscaler" in offered(window.stage_list.editor.upscaler)
 
 
 def test_adapter_fields_take_a_typed_reference_and_say_what_is_wrong(window, tmp_path, qtbot):
-    from PySide6.QtCore import Qt
-
     window.stage_list.list.setCurrentRow(0)
     ad = window.stage_list.editor.adapters
     stage = window.project.stages[0]
@@ -179,3 +181,37 @@ def test_the_model_library_lists_the_shipped_adapters_offline_ready(window):
         row = dialog.row_of(ref)
         assert dialog.table.item(row, 0).foreground().color().name() != "#b00020"  # nothing wrong with it
     assert rows["demo lora"][1] == "SDXL" and "an adapter (lora) for SDXL stages" in rows["demo lora"]
+
+
+def test_a_saved_project_keeps_its_control_and_reference_images_when_moved(window, tmp_path, answers, qtbot):
+    """Save, move the project file to another folder, delete the images it was made from,
+    open it: the ControlNet's control image and the IP-Adapter's reference are there, shown
+    in the editor, and the stage's adapters check clean."""
+    import shutil
+
+    from core.project import adapter_problems
+
+    window.stage_list.list.setCurrentRow(0)
+    ad = window.stage_list.editor.adapters
+    ad.use_controlnet.setChecked(True)
+    ad.cn_model.setText("builtin:demo-controlnet")
+    ad.cn_model.editingFinished.emit()
+    control, ref = shapes_image(tmp_path / "control.png"), shapes_image(tmp_path / "ref.png")
+    ad.set_control_image(str(control))
+    ad.add_ip_image(str(ref))
+    answers.save_path = tmp_path / "mine.handoff"
+    assert window.save()
+    (tmp_path / "elsewhere").mkdir()
+    moved = shutil.move(str(answers.save_path), str(tmp_path / "elsewhere" / "mine.handoff"))
+    control.unlink()
+    ref.unlink()
+    window.new_project()
+    with qtbot.waitSignal(window.projectLoaded):
+        assert window.open_path(Path(moved)) == "project"
+    stage = window.project.stages[0]
+    assert Path(stage.controlnet.image).is_file() and Path(stage.controlnet.image).name == "control.png"
+    assert Path(stage.ip_adapters[0].image).is_file() and Path(stage.ip_adapters[0].image).name == "ref.png"
+    window.stage_list.list.setCurrentRow(1)
+    window.stage_list.list.setCurrentRow(0)
+    assert not ad.control_slot.pixmap().isNull() and not ad.control_map.pixmap().isNull()
+    assert adapter_problems(stage, "stage 1", generates=True) == []
