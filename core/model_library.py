@@ -140,6 +140,17 @@ def cached_snapshot(repo_id: str) -> Path | None:
     return folder if complete_snapshot(folder) else None
 
 
+def _cached_file(repo_id: str, filename: str = "config.json") -> Path | None:
+    """A file of a Hub repo in the local cache (a ControlNet's config.json, a LoRA file), or None."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo_id, filename)
+    except Exception:  # a malformed id, an unreadable cache: not cached
+        return None
+    return Path(found) if isinstance(found, str) else None
+
+
 def complete_snapshot(folder: Path) -> bool:
     """Whether a diffusers folder has every component its model_index.json names, and
     weights in each weight component."""
@@ -608,11 +619,18 @@ def availability(entry: LibraryEntry) -> tuple[bool, str]:
     if kind == "builtin":
         return True, "built in: ships with Handoff, loads offline"
     if kind == "hub":
-        if cached_snapshot(entry.ref) is not None:
+        if (cached_snapshot(entry.ref) if entry.kind != CONTROLNET_KIND else _cached_file(entry.ref)) is not None:
             return True, "cached: loads offline"
         return False, "not downloaded: downloads on first use"
     path = Path(entry.ref).expanduser()
     if not path.exists():
+        from core.adapters import is_hub_file
+
+        if is_hub_file(entry.ref):  # an adapter file on the Hub: owner/repo/file.safetensors
+            parts = entry.ref.split("/")
+            if _cached_file("/".join(parts[:2]), "/".join(parts[2:])) is not None:
+                return True, "cached: loads offline"
+            return False, "not downloaded: downloads on first use"
         return False, "missing: the file or folder is gone"
     fam = families.get(entry.family)
     if kind == "file" and fam is not None and entry.kind == PIPELINE:
