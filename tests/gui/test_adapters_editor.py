@@ -99,10 +99,17 @@ def test_the_library_offers_only_adapters_that_fit_the_stage(window, tmp_path):
     window.library_changed()
     window.stage_list.list.setCurrentRow(0)
     ad = window.stage_list.editor.adapters
-    offered = [ad.library_loras.itemData(i) for i in range(ad.library_loras.count())]
-    assert offered == [None, "builtin:demo-lora", str(xl)]  # the shipped one first, then the library's files
+    assert offered(ad.library_loras) == [None, "builtin:demo-lora", str(xl)]  # the shipped one first, then the library's files
     ad._pick_library_lora(2)
     assert [lo.ref for lo in window.project.stages[0].loras] == [str(xl)]
+    # IP-Adapters have a picker too: the one chosen goes in the IP-Adapter field.
+    ip = tmp_path / "ip-adapter_sdxl.safetensors"
+    window.library.add(LibraryEntry("ip sdxl", str(ip), "comfyui", None, "ip-adapter"))
+    window.library_changed()
+    window.stage_list.list.setCurrentRow(0)
+    assert offered(ad.library_ip_adapters) == [None, str(ip)] and ad.library_ip_adapters.isEnabled()
+    ad._pick_library_ip_adapter(1)
+    assert ad.ip_model.text() == str(ip) and "IP-Adapter not found" in ad.problem.text()  # (no file made here)
 
 
 def offered(combo) -> list:
