@@ -32,12 +32,11 @@ HUB_FILE_SUFFIX = ".safetensors"
 def _hub_file(ref: str, fetch: bool = True) -> Path | None:
     """owner/repo[/sub/dirs]/file.safetensors from the Hub (the cache first; only the cache
     without `fetch`)."""
-    from core.models import HUB_ID, explain_hub_error, offline
+    from core.models import explain_hub_error, offline
 
-    parts = ref.split("/")
-    if (ref.startswith((".", "/", "~")) or "\\" in ref or len(parts) < 3 or not parts[-1].endswith(HUB_FILE_SUFFIX)
-            or not HUB_ID.match("/".join(parts[:2]))):
+    if not is_hub_file(ref):
         return None
+    parts = ref.split("/")
     from huggingface_hub import hf_hub_download
 
     repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
@@ -45,6 +44,15 @@ def _hub_file(ref: str, fetch: bool = True) -> Path | None:
         return Path(hf_hub_download(repo, filename, local_files_only=offline() or not fetch))
     except Exception as exc:  # huggingface_hub's own errors, explained
         raise ModelError(explain_hub_error(f"{repo}/{filename}", exc)) from exc
+
+
+def is_hub_file(ref: str) -> bool:
+    """Whether a reference has the shape owner/repo[/sub/dirs]/file.safetensors (no file access)."""
+    from core.models import HUB_ID
+
+    parts = ref.split("/")
+    return not (ref.startswith((".", "/", "~")) or "\\" in ref or len(parts) < 3
+                or not parts[-1].endswith(HUB_FILE_SUFFIX) or not HUB_ID.match("/".join(parts[:2])))
 
 
 def adapter_file(ref: str, what: str, fetch: bool = True) -> Path:
@@ -55,8 +63,10 @@ def adapter_file(ref: str, what: str, fetch: bool = True) -> Path:
     if text.startswith("builtin:"):
         from core import demo
 
-        return demo.adapter_path(text.split(":", 1)[1])
-    path = Path(text).expanduser()
+        # A shipped folder (the ControlNet's) is read as any folder is: its one weights file.
+        path = demo.adapter_path(text.split(":", 1)[1])
+    else:
+        path = Path(text).expanduser()
     if path.is_dir():
         found = sorted(path.glob("*.safetensors"))
         if len(found) != 1:
@@ -101,11 +111,12 @@ def lora_info(path: Path) -> LoraInfo:
     return LoraInfo(Path(path), fam, len(names), note)
 
 
-def check_lora(lora: Lora, family: Family, where: str) -> Path:
-    """The LoRA's file, or a ModelError saying why it cannot go on this stage."""
+def check_lora(lora: Lora, family: Family, where: str, fetch: bool = True) -> Path:
+    """The LoRA's file, or a ModelError saying why it cannot go on this stage (without
+    `fetch`, a Hub file must already be in the Hugging Face cache)."""
     if not family.supports(LORA):
         raise ModelError(f"{where}: diffusers has no LoRA loader for {family.title}")
-    path = adapter_file(lora.ref, "LoRA")
+    path = adapter_file(lora.ref, "LoRA", fetch)
     info = lora_info(path)
     if info.family is not None and not info.family.shares_loras_with(family):
         raise ModelError(f"{where}: LoRA {path.name} is made for {info.family.title}, not {family.title}")
@@ -179,9 +190,9 @@ def controlnet_folder(ref: str, fetch: bool = True) -> Path:
                      "a single .safetensors ControlNet needs its config beside it")
 
 
-def _controlnet_config(ref: str) -> tuple[Path, dict]:
+def controlnet_config(ref: str, fetch: bool = True) -> tuple[Path, dict]:
     """(the model's folder or file, its config) for a ControlNet reference."""
-    folder = controlnet_folder(ref)
+    folder = controlnet_folder(ref, fetch)
     try:
         config = read_config(folder / "config.json")
     except ReadError as exc:
@@ -201,12 +212,13 @@ def _controlnet_snapshot(repo_id: str, fetch: bool = True) -> Path:
         raise ModelError(explain_hub_error(repo_id, exc)) from exc
 
 
-def check_controlnet(cn: ControlNet, family: Family, where: str) -> tuple[Path, str, str]:
+def check_controlnet(cn: ControlNet, family: Family, where: str, fetch: bool = True) -> tuple[Path, str, str]:
     """(folder, ControlNet model class, ControlNet pipeline class) for a stage, or a
-    ModelError saying why this ControlNet cannot condition this family."""
+    ModelError saying why this ControlNet cannot condition this family (without `fetch`,
+    a Hub id must already be in the Hugging Face cache)."""
     if not family.supports(CONTROLNET):
         raise ModelError(f"{where}: diffusers has no ControlNet pipeline for {family.title}")
-    folder, config = _controlnet_config(cn.model)
+    folder, config = controlnet_config(cn.model, fetch)
     cls = config.get("_class_name")
     made_for = families.family_of_controlnet(config)
     if made_for is None:

@@ -140,6 +140,17 @@ def cached_snapshot(repo_id: str) -> Path | None:
     return folder if complete_snapshot(folder) else None
 
 
+def _cached_file(repo_id: str, filename: str = "config.json") -> Path | None:
+    """A file of a Hub repo in the local cache (a ControlNet's config.json, a LoRA file), or None."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo_id, filename)
+    except Exception:  # a malformed id, an unreadable cache: not cached
+        return None
+    return Path(found) if isinstance(found, str) else None
+
+
 def complete_snapshot(folder: Path) -> bool:
     """Whether a diffusers folder has every component its model_index.json names, and
     weights in each weight component."""
@@ -525,12 +536,24 @@ def preset_entries() -> list[LibraryEntry]:
     return [LibraryEntry(name, ref, "preset", family) for name, ref, family in _PRESET_MODELS]
 
 
+# The demo's shipped adapters, listed by their builtin reference (what a stage stores, so a
+# project names them the same on every machine): name -> (library kind, reference).
+BUILTIN_ADAPTERS = {"demo-lora": (LORA_KIND, "builtin:demo-lora"),
+                    "demo-controlnet": (CONTROLNET_KIND, "builtin:demo-controlnet")}
+
+
 def builtin_entries() -> list[LibraryEntry]:
-    """The demo models that ship with Handoff: always listed, always offline-ready."""
+    """The demo models, adapters and upscaler that ship with Handoff: always listed,
+    always offline-ready (those a checkout lacks the trained files of are left out)."""
     from core import demo
 
-    entries = [LibraryEntry("demo base", demo.BASE, "builtin", info_for(demo.BASE).family),
+    base = info_for(demo.BASE).family
+    entries = [LibraryEntry("demo base", demo.BASE, "builtin", base),
                LibraryEntry("demo refiner", demo.REFINER, "builtin", info_for(demo.REFINER).family)]
+    for name, (kind, ref) in BUILTIN_ADAPTERS.items():
+        if (demo.DEMO_DIR / demo.ADAPTERS[name]).exists():
+            # Trained on the demo base: its family, though the LoRA's header does not say it.
+            entries.append(LibraryEntry(name.replace("-", " "), ref, "builtin", base, kind, ""))
     if (demo.DEMO_DIR / demo.EXTRAS["demo-upscaler"]).is_file():  # (a checkout may lack the trained file)
         entries.append(LibraryEntry("demo upscaler", demo.UPSCALER, "builtin", None, UPSCALER_KIND, ""))
     return entries
@@ -612,11 +635,18 @@ def availability(entry: LibraryEntry) -> tuple[bool, str]:
     if kind == "builtin":
         return True, "built in: ships with Handoff, loads offline"
     if kind == "hub":
-        if cached_snapshot(entry.ref) is not None:
+        if (cached_snapshot(entry.ref) if entry.kind != CONTROLNET_KIND else _cached_file(entry.ref)) is not None:
             return True, "cached: loads offline"
         return False, "not downloaded: downloads on first use"
     path = Path(entry.ref).expanduser()
     if not path.exists():
+        from core.adapters import is_hub_file
+
+        if is_hub_file(entry.ref):  # an adapter file on the Hub: owner/repo/file.safetensors
+            parts = entry.ref.split("/")
+            if _cached_file("/".join(parts[:2]), "/".join(parts[2:])) is not None:
+                return True, "cached: loads offline"
+            return False, "not downloaded: downloads on first use"
         return False, "missing: the file or folder is gone"
     fam = families.get(entry.family)
     if kind == "file" and fam is not None and entry.kind == PIPELINE:

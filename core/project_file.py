@@ -3,6 +3,8 @@ with its outputs, so a project moves between machines whole.
 
     project.json   {"format": "handoff-project", "schema_version", "project", "history"}
     images/init/<name>.png   the init image, as PNG, under its own name (images/init.png before)
+    images/stages/<n>/control/<name>.png   stage n's control image (ControlNet), likewise
+    images/stages/<n>/ip-<k>/<name>.png    stage n's k-th IP-Adapter reference image
     images/<run-id>-<n>.png
 A plain .json project (just the recipe), a ComfyUI graph saved as .json, and an image
 (PNG, JPEG, WebP) carrying a recipe, Handoff's or another tool's, load too.
@@ -68,6 +70,7 @@ def save(path: Path, doc: ProjectDocument) -> Path:
         init_png = _png_bytes(Path(project.init_image))
         # Under its own name (as PNG), so the reopened project still says which image it is.
         project.init_image = f"images/init/{_safe_stem(Path(project.init_image))}.png"
+    stage_pngs = _embed_stage_images(project)
     manifest = {
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
@@ -78,6 +81,8 @@ def save(path: Path, doc: ProjectDocument) -> Path:
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         if init_png is not None:
             z.writestr(project.init_image, init_png)
+        for name, png in stage_pngs.items():
+            z.writestr(name, png)
         for run in doc.history:
             entry = {"run_id": run.run_id, "when": run.when, "recipe": run.recipe, "timings": run.timings, "images": []}
             for n, img in enumerate(run.images):
@@ -161,9 +166,46 @@ def _load_archive(path: Path) -> ProjectDocument:
         if project.init_image:
             data = archive.read_image(project.init_image, "the init image")
             project.init_image = str(_extract(data, PurePosixPath(project.init_image).name))
+        _extract_stage_images(project, archive)
         raw_history = checked.listing(manifest.get("history", []), "history")
         history = [_history_run(archive, raw, f"history run {n + 1}") for n, raw in enumerate(raw_history)]
     return ProjectDocument(project, history)
+
+
+def _stage_images(project: Project):
+    """(archive name, what it is, the object holding it) for each control and IP-Adapter
+    reference image a stage names: they are read by path as the job runs, so they travel
+    inside the file as the init image does."""
+    for n, stage in enumerate(project.stages):
+        if stage.controlnet is not None and stage.controlnet.image:
+            yield f"images/stages/{n + 1}/control", f"stage {n + 1}'s control image", stage.controlnet
+        for k, ip in enumerate(stage.ip_adapters):
+            if ip.image:
+                yield f"images/stages/{n + 1}/ip-{k + 1}", f"stage {n + 1}'s IP-Adapter image {k + 1}", ip
+
+
+def _embed_stage_images(project: Project) -> dict[str, bytes]:
+    """Point `project`'s (a copy's) control and reference images at archive names, and
+    return those entries' PNG bytes. An image that is gone stays named as it was: the
+    project saves, and its check says the image is missing, as it did before the save."""
+    out: dict[str, bytes] = {}
+    for folder, what, holder in _stage_images(project):
+        path = Path(holder.image).expanduser()
+        if not path.is_file():
+            continue
+        name = f"{folder}/{_safe_stem(path)}.png"
+        out[name] = _png_bytes(path, what)
+        holder.image = name
+    return out
+
+
+def _extract_stage_images(project: Project, archive: "_Archive") -> None:
+    """Control and reference images stored in the archive, as files again (a name outside
+    images/ is a path a project saved before they were stored, or one that was missing)."""
+    for _folder, what, holder in _stage_images(project):
+        if holder.image.startswith("images/"):
+            data = archive.read_image(holder.image, what)
+            holder.image = str(_extract(data, PurePosixPath(holder.image).name))
 
 
 def _history_run(archive: "_Archive", raw, where: str) -> HistoryRun:
@@ -242,10 +284,10 @@ def _entry_problem(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
-def _png_bytes(path: Path) -> bytes:
+def _png_bytes(path: Path, what: str = "init image") -> bytes:
     from core.images import read_image
 
-    image = read_image(Path(path), f"init image {path}")
+    image = read_image(Path(path), f"{what} {path}")
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()

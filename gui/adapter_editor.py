@@ -21,6 +21,20 @@ from gui.images import pil_to_qimage
 from gui.widgets import tool_button
 
 PREVIEW = 112  # pixels of the control-map preview
+REF_HINT = "builtin:demo-lora, owner/repo/file.safetensors or a path"
+
+
+def _offline_or_pending(ref: str, hub_shaped: bool, resolve) -> str:
+    """Resolve a typed reference without the network: '' when it is here, a note when it is
+    a Hub reference not yet in the cache (it downloads when the stage first runs); a
+    ModelError naming what is wrong otherwise. Never downloads: this runs on the GUI thread."""
+    try:
+        resolve()
+    except ModelError:
+        if not hub_shaped:
+            raise
+        return f"{ref} is not downloaded yet: it downloads when the stage first runs"
+    return ""
 
 
 def _weight_box(low: float, high: float, step: float = 0.05) -> QDoubleSpinBox:
@@ -76,6 +90,10 @@ class AdapterEditor(QGroupBox):
         self.problem.setWordWrap(True)
         self.problem.setStyleSheet("color: #b00020;")
         self.problem.hide()
+        self.notice = QLabel()  # what is fine but worth knowing (a Hub adapter not downloaded yet)
+        self.notice.setObjectName("adapter_notice")
+        self.notice.setWordWrap(True)
+        self.notice.hide()
 
         # LoRAs
         self.lora_note = QLabel()
@@ -88,6 +106,13 @@ class AdapterEditor(QGroupBox):
         self.add_lora_button = tool_button("Add LoRA…", "A LoRA .safetensors file (diffusers, kohya or civitai)",
                                            self._browse_lora)
         self.remove_lora_button = tool_button("Remove", "Remove the selected LoRA", self._remove_lora)
+        # A LoRA by reference, typed or pasted: the file dialog cannot reach builtin: or Hub ones.
+        self.lora_ref = QLineEdit()
+        self.lora_ref.setObjectName("lora_ref")
+        self.lora_ref.setPlaceholderText(REF_HINT)
+        self.lora_ref.setToolTip("A LoRA reference: builtin:demo-lora, a Hub file (owner/repo/file.safetensors), "
+                                 "a .safetensors path or a folder holding one; Enter adds it")
+        self.add_lora_ref_button = tool_button("Add", "Add the LoRA typed beside", self._add_typed_lora)
         self._library: list = []  # core.model_library entries
         self.library_loras = QComboBox()
         self.library_loras.setObjectName("library_loras")
@@ -95,6 +120,9 @@ class AdapterEditor(QGroupBox):
         self.library_controlnets = QComboBox()
         self.library_controlnets.setObjectName("library_controlnets")
         self.library_controlnets.setToolTip("ControlNets in the model library that fit this stage's family")
+        self.library_ip_adapters = QComboBox()
+        self.library_ip_adapters.setObjectName("library_ip_adapters")
+        self.library_ip_adapters.setToolTip("IP-Adapters in the model library that fit this stage's family")
 
         # ControlNet
         self.use_controlnet = QCheckBox("ControlNet")
@@ -122,7 +150,8 @@ class AdapterEditor(QGroupBox):
 
         # IP-Adapter
         self.ip_model = QLineEdit()
-        self.ip_model.setPlaceholderText("IP-Adapter .safetensors (image_encoder/ beside it)")
+        self.ip_model.setPlaceholderText("IP-Adapter .safetensors or owner/repo/file.safetensors "
+                                         "(image_encoder/ beside it)")
         self.ip_browse = tool_button("…", "Choose an IP-Adapter file", self._browse_ip_model)
         self.ip_images = QListWidget()
         self.ip_images.setObjectName("ip_images")
@@ -134,17 +163,19 @@ class AdapterEditor(QGroupBox):
         self._build()
         self.library_loras.activated.connect(self._pick_library_lora)
         self.library_controlnets.activated.connect(self._pick_library_controlnet)
+        self.library_ip_adapters.activated.connect(self._pick_library_ip_adapter)
+        self.lora_ref.returnPressed.connect(self._add_typed_lora)
         self.loras.currentRowChanged.connect(self._show_lora_weight)
         self.lora_weight.valueChanged.connect(self._write_lora_weight)
         self.use_controlnet.toggled.connect(self._write_controlnet)
-        self.cn_model.editingFinished.connect(self._write_controlnet)
+        self.cn_model.editingFinished.connect(self._typed_controlnet)
         self.control_slot.dropped.connect(self.set_control_image)
         for w in (self.low, self.high):
             w.valueChanged.connect(self._write_controlnet)
         for w in (self.cn_scale, self.cn_start, self.cn_end):
             w.valueChanged.connect(self._write_controlnet)
         self.preprocessor.currentIndexChanged.connect(self._write_controlnet)
-        self.ip_model.editingFinished.connect(self._write_ip)
+        self.ip_model.editingFinished.connect(self._typed_ip_model)
         self.ip_images.currentRowChanged.connect(self._show_ip_scale)
         self.ip_scale.valueChanged.connect(self._write_ip)
 
@@ -156,6 +187,9 @@ class AdapterEditor(QGroupBox):
         lora_buttons.addWidget(QLabel("weight"))
         lora_buttons.addWidget(self.lora_weight)
         lora_buttons.addStretch(1)
+        lora_typed = QHBoxLayout()
+        lora_typed.addWidget(self.lora_ref, 1)
+        lora_typed.addWidget(self.add_lora_ref_button)
 
         self.cn_box = QWidget()
         cn_form = QFormLayout(self.cn_box)
@@ -190,6 +224,7 @@ class AdapterEditor(QGroupBox):
         ip_form.setContentsMargins(0, 0, 0, 0)
         ip_row = QHBoxLayout()
         ip_row.addWidget(self.ip_model, 1)
+        ip_row.addWidget(self.library_ip_adapters)
         ip_row.addWidget(self.ip_browse)
         ip_form.addRow("IP-Adapter", ip_row)
         ip_form.addRow(self.ip_images)
@@ -203,10 +238,12 @@ class AdapterEditor(QGroupBox):
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.problem)
+        layout.addWidget(self.notice)
         layout.addWidget(QLabel("LoRAs"))
         layout.addWidget(self.lora_note)
         layout.addWidget(self.loras)
         layout.addLayout(lora_buttons)
+        layout.addLayout(lora_typed)
         layout.addWidget(self.use_controlnet)
         layout.addWidget(self.cn_box)
         layout.addWidget(self.ip_box)
@@ -217,16 +254,19 @@ class AdapterEditor(QGroupBox):
         self._library = list(entries)
 
     def _fill_library(self) -> None:
-        from core.model_library import CONTROLNET_KIND, LORA_KIND, adapters_for
+        from core.model_library import CONTROLNET_KIND, IP_ADAPTER_KIND, LORA_KIND, adapters_for, availability
 
         key = self._family.key if self._family else None
         for combo, kind, empty in ((self.library_loras, LORA_KIND, "LoRA from the library…"),
-                                   (self.library_controlnets, CONTROLNET_KIND, "from the library…")):
+                                   (self.library_controlnets, CONTROLNET_KIND, "from the library…"),
+                                   (self.library_ip_adapters, IP_ADAPTER_KIND, "from the library…")):
             combo.clear()
             fits = adapters_for(self._library, kind, key)
             combo.addItem(empty if fits else "(none in the library fits)", None)
             for e in fits:
-                combo.addItem(f"{e.name} ({e.family_title})", e.ref)
+                shipped = ", built in" if e.source == "builtin" else ""
+                combo.addItem(f"{e.name} ({e.family_title}{shipped})", e.ref)
+                combo.setItemData(combo.count() - 1, f"{e.ref}: {availability(e)[1]}", Qt.ToolTipRole)
             combo.setEnabled(bool(fits))
 
     def _pick_library_lora(self, index: int) -> None:
@@ -241,8 +281,15 @@ class AdapterEditor(QGroupBox):
             self.cn_model.setText(ref)
             if not self.use_controlnet.isChecked():
                 self.use_controlnet.setChecked(True)
-            self._write_controlnet()
+            self._typed_controlnet()
         self.library_controlnets.setCurrentIndex(0)
+
+    def _pick_library_ip_adapter(self, index: int) -> None:
+        ref = self.library_ip_adapters.itemData(index)
+        if ref:
+            self.ip_model.setText(ref)
+            self._typed_ip_model()
+        self.library_ip_adapters.setCurrentIndex(0)
 
     # ------------------------------------------------------------ loading
 
@@ -258,7 +305,8 @@ class AdapterEditor(QGroupBox):
         lora_ok = family is None or family.supports(LORA)
         self.lora_note.setText("" if lora_ok else f"diffusers has no LoRA loader for {family.title}")
         self.lora_note.setVisible(not lora_ok)
-        for w in (self.loras, self.add_lora_button, self.remove_lora_button, self.lora_weight):
+        for w in (self.loras, self.add_lora_button, self.remove_lora_button, self.lora_weight, self.lora_ref,
+                  self.add_lora_ref_button):
             w.setEnabled(lora_ok)
         cn_ok = generates and (family is None or family.supports(CONTROLNET))
         self.use_controlnet.setEnabled(cn_ok)
@@ -285,6 +333,11 @@ class AdapterEditor(QGroupBox):
             self.ip_images.addItem(f"{Path(ip.image).name} — {ip.scale:g}")
         self._stage = stage
         self.problem.hide()
+        self.notice.hide()
+        self.notice = QLabel()  # what is fine but worth knowing (a Hub adapter not downloaded yet)
+        self.notice.setObjectName("adapter_notice")
+        self.notice.setWordWrap(True)
+        self.notice.hide()
         self._show_lora_weight(self.loras.currentRow())
         self._show_ip_scale(self.ip_images.currentRow())
         self.update_map()
@@ -293,30 +346,48 @@ class AdapterEditor(QGroupBox):
     def _lora_text(lora: Lora) -> str:
         return f"{Path(lora.ref).name or lora.ref} — {lora.weight:g}"
 
-    def _say(self, text: str) -> None:
+    def _say(self, text: str, notice: str = "") -> None:
+        """A problem (red), or with none a notice; both cleared by ''."""
         self.problem.setText(text)
         self.problem.setVisible(bool(text))
+        self.notice.setText(notice)
+        self.notice.setVisible(bool(notice) and not text)
 
     # ------------------------------------------------------------ LoRAs
 
     def add_lora(self, ref: str, weight: float = 1.0) -> bool:
-        """Add a LoRA file, after checking from its header that it fits the stage's family."""
+        """Add a LoRA (a file, a folder holding one, builtin:NAME or a Hub file), after
+        checking that it is there and, from its header, that it fits the stage's family.
+        A Hub file not yet downloaded is taken on its shape: it downloads when the stage runs."""
         if self._stage is None:
             return False
-        if self._family is not None:
-            from core.adapters import check_lora
+        ref = ref.strip()
+        if not ref:
+            self._say(f"type a LoRA reference first ({REF_HINT})")
+            return False
+        from core.adapters import adapter_file, check_lora, is_hub_file
 
-            try:
-                check_lora(Lora(ref, weight), self._family, "this stage")
-            except (ModelError, ProjectError) as exc:
-                self._say(str(exc))
-                return False
+        def check() -> None:
+            if self._family is None:
+                adapter_file(ref, "LoRA", fetch=False)
+            else:
+                check_lora(Lora(ref, weight), self._family, "this stage", fetch=False)
+
+        try:
+            pending = _offline_or_pending(ref, is_hub_file(ref), check)
+        except (ModelError, ProjectError) as exc:
+            self._say(str(exc))
+            return False
         self._stage.loras.append(Lora(ref, weight))
         self.loras.addItem(self._lora_text(self._stage.loras[-1]))
         self.loras.setCurrentRow(self.loras.count() - 1)
-        self._say("")
+        self._say("", pending)
         self.changed.emit()
         return True
+
+    def _add_typed_lora(self) -> None:
+        if self.add_lora(self.lora_ref.text()):
+            self.lora_ref.clear()
 
     def _browse_lora(self) -> None:
         name, _ = QFileDialog.getOpenFileName(self, "Add a LoRA", "", "LoRA (*.safetensors)")
@@ -365,6 +436,30 @@ class AdapterEditor(QGroupBox):
         self.high.setEnabled(self.preprocessor.currentData() == "canny")
         self.update_map()
         self.changed.emit()
+
+    def _typed_controlnet(self) -> None:
+        """The ControlNet field's reference, written to the stage and checked: there (a
+        folder, builtin:NAME, or a Hub id in the cache or not yet downloaded) and made for
+        the stage's family; what is wrong is said beside it."""
+        self._write_controlnet()
+        ref = self.cn_model.text().strip()
+        if self._stage is None or not ref or not self.use_controlnet.isChecked():
+            return
+        from core.adapters import controlnet_config, check_controlnet
+        from core.models import HUB_ID
+
+        def check() -> None:
+            if self._family is None:
+                controlnet_config(ref, fetch=False)
+            else:
+                check_controlnet(ControlNet(model=ref, image=""), self._family, "this stage", fetch=False)
+
+        hub = bool(HUB_ID.match(ref)) and not ref.startswith((".", "/", "~")) and not Path(ref).expanduser().exists()
+        try:
+            self._say("", _offline_or_pending(ref, hub, check))
+        except (ModelError, ProjectError) as exc:
+            text = str(exc)
+            self._say(text if "ControlNet" in text else f"ControlNet {ref}: {text}")
 
     def set_control_image(self, path: str) -> None:
         """The control image (a drop on the slot, or Browse): the ControlNet turns on."""
@@ -429,7 +524,22 @@ class AdapterEditor(QGroupBox):
         name, _ = QFileDialog.getOpenFileName(self, "IP-Adapter", "", "IP-Adapter (*.safetensors)")
         if name:
             self.ip_model.setText(name)
-            self._write_ip()
+            self._typed_ip_model()
+
+    def _typed_ip_model(self) -> None:
+        """The IP-Adapter field's reference, written to the stage's references and checked:
+        its weights there (or a Hub file not yet downloaded) with an image encoder beside them."""
+        self._write_ip()
+        ref = self.ip_model.text().strip()
+        if self._stage is None or not ref:
+            return
+        from core.adapters import ip_adapter_files, is_hub_file
+
+        try:
+            self._say("", _offline_or_pending(ref, is_hub_file(ref),
+                                              lambda: ip_adapter_files(IPAdapter(ref, ""), fetch=False)))
+        except (ModelError, ProjectError) as exc:
+            self._say(str(exc))
 
     def _remove_ip(self) -> None:
         row = self.ip_images.currentRow()

@@ -181,8 +181,10 @@ class ModelsDialog(QDialog):
                 item = QTableWidgetItem(text)
                 tip = e.note or how
                 item.setToolTip(how if c == OFFLINE else tip)
-                if not e.usable or (c == FAMILY and e.family is None and e.note):
-                    item.setForeground(QColor("#9a6700" if e.usable else "#b00020"))
+                # An adapter is not a stage's model, but nothing is wrong with it: not in red.
+                fine = e.usable or e.kind in ml.ADAPTER_FOLDERS
+                if not fine or (c == FAMILY and e.family is None and e.note):
+                    item.setForeground(QColor("#9a6700" if fine else "#b00020"))
                 self.table.setItem(r, c, item)
         if selected is not None:
             self.select(selected.ref)

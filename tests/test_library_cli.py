@@ -81,7 +81,7 @@ def test_add_list_and_remove_each_tool_folder(capsys, tmp_path, comfy, a1111, in
                     ("checkpoint", "dreamshaper_8", "dreamshaper_8.safetensors"),
                     ("checkpoint", "juggernautXL", "juggernautXL.safetensors"), ("lora", "style", "style.safetensors")}
     code, lines, _ = cli(capsys, "library", "list", "--kind", "lora")
-    assert code == 0 and sorted(line.split("\t")[1] for line in lines) == ["detail", "style"]
+    assert code == 0 and sorted(line.split("\t")[1] for line in lines) == ["demo lora", "detail", "style"]
     code, lines, _ = cli(capsys, "library", "list", "--kind", "gguf")
     assert [line.split("\t")[:2] for line in lines] == [["gguf", "flux1-dev-Q4_K_S"]]
     # Kept in the settings file's "models" section: what the window's Model Library reads.

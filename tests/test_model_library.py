@@ -196,3 +196,21 @@ def test_scan_lists_adapters_with_their_families_and_offers_them_by_family(tmp_p
     chroma = {e.name for e in ml.adapters_for(list(entries.values()), "lora", "chroma")}
     assert "flux-style" in chroma and "sd-style" not in chroma  # Flux.1 LoRAs load on Chroma
     assert {e.name for e in ml.adapters_for(list(entries.values()), "controlnet", "sd")} == {"control_canny"}
+
+
+def test_hub_adapters_say_whether_they_are_in_the_cache(tmp_path):
+    """A Hub LoRA file (owner/repo/file.safetensors) and a Hub ControlNet (a repo with a
+    config.json, no model_index.json) read as not downloaded, then as offline-ready once
+    the Hugging Face cache holds them (a fresh repo name: the session's cache is shared)."""
+    from huggingface_hub import constants
+
+    lora = ml.LibraryEntry("style", f"tester/lora-{tmp_path.name}/style.safetensors", "hf-cache", None, "lora")
+    cn = ml.LibraryEntry("canny", f"tester/cn-{tmp_path.name}", "hf-cache", "sdxl", "controlnet")
+    assert ml.availability(lora) == ml.availability(cn) == (False, "not downloaded: downloads on first use")
+    for repo, name in ((f"tester/lora-{tmp_path.name}", "style.safetensors"), (cn.ref, "config.json")):
+        root = Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
+        (root / "refs").mkdir(parents=True)
+        (root / "refs" / "main").write_text("0" * 40)
+        (root / "snapshots" / ("0" * 40)).mkdir(parents=True)
+        (root / "snapshots" / ("0" * 40) / name).write_text("{}")
+    assert ml.availability(lora) == ml.availability(cn) == (True, "cached: loads offline")

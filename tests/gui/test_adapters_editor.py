@@ -99,7 +99,126 @@ def test_the_library_offers_only_adapters_that_fit_the_stage(window, tmp_path):
     window.library_changed()
     window.stage_list.list.setCurrentRow(0)
     ad = window.stage_list.editor.adapters
-    offered = [ad.library_loras.itemData(i) for i in range(ad.library_loras.count())]
-    assert offered == [None, str(xl)]
-    ad._pick_library_lora(1)
+    assert offered(ad.library_loras) == [None, "builtin:demo-lora", str(xl)]  # the shipped one first, then the library's files
+    ad._pick_library_lora(2)
     assert [lo.ref for lo in window.project.stages[0].loras] == [str(xl)]
+    # IP-Adapters have a picker too: the one chosen goes in the IP-Adapter field.
+    ip = tmp_path / "ip-adapter_sdxl.safetensors"
+    window.library.add(LibraryEntry("ip sdxl", str(ip), "comfyui", None, "ip-adapter"))
+    window.library_changed()
+    window.stage_list.list.setCurrentRow(0)
+    assert offered(ad.library_ip_adapters) == [None, str(ip)] and ad.library_ip_adapters.isEnabled()
+    ad._pick_library_ip_adapter(1)
+    assert ad.ip_model.text() == str(ip) and "IP-Adapter not found" in ad.problem.text()  # (no file made here)
+
+
+def offered(combo) -> list:
+    return [combo.itemData(i) for i in range(combo.count())]
+
+
+def test_the_shipped_adapters_are_offered_on_the_stages_they_fit(window):
+    """A new user's library holds only the builtins: the demo base's stage is offered the
+    demo LoRA and ControlNet by their builtin names (not greyed out); the refiner, of
+    another family, is not offered them."""
+    window.stage_list.list.setCurrentRow(0)
+    ad = window.stage_list.editor.adapters
+    assert offered(ad.library_loras) == [None, "builtin:demo-lora"] and ad.library_loras.isEnabled()
+    assert offered(ad.library_controlnets) == [None, "builtin:demo-controlnet"] and ad.library_controlnets.isEnabled()
+    assert ad.library_loras.itemText(1) == "demo lora (SDXL, built in)"
+    assert "loads offline" in ad.library_loras.itemData(1, Qt.ToolTipRole)
+    ad._pick_library_controlnet(1)
+    cn = window.project.stages[0].controlnet
+    assert cn is not None and cn.model == "builtin:demo-controlnet" and not ad.problem.isVisibleTo(ad)
+    ad._pick_library_lora(1)
+    assert [lo.ref for lo in window.project.stages[0].loras] == ["builtin:demo-lora"]
+    window.stage_list.list.setCurrentRow(1)
+    assert "builtin:demo-lora" not in offered(ad.library_loras)
+    assert not ad.library_loras.isEnabled() and "none in the library fits" in ad.library_loras.itemText(0)
+    # The shipped upscaler is among what a stage that resizes can take.
+    assert "builtin:demo-upscaler" in offered(window.stage_list.editor.upscaler)
+
+
+def test_adapter_fields_take_a_typed_reference_and_say_what_is_wrong(window, tmp_path, qtbot):
+    window.stage_list.list.setCurrentRow(0)
+    ad = window.stage_list.editor.adapters
+    stage = window.project.stages[0]
+    # A LoRA typed (or pasted) and Enter: the builtin is added; the field empties for the next one.
+    ad.lora_ref.setText("builtin:demo-lora")
+    qtbot.keyClick(ad.lora_ref, Qt.Key_Return)
+    assert [(lo.ref, lo.weight) for lo in stage.loras] == [("builtin:demo-lora", 1.0)] and ad.lora_ref.text() == ""
+    assert not ad.problem.isVisibleTo(ad)
+    # Bad references are refused, each with what is wrong with it.
+    for ref, says in (("builtin:demo-lroa", "there is no builtin adapter 'demo-lroa' (builtin adapters: "),
+                      (str(tmp_path / "gone.safetensors"), "LoRA not found: '"),
+                      ("builtin:demo-controlnet", "holds no LoRA tensors")):
+        ad.lora_ref.setText(ref)
+        ad.add_lora_ref_button.click()
+        assert says in ad.problem.text() and ad.problem.isVisibleTo(ad), ref
+        assert ad.lora_ref.text() == ref and len(stage.loras) == 1  # kept for fixing, nothing added
+    # A Hub file not downloaded yet is taken by its shape, with a note that it downloads on the first run.
+    ad.lora_ref.setText("someone/their-lora/lora.safetensors")
+    ad.add_lora_ref_button.click()
+    assert stage.loras[-1].ref == "someone/their-lora/lora.safetensors" and not ad.problem.isVisibleTo(ad)
+    assert "not downloaded yet" in ad.notice.text() and ad.notice.isVisibleTo(ad)
+    # The ControlNet and IP-Adapter fields check what is typed when editing finishes.
+    ad.use_controlnet.setChecked(True)
+    for ref, says in (("builtin:demo-controlnet", ""), (str(tmp_path / "no-cn"), "ControlNet "),
+                      ("builtin:demo-cn", "there is no builtin adapter 'demo-cn'")):
+        ad.cn_model.setText(ref)
+        ad.cn_model.editingFinished.emit()
+        assert stage.controlnet.model == ref
+        assert says in ad.problem.text() and ad.problem.isVisibleTo(ad) == bool(says), ref
+    ad.ip_model.setText(str(tmp_path / "ip.safetensors"))
+    ad.ip_model.editingFinished.emit()
+    assert "IP-Adapter not found: '" in ad.problem.text() and ad.problem.isVisibleTo(ad)
+
+
+def test_the_model_library_lists_the_shipped_adapters_offline_ready(window):
+    from gui.models_dialog import ModelsDialog
+
+    dialog = ModelsDialog(window.library, window)
+    rows = {dialog.table.item(r, 0).text(): [dialog.table.item(r, c).text() for c in range(dialog.table.columnCount())]
+            for r in range(dialog.table.rowCount())}
+    from gui.models_dialog import OFFLINE, SOURCE
+
+    source, ready = SOURCE, OFFLINE
+    for name, ref in (("demo lora", "builtin:demo-lora"), ("demo controlnet", "builtin:demo-controlnet"),
+                      ("demo upscaler", "builtin:demo-upscaler")):
+        assert rows[name][source] == "built in" and rows[name][ready] == "yes" and rows[name][-1] == ref
+        row = dialog.row_of(ref)
+        assert dialog.table.item(row, 0).foreground().color().name() != "#b00020"  # nothing wrong with it
+    assert rows["demo lora"][1] == "SDXL" and "an adapter (lora) for SDXL stages" in rows["demo lora"]
+
+
+def test_a_saved_project_keeps_its_control_and_reference_images_when_moved(window, tmp_path, answers, qtbot):
+    """Save, move the project file to another folder, delete the images it was made from,
+    open it: the ControlNet's control image and the IP-Adapter's reference are there, shown
+    in the editor, and the stage's adapters check clean."""
+    import shutil
+
+    from core.project import adapter_problems
+
+    window.stage_list.list.setCurrentRow(0)
+    ad = window.stage_list.editor.adapters
+    ad.use_controlnet.setChecked(True)
+    ad.cn_model.setText("builtin:demo-controlnet")
+    ad.cn_model.editingFinished.emit()
+    control, ref = shapes_image(tmp_path / "control.png"), shapes_image(tmp_path / "ref.png")
+    ad.set_control_image(str(control))
+    ad.add_ip_image(str(ref))
+    answers.save_path = tmp_path / "mine.handoff"
+    assert window.save()
+    (tmp_path / "elsewhere").mkdir()
+    moved = shutil.move(str(answers.save_path), str(tmp_path / "elsewhere" / "mine.handoff"))
+    control.unlink()
+    ref.unlink()
+    window.new_project()
+    with qtbot.waitSignal(window.projectLoaded):
+        assert window.open_path(Path(moved)) == "project"
+    stage = window.project.stages[0]
+    assert Path(stage.controlnet.image).is_file() and Path(stage.controlnet.image).name == "control.png"
+    assert Path(stage.ip_adapters[0].image).is_file() and Path(stage.ip_adapters[0].image).name == "ref.png"
+    window.stage_list.list.setCurrentRow(1)
+    window.stage_list.list.setCurrentRow(0)
+    assert not ad.control_slot.pixmap().isNull() and not ad.control_map.pixmap().isNull()
+    assert adapter_problems(stage, "stage 1", generates=True) == []
