@@ -95,10 +95,10 @@ def prompt_cut(ref: str, what: str, prompt: str) -> Cut | None:
     if not prompt or not prompt.strip():
         return None
     folder = _model_folder(ref)
-    found = _clip_tokenizers(str(folder)) if folder is not None else None
-    if not found:
+    found = _counter(str(folder)) if folder is not None else None
+    if found is None:
         return None
-    tokenizer, limit = min(found, key=lambda t: t[1])
+    tokenizer, limit = found
     encoding = tokenizer.encode(prompt)
     if len(encoding.ids) <= limit:
         return None
@@ -144,9 +144,11 @@ def _model_folder(ref: str):
 
 
 @lru_cache(maxsize=32)
-def _clip_tokenizers(folder: str) -> tuple:
-    """((tokenizer, limit), ...) for a model folder whose text encoders are all CLIP; ()
-    when one is not, or when a tokenizer cannot be read."""
+def _counter(folder: str):
+    """(tokenizer, limit): the CLIP tokenizer with the smallest window of a model folder
+    whose text encoders are all CLIP; None when one is not, or when it cannot be read. One
+    is loaded: loading takes a good part of a second on a slow machine, with the GIL held
+    (so a thread would not spare the window)."""
     import json
     from pathlib import Path
 
@@ -154,52 +156,77 @@ def _clip_tokenizers(folder: str) -> tuple:
     try:
         index = json.loads((root / "model_index.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return ()
-    out = []
+        return None
+    windows = []
     for attr in TOKENIZERS:
         entry = index.get(attr) if isinstance(index, dict) else None
         if not isinstance(entry, list) or len(entry) != 2 or entry[1] is None:
             continue
         if "CLIP" not in str(entry[1]):
-            return ()  # a T5 or LLM encoder reads what CLIP cuts: no notice
-        loaded = _read_clip(root / attr)
-        if loaded is None:
-            return ()
-        out.append(loaded)
-    return tuple(out)
+            return None  # a T5 or LLM encoder reads what CLIP cuts: no notice
+        config = _config(root / attr)
+        limit = config.get("model_max_length") if config is not None else None
+        if not isinstance(limit, int) or not 0 < limit < _NO_LIMIT:
+            return None
+        windows.append((limit, attr))
+    if not windows:
+        return None
+    limit, attr = min(windows)
+    tokenizer = _read_clip(root / attr)
+    return (tokenizer, limit) if tokenizer is not None else None
+
+
+def _config(folder) -> dict | None:
+    import json
+
+    try:
+        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+# Tokenizers read, by the digest of their files: SDXL's base and refiner (and a model in
+# the Hub cache and a copy of it) share CLIP's vocabulary, which is then loaded once.
+_read: dict[str, object] = {}
 
 
 def _read_clip(folder):
     """A CLIP tokenizer from its folder (tokenizer.json, or vocab.json and merges.txt built
-    as transformers' CLIPTokenizer builds them) and its model_max_length; None when the
-    files are not there or cannot be read."""
-    import json
+    as transformers' CLIPTokenizer builds them); None when the files are not there or
+    cannot be read."""
+    import hashlib
 
     from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
     from tokenizers.models import BPE
 
+    config = _config(folder) or {}
+    bos, eos = str(config.get("bos_token") or BOS), str(config.get("eos_token") or EOS)
+    whole = (folder / "tokenizer.json").is_file()
+    files = [folder / "tokenizer.json"] if whole else [folder / "vocab.json", folder / "merges.txt"]
     try:
-        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
-        limit = config.get("model_max_length")
-        if not isinstance(limit, int) or not 0 < limit < _NO_LIMIT:
-            return None
-        if (folder / "tokenizer.json").is_file():
-            return Tokenizer.from_file(str(folder / "tokenizer.json")), limit
-        bos, eos = str(config.get("bos_token") or BOS), str(config.get("eos_token") or EOS)
-        vocab, merges = BPE.read_file(str(folder / "vocab.json"), str(folder / "merges.txt"))
-        tokenizer = Tokenizer(BPE(vocab, merges, continuing_subword_prefix="", end_of_word_suffix="</w>",
-                                  fuse_unk=False, unk_token=str(config.get("unk_token") or EOS)))
+        digest = hashlib.sha256(b"".join(f.read_bytes() for f in files) + f"{bos}{eos}".encode()).hexdigest()
+        if digest in _read:
+            return _read[digest]
+        if whole:
+            tokenizer = Tokenizer.from_file(str(files[0]))
+        else:
+            tokenizer = Tokenizer(BPE.from_file(str(files[0]), str(files[1]), continuing_subword_prefix="",
+                                                end_of_word_suffix="</w>", fuse_unk=False,
+                                                unk_token=str(config.get("unk_token") or EOS)))
     except Exception:  # missing or damaged files: no count, and the run says what it says
         return None
-    tokenizer.normalizer = normalizers.Sequence(
-        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()])
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|"""
-                                   r"""[^\s\p{L}\p{N}]+"""), behavior="removed", invert=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False),
-    ])
-    if tokenizer.token_to_id(bos) is None or tokenizer.token_to_id(eos) is None:
-        return None
-    tokenizer.post_processor = processors.RobertaProcessing((eos, tokenizer.token_to_id(eos)),
-                                                           (bos, tokenizer.token_to_id(bos)), False, False)
-    return tokenizer, limit
+    if not whole:
+        tokenizer.normalizer = normalizers.Sequence(
+            [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()])
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|"""
+                                       r"""[\p{N}]|[^\s\p{L}\p{N}]+"""), behavior="removed", invert=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ])
+        if tokenizer.token_to_id(bos) is None or tokenizer.token_to_id(eos) is None:
+            return None
+        tokenizer.post_processor = processors.RobertaProcessing((eos, tokenizer.token_to_id(eos)),
+                                                               (bos, tokenizer.token_to_id(bos)), False, False)
+    _read[digest] = tokenizer
+    return tokenizer

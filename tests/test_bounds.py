@@ -288,7 +288,7 @@ def test_a_clip_tokenizer_from_vocab_and_merges_counts_as_transformers_does(tmp_
     from transformers import CLIPTokenizer
 
     from core.local_tokenizers import clip_vocab
-    from core.prompt_tokens import prompt_cut
+    from core.prompt_tokens import _counter, prompt_cut
 
     model = tmp_path / "model"
     folder = model / "tokenizer"
@@ -305,6 +305,9 @@ def test_a_clip_tokenizer_from_vocab_and_merges_counts_as_transformers_does(tmp_
     assert cut.tokens == len(run(prompt)["input_ids"]) and cut.limit == 12
     kept = run.decode(run(prompt, truncation=True, max_length=12)["input_ids"], skip_special_tokens=True)
     assert kept == "a blue circle , on a square background (" and cut.cut == "of 12 greys)"
+    # Another model with the same vocabulary (SDXL's base and refiner) shares the tokenizer read once.
+    shutil.copytree(model, tmp_path / "refiner")
+    assert _counter(str(tmp_path / "refiner"))[0] is _counter(str(model))[0]
     # A model that also has a T5 encoder reads the rest there: no notice.
     sd3 = tmp_path / "sd3"
     shutil.copytree(folder, sd3 / "tokenizer")
