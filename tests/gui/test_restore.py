@@ -176,7 +176,7 @@ def test_a_recipe_whose_models_are_missing_says_so_before_the_run(window, tmp_pa
     assert not window.generate() and not window.runner.busy and window.runs == []
     # The user adds the folder that holds the base: the line points at the library's file.
     base = in_library(tmp_path, "pipeline", "checkpoints/sd_xl_base_1.0.safetensors")
-    window.on_edited()
+    window.library_changed()  # what Models > Model Library does after a change
     assert f"but your model library has it: set the stage's model to {base}" in window.problems.text()
     # A Hub id that downloads on first use is no problem; offline it is.
     window.stage_list.list.setCurrentRow(0)
