@@ -335,11 +335,13 @@ def check_out(args) -> None:
         raise UsageError(f"--out: {problem}" if args.out is not None else problem)
 
 
-def validate_up_front(project: Project, named_by: str = "") -> None:
+def validate_up_front(project: Project, named_by: str = "", runs_here: bool = True) -> None:
     """validate() with what is known of each model without loading it (its multiple and the
-    size it was made for), so a size it cannot take is bad input, not a failed job; and a
-    model that is not here and cannot be downloaded (core.model_presence) is refused too,
-    with the line the window shows. `named_by`: the tool whose recipe the project is."""
+    size it was made for), so a size it cannot take is bad input, not a failed job; and,
+    for a job that `runs_here` (not on a Ray cluster, whose nodes have models of their
+    own), a model that is not here and cannot be downloaded (core.model_presence) is
+    refused too, with the line the window shows. `named_by`: the tool whose recipe the
+    project is."""
     from core.model_info import info_for
     from core.model_presence import absent_models
 
@@ -351,7 +353,8 @@ def validate_up_front(project: Project, named_by: str = "") -> None:
         problems: list[str] = []
     except ProjectError as exc:
         problems = list(exc.problems)
-    problems += absent_models(project, named_by)
+    if runs_here:
+        problems += absent_models(project, named_by)
     if problems:
         raise ProjectError(problems)
 
@@ -636,7 +639,7 @@ def sweep_main(args, interrupts: "Interrupts | None" = None) -> int:
 
     try:
         project = project_file.load(args.project).project
-        validate_up_front(project)  # the bounds generate and run check, for a sweep too
+        validate_up_front(project, runs_here=not args.ray)  # the bounds generate and run check, for a sweep too
         x = parse_axis(args.x, project)
         y = parse_axis(args.y, project) if args.y else None
         if y is not None and y.name == x.name:

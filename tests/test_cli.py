@@ -149,3 +149,19 @@ def test_bad_adapter_flags_exit_2_with_one_line(tiny_models, tmp_path, capsys):
     for extra, expected in cases:
         code, _, err = cli(capsys, *base, *extra)
         assert code == EXIT_USAGE and expected in err and err.count("\n") == 1, (extra, err)
+
+
+def test_a_sweep_checks_its_models_here_unless_ray_nodes_run_it(tmp_path, capsys):
+    import socket
+
+    p = Project(prompt="a cat", width=64, height=64, stages=[Stage("gone.safetensors", steps=2)])
+    path = project_file.save(tmp_path / "p.handoff", project_file.ProjectDocument(p))
+    code, _, stderr = cli(capsys, "sweep", path, "--x", "seed=1,2", "--out", tmp_path / "s")
+    assert code == EXIT_USAGE and "handoff: stage 1: model 'gone.safetensors' is not a file or folder here" in stderr
+    # On a cluster the nodes hold the models (paths that exist on every node): not asked here,
+    # so the next check (nothing listens at the address) is what refuses it.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, _, stderr = cli(capsys, "sweep", path, "--x", "seed=1,2", "--out", tmp_path / "s", "--ray", f"127.0.0.1:{port}")
+    assert code == EXIT_USAGE and "gone.safetensors" not in stderr and "cannot reach the Ray cluster" in stderr
