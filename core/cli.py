@@ -335,15 +335,28 @@ def check_out(args) -> None:
         raise UsageError(f"--out: {problem}" if args.out is not None else problem)
 
 
-def validate_up_front(project: Project) -> None:
+def validate_up_front(project: Project, named_by: str = "", runs_here: bool = True) -> None:
     """validate() with what is known of each model without loading it (its multiple and the
-    size it was made for), so a size it cannot take is bad input, not a failed job."""
+    size it was made for), so a size it cannot take is bad input, not a failed job; and,
+    for a job that `runs_here` (not on a Ray cluster, whose nodes have models of their
+    own), a model that is not here and cannot be downloaded (core.model_presence) is
+    refused too, with the line the window shows. `named_by`: the tool whose recipe the
+    project is."""
     from core.model_info import info_for
+    from core.model_presence import absent_models
 
     infos = {i: info_for(s.model) for i, s in enumerate(project.stages)}
     known = {i: info for i, info in infos.items() if info.family is not None}
-    validate(project, stage_multiples={i: info.multiple for i, info in known.items()},
-             stage_natives={i: info.native for i, info in known.items()})
+    try:
+        validate(project, stage_multiples={i: info.multiple for i, info in known.items()},
+                 stage_natives={i: info.native for i, info in known.items()})
+        problems: list[str] = []
+    except ProjectError as exc:
+        problems = list(exc.problems)
+    if runs_here:
+        problems += absent_models(project, named_by)
+    if problems:
+        raise ProjectError(problems)
 
 
 class Interrupts:
@@ -449,6 +462,7 @@ def _main(args, interrupts: "Interrupts") -> int:
     _quiet_libraries()
     from core.engine import OutputPlan
 
+    named_by = ""
     try:
         if args.command == "generate":
             project = project_from_args(args)
@@ -460,10 +474,11 @@ def _main(args, interrupts: "Interrupts") -> int:
             project = doc.project
             if doc.source is not None:
                 _say_import(doc.source)
+                named_by = doc.source.tool  # a recipe's model names are that tool's
             out = OutputPlan.in_dir(args.out, stem=args.project.stem)
             if args.vram_budget:
                 project.vram_budget = args.vram_budget
-        validate_up_front(project)
+        validate_up_front(project, named_by)
         from_stage = _from_stage(project, getattr(args, "from_stage", None))
     except (UsageError, ProjectError) as exc:
         print(f"handoff: {one_line(str(exc))}", file=sys.stderr)
@@ -624,7 +639,7 @@ def sweep_main(args, interrupts: "Interrupts | None" = None) -> int:
 
     try:
         project = project_file.load(args.project).project
-        validate_up_front(project)  # the bounds generate and run check, for a sweep too
+        validate_up_front(project, runs_here=not args.ray)  # the bounds generate and run check, for a sweep too
         x = parse_axis(args.x, project)
         y = parse_axis(args.y, project) if args.y else None
         if y is not None and y.name == x.name:

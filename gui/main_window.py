@@ -8,6 +8,7 @@ The window's jobs live in modules of their own, mixed in here: the layout
 document's state and what follows from it: the title, the project shown, its problems."""
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 
 from PySide6.QtCore import QTimer, Signal
@@ -24,6 +25,7 @@ from core.events import (
 )
 from core.model_info import chain_problems, info_for
 from core.model_library import ModelLibrary
+from core.model_presence import absent_models
 from core.project import MAX_SEED, Project, validate
 from gui import init_size
 from gui.images import image_size
@@ -59,6 +61,7 @@ class MainWindow(LayoutMixin, MenusMixin, FilesMixin, RunControlMixin, QMainWind
     def _setup(self) -> None:
         self.library = ModelLibrary.load()
         self.models_dialog = None  # gui.models_dialog.ModelsDialog, while shown
+        self.named_by = ""  # the tool whose model names the project's are (load_project)
         self.document = Document()
         self.history = ProjectHistory(lambda: self.document.project, self._restore_snapshot, self)
         self._autosave_dirty = False
@@ -84,6 +87,8 @@ class MainWindow(LayoutMixin, MenusMixin, FilesMixin, RunControlMixin, QMainWind
         self._build_menus()
         self.tuning = Tuning(self)  # re-run from a stage, the job queue, sweeps (gui/tuning.py)
         window_state.restore(self, self.settings, self.splitters)
+        # A stage chosen in the list: its prompt's fit (every edit refreshes it in _validate).
+        self.stage_list.list.currentRowChanged.connect(lambda _row: self.stage_list.editor.show_prompt_fit(self.project))
         self.runner.event.connect(self.on_event)
         self.runner.torch_ready.connect(self._on_torch_ready)
         self.runner.torch_failed.connect(self._on_torch_failed)
@@ -148,8 +153,11 @@ class MainWindow(LayoutMixin, MenusMixin, FilesMixin, RunControlMixin, QMainWind
             self._autosave_dirty = True
         self._update_title()
 
-    def load_project(self, project: Project, path: Path | None, runs: list[Run]) -> None:
-        """Make a project (new, opened or recovered) the document; every widget shows it."""
+    def load_project(self, project: Project, path: Path | None, runs: list[Run], named_by: str = "") -> None:
+        """Make a project (new, opened or recovered) the document; every widget shows it.
+        `named_by`: the tool whose recipe it is ("ComfyUI"), when its model names are that
+        tool's, so a model that is not here is shown as that tool named it."""
+        self.named_by = named_by
         self.document.replace(project, path, runs)
         self.history.reset()  # another project: the last one's edits are not undone into it
 
@@ -225,7 +233,7 @@ class MainWindow(LayoutMixin, MenusMixin, FilesMixin, RunControlMixin, QMainWind
             problems = []
         except ProjectError as exc:
             problems = list(exc.problems)
-        return problems + self.position_problems()
+        return problems + self.position_problems() + absent_models(self.project, self.named_by)
 
     def position_problems(self) -> list[str]:
         """Models that cannot take their place in the chain (a refiner-only model first, a
@@ -237,6 +245,11 @@ class MainWindow(LayoutMixin, MenusMixin, FilesMixin, RunControlMixin, QMainWind
         self.problems.setText("\n".join(f"• {p}" for p in problems))
         self.problems.setVisible(bool(problems))
         self.generate_button.setEnabled(not problems)  # while a job runs, Generate queues
+        # Rich text, so Qt wraps the long lines (a missing model's says where to get it).
+        self.generate_button.setToolTip("<b>The job cannot start:</b>" + "".join(f"<br>• {escape(p, quote=False)}"
+                                                                                  for p in problems)
+                                        if problems else "Run the chain (Ctrl+Return)")
+        self.stage_list.editor.show_prompt_fit(self.project)
         return problems
 
     def on_edited(self) -> None:

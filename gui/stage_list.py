@@ -17,6 +17,7 @@ from core.project import HANDOFFS, MAX_SIDE, MAX_UPSCALE, QUANTIZE, Project, Sta
 from core.model_info import info_for, position_problem, same_family
 from core.model_library import upscalers
 from core.planning import chain_position
+from core.prompt_tokens import stage_cuts
 from gui.adapter_editor import AdapterEditor
 from gui.collapsible import Section
 from gui.prompt_editor import StagePromptFields
@@ -158,6 +159,12 @@ class StageEditor(QGroupBox):
         self.position_note.setWordWrap(True)
         self.position_note.setStyleSheet("color: #b00020;")
         self.position_note.hide()
+        # The words of the stage's prompt its text encoder cuts (core.prompt_tokens.stage_cuts).
+        self.prompt_fit = QLabel()
+        self.prompt_fit.setObjectName("prompt_fit")
+        self.prompt_fit.setWordWrap(True)
+        self.prompt_fit.setStyleSheet("color: #a05a00;")
+        self.prompt_fit.hide()
         self.steps = QSpinBox()
         self.steps.setRange(1, 500)
         self.guidance = QDoubleSpinBox()
@@ -237,6 +244,7 @@ class StageEditor(QGroupBox):
         basics.addRow("Name", self.name)
         basics.addRow("Model", model_row)
         basics.addRow("", self.position_note)
+        basics.addRow("", self.prompt_fit)
         basics.addRow("Steps", self.steps)
         basics.addRow("Guidance", self.guidance)
         basics.addRow("Seed", seed_row)
@@ -459,6 +467,16 @@ class StageEditor(QGroupBox):
         self.prompts_section.set_summary(", ".join(own) if own else "the project's")
         n = len(s.loras) + len(s.ip_adapters) + (s.controlnet is not None)
         self.adapters_section.set_summary(f"{n} set" if n else "none")
+
+    def show_prompt_fit(self, project: Project | None) -> None:
+        """Say which words of the stage's effective prompt (the project's or its own, plus
+        its detail terms) its model's text encoder cuts; hidden when they all fit."""
+        s = self._stage
+        cuts = stage_cuts(project, s) if project is not None and s is not None and s.enabled else []
+        self.prompt_fit.setText("\n".join(c.notice() for c in cuts))
+        self.prompt_fit.setToolTip("Words past the text encoder's limit do nothing: shorten the prompt, or put "
+                                   "what matters first" if cuts else "")
+        self.prompt_fit.setVisible(bool(cuts))
 
     def position(self) -> str:
         """'base' when this stage starts the chain, 'refine' when it refines an image."""

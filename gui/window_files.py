@@ -219,7 +219,7 @@ class FilesMixin:
             # replacement, and the saved project is never the target of the next Ctrl+S.
             if answer != "restore" or not self.maybe_discard():
                 return "cancelled"
-            self.restore_recipe(imported.project)
+            self.restore_recipe(imported.project, imported.tool)
             for line in imported.summary(limit=100).splitlines():
                 self.log_line(f"{path.name}: {line}")
             return "recipe"
@@ -246,12 +246,13 @@ class FilesMixin:
         return (f"{head}{details}\n\nRestore recipe: open it as a new, untitled project; {here} stays as it is."
                 f"\nUse as init image: {here} refines this picture.")
 
-    def restore_recipe(self, recipe: Project) -> None:
+    def restore_recipe(self, recipe: Project, tool: str = "") -> None:
         """A recipe from elsewhere as a new, untitled document: no path (Save asks where),
-        no runs, and no undo back into the project it replaced."""
+        no runs, and no undo back into the project it replaced. `tool`: the one that wrote
+        it, whose model names a missing model is shown with."""
         if recipe.init_image and not Path(recipe.init_image).is_file():
             recipe.init_image = None
-        self.load_project(recipe, None, [])
+        self.load_project(recipe, None, [], named_by=tool)
         self.statusBar().showMessage("Recipe restored as a new, untitled project", 5000)
 
     def set_init_image(self, path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import struct
 import zipfile
 import zlib
@@ -250,3 +251,80 @@ def test_token_limits_follow_the_pipeline():
     assert token_limit(Pipe(), CLIPTokenizerFast()) == 77
     assert token_limit(Pipe(), T5TokenizerFast()) == 256
     assert token_limit(object(), T5TokenizerFast()) is None
+
+
+LONG = ("a red circle on a blue background with a small green star and a big yellow square "
+        "on a striped gradient")
+
+
+def test_a_prompt_is_counted_before_the_run_as_the_runs_tokenizer_cuts_it():
+    from transformers import CLIPTokenizer
+
+    from core import demo as demo_models
+    from core.defaults import default_project
+    from core.prompt_tokens import prompt_cut, stage_cuts
+
+    # The demo refiner's CLIP reads 16 tokens: what the run's own tokenizer keeps, and the rest.
+    run = CLIPTokenizer.from_pretrained(str(demo_models.DEMO_DIR / "demo-refiner" / "tokenizer_2"))
+    kept = run.decode(run(LONG, truncation=True, max_length=16)["input_ids"], skip_special_tokens=True)
+    cut = prompt_cut(demo_models.REFINER, "prompt", LONG)
+    assert (cut.tokens, cut.limit, cut.encoder) == (len(run(LONG)["input_ids"]), 16, "CLIP")
+    assert f"{kept} {cut.cut}" == LONG and cut.cut.startswith("big yellow square")
+    assert cut.notice() == "prompt is 23 tokens; CLIP reads 16: “big yellow square on a striped gradient” are cut"
+    assert prompt_cut(demo_models.REFINER, "prompt", "a red circle") is None
+    # A stage's effective prompt: the project's plus its detail terms, which a refiner's
+    # short window cuts first.
+    project = default_project()
+    project.prompt = "a big red circle on a dark blue background with a green star"  # 13 tokens
+    base, refiner = project.stages
+    assert stage_cuts(project, base) == []
+    (refined,) = stage_cuts(project, refiner)
+    assert refined.what == "prompt" and refined.cut == "sharp detailed texture"
+    project.negative_prompt = LONG
+    assert [c.what for c in stage_cuts(project, base)] == ["negative prompt"]
+
+
+def test_a_clip_tokenizer_from_vocab_and_merges_counts_as_transformers_does(tmp_path):
+    from transformers import CLIPTokenizer
+
+    from core.local_tokenizers import clip_vocab
+    from core.prompt_tokens import _counter, prompt_cut
+
+    model = tmp_path / "model"
+    folder = model / "tokenizer"
+    folder.mkdir(parents=True)
+    vocab, merges = clip_vocab(["circle", "square", "background", "blue"])
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 12, "tokenizer_class": "CLIPTokenizer"}))
+    (model / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline",
+                                                        "tokenizer": ["transformers", "CLIPTokenizer"]}))
+    prompt = "A blue  circle, on a square background (of 12 greys)"
+    run = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=12)
+    cut = prompt_cut(str(model), "prompt", prompt)
+    assert cut.tokens == len(run(prompt)["input_ids"]) and cut.limit == 12
+    kept = run.decode(run(prompt, truncation=True, max_length=12)["input_ids"], skip_special_tokens=True)
+    assert kept == "a blue circle , on a square background (" and cut.cut == "of 12 greys)"
+    # Another model with the same vocabulary (SDXL's base and refiner) shares the tokenizer read once.
+    shutil.copytree(model, tmp_path / "refiner")
+    assert _counter(str(tmp_path / "refiner"))[0] is _counter(str(model))[0]
+    # A model that also has a T5 encoder reads the rest there: no notice.
+    sd3 = tmp_path / "sd3"
+    shutil.copytree(folder, sd3 / "tokenizer")
+    (sd3 / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusion3Pipeline",
+                                                      "tokenizer": ["transformers", "CLIPTokenizer"],
+                                                      "tokenizer_3": ["transformers", "T5TokenizerFast"]}))
+    assert prompt_cut(str(sd3), "prompt", prompt) is None
+
+
+def test_counting_a_prompt_before_the_run_imports_neither_torch_nor_transformers():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom core.prompt_tokens import prompt_cut\n"
+            f"assert prompt_cut('builtin:demo-refiner', 'prompt', {LONG!r}) is not None\n"
+            "heavy = [m for m in ('torch', 'transformers', 'diffusers') if m in sys.modules]\n"
+            "print(heavy); sys.exit(1 if heavy else 0)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

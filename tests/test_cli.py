@@ -72,7 +72,8 @@ def test_bad_input_exits_nonzero_with_one_line(tiny_models, tmp_path, capsys, mo
         (["--model", sd, "--init-image", img, "--strength", "1.5"], EXIT_USAGE, "strength 1.5 is outside (0, 1]"),
         (["--model", sd, "--init-image", tmp_path / "broken.png"], EXIT_USAGE, "cannot be read as an image"),
         (["--model", sd, "--init-image", tmp_path / "absent.png"], EXIT_USAGE, "init image not found"),
-        (["--model", tmp_path / "no-such-model", "--size", "32x32"], EXIT_FAILED, "model not found"),
+        (["--model", tmp_path / "no-such-model", "--size", "32x32"], EXIT_USAGE,
+         f"stage 1: model '{tmp_path / 'no-such-model'}' is not a file or folder here"),
         (["--model", sd, "--size", "33x32"], EXIT_USAGE, "not a multiple of 8"),
         (["--model", sd, "--size", "big"], EXIT_USAGE, "not WIDTHxHEIGHT"),
     ]
@@ -84,7 +85,24 @@ def test_bad_input_exits_nonzero_with_one_line(tiny_models, tmp_path, capsys, mo
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code, _, stderr = cli(capsys, "generate", "a cat", "--model", "someone/uncached-model", "--size", "32x32",
                           "--out", tmp_path / "o.png")
-    assert code == EXIT_FAILED and "offline mode is on" in stderr and "someone/uncached-model" in stderr
+    # Refused before torch loads, with the window's line.
+    assert code == EXIT_USAGE and stderr.strip() == ("handoff: stage 1: someone/uncached-model is not in the local "
+                                                     "Hugging Face cache and offline mode is on (HF_HUB_OFFLINE=1): go "
+                                                     "online once to download it, or choose a local folder")
+
+
+def test_a_recipe_whose_models_are_missing_is_refused_with_the_names_its_tool_wrote(tmp_path, capsys):
+    from tests.interop_helpers import png_with, sample
+
+    png = png_with(tmp_path / "ComfyUI_00001_.png", {"prompt": sample("comfyui/default_graph_sdxl1_0.json")})
+    code, _, stderr = cli(capsys, "run", png, "--out", tmp_path / "outs")
+    last = stderr.strip().splitlines()[-1]
+    assert code == EXIT_USAGE and not list(tmp_path.glob("outs/*.png"))
+    assert last.startswith("handoff: stage 1: model 'sd_xl_base_1.0.safetensors' (as ComfyUI named it) is not a file "
+                           "or folder here, in your model library or in the Hugging Face cache: add the folder that "
+                           "holds sd_xl_base_1.0.safetensors with Models > Model Library, or set the stage's model to "
+                           "stabilityai/stable-diffusion-xl-base-1.0 to download it; stage 2: model "
+                           "'sd_xl_refiner_1.0.safetensors' (as ComfyUI named it)"), last
 
 
 def test_entry_point_exit_code():
@@ -131,3 +149,19 @@ def test_bad_adapter_flags_exit_2_with_one_line(tiny_models, tmp_path, capsys):
     for extra, expected in cases:
         code, _, err = cli(capsys, *base, *extra)
         assert code == EXIT_USAGE and expected in err and err.count("\n") == 1, (extra, err)
+
+
+def test_a_sweep_checks_its_models_here_unless_ray_nodes_run_it(tmp_path, capsys):
+    import socket
+
+    p = Project(prompt="a cat", width=64, height=64, stages=[Stage("gone.safetensors", steps=2)])
+    path = project_file.save(tmp_path / "p.handoff", project_file.ProjectDocument(p))
+    code, _, stderr = cli(capsys, "sweep", path, "--x", "seed=1,2", "--out", tmp_path / "s")
+    assert code == EXIT_USAGE and "handoff: stage 1: model 'gone.safetensors' is not a file or folder here" in stderr
+    # On a cluster the nodes hold the models (paths that exist on every node): not asked here,
+    # so the next check (nothing listens at the address) is what refuses it.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, _, stderr = cli(capsys, "sweep", path, "--x", "seed=1,2", "--out", tmp_path / "s", "--ray", f"127.0.0.1:{port}")
+    assert code == EXIT_USAGE and "gone.safetensors" not in stderr and "cannot reach the Ray cluster" in stderr

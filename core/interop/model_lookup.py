@@ -234,9 +234,7 @@ class ModelLookup:
         return next((c for c in self.candidates() if wanted in {normalized(n) for n in c.names}), None)
 
     def _well_known(self, name: str, where: str, notes: list[str]) -> Candidate | None:
-        base = PureWindowsPath(name).name
-        stem = normalized(Path(base).stem if base.lower().endswith(".safetensors") else base)
-        hub_id = next((h for h, known in WELL_KNOWN.items() if stem in known.names()), None) if stem else None
+        hub_id = well_known_hub(name)
         if hub_id is None:
             return None
         hit = next((c for c in self.candidates() if c.ref == hub_id and c.file is None and "cached" in c.names), None)
@@ -275,6 +273,14 @@ class ModelLookup:
         if path not in self._legacy:
             self._legacy[path] = legacy_hash(path)
         return self._legacy[path]
+
+
+def well_known_hub(name: str) -> str | None:
+    """The Hub model a well-known single-file name is ('sd_xl_base_1.0.safetensors', in a
+    subfolder or not, is stabilityai/stable-diffusion-xl-base-1.0); None for other names."""
+    base = PureWindowsPath(name or "").name
+    stem = normalized(Path(base).stem if base.lower().endswith(".safetensors") else base)
+    return next((h for h, known in WELL_KNOWN.items() if stem in known.names()), None) if stem else None
 
 
 def _is_local(name: str) -> bool:

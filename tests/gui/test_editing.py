@@ -208,3 +208,31 @@ def test_upscale_shows_for_refine_stages_and_sets_the_output_size(window):
     ed.handoff.setCurrentIndex(ed.handoff.findData("ensemble"))
     assert not ed.upscale.isVisibleTo(window)
     assert stage.upscale == 1.0 and not window.problems_now()  # an ensemble keeps the size
+
+
+def test_a_prompt_the_text_encoder_cuts_is_noticed_on_the_stage_before_the_run(window):
+    editor = window.stage_list.editor
+    window.stage_list.list.setCurrentRow(1)  # the refiner: the project prompt plus its detail terms
+    assert not editor.prompt_fit.isVisible()
+    # 13 tokens of prompt: the base reads them all; the refiner's detail terms fall past its 16.
+    window.prompt_editor.prompt.setPlainText("a big red circle on a dark blue background with a green star")
+    assert editor.prompt_fit.isVisible()
+    assert editor.prompt_fit.text() == "prompt is 19 tokens; CLIP reads 16: “sharp detailed texture” are cut"
+    window.stage_list.list.setCurrentRow(0)
+    assert not editor.prompt_fit.isVisible()
+    # The stage's own prompt counts instead of the project's.
+    window.stage_list.list.setCurrentRow(1)
+    editor.prompts.override.setText("a red circle")
+    editor.prompts.override.textEdited.emit("a red circle")
+    assert not editor.prompt_fit.isVisible()
+    editor.prompts.override.clear()
+    editor.prompts.override.textEdited.emit("")
+    assert "“sharp detailed texture” are cut" in editor.prompt_fit.text()
+    # A disabled stage does not run: nothing to say. Nor once the prompt is short again.
+    window.stage_list.set_enabled(1, False)
+    assert not editor.prompt_fit.isVisible()
+    window.stage_list.set_enabled(1, True)
+    assert editor.prompt_fit.isVisible()
+    window.prompt_editor.prompt.setPlainText("a red circle")
+    assert not editor.prompt_fit.isVisible()
+    assert window.generate_button.isEnabled()  # a notice, not a problem: the job still runs

@@ -9,11 +9,12 @@ from PIL import Image
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
+from core import demo
 from core.defaults import default_project
 from core.document import read_project
 from core.metadata import save_png
 from gui.window_files import RESTORE_CHOICES
-from tests.interop_helpers import png_with, sample
+from tests.interop_helpers import in_library, png_with, sample
 from tests.tiny_adapters import save_lora
 
 A1111_PROMPT = "Astronaut in a jungle, cold color palette, muted colors, detailed, 8k"
@@ -148,3 +149,59 @@ def test_choose_gives_the_key_of_the_button_clicked_and_cancel_on_escape(window,
     assert answer_with(lambda box: box.answers[0][0].click()) == "restore"
     assert answer_with(lambda box: qtbot.keyClick(box, Qt.Key_Escape)) == "cancel"
     assert answer_with(lambda box: box.close()) == "cancel"
+
+
+def comfyui_sdxl_png(folder: Path) -> Path:
+    """A ComfyUI PNG whose graph loads sd_xl_base_1.0 and sd_xl_refiner_1.0 by file name."""
+    return png_with(folder / "ComfyUI_00001_.png", {"prompt": sample("comfyui/default_graph_sdxl1_0.json")},
+                    size=(64, 64))
+
+
+def test_a_recipe_whose_models_are_missing_says_so_before_the_run(window, tmp_path, answers, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert window.open_path(comfyui_sdxl_png(tmp_path)) == "recipe"
+    assert [s.model for s in window.project.stages] == ["sd_xl_base_1.0.safetensors", "sd_xl_refiner_1.0.safetensors"]
+    # Before any run: the problems area names each model as ComfyUI did, and where to get it.
+    shown = window.problems.text()
+    assert window.problems.isVisible()
+    assert ("• stage 1: model 'sd_xl_base_1.0.safetensors' (as ComfyUI named it) is not a file or folder here, in "
+            "your model library or in the Hugging Face cache: add the folder that holds sd_xl_base_1.0.safetensors "
+            "with Models > Model Library, or set the stage's model to stabilityai/stable-diffusion-xl-base-1.0 to "
+            "download it") in shown
+    assert "stage 2: model 'sd_xl_refiner_1.0.safetensors' (as ComfyUI named it)" in shown
+    # Generate is off, and says why.
+    assert not window.generate_button.isEnabled()
+    tip = window.generate_button.toolTip()
+    assert "The job cannot start" in tip and "'sd_xl_base_1.0.safetensors' (as ComfyUI named it)" in tip
+    assert not window.generate() and not window.runner.busy and window.runs == []
+    # The user adds the folder that holds the base: the line points at the library's file.
+    base = in_library(tmp_path, "pipeline", "checkpoints/sd_xl_base_1.0.safetensors")
+    window.library_changed()  # what Models > Model Library does after a change
+    assert f"but your model library has it: set the stage's model to {base}" in window.problems.text()
+    # A Hub id that downloads on first use is no problem; offline it is.
+    window.stage_list.list.setCurrentRow(0)
+    window.stage_list.editor.model._commit("stabilityai/stable-diffusion-xl-base-1.0")
+    window.stage_list.list.setCurrentRow(1)
+    window.stage_list.editor.model._commit(demo.REFINER)
+    assert "stage 1" not in window.problems.text() and "stage 2: model" not in window.problems.text()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    window.on_edited()
+    assert ("stage 1: stabilityai/stable-diffusion-xl-base-1.0 is not in the local Hugging Face cache and offline "
+            "mode is on") in window.problems.text()
+    assert not window.generate_button.isEnabled()
+    # Models that are here (at their size): nothing said, Generate is back.
+    window.stage_list.list.setCurrentRow(0)
+    window.stage_list.editor.model._commit(demo.BASE)
+    window.resolution.set_size(64, 64)
+    assert not window.problems.isVisible() and window.generate_button.isEnabled()
+    assert "cannot start" not in window.generate_button.toolTip()
+
+
+def test_an_opened_project_names_its_missing_models_as_they_are_written(window, tmp_path, answers):
+    assert window.open_path(comfyui_sdxl_png(tmp_path)) == "recipe"
+    answers.save_path = tmp_path / "cat.handoff"
+    assert window.save()
+    window.load_project(default_project(), None, [])
+    assert window.open_path(answers.save_path) == "project"
+    assert "stage 1: model 'sd_xl_base_1.0.safetensors' is not a file or folder here" in window.problems.text()
+    assert not window.generate_button.isEnabled()

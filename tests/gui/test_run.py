@@ -119,13 +119,16 @@ def test_cancel_stops_the_job(window, qtbot, fast):
 def test_engine_failure_is_shown_and_the_window_stays_usable(window, qtbot, fast, tmp_path):
     fast(window)
     window.stage_list.list.setCurrentRow(0)
-    window.stage_list.editor.model._commit(str(tmp_path / "no-such-model.safetensors"))
-    assert window.project.stages[0].model.endswith("no-such-model.safetensors")
+    # A file that is there but is no checkpoint: nothing tells before the engine reads it.
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a safetensors file")
+    window.stage_list.editor.model._commit(str(broken))
+    assert window.project.stages[0].model.endswith("broken.safetensors") and window.generate_button.isEnabled()
     with qtbot.waitSignal(window.jobEnded, timeout=JOB_TIMEOUT_MS) as blocker:
         window.generate()
     ev = blocker.args[0]
     assert isinstance(ev, JobFailed)
-    assert window.banner.isVisible() and "not found" in window.banner.text.text()
+    assert window.banner.isVisible() and "broken.safetensors" in window.banner.text.text()
     assert "failed" in window.statusBar().currentMessage()
     # Fix the model and run again: the window recovered.
     window.stage_list.editor.model._commit("builtin:demo-base")
