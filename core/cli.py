@@ -468,6 +468,7 @@ def _main(args, interrupts: "Interrupts") -> int:
     except (UsageError, ProjectError) as exc:
         print(f"handoff: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
+    _say_advice(project)
     return run_project(project, out, from_stage, interrupts)
 
 
@@ -509,7 +510,17 @@ def inspect_file(path: Path) -> int:
         _say_import(doc.source)
     else:
         print("handoff: a Handoff project: everything restored", file=sys.stderr)
+    _say_advice(doc.project)
     return 0
+
+
+def _say_advice(project: Project) -> None:
+    """What the window says beside its widgets (the strength warning, a far init-image
+    size), as notes: advice, so the job still runs."""
+    from core.advice import notes
+
+    for line in notes(project):
+        print(f"handoff: note: {line}", file=sys.stderr)
 
 
 def export_project(path: Path, comfyui_out: Path, fmt: str = "ui") -> int:

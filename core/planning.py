@@ -19,6 +19,7 @@ from core.families import Family
 from core.models import ResolvedModel
 from core.project import Project, Stage, stage_sizes
 from core.ran import StageRan
+from core.strength import effective_steps
 from core.upscale_stage import UPSCALE, check_refine_upscaler, plan_upscale
 from core.upscalers import refine_overlap, tile_starts
 
@@ -118,7 +119,7 @@ class StagePlan:
             return self.steps - (self.split if self.split is not None else self.steps)
         if self.handoff == "ensemble":
             return max(0, round(self.steps * (1 - self.stage.switch_at)))
-        return max(1, int(self.steps * self.strength)) * self.tile_count()
+        return max(1, effective_steps(self.steps, self.strength)) * self.tile_count()
 
 
 def plan(project: Project, resolved: list[ResolvedModel], vae_fingerprint: VaeFingerprint) -> list[StagePlan]:

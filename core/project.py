@@ -15,6 +15,7 @@ from typing import Any
 
 from core import checked
 from core.errors import ProjectError, ReadError
+from core.strength import effective_steps, steps_needed
 
 SCHEMA_VERSION = 2  # 2: stages carry adapters (loras, controlnet, ip_adapters)
 
@@ -343,8 +344,8 @@ def validate(project: Project, size_multiple: int = 8, stage_multiples: dict[int
                 problems.append(f"{where}: switch point {stage.switch_at} is outside (0, 1]")
         elif not 0 < stage.strength <= 1:
             problems.append(f"{where}: strength {stage.strength} is outside (0, 1]")
-        elif 1 <= stage.steps <= MAX_STEPS and int(stage.steps * stage.strength) < 1:
-            need = math.ceil(1 / stage.strength)
+        elif 1 <= stage.steps <= MAX_STEPS and effective_steps(stage.steps, stage.strength) < 1:
+            need = steps_needed(stage.strength)
             problems.append(
                 f"{where}: {stage.steps} steps at strength {stage.strength} run no denoising step "
                 f"(steps x strength < 1); use at least {need} steps"

@@ -233,3 +233,16 @@ def test_compare_view_save_copy_zoom_and_modes(window, tmp_path):
     assert cv.save_shown(str(out)) and QImage(str(out)).pixelColor(0, 0).name() == "#00ff00"
     cv.copy_shown()
     assert QGuiApplication.clipboard().image().size().toTuple() == run.stages[1].image.size
+
+
+def test_the_command_line_notes_the_init_size_the_window_warns_of(window, tmp_path, capsys):
+    """core.init_size speaks for both: `inspect` notes what the window's init-size row says."""
+    from core import project_file
+    from core.cli import main
+
+    window.set_init_image(make_png(tmp_path / "photo.png", (200, 150)))
+    assert window.init_size_note.isVisibleTo(window) and window.snap_init.text() == "Use 72×56"
+    path = project_file.save(tmp_path / "p.handoff", project_file.ProjectDocument(window.project.copy()))
+    assert main(["inspect", str(path)]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("handoff: note:")]
+    assert notes == [f"handoff: note: {window.init_size_note.text()} (the same shape at that area: 72x56)"]
