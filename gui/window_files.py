@@ -255,12 +255,10 @@ class FilesMixin:
         self.statusBar().showMessage("Recipe restored as a new, untitled project", 5000)
 
     def set_init_image(self, path: Path) -> None:
-        """Make `path` the init image: a refine-only job, whose first stage refines it."""
+        """Make `path` the init image: a refine-only job, whose first stage refines it (as
+        pixels, whatever handoff that stage holds: core.planning decides, and the recipe
+        keeps the stage as it was, for when the init image goes again)."""
         self.project.init_image = str(Path(path).resolve())
-        enabled = self.project.enabled_stages()
-        if enabled and enabled[0][1].handoff in ("latent", "ensemble"):
-            # An init image arrives as pixels; a latent or ensemble first stage cannot take it.
-            enabled[0][1].handoff = "pixel"
         self.stage_list.refresh()
         self._refresh_derived()
         self.match_init_size()
