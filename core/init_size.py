@@ -21,7 +21,7 @@ def snapped(width: int, height: int, native: int, multiple: int) -> tuple[int, i
             max(multiple, round(height * scale / multiple) * multiple))
 
 
-def advice(width: int, height: int, native: int, multiple: int) -> tuple[int, int] | None:
+def size_to_snap(width: int, height: int, native: int, multiple: int) -> tuple[int, int] | None:
     """The size to snap to, when width×height is far from native² (None: it is fine)."""
     ratio = width * height / float(native * native)
     if 1 / FAR <= ratio <= FAR:
@@ -50,5 +50,5 @@ def for_project(project: "Project") -> InitSizeAdvice | None:
     if not project.init_image or not enabled:
         return None
     info = info_for(enabled[0][1].model)
-    good = advice(project.width, project.height, info.native, info.multiple)
+    good = size_to_snap(project.width, project.height, info.native, info.multiple)
     return None if good is None else InitSizeAdvice((project.width, project.height), info.native, good)

@@ -33,9 +33,9 @@ def test_effective_steps_is_diffusers_cut_and_validation_says_the_steps_needed()
 
 
 def test_init_size_snaps_a_far_size_to_the_native_area_keeping_its_shape():
-    assert init_size.advice(1000, 1000, 1024, 8) is None  # near enough
-    assert init_size.advice(200, 150, 1024, 8) == init_size.snapped(200, 150, 1024, 8) == (1184, 888)
-    assert init_size.advice(4000, 3000, 512, 64) == (576, 448)
+    assert init_size.size_to_snap(1000, 1000, 1024, 8) is None  # near enough
+    assert init_size.size_to_snap(200, 150, 1024, 8) == init_size.snapped(200, 150, 1024, 8) == (1184, 888)
+    assert init_size.size_to_snap(4000, 3000, 512, 64) == (576, 448)
     assert init_size.snapped(10, 10000, 64, 8) == (8, 2024)  # never below one multiple
 
 
