@@ -220,7 +220,7 @@ class FilesMixin:
             self.log_line(f"{path.name}: {line}")
         return "recipe"
 
-    def _restore_question(self, path: Path, imported, image: bool = True) -> str:
+    def _restore_question(self, path: Path, imported, image: bool) -> str:
         recipe = imported.project
         head = (f"{path.name} carries the recipe it was made with, by {imported.tool} "
                 f"({len(recipe.stages)} stage(s), “{recipe.prompt[:60]}”).")
