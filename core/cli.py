@@ -468,9 +468,9 @@ def _main(args, interrupts: "Interrupts") -> int:
             project = project_from_args(args)
             out = OutputPlan.to_file(args.out)
         else:
-            from core import project_file
+            from core.opening import read_document
 
-            doc = project_file.load(args.project)
+            doc = read_document(args.project)
             project = doc.project
             if doc.source is not None:
                 _say_import(doc.source)
@@ -483,6 +483,7 @@ def _main(args, interrupts: "Interrupts") -> int:
     except (UsageError, ProjectError) as exc:
         print(f"handoff: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
+    _say_advice(project)
     return run_project(project, out, from_stage, interrupts)
 
 
@@ -498,10 +499,10 @@ def _from_stage(project: Project, number: int | None) -> int | None:
 
 def _read(path: Path):
     """The project document a file restores, or a one-line reason it cannot be read."""
-    from core import project_file
+    from core.opening import read_document
 
     try:
-        return project_file.load(path), None
+        return read_document(path), None
     except ProjectError as exc:  # load raises ReadError, one line naming the file, and nothing else
         return None, str(exc)
 
@@ -524,7 +525,17 @@ def inspect_file(path: Path) -> int:
         _say_import(doc.source)
     else:
         print("handoff: a Handoff project: everything restored", file=sys.stderr)
+    _say_advice(doc.project)
     return 0
+
+
+def _say_advice(project: Project) -> None:
+    """What the window says beside its widgets (the strength warning, a far init-image
+    size), as notes: advice, so the job still runs."""
+    from core.advice import notes
+
+    for line in notes(project):
+        print(f"handoff: note: {line}", file=sys.stderr)
 
 
 def export_project(path: Path, comfyui_out: Path, fmt: str = "ui") -> int:
@@ -634,11 +645,11 @@ class _Progress:
 
 
 def sweep_main(args, interrupts: "Interrupts | None" = None) -> int:
-    from core import project_file
+    from core.opening import read_document
     from core.sweep import cells, check_cell_count, parse_axis
 
     try:
-        project = project_file.load(args.project).project
+        project = read_document(args.project).project
         validate_up_front(project, runs_here=not args.ray)  # the bounds generate and run check, for a sweep too
         x = parse_axis(args.x, project)
         y = parse_axis(args.y, project) if args.y else None
@@ -734,11 +745,11 @@ def _connect(address: str) -> None:
 
 
 def batch_main(args, interrupts: "Interrupts | None" = None) -> int:
-    from core import project_file
+    from core.opening import read_document
     from core.cluster import batch_jobs, check_batch, describe, progress_bar, run_batch_locally, run_cells
 
     try:
-        base = project_file.load(args.project).project if args.project else None
+        base = read_document(args.project).project if args.project else None
         batch = check_batch(args.jobs, base)
         if batch.problems:
             _say_problems(batch.problems, args.keep_going, len(batch.jobs))

@@ -31,6 +31,31 @@ def image_size(source: Path | bytes, what: str) -> tuple[int, int]:
     return _open(source, what, load=False)[0]
 
 
+def header_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from the header alone, however many pixels that makes (None when no
+    image format reads it): what a file is, told before any limit applies, so a refusal
+    can name the size. PIL's own open refuses past its bomb limit without saying it."""
+    from PIL import Image
+
+    Image.init()
+    try:
+        with open(path, "rb") as fp:
+            prefix = fp.read(16)
+            for fmt in Image.ID:  # Image.open's own order, without its bomb check
+                factory, accept = Image.OPEN[fmt]
+                said = accept(prefix) if accept else True
+                if not said or isinstance(said, str):  # a str: a warning, not a match
+                    continue
+                fp.seek(0)
+                try:
+                    return tuple(factory(fp, str(path)).size)
+                except Exception:  # this plugin cannot read it after all (as Image.open goes on)
+                    continue
+    except OSError:
+        return None
+    return None
+
+
 def read_image(source: Path | bytes, what: str):
     """The image as RGB, decoded only after its header's size was checked."""
     return _open(source, what, load=True)[1].convert("RGB")

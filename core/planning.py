@@ -19,6 +19,7 @@ from core.families import Family
 from core.models import ResolvedModel
 from core.project import Project, Stage, stage_sizes
 from core.ran import StageRan
+from core.strength import effective_steps
 from core.upscale_stage import UPSCALE, check_refine_upscaler, plan_upscale
 from core.upscalers import refine_overlap, tile_starts
 
@@ -96,9 +97,11 @@ class StagePlan:
         return "generate" if self.handoff == "generate" or via_generate else "refine"
 
     def ran(self) -> StageRan:
-        """This stage's record of what runs, for the files that describe the job (the
-        first stage's handoff is not the user's to ask: it is recorded as what runs)."""
-        asked = self.stage.handoff if self.position > 0 else self.handoff
+        """This stage's record of what runs, for the files that describe the job. A first
+        stage that generates (or upscales) asks for nothing: it is recorded as what runs;
+        one that refines an init image keeps its setting as the ask (a latent or ensemble
+        one ran as pixels, and says why)."""
+        asked = self.stage.handoff if self.position > 0 or self.handoff == "pixel" else self.handoff
         return StageRan(self.index, asked, self.handoff, self.strength, self.note)
 
     def runs_no_step(self) -> bool:
@@ -118,7 +121,7 @@ class StagePlan:
             return self.steps - (self.split if self.split is not None else self.steps)
         if self.handoff == "ensemble":
             return max(0, round(self.steps * (1 - self.stage.switch_at)))
-        return max(1, int(self.steps * self.strength)) * self.tile_count()
+        return max(1, effective_steps(self.steps, self.strength)) * self.tile_count()
 
 
 def plan(project: Project, resolved: list[ResolvedModel], vae_fingerprint: VaeFingerprint) -> list[StagePlan]:
@@ -144,7 +147,10 @@ def plan(project: Project, resolved: list[ResolvedModel], vae_fingerprint: VaeFi
             raise ModelError(f"{where}: {problem}")
         if pos == 0:
             if project.init_image is not None:
+                # An image arrives as pixels: no latents or schedule came before it.
                 p.handoff = "pixel"
+                if stage.handoff in ("latent", "ensemble"):
+                    p.note = f"an init image is handed over as pixels: '{stage.handoff}' handed over as pixels"
             plans.append(p)
             continue
         prev = plans[-1]

@@ -15,6 +15,7 @@ from typing import Any
 
 from core import checked
 from core.errors import ProjectError, ReadError
+from core.strength import effective_steps, steps_needed
 
 SCHEMA_VERSION = 2  # 2: stages carry adapters (loras, controlnet, ip_adapters)
 
@@ -315,7 +316,7 @@ def validate(project: Project, size_multiple: int = 8, stage_multiples: dict[int
         if stage.seed is not None and not 0 <= stage.seed <= MAX_SEED:
             problems.append(f"{where}: seed {stage.seed} is outside 0..{MAX_SEED}")
         problems += adapter_problems(stage, where, generates=pos == 0 and project.init_image is None)
-        problems += upscaler_problems(stage, where)
+        problems += upscaler_problems(stage, where, switches=pos > 0 and stage.handoff == "ensemble")
         problems += refine_tile_problems(stage, where, multiple, generates=pos == 0 and project.init_image is None)
         problems += denoiser_problems(stage, where)
         if stage.handoff not in HANDOFFS:
@@ -333,18 +334,19 @@ def validate(project: Project, size_multiple: int = 8, stage_multiples: dict[int
                 problems.append(f"{where} generates at the project size: upscale applies to a stage that "
                                 "refines an image (add one after it, or set the size)")
             continue
-        if stage.handoff == "ensemble" and stage.upscale != 1:
+        # The first stage takes an init image as pixels whatever handoff it asks for
+        # (core.planning decides it, and notes a latent or ensemble asked in vain).
+        handoff = "pixel" if pos == 0 else stage.handoff
+        if handoff == "ensemble" and stage.upscale != 1:
             problems.append(f"{where}: an ensemble finishes the same noisy latents, so it cannot change "
                             "the size; use a pixel handoff to upscale")
-        if pos == 0 and stage.handoff in ("latent", "ensemble"):
-            problems.append(f"{where}: an init image is handed over as pixels, not '{stage.handoff}'")
-        if stage.handoff == "ensemble":
+        if handoff == "ensemble":
             if not 0 < stage.switch_at <= 1:
                 problems.append(f"{where}: switch point {stage.switch_at} is outside (0, 1]")
         elif not 0 < stage.strength <= 1:
             problems.append(f"{where}: strength {stage.strength} is outside (0, 1]")
-        elif 1 <= stage.steps <= MAX_STEPS and int(stage.steps * stage.strength) < 1:
-            need = math.ceil(1 / stage.strength)
+        elif 1 <= stage.steps <= MAX_STEPS and effective_steps(stage.steps, stage.strength) < 1:
+            need = steps_needed(stage.strength)
             problems.append(
                 f"{where}: {stage.steps} steps at strength {stage.strength} run no denoising step "
                 f"(steps x strength < 1); use at least {need} steps"
@@ -375,8 +377,10 @@ def candidate_problems(project: Project) -> list[str]:
     return out
 
 
-def upscaler_problems(stage: Stage, where: str) -> list[str]:
-    """What is wrong with a stage's upscaler fields, found before anything loads."""
+def upscaler_problems(stage: Stage, where: str, switches: bool) -> list[str]:
+    """What is wrong with a stage's upscaler fields, found before anything loads; switches:
+    the stage is an ensemble's second half (a first stage never is: it refines its init
+    image as pixels whatever it asks)."""
     out: list[str] = []
     if stage.tile and not MIN_TILE <= stage.tile <= MAX_SIDE:
         out.append(f"{where}: tile {stage.tile} px is outside {MIN_TILE}..{MAX_SIDE} (0: from the free memory)")
@@ -391,7 +395,7 @@ def upscaler_problems(stage: Stage, where: str) -> list[str]:
                 out.append(f"{where}: upscaler {exc}")
         elif (problem := file_field_problem(stage.upscaler, "upscaler", where)):
             out.append(problem)
-        elif stage.handoff == "ensemble":
+        elif switches:
             out.append(f"{where}: an ensemble cannot change the size, so it takes no upscaler; use a pixel handoff")
     return out
 

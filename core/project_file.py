@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 FORMAT = "handoff-project"
 SUFFIX = ".handoff"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+NO_RECIPE = "carries no recipe (no Handoff, Automatic1111, ComfyUI, InvokeAI, Fooocus or NovelAI metadata)"
 
 
 @dataclass
@@ -145,7 +146,7 @@ def _image_recipe(path: Path) -> ProjectDocument:
     image_size(path, path.name)  # pixels capped before the recipe reader decodes them
     imported = checked.guarded(read_recipe, path)
     if imported is None:
-        raise ReadError("carries no recipe (no Handoff, Automatic1111, ComfyUI, InvokeAI, Fooocus or NovelAI metadata)")
+        raise ReadError(NO_RECIPE)
     return ProjectDocument(imported.project, source=imported)
 
 

@@ -13,6 +13,7 @@ from core.errors import ModelError
 from core.families import LATENTS_AS_IMAGE
 from core.planning import StagePlan
 from core.project import Project
+from core.strength import effective_steps
 
 
 @dataclass
@@ -132,7 +133,7 @@ def _refine_through_generate(pipe, p: StagePlan, given: StageInput, generator, k
 
     fam, n, (width, height) = p.family, p.steps, p.size
     sigmas = fam.flow_schedule(pipe, n, height, width)
-    t_start = min(n - int(n * p.strength), n - 1)
+    t_start = min(n - effective_steps(n, p.strength), n - 1)
     with torch.no_grad():
         raw = given.latents if p.handoff == "latent" else fam.encode(pipe, given.image, height, width)
         x0 = fam.to_pipeline(pipe, raw.to(pipe._execution_device, torch.float32))

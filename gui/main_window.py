@@ -16,7 +16,7 @@ from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QMainWindow
 
 from core import document as doc
-from core import settings_file
+from core import init_size, settings_file
 from core.document import Document, Run
 from core.errors import ProjectError
 from core.events import (
@@ -27,7 +27,6 @@ from core.model_info import chain_problems, info_for
 from core.model_library import ModelLibrary
 from core.model_presence import absent_models
 from core.project import MAX_SEED, Project, validate
-from gui import init_size
 from gui.images import image_size
 from gui.settings import Settings
 from gui import window_state
@@ -197,21 +196,17 @@ class MainWindow(LayoutMixin, MenusMixin, FilesMixin, RunControlMixin, QMainWind
 
     def init_size_advice(self) -> tuple[int, int] | None:
         """The size to snap to when the job's size is far from the base model's native area."""
-        if not self.project.init_image:
-            return None
-        info = info_for(self._base_model())
-        return init_size.advice(self.project.width, self.project.height, info.native, info.multiple)
+        said = init_size.for_project(self.project)
+        return None if said is None else said.good
 
     def _advise_init_size(self) -> None:
-        good = self.init_size_advice()
-        if good is not None:
-            native = info_for(self._base_model()).native
-            self.init_size_note.setText(f"{self.project.width}×{self.project.height} is far from the model's "
-                                        f"{native}×{native} area: expect mush or repeats")
-            self.snap_init.setText(f"Use {good[0]}×{good[1]}")
+        said = init_size.for_project(self.project)
+        if said is not None:
+            self.init_size_note.setText(said.note())
+            self.snap_init.setText(f"Use {said.good[0]}×{said.good[1]}")
             self.snap_init.setToolTip("The same shape at the model's native area (the init image is resized)")
-        self.init_size_note.setVisible(good is not None)
-        self.snap_init.setVisible(good is not None)
+        self.init_size_note.setVisible(said is not None)
+        self.snap_init.setVisible(said is not None)
 
     def snap_init_size(self) -> None:
         good = self.init_size_advice()

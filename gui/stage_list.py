@@ -45,12 +45,14 @@ def new_stage(project: Project) -> Stage:
 
 def describe(stage: Stage, index: int, first: bool, has_init: bool) -> str:
     model = stage.model.removeprefix("builtin:") if stage.model else "no model"
+    # A first stage refines its init image as pixels, whatever handoff it holds (core.planning).
+    handoff = "pixel" if first else stage.handoff
     if first and not has_init:
         how = "generate"
-    elif stage.handoff == "ensemble":
+    elif handoff == "ensemble":
         how = f"ensemble @ {stage.switch_at:.2f}"
     else:
-        how = f"{stage.handoff} @ {stage.strength:.2f}"
+        how = f"{handoff} @ {stage.strength:.2f}"
         if stage.upscale != 1:
             how += f" · upscale ×{stage.upscale:g}"
         if stage.refine_tile:
@@ -355,18 +357,18 @@ class StageEditor(QGroupBox):
         s.handoff = self.handoff.currentData()
         s.switch_at = round(self.switch_at.value(), 2)
         s.strength = self.strength.value()
-        if s.handoff == "ensemble" and self.upscale.value() != 1:
+        if self._switches() and self.upscale.value() != 1:
             # An ensemble cannot change the size, and a hidden control must not hold a value.
             self.upscale.blockSignals(True)
             self.upscale.setValue(1.0)
             self.upscale.blockSignals(False)
-        if (s.handoff == "ensemble" or self._first and not self._has_init) and self.refine_tile.value():
+        if (self._switches() or self._first and not self._has_init) and self.refine_tile.value():
             self.refine_tile.blockSignals(True)  # hidden there: a generating or ensemble stage is not tiled
             self.refine_tile.setValue(0)
             self.refine_tile.blockSignals(False)
         s.upscale = round(self.upscale.value(), 2)
         s.refine_tile = self.refine_tile.value()
-        s.upscaler = None if s.handoff == "ensemble" else self._chosen_upscaler()
+        s.upscaler = None if self._switches() else self._chosen_upscaler()
         self._refresh()
         self.changed.emit()
 
@@ -421,10 +423,11 @@ class StageEditor(QGroupBox):
     def _refresh(self) -> None:
         s = self._stage
         generates = self._first and not self._has_init
-        ensemble = self.handoff.currentData() == "ensemble"
+        ensemble = self._switches()
         self.seed.setEnabled(self.own_seed.isChecked())
-        for w in (self.handoff,):
-            w.setEnabled(not generates)
+        # The first stage has nothing to hand over from: it generates, or refines its init
+        # image as pixels whatever handoff it holds (core.planning decides, and notes it).
+        self.handoff.setEnabled(not self._first)
         self.switch_at.setVisible(not generates and ensemble)
         self.switch_label.setVisible(not generates and ensemble)
         self.strength.setVisible(not generates and not ensemble)
@@ -456,12 +459,12 @@ class StageEditor(QGroupBox):
             return
         if generates:
             self.handoff_section.set_summary("generates")
-        elif s.handoff == "ensemble":
+        elif self._switches():
             self.handoff_section.set_summary(f"ensemble, switch at {s.switch_at:.2f}")
         else:
             up = f", ×{s.upscale:g}" if s.upscale != 1 else ""
             up += f", {s.refine_tile} px tiles" if s.refine_tile else ""
-            self.handoff_section.set_summary(f"{s.handoff}, strength {s.strength:.2f}{up}")
+            self.handoff_section.set_summary(f"{'pixel' if self._first else s.handoff}, strength {s.strength:.2f}{up}")
         own = [n for n, v in (("prompt", s.prompt), ("detail terms", s.prompt_suffix),
                               ("negative", s.negative_prompt)) if v]
         self.prompts_section.set_summary(", ".join(own) if own else "the project's")
@@ -477,6 +480,11 @@ class StageEditor(QGroupBox):
         self.prompt_fit.setToolTip("Words past the text encoder's limit do nothing: shorten the prompt, or put "
                                    "what matters first" if cuts else "")
         self.prompt_fit.setVisible(bool(cuts))
+
+    def _switches(self) -> bool:
+        """An ensemble: the stage finishes the previous one's schedule from a switch point
+        (a first stage never does: it has no previous one)."""
+        return not self._first and self.handoff.currentData() == "ensemble"
 
     def position(self) -> str:
         """'base' when this stage starts the chain, 'refine' when it refines an image."""

@@ -1,34 +1,11 @@
-"""How much of the schedule a refine stage re-runs, with the guidance users need to pick
-it: a light polish within one family, more across families, and a warning where the
-picture itself starts to change."""
+"""The strength of a refine stage as a slider and a spin box, with core.strength's advice
+beneath it (the command line says the same words)."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QDoubleSpinBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
-DRIFT_ABOVE = 0.5
-SAME_FAMILY = (0.10, 0.25)
-CROSS_FAMILY = (0.40, 0.60)
-
-
-def advice(strength: float, steps: int, same_family: bool | None) -> tuple[str, str]:
-    """(hint, warning) texts for a strength; the warning is empty when there is none."""
-    effective = int(steps * strength)
-    if same_family is True:
-        lo, hi = SAME_FAMILY
-        hint = f"Same family: {lo:.2f}–{hi:.2f} polishes detail."
-    elif same_family is False:
-        lo, hi = CROSS_FAMILY
-        hint = f"Across families: {lo:.2f}–{hi:.2f} lets the refiner restyle."
-    else:
-        hint = f"{SAME_FAMILY[0]:.2f}–{SAME_FAMILY[1]:.2f} polishes within a family; {CROSS_FAMILY[0]:.1f}–{CROSS_FAMILY[1]:.1f} across families."
-    hint += f"  Runs {effective} of {steps} steps."
-    warning = ""
-    if strength > DRIFT_ABOVE:
-        warning = "Above 0.5 the text and composition may drift from the previous stage."
-    if effective < 1:
-        warning = f"{steps} steps × {strength:.2f} runs no step: raise steps or strength."
-    return hint, warning
+from core.strength import advice
 
 
 class StrengthSlider(QWidget):
@@ -91,7 +68,7 @@ class StrengthSlider(QWidget):
         self.valueChanged.emit(self.value())
 
     def _refresh(self) -> None:
-        hint, warning = advice(self.value(), self._steps, self._same)
-        self.hint.setText(hint)
-        self.warning.setText(warning)
-        self.warning.setVisible(bool(warning))
+        said = advice(self.value(), self._steps, self._same)
+        self.hint.setText(said.hint)
+        self.warning.setText(said.warning)
+        self.warning.setVisible(bool(said.warning))

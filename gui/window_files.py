@@ -11,16 +11,13 @@ from PySide6.QtWidgets import (
 )
 
 from core import document as doc
-from core import paths
+from core import opening, paths
 from core.document import read_project
-from core.errors import ProjectError, ReadError
-from core.images import pixel_problem
+from core.errors import ProjectError
 from core.project import Project
 from gui.images import image_size
 
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
-PROJECT_SUFFIXES = {".handoff"}
 # The question a dropped or opened image with a recipe asks: (answer, button label).
 RESTORE_CHOICES = [("restore", "Restore recipe"), ("init", "Use as init image"), ("cancel", "Cancel")]
 
@@ -185,66 +182,52 @@ class FilesMixin:
         QTimer.singleShot(0, lambda: self.open_path(path))
 
     def open_path(self, path: Path) -> str:
-        """What a drop or File > Open does with a file. Returns what happened:
-        'project', 'recipe', 'init', 'cancelled' or 'rejected'."""
-        path = Path(path)
-        suffix = path.suffix.lower()
-        if not path.is_file():
-            self.show_error(f"{path} is not a file; nothing was changed.")
-            return "rejected"
-        if suffix in PROJECT_SUFFIXES:
-            return "project" if self.open_project_file(path) else "cancelled"
-        if suffix in IMAGE_SUFFIXES and (size := image_size(path)) is not None:
-            too_large = pixel_problem(*size, path.name)
-            if too_large:  # refused before a pixel is decoded (core.images)
-                self.show_error(f"{too_large}; nothing was changed.")
-                return "rejected"
-            try:
-                imported = self._recipe_in(path)
-            except ReadError as exc:
-                # Metadata that is there but damaged is said, not silently dropped.
-                question = f"{exc}\n\nThe picture can still be the init image of “{self.document_name()}”."
-                if self.choose("Recipe unreadable", question, RESTORE_CHOICES[1:]) != "init":
-                    return "cancelled"
-                self.set_init_image(path)
-                return "init"
-            if imported is None:
-                self.set_init_image(path)
-                return "init"
-            answer = self.choose("Restore recipe?", self._restore_question(path, imported), RESTORE_CHOICES)
-            if answer == "init":
-                self.set_init_image(path)
-                return "init"
-            # The recipe is a new document: unsaved work is asked about first, as for any other
-            # replacement, and the saved project is never the target of the next Ctrl+S.
-            if answer != "restore" or not self.maybe_discard():
-                return "cancelled"
-            self.restore_recipe(imported.project, imported.tool)
-            for line in imported.summary(limit=100).splitlines():
-                self.log_line(f"{path.name}: {line}")
-            return "recipe"
-        self.show_error(f"{path.name} is not an image or a Handoff project (.handoff); nothing was changed.")
-        return "rejected"
-
-    @staticmethod
-    def _recipe_in(path: Path):
-        """The recipe an image carries (Handoff's, or another tool's), None when it has none;
-        raises ReadError for metadata that is there but damaged. On this thread, at most
-        1 GiB of not-yet-hashed checkpoints is hashed to match a model hash."""
-        from core import checked
+        """What a drop or File > Open does with a file, by what core.opening says it is.
+        Returns what happened: 'project', 'recipe', 'init', 'cancelled' or 'rejected'."""
         from core.interop.model_lookup import ModelLookup
-        from core.metadata import read_recipe
 
-        return checked.guarded(read_recipe, path, ModelLookup(hash_budget=2**30))
+        path = Path(path)
+        # On this thread, at most 1 GiB of not-yet-hashed checkpoints is hashed to match
+        # another tool's model hash.
+        what = opening.what_is(path, ModelLookup(hash_budget=2**30))
+        if what.kind == opening.UNUSABLE:
+            self.show_error(f"{what.why}; nothing was changed.")
+            return "rejected"
+        if what.kind == opening.PROJECT:
+            return "project" if self.open_project_file(path) else "cancelled"
+        if what.kind == opening.IMAGE:
+            self.set_init_image(path)
+            return "init"
+        if what.kind == opening.DAMAGED_RECIPE:
+            question = f"{what.why}\n\nThe picture can still be the init image of “{self.document_name()}”."
+            if self.choose("Recipe unreadable", question, RESTORE_CHOICES[1:]) != "init":
+                return "cancelled"
+            self.set_init_image(path)
+            return "init"
+        imported = what.imported
+        # A recipe without a picture (a .json) cannot be the init image.
+        choices = RESTORE_CHOICES if what.image else [RESTORE_CHOICES[0], RESTORE_CHOICES[2]]
+        answer = self.choose("Restore recipe?", self._restore_question(path, imported, what.image), choices)
+        if answer == "init":
+            self.set_init_image(path)
+            return "init"
+        # The recipe is a new document: unsaved work is asked about first, as for any other
+        # replacement, and the saved project is never the target of the next Ctrl+S.
+        if answer != "restore" or not self.maybe_discard():
+            return "cancelled"
+        self.restore_recipe(imported.project, imported.tool)
+        for line in imported.summary(limit=100).splitlines():
+            self.log_line(f"{path.name}: {line}")
+        return "recipe"
 
-    def _restore_question(self, path: Path, imported) -> str:
+    def _restore_question(self, path: Path, imported, image: bool) -> str:
         recipe = imported.project
         head = (f"{path.name} carries the recipe it was made with, by {imported.tool} "
                 f"({len(recipe.stages)} stage(s), “{recipe.prompt[:60]}”).")
         details = "" if imported.tool == "Handoff" else "\n\n" + imported.summary(limit=8)
         here = f"“{self.document_name()}”"
-        return (f"{head}{details}\n\nRestore recipe: open it as a new, untitled project; {here} stays as it is."
-                f"\nUse as init image: {here} refines this picture.")
+        init = f"\nUse as init image: {here} refines this picture." if image else ""
+        return f"{head}{details}\n\nRestore recipe: open it as a new, untitled project; {here} stays as it is.{init}"
 
     def restore_recipe(self, recipe: Project, tool: str = "") -> None:
         """A recipe from elsewhere as a new, untitled document: no path (Save asks where),
@@ -256,12 +239,10 @@ class FilesMixin:
         self.statusBar().showMessage("Recipe restored as a new, untitled project", 5000)
 
     def set_init_image(self, path: Path) -> None:
-        """Make `path` the init image: a refine-only job, whose first stage refines it."""
+        """Make `path` the init image: a refine-only job, whose first stage refines it (as
+        pixels, whatever handoff that stage holds: core.planning decides, and the recipe
+        keeps the stage as it was, for when the init image goes again)."""
         self.project.init_image = str(Path(path).resolve())
-        enabled = self.project.enabled_stages()
-        if enabled and enabled[0][1].handoff in ("latent", "ensemble"):
-            # An init image arrives as pixels; a latent or ensemble first stage cannot take it.
-            enabled[0][1].handoff = "pixel"
         self.stage_list.refresh()
         self._refresh_derived()
         self.match_init_size()

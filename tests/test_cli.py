@@ -165,3 +165,20 @@ def test_a_sweep_checks_its_models_here_unless_ray_nodes_run_it(tmp_path, capsys
         port = s.getsockname()[1]
     code, _, stderr = cli(capsys, "sweep", path, "--x", "seed=1,2", "--out", tmp_path / "s", "--ray", f"127.0.0.1:{port}")
     assert code == EXIT_USAGE and "gone.safetensors" not in stderr and "cannot reach the Ray cluster" in stderr
+
+
+def test_generate_with_an_init_image_notes_a_far_size_and_a_drifting_strength(tmp_path, capsys):
+    """The window's advice (core.advice), said before the job runs; the job still runs."""
+    init = tmp_path / "photo.png"
+    Image.new("RGB", (192, 160), (200, 40, 40)).save(init)
+    out = tmp_path / "refined.png"
+    code, _, stderr = cli(capsys, "generate", "a red circle", "--model", "builtin:demo-refiner", "--init-image", init,
+                          "--strength", "0.6", "--steps", "2", "--seed", "1", "--out", out)
+    assert code == 0, stderr
+    notes = [line for line in stderr.splitlines() if line.startswith("handoff: note:")]
+    assert notes == [
+        "handoff: note: 192×160 is far from the model's 64×64 area: expect mush or repeats "
+        "(the same shape at that area: 72x56)",
+        "handoff: note: stage 1 (refine): Above 0.5 the text and composition may drift from the previous stage."]
+    with Image.open(out) as im:
+        assert im.size == (192, 160)

@@ -18,7 +18,7 @@ from core.interop.detect import from_chunks, from_json
 from core.interop.reading import Where
 from core.metadata import read_recipe
 from core.project import Project, Stage
-from tests.engine_helpers import of, run_job
+from tests.engine_helpers import of, pixels, run_job
 from tests.interop_helpers import no_models, sample
 
 SIZE, SEED, STEPS = 32, 3, 4
@@ -201,3 +201,31 @@ def test_a_png_rewritten_with_its_decode_keeps_what_ran(tiny_models, tmp_path):
     data = json.loads(chunks(of(events, ev.JobFinished)[0].paths[0])["handoff"])
     assert "preview" not in data or not data["preview"]
     assert [(r["index"], r["ran"]) for r in data["ran"]] == [(0, "generate")]  # the stages that made it
+
+
+@pytest.mark.parametrize("asked", ["latent", "ensemble"])
+def test_an_init_image_is_refined_as_pixels_whatever_the_first_stage_asks(tiny_models, tmp_path, asked):
+    """core.planning decides a first stage's handoff: with an init image it refines pixels,
+    as a pixel stage does, bit for bit; the recipe keeps the stage's setting and the PNG
+    says what ran and why. Validation lets such a project run (the window no longer
+    rewrites the stage when an image is dropped on it)."""
+    from core.project import validate
+
+    init = tmp_path / "init.png"
+    Image.new("RGB", (SIZE, SIZE), (200, 30, 30)).save(init)
+
+    def job(handoff: str) -> Project:
+        return Project(prompt="a red cube", width=SIZE, height=SIZE, seed=SEED, init_image=str(init), stages=[
+            Stage(str(tiny_models["sd"]), steps=STEPS, guidance=5.0, handoff=handoff, strength=0.5)])
+
+    validate(job(asked))
+    events = run_job(job(asked), tmp_path / asked)
+    started, done = of(events, ev.StageStarted)[0], of(events, ev.StageFinished)[0]
+    assert started.handoff == "pixel" and started.note == f"an init image is handed over as pixels: '{asked}' handed over as pixels"
+    as_pixel = of(run_job(job("pixel"), tmp_path / "pixel"), ev.StageFinished)[0]
+    assert (pixels(done.image) == pixels(as_pixel.image)).all()
+    data = json.loads(chunks(of(events, ev.JobFinished)[0].paths[-1])["handoff"])
+    assert data["recipe"]["stages"][0]["handoff"] == asked  # the user's setting, as it was
+    (first,) = data["ran"]
+    assert (first["asked"], first["ran"], first["strength"]) == (asked, "pixel", 0.5)
+    assert first["why"] == started.note

@@ -48,8 +48,15 @@ def test_refine_stage_with_nothing_to_refine():
 def test_ensemble_switch_point_range_and_init_image_handoff():
     assert "switch point 0 is outside (0, 1]" in problems(two_stage(handoff="ensemble", switch_at=0))
     validate(two_stage(handoff="ensemble", switch_at=1.0))
+    # An init image is refined as pixels whatever the first stage asks (core.planning decides
+    # it): a latent or ensemble first stage runs, checked as the pixel refine it is.
     p = Project(prompt="x", width=512, height=512, init_image="a.png", stages=[Stage("m", handoff="latent")])
-    assert "handed over as pixels" in problems(p)
+    validate(p)
+    p.stages[0].handoff, p.stages[0].switch_at, p.stages[0].upscale = "ensemble", 0, 2.0
+    p.stages[0].upscaler = "builtin:demo-upscaler"
+    validate(p)
+    p.stages[0].strength = 0
+    assert problems(p) == "stage 1 (m): strength 0 is outside (0, 1]"
 
 
 def test_every_problem_is_reported_at_once():

@@ -23,6 +23,7 @@ from core.interop.comfyui_nodes import UPSCALE_DEFAULT_TITLES, UPSCALE_STAGE_TIT
 from core.interop.comfyui_read_inputs import DENOISER_LOADERS, PART_LOADERS, SamplerInputs
 from core.interop.reading import Imported, Where, size_of
 from core.project import MAX_UPSCALE, Project, Stage
+from core.strength import effective_steps
 
 SAMPLER_CLASSES = ("KSampler", "KSamplerAdvanced")
 _DEFAULT_TITLES = {"KSampler", "KSampler (Advanced)", "KSamplerAdvanced"}
@@ -379,7 +380,7 @@ class _Reader(SamplerInputs):
         steps run: say how to match them."""
         if node.class_type != "KSampler" or stage.strength >= 1:
             return
-        runs = max(1, int(stage.steps * stage.strength))
+        runs = max(1, effective_steps(stage.steps, stage.strength))
         same = max(stage.steps, round(stage.steps / stage.strength))
         self.notes.append(f"{label}: ComfyUI ran {stage.steps} steps at denoise {stage.strength:g}; Handoff runs "
                           f"{runs} of {stage.steps} (steps × strength): set {same} steps to run as many")

@@ -131,13 +131,22 @@ def test_strength_advice_and_effective_steps(window):
     assert window.project.stages[1].strength == 0.2
 
 
-def test_strength_advice_text():
-    from gui.strength_slider import advice
+def test_the_command_line_gives_the_sliders_advice(window, tmp_path, capsys):
+    """core.strength speaks for both: `inspect` notes the warning the slider shows."""
+    from core import project_file
+    from core.cli import main
 
-    hint, warning = advice(0.5, 30, False)
-    assert "0.40–0.60" in hint and "15 of 30" in hint and not warning
-    hint, warning = advice(0.02, 10, None)
-    assert "no step" in warning
+    window.stage_list.list.setCurrentRow(1)
+    ed = window.stage_list.editor
+    ed.handoff.setCurrentIndex(ed.handoff.findData("pixel"))
+    for value, words in ((0.6, "drift"), (0.04, "runs no step")):
+        ed.strength.spin.setValue(value)
+        warning = ed.strength.warning.text()
+        assert words in warning
+        path = project_file.save(tmp_path / "p.handoff", project_file.ProjectDocument(window.project.copy()))
+        assert main(["inspect", str(path)]) == 0
+        notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("handoff: note:")]
+        assert notes == [f"handoff: note: stage 2 ({window.project.stages[1].name}): {warning}"]
 
 
 def test_seeds_past_32_bits_are_shown_typed_and_stepped(window, qtbot):

@@ -61,12 +61,21 @@ def test_dropped_image_becomes_the_init_image(window, qtbot, tmp_path):
     assert p.init_image is None and not window.init_row.isVisibleTo(window)
 
 
-def test_ensemble_first_stage_becomes_pixel_with_an_init_image(window, tmp_path):
+def test_an_ensemble_first_stage_refines_an_init_image_as_pixels(window, tmp_path):
+    """core.planning decides the first stage's handoff: the window leaves the stage as it
+    is, shows it as the pixel refine it runs (strength, not switch point), and can run it
+    (tests/test_metadata_ran.py runs such a job and reads what its PNG says)."""
     window.stage_list.list.setCurrentRow(0)
     window.stage_list.remove_stage()  # the refiner (ensemble) is now first
     assert window.open_path(make_png(tmp_path / "a.png")) == "init"
-    assert window.project.stages[0].handoff == "pixel"
+    assert window.project.stages[0].handoff == "ensemble"  # the user's setting, untouched
     assert window.generate_button.isEnabled(), window.problems.text()
+    window.stage_list.list.setCurrentRow(0)
+    ed = window.stage_list.editor
+    assert ed.strength.isVisibleTo(window) and not ed.switch_at.isVisibleTo(window) and not ed.handoff.isEnabled()
+    assert "refines the init image" in ed.handoff_note.text()
+    assert "pixel @ 0." in window.stage_list.list.item(0).text()
+    assert "pixel, strength" in ed.handoff_section.header.text()
 
 
 def test_png_with_a_recipe_offers_to_restore_it(window, qtbot, tmp_path, answers):
@@ -233,3 +242,16 @@ def test_compare_view_save_copy_zoom_and_modes(window, tmp_path):
     assert cv.save_shown(str(out)) and QImage(str(out)).pixelColor(0, 0).name() == "#00ff00"
     cv.copy_shown()
     assert QGuiApplication.clipboard().image().size().toTuple() == run.stages[1].image.size
+
+
+def test_the_command_line_notes_the_init_size_the_window_warns_of(window, tmp_path, capsys):
+    """core.init_size speaks for both: `inspect` notes what the window's init-size row says."""
+    from core import project_file
+    from core.cli import main
+
+    window.set_init_image(make_png(tmp_path / "photo.png", (200, 150)))
+    assert window.init_size_note.isVisibleTo(window) and window.snap_init.text() == "Use 72×56"
+    path = project_file.save(tmp_path / "p.handoff", project_file.ProjectDocument(window.project.copy()))
+    assert main(["inspect", str(path)]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("handoff: note:")]
+    assert notes == [f"handoff: note: {window.init_size_note.text()} (the same shape at that area: 72x56)"]

@@ -68,3 +68,22 @@ def test_export_comfyui_workflow(window, tmp_path):
     # The default chain is Handoff's demo models: the log says ComfyUI has no such files.
     assert [s.model for s in window.project.stages] == ["builtin:demo-base", "builtin:demo-refiner"]
     assert "ComfyUI export: builtin:demo-base is Handoff's built-in demo model" in window.log.toPlainText()
+
+
+def test_a_comfyui_json_restores_the_recipe_inspect_prints(window, tmp_path, answers, capsys):
+    """core.opening tells the window and the command line the same: a graph saved as .json
+    carries a recipe; the window offers it (there is no picture to refine) and restores
+    what `main.py inspect` prints."""
+    from core.cli import main
+
+    graph = tmp_path / "workflow.json"
+    graph.write_text(sample("comfyui/sd-1.5-lora-0.json"))
+    asked = []
+    window.choose = lambda title, text, choices: (asked.append((title, text, [k for k, _ in choices])), "restore")[1]
+    assert window.open_path(graph) == "recipe"
+    ((title, text, offered),) = asked
+    assert title == "Restore recipe?" and offered == ["restore", "cancel"]
+    assert "by ComfyUI" in text and "Use as init image" not in text
+    assert main(["inspect", str(graph)]) == 0
+    assert json.loads(capsys.readouterr().out) == window.project.to_dict()
+    assert window.path is None and window.project.init_image is None
