@@ -10,6 +10,7 @@ from core.job_queue import JobQueue
 
 class QueuePanel(QWidget):
     cancelRunning = Signal()
+    refreshed = Signal()  # the list was redrawn: the jobs waiting may be fewer or more
 
     def __init__(self, queue: JobQueue, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -45,6 +46,7 @@ class QueuePanel(QWidget):
             if job.id == selected:
                 self.list.setCurrentItem(item)
         self._update_buttons()
+        self.refreshed.emit()
 
     def set_running(self, text: str | None) -> None:
         self.status.setText(f"Running: {text}" if text else "No job running")

@@ -1,4 +1,7 @@
-"""Each stage's load, denoise, decode and total time, newest run first, earlier runs kept."""
+"""Each stage's load, denoise, decode and total time, newest run first, earlier runs kept.
+The columns always fit the table's width (it sits under the viewer, a third of a laptop's
+screen): short ones (numbers) keep theirs, long ones (peak memory, drift) share what is
+left and end in "…", the whole text in the cell's tooltip."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
@@ -16,8 +19,45 @@ class TimingTable(QTableWidget):
         self.verticalHeader().setVisible(False)
         self.setEditTriggers(QTableWidget.NoEditTriggers)
         self.setSelectionBehavior(QTableWidget.SelectRows)
-        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-        self.horizontalHeader().setStretchLastSection(True)
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.Fixed)
+        header.setMinimumSectionSize(24)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.setTextElideMode(Qt.ElideRight)
+        self.fit_columns()
+
+    def natural_widths(self) -> list[int]:
+        """Each column's width with nothing cut: its header's or its widest cell's."""
+        header = self.horizontalHeader()
+        return [max(header.sectionSizeHint(c), self.sizeHintForColumn(c)) for c in range(self.columnCount())]
+
+    def fit_columns(self) -> None:
+        room = self.viewport().width()
+        natural = self.natural_widths()
+        widths = list(natural)
+        if sum(natural) > room:
+            # Water-filling: columns narrower than the cap keep their width, the rest are
+            # cut to the cap, the one width at which they all fit.
+            left, cap = room, 0
+            ordered = sorted(natural)
+            for i, w in enumerate(ordered):
+                if w * (len(ordered) - i) > left:
+                    cap = max(self.horizontalHeader().minimumSectionSize(), left // (len(ordered) - i))
+                    break
+                left -= w
+            widths = [min(w, cap) for w in natural]
+        else:
+            widths[-1] += room - sum(natural)  # the last column (drift) takes what is left
+        for c, w in enumerate(widths):
+            self.setColumnWidth(c, w)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self.fit_columns()
+
+    def setRowCount(self, rows: int) -> None:  # noqa: N802 (Qt's name)
+        super().setRowCount(rows)
+        self.fit_columns()
 
     def add_run(self, run_label: str, stages: list, total_seconds: float | None = None) -> None:
         """Insert one run's rows at the top (each stage, then the run's total)."""
@@ -37,6 +77,7 @@ class TimingTable(QTableWidget):
             for c, v in enumerate(values):
                 text = f"{v:.2f}" if isinstance(v, float) else ("" if v is None else str(v))
                 item = QTableWidgetItem(text)
+                item.setToolTip(text)  # what a narrow column cuts off
                 if isinstance(v, (int, float)):
                     item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
                 self.setItem(r, c, item)
@@ -47,3 +88,4 @@ class TimingTable(QTableWidget):
                 item = self.item(r, c)
                 if item:
                     item.setForeground(grey)
+        self.fit_columns()
