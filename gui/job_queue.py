@@ -3,7 +3,9 @@ or cleared here; the running job can be cancelled from it too."""
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QSizePolicy, QVBoxLayout, QWidget,
+)
 
 from core.job_queue import JobQueue
 
@@ -17,6 +19,9 @@ class QueuePanel(QWidget):
         self.queue = queue
         self.status = QLabel("No job running")
         self.list = QListWidget()
+        self.list.setWordWrap(True)  # a long prompt wraps: the panel never scrolls sideways
+        # "Running: …" changes with each job: it takes the width it is given.
+        self.status.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         self.up, self.down = QPushButton("Up"), QPushButton("Down")
         self.remove, self.clear = QPushButton("Remove"), QPushButton("Clear")
         self.cancel = QPushButton("Cancel running")

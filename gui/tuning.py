@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QFrame
+from PySide6.QtWidgets import QFrame, QSizePolicy
 
 from core import paths
 from core.job_queue import JobQueue
@@ -29,6 +29,10 @@ class Tuning(QObject):
         self.queue_panel.setObjectName("queue_panel")
         self.sweep_panel.setObjectName("sweep_panel")
         tabs.addTab(self.queue_panel, "Queue")
+        # What changes while a sweep runs must not widen the viewer's column (and the
+        # window): the progress line takes the width it is given, long cell names wrap.
+        self.sweep_panel.progress.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.sweep_panel.cells.setWordWrap(True)
         # Its grid and cells scroll when the pane is short; the pane grows when it is shown.
         self.sweep_scroll = VerticalScrollArea(self.sweep_panel)
         self.sweep_scroll.setFrameShape(QFrame.NoFrame)

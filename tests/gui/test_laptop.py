@@ -95,9 +95,13 @@ def _open_everything(window, qtbot) -> None:
     window.run_section.set_expanded(True)
     ed.adapters.use_controlnet.setChecked(True)
     queue = window.tuning.queue
-    queue.add(window.project, None)
+    prompt = window.project.prompt
+    window.project.prompt = "a lighthouse on a cliff at dusk, waves breaking below, gulls, oil painting"
+    queue.add(window.project, None)  # long enough to need the panel's whole width
+    window.project.prompt = prompt
     queue.add(window.project, 1)
     window.tuning.queue_panel.refresh()
+    window.tuning.show_queue()
     window.tuning.show_sweep()
     qtbot.wait(20)
 
@@ -123,7 +127,12 @@ def test_every_panel_fits_a_laptop_with_everything_open(window, qtbot, fast):
         window.generate()
     assert window.minimumSizeHint().width() <= LAPTOP[0] and window.minimumSizeHint().height() <= LAPTOP[1]
     _fit_laptop(window, qtbot)
+    generate = (window.generate_button.mapTo(window, window.generate_button.rect().topLeft()),
+                window.generate_button.size())
     _open_everything(window, qtbot)
+    # Sweep and queue took the viewer column's room: Generate stays where it was.
+    assert (window.generate_button.mapTo(window, window.generate_button.rect().topLeft()),
+            window.generate_button.size()) == generate
     window.compare.show_live(QImage(64, 64, QImage.Format_RGB32), "refiner, step 123")
     ed = window.stage_list.editor
     seen = set()
@@ -142,7 +151,6 @@ def test_every_panel_fits_a_laptop_with_everything_open(window, qtbot, fast):
                ed.models_button, ed.adapters.remove_lora_button, ed.adapters.ip_model, window.generate_button)
     assert all(id(w) in seen for w in checked), [w for w in checked if id(w) not in seen]
     assert len(seen) > 60  # the check saw the whole window, not a few widgets
-    # Sweep and queue took the viewer column's room: Generate is where it was at the start.
     assert window.width() == LAPTOP[0]
 
 
