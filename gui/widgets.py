@@ -150,6 +150,9 @@ class ElidingStatusBar(QStatusBar):
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self.clearMessage)
+        self._shown = ""
+        # Qt shows some messages itself (a menu item's status tip), past showMessage here.
+        self.messageChanged.connect(self._on_changed)
 
     def showMessage(self, text: str, timeout: int = 0) -> None:  # noqa: N802 (Qt's name)
         self._full = text
@@ -177,7 +180,13 @@ class ElidingStatusBar(QStatusBar):
     def _show(self) -> None:
         shown = self.fontMetrics().elidedText(self._full, Qt.ElideRight, self.message_room())
         self.setToolTip(self._full if shown != self._full else "")
+        self._shown = shown
         super().showMessage(shown)
+
+    def _on_changed(self, text: str) -> None:
+        if text != self._shown:
+            self._full = self._shown = text
+            self.setToolTip("")
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)

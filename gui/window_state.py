@@ -59,12 +59,10 @@ def fit_to_screen(window: QWidget) -> QRect:
     return area
 
 
-def _fits_a_screen(window: QWidget, rect: QRect) -> bool:
-    """The rectangle and its frame lie inside one screen's available area."""
-    frame_w, frame_h = _frame(window)
-    framed = QRect(rect.x() - frame_w // 2, rect.y() - (frame_h - frame_w // 2), rect.width() + frame_w,
-                   rect.height() + frame_h)
-    return any(s.availableGeometry().contains(framed) for s in QGuiApplication.screens())
+def _fits_a_screen(rect: QRect) -> bool:
+    """The window (its frame aside: the frame of a window at a screen's edge may be off it)
+    lies inside one screen's available area."""
+    return any(s.availableGeometry().contains(rect) for s in QGuiApplication.screens())
 
 
 def restore(window: QWidget, settings: Settings, splitters: dict[str, QSplitter]) -> bool:
@@ -74,7 +72,7 @@ def restore(window: QWidget, settings: Settings, splitters: dict[str, QSplitter]
     saved = SavedGeometry.parse(settings.window_geometry) if settings.window_geometry else None
     ok = False
     if saved is not None:
-        ok = _fits_a_screen(window, saved.rect)
+        ok = _fits_a_screen(saved.rect)
         if ok:
             window.setGeometry(saved.rect)  # the rectangle itself, not the frame's: it lands where it was
         if saved.maximized:
