@@ -152,9 +152,9 @@ class AdapterEditor(QGroupBox):
         # Combos of long names (library entries, the preprocessor) must not set the stage
         # editor column's width: at 1366×768 it has a third of the screen, never a sideways
         # scroll bar.
-        for combo in (self.library_loras, self.library_controlnets, self.preprocessor):
+        for combo, chars in ((self.library_loras, 8), (self.library_controlnets, 8), (self.preprocessor, 5)):
             combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-            combo.setMinimumContentsLength(8)
+            combo.setMinimumContentsLength(chars)
         lora_buttons = QHBoxLayout()
         lora_buttons.addWidget(self.add_lora_button)
         lora_buttons.addWidget(self.remove_lora_button)

@@ -129,10 +129,13 @@ def test_every_panel_fits_a_laptop_with_everything_open(window, qtbot, fast):
     _fit_laptop(window, qtbot)
     generate = (window.generate_button.mapTo(window, window.generate_button.rect().topLeft()),
                 window.generate_button.size())
+    dividers = window.splitters["main"].sizes()
     _open_everything(window, qtbot)
-    # Sweep and queue took the viewer column's room: Generate stays where it was.
+    # Sweep and queue took the viewer column's room: Generate stays where it was, and
+    # opening Adapters did not widen the stage editor's column.
     assert (window.generate_button.mapTo(window, window.generate_button.rect().topLeft()),
             window.generate_button.size()) == generate
+    assert window.splitters["main"].sizes() == dividers
     window.compare.show_live(QImage(64, 64, QImage.Format_RGB32), "refiner, step 123")
     ed = window.stage_list.editor
     seen = set()
