@@ -13,7 +13,7 @@ from core import paths
 from core.job_queue import JobQueue
 from gui.job_queue import QueuePanel
 from gui.sweep_panel import SweepPanel
-from gui.widgets import VerticalScrollArea
+from gui.widgets import VerticalScrollArea, update_geometry_up
 
 
 class Tuning(QObject):
@@ -37,6 +37,7 @@ class Tuning(QObject):
         self.sweep_scroll = VerticalScrollArea(self.sweep_panel)
         self.sweep_scroll.setFrameShape(QFrame.NoFrame)
         tabs.addTab(self.sweep_scroll, "Sweep")
+        update_geometry_up(tabs)  # the viewer's column knows its new minimum before it shows
         self.queue_panel.refreshed.connect(self._update_queue_tab)
         self._update_queue_tab()
         if self.queue.jobs:

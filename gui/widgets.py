@@ -72,6 +72,16 @@ class SeedBox(QAbstractSpinBox):
         return str(self._value)
 
 
+def update_geometry_up(widget: QWidget | None) -> None:
+    """Tell `widget` and every widget it sits in that its size hints changed. Before the
+    window shows, Qt passes that on only through layouts (not splitters), so a widget
+    added or removed then leaves a stale minimum up the chain until the first events, and
+    the window opens wider than it was sized."""
+    while widget is not None:
+        widget.updateGeometry()
+        widget = widget.parentWidget()
+
+
 class ElidedLabel(QLabel):
     """One line of text that never sets its row's width: it takes the width it is given
     (a fixed one, or what the layout leaves) and ends in "…" when the text is longer, the

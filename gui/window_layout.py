@@ -19,7 +19,7 @@ from gui.run_settings import RunSettings
 from gui.stage_list import StageList
 from gui.timing_table import TimingTable
 from gui.collapsible import Section
-from gui.widgets import ElidingStatusBar, SeedBox, VerticalScrollArea
+from gui.widgets import ElidingStatusBar, SeedBox, VerticalScrollArea, update_geometry_up
 from gui.vram_gauge import VramGauge
 
 
@@ -183,6 +183,10 @@ class LayoutMixin:
         editor_scroll = VerticalScrollArea(self.stage_list.take_editor())
         editor_scroll.setObjectName("stage_editor_scroll")
         self.editor_scroll = editor_scroll
+        # The chain's column lost the editor: its minimum is known now, not after the first
+        # events, or the window opens 44 px wider than it was left (the layouts keep their
+        # widgets' minimums until told).
+        update_geometry_up(self.stage_list)
         split = QSplitter(Qt.Horizontal)
         split.addWidget(left_panel)
         split.addWidget(editor_scroll)
