@@ -36,12 +36,11 @@ def _path(w: QWidget, window: QWidget) -> str:
 
 
 def _is_part_of_a_control(w: QWidget, window: QWidget) -> bool:
-    """A spin box's line edit, a combo's view, a tab bar's scroll buttons: checked as their owner."""
+    """A spin box's line edit, a combo's list, a tab bar's scroll buttons, a cell editor:
+    checked as their owner."""
     p = w.parentWidget()
     while p is not None and p is not window:
-        if isinstance(p, (QComboBox, QAbstractSpinBox, QTabBar, QAbstractItemView)) and not (
-                isinstance(p, QAbstractItemView) and w.parentWidget() is not p.viewport()
-                and not p.isAncestorOf(w)):
+        if isinstance(p, (QComboBox, QAbstractSpinBox, QTabBar, QAbstractItemView)):
             return True
         p = p.parentWidget()
     return False

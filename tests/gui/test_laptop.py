@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from conftest import JOB_TIMEOUT_MS
-from core.events import JobCancelled, JobFinished, StagePreview, Step
+from core.events import JobCancelled, JobFinished, Step
 from layout_check import clipped, controls, sideways_scrollbars
 
 # The available area of a 1366×768 screen under a panel (~28 px), less the window's frame:
