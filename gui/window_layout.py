@@ -169,7 +169,8 @@ class LayoutMixin:
         self.candidates = CandidateStrip()
         self.candidates.picked.connect(self._repick)
         self._candidates_of: Project | None = None  # the job whose candidates the strip shows
-        rv.addWidget(self.candidates)
+        # The strip becomes a tab under the viewer when a job first has candidates
+        # (gui/window_run.py): above the viewer it pushed the image down mid-run.
         vsplit = QSplitter(Qt.Vertical)
         vsplit.addWidget(self.compare)
         vsplit.addWidget(self.tabs)
