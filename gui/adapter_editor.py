@@ -180,8 +180,13 @@ class AdapterEditor(QGroupBox):
         self.ip_scale.valueChanged.connect(self._write_ip)
 
     def _build(self) -> None:
+        # Combos of long names (library entries, the preprocessor) must not set the stage
+        # editor column's width: at 1366×768 it has a third of the screen, never a sideways
+        # scroll bar.
+        for combo, chars in ((self.library_loras, 8), (self.library_controlnets, 8), (self.preprocessor, 5)):
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(chars)
         lora_buttons = QHBoxLayout()
-        lora_buttons.addWidget(self.library_loras, 1)
         lora_buttons.addWidget(self.add_lora_button)
         lora_buttons.addWidget(self.remove_lora_button)
         lora_buttons.addWidget(QLabel("weight"))
@@ -242,6 +247,7 @@ class AdapterEditor(QGroupBox):
         layout.addWidget(QLabel("LoRAs"))
         layout.addWidget(self.lora_note)
         layout.addWidget(self.loras)
+        layout.addWidget(self.library_loras)  # a row of its own: beside the buttons it was cut off
         layout.addLayout(lora_buttons)
         layout.addLayout(lora_typed)
         layout.addWidget(self.use_controlnet)

@@ -7,15 +7,15 @@ from pathlib import Path
 from typing import Callable
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QGuiApplication, QIcon, QImage, QPainter, QPen, QPixmap
+from PySide6.QtGui import QFont, QFontMetrics, QGuiApplication, QIcon, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
-    QComboBox, QFileDialog, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSlider,
+    QComboBox, QFileDialog, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSizePolicy, QSlider,
     QVBoxLayout, QWidget,
 )
 
 from core.document import Run
 from gui.images import qimage_of
-from gui.widgets import tool_button
+from gui.widgets import ElidedLabel, tool_button
 
 WIPE, SIDE = "Wipe", "Side by side"
 
@@ -233,9 +233,18 @@ class CompareView(QWidget):
         self.fit_button = tool_button("Fit", "Fit the image to the view", lambda: self.canvas.set_zoom(None))
         self.one_button = tool_button("1:1", "One image pixel per screen pixel (device-independent: two device pixels on a 200% display)", lambda: self.canvas.set_zoom(1.0))
         self.zoom_label = QLabel()
-        self.live_label = QLabel()
+        self.live_label = ElidedLabel()
         self.live_label.setObjectName("live_label")
         self.live_label.setStyleSheet("color: #b00020; font-weight: bold;")
+        # One width, kept while hidden: the caption changes every step and comes and goes
+        # with each run, and nothing beside it (or the column's divider) may move with it.
+        bold = QFont(self.live_label.font())
+        bold.setBold(True)
+        self.live_label.setFixedWidth(QFontMetrics(bold).horizontalAdvance("● live: refiner, step 188") + 4)
+        self.zoom_label.setFixedWidth(self.zoom_label.fontMetrics().horizontalAdvance("fit 6400%") + 4)
+        policy = QSizePolicy(QSizePolicy.Fixed, QSizePolicy.Preferred)
+        policy.setRetainSizeWhenHidden(True)
+        self.live_label.setSizePolicy(policy)
         self.live_label.hide()
         self.save_button = tool_button("Save…", "Save the image shown on the right", self.save_shown)
         self.copy_button = tool_button("Copy", "Copy the image shown on the right", self.copy_shown)
@@ -257,13 +266,13 @@ class CompareView(QWidget):
         bar.addWidget(self.left_pick, 1)
         bar.addWidget(QLabel("After"))
         bar.addWidget(self.right_pick, 1)
-        bar.addWidget(self.live_label)
         bar.addWidget(self.mode)
         # The view tools share the wipe slider's row: one toolbar would make the viewer's
         # minimum width more than a laptop's third column has.
         tools = QHBoxLayout()
         tools.addWidget(self.wipe_slider, 1)
         tools.addStretch(0)
+        tools.addWidget(self.live_label)  # here, not above: the pickers' row has no room left
         tools.addWidget(self.fit_button)
         tools.addWidget(self.one_button)
         tools.addWidget(self.zoom_label)

@@ -3,14 +3,16 @@ or cleared here; the running job can be cancelled from it too."""
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QSizePolicy,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QSizePolicy, QVBoxLayout, QWidget,
+)
 
 from core.job_queue import JobQueue, describe_job
 
 
 class QueuePanel(QWidget):
     cancelRunning = Signal()
+    refreshed = Signal()  # the list was redrawn: the jobs waiting may be fewer or more
 
     def __init__(self, queue: JobQueue, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -20,6 +22,7 @@ class QueuePanel(QWidget):
         # A long prompt's line must not widen the dock past a laptop's screen: cut, and whole in the tooltip.
         self.status.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         self.list = QListWidget()
+        self.list.setWordWrap(True)  # a long prompt wraps: the panel never scrolls sideways
         self.up, self.down = QPushButton("Up"), QPushButton("Down")
         self.remove, self.clear = QPushButton("Remove"), QPushButton("Clear")
         self.cancel = QPushButton("Cancel running")
@@ -50,6 +53,7 @@ class QueuePanel(QWidget):
             if job.id == selected:
                 self.list.setCurrentItem(item)
         self._update_buttons()
+        self.refreshed.emit()
 
     def set_running(self, text: str | None) -> None:
         self.status.setText(f"Running: {text}" if text else "No job running")

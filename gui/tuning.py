@@ -1,17 +1,19 @@
 """Tuning a chain from the window: re-run from the selected stage, queue jobs pressed while
-one runs, and sweep a parameter. The panels live in docks of their own, so the window's
-layout is untouched; main_window calls install() once and routes Generate through
+one runs, and sweep a parameter. The panels are tabs beside the timings and the log,
+under the viewer: they take the viewer column's width and leave the prompt column (and
+Generate) where they are. main_window makes one Tuning and routes Generate through
 submit()."""
 from __future__ import annotations
 
 from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QDockWidget
+from PySide6.QtWidgets import QFrame, QSizePolicy
 
 from core import paths
 from core.job_queue import JobQueue
 from gui.job_queue import QueuePanel
 from gui.sweep_panel import SweepPanel
+from gui.widgets import VerticalScrollArea, update_geometry_up
 
 
 class Tuning(QObject):
@@ -21,12 +23,25 @@ class Tuning(QObject):
         self.queue = JobQueue.load()
         self.queue_panel = QueuePanel(self.queue)
         self.sweep_panel = SweepPanel()
-        # Below the studio, and shown once a job waits: a dock beside it would widen the
-        # window past a 1366-pixel laptop screen.
-        self.queue_dock = self._dock("Job queue", self.queue_panel, Qt.BottomDockWidgetArea)
-        self.sweep_dock = self._dock("Sweep", self.sweep_panel, Qt.RightDockWidgetArea)
-        self.queue_dock.setVisible(bool(self.queue.jobs))
-        self.sweep_dock.hide()
+        # Tabs under the viewer, not docks: a dock at the side widened the window past a
+        # 1366-pixel screen, one at the bottom took half the window and moved Generate.
+        tabs = window.tabs
+        self.queue_panel.setObjectName("queue_panel")
+        self.sweep_panel.setObjectName("sweep_panel")
+        tabs.addTab(self.queue_panel, "Queue")
+        # What changes while a sweep runs must not widen the viewer's column (and the
+        # window): the progress line takes the width it is given, long cell names wrap.
+        self.sweep_panel.progress.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.sweep_panel.cells.setWordWrap(True)
+        # Its grid and cells scroll when the pane is short; the pane grows when it is shown.
+        self.sweep_scroll = VerticalScrollArea(self.sweep_panel)
+        self.sweep_scroll.setFrameShape(QFrame.NoFrame)
+        tabs.addTab(self.sweep_scroll, "Sweep")
+        update_geometry_up(tabs)  # the viewer's column knows its new minimum before it shows
+        self.queue_panel.refreshed.connect(self._update_queue_tab)
+        self._update_queue_tab()
+        if self.queue.jobs:
+            self.show_queue()
         run_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Run")
         self.run_from_action = QAction("Run From Selected &Stage", window)
         self.run_from_action.setShortcut("Ctrl+Shift+Return")
@@ -35,7 +50,9 @@ class Tuning(QObject):
         sweep_action = QAction("S&weep…", window)
         sweep_action.triggered.connect(self.show_sweep)
         run_menu.addAction(sweep_action)
-        run_menu.addAction(self.queue_dock.toggleViewAction())
+        self.queue_action = QAction("Job &Queue", window)
+        self.queue_action.triggered.connect(self.show_queue)
+        run_menu.addAction(self.queue_action)
         # The stage list's context menu: "Run from this stage".
         stage_view = window.stage_list.list
         stage_view.setContextMenuPolicy(Qt.ActionsContextMenu)
@@ -49,12 +66,17 @@ class Tuning(QObject):
         if self.queue.jobs:
             window.statusBar().showMessage(f"{len(self.queue)} queued job(s) from the last session", 10000)
 
-    def _dock(self, title: str, widget, area) -> QDockWidget:
-        dock = QDockWidget(title, self.window)
-        dock.setObjectName(title.replace(" ", "-").lower())
-        dock.setWidget(widget)
-        self.window.addDockWidget(area, dock)
-        return dock
+    def _show_tab(self, panel) -> None:
+        self.window.tabs.setCurrentWidget(panel)
+
+    def show_queue(self) -> None:
+        self._show_tab(self.queue_panel)
+
+    def _update_queue_tab(self) -> None:
+        """The tab says how many jobs wait, so a queue is seen with another tab in front."""
+        n = len(self.queue.jobs)
+        self.window.tabs.setTabText(self.window.tabs.indexOf(self.queue_panel), f"Queue ({n})" if n else "Queue")
+
 
     # ---------------------------------------------------------------- jobs and the queue
 
@@ -63,7 +85,7 @@ class Tuning(QObject):
         if self.window.runner.busy:
             job = self.queue.add(self.window.project, from_stage)
             self.queue_panel.refresh()
-            self.queue_dock.show()
+            self.show_queue()
             self.window.statusBar().showMessage(f"queued: {job.describe()}", 5000)
             return True
         return self.window.start_job(self.window.project, from_stage)
@@ -93,8 +115,19 @@ class Tuning(QObject):
 
     def show_sweep(self) -> None:
         self.sweep_panel.set_project(self.window.project)
-        self.sweep_dock.show()
-        self.sweep_dock.raise_()
+        self._show_tab(self.sweep_scroll)
+        self._make_room(self.sweep_panel.sizeHint().height())
+
+    def _make_room(self, height: int) -> None:
+        """Give the tabs under the viewer `height` (as far as the viewer's own minimum
+        allows): the viewer column shrinks, the prompt column and Generate stay put."""
+        split = self.window.splitters["viewer"]
+        sizes = split.sizes()
+        total = sum(sizes)
+        room = min(height + self.window.tabs.tabBar().sizeHint().height() + 8,
+                   total - split.widget(0).minimumSizeHint().height())
+        if sizes[1] < room:
+            split.setSizes([total - room, room])
 
     def start_sweep(self, project, x, y) -> None:
         if self.window.runner.busy:

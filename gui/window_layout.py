@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QPushButton, QScrollArea, QSizePolicy,
+    QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QPushButton, QSizePolicy,
     QSplitter, QTabWidget, QToolButton, QVBoxLayout, QWidget,
 )
 
@@ -19,7 +19,7 @@ from gui.run_settings import RunSettings
 from gui.stage_list import StageList
 from gui.timing_table import TimingTable
 from gui.collapsible import Section
-from gui.widgets import SeedBox
+from gui.widgets import ElidingStatusBar, SeedBox, VerticalScrollArea, update_geometry_up
 from gui.vram_gauge import VramGauge
 
 
@@ -136,11 +136,8 @@ class LayoutMixin:
         self.run_section = Section("Run settings", self.run_settings, expanded=False)
         lv.addWidget(self.run_section)
         lv.addStretch(1)
-        self.left_scroll = scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(left)
-        # Wide enough for its widest row (the size picker), so it never scrolls sideways.
-        scroll.setMinimumWidth(left.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4)
+        # As wide as its widest row (the size picker): it never scrolls sideways.
+        self.left_scroll = scroll = VerticalScrollArea(left)
         left_panel = QWidget()
         lp = QVBoxLayout(left_panel)
         lp.setContentsMargins(0, 0, 0, 0)
@@ -172,7 +169,8 @@ class LayoutMixin:
         self.candidates = CandidateStrip()
         self.candidates.picked.connect(self._repick)
         self._candidates_of: Project | None = None  # the job whose candidates the strip shows
-        rv.addWidget(self.candidates)
+        # The strip becomes a tab under the viewer when a job first has candidates
+        # (gui/window_run.py): above the viewer it pushed the image down mid-run.
         vsplit = QSplitter(Qt.Vertical)
         vsplit.addWidget(self.compare)
         vsplit.addWidget(self.tabs)
@@ -181,14 +179,15 @@ class LayoutMixin:
         vsplit.setSizes([560, 220])
         rv.addWidget(vsplit, 1)
         # The selected stage's editor in a column of its own beside the chain: at 1366×768
-        # neither column needs a scrollbar with the editor's default sections open.
-        editor_scroll = QScrollArea()
+        # neither column needs a scrollbar with the editor's default sections open, and
+        # with every section open the column scrolls down, never sideways.
+        editor_scroll = VerticalScrollArea(self.stage_list.take_editor())
         editor_scroll.setObjectName("stage_editor_scroll")
-        editor_scroll.setWidgetResizable(True)
-        editor_scroll.setWidget(self.stage_list.take_editor())
-        editor_scroll.setMinimumWidth(self.stage_list.editor.minimumSizeHint().width()
-                                      + editor_scroll.verticalScrollBar().sizeHint().width() + 4)
         self.editor_scroll = editor_scroll
+        # The chain's column lost the editor: its minimum is known now, not after the first
+        # events, or the window opens 44 px wider than it was left (the layouts keep their
+        # widgets' minimums until told).
+        update_geometry_up(self.stage_list)
         split = QSplitter(Qt.Horizontal)
         split.addWidget(left_panel)
         split.addWidget(editor_scroll)
@@ -199,6 +198,7 @@ class LayoutMixin:
         self.setCentralWidget(split)
         self.splitters = {"main": split, "viewer": vsplit}
 
+        self.setStatusBar(ElidingStatusBar(self))
         self.torch_status = QLabel("Loading torch…")
         self.torch_status.setObjectName("torch_status")
         self.statusBar().addPermanentWidget(self.torch_status)

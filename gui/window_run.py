@@ -84,7 +84,10 @@ class RunControlMixin:
 
     def _candidates_scored(self, ev: CandidatesScored) -> None:
         self._candidates_of = ev.project
+        if self.tabs.indexOf(self.candidates) < 0:
+            self.tabs.addTab(self.candidates, "Candidates")
         self.candidates.show_candidates(ev)
+        self.tabs.setCurrentWidget(self.candidates)
         scores = ", ".join(f"seed {c.seed}: {c.score:.3f}" for c in ev.candidates)
         self.log_line(f"candidates scored by {ev.scorer}: {scores}; continuing with seed {ev.kept[0]}")
 

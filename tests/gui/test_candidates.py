@@ -18,11 +18,19 @@ def test_the_strip_shows_scored_candidates_and_a_click_continues_with_another(wi
 
     seeds = candidate_seeds(project)
     assert not window.candidates.isVisible()
+    canvas = window.compare.canvas
+
+    def where():
+        return canvas.mapTo(window, canvas.rect().topLeft()), canvas.size(), window.splitters["viewer"].sizes()
+
+    before = where()
     with qtbot.waitSignal(window.jobEnded, timeout=JOB_TIMEOUT_MS) as blocker:
         assert window.generate()
     assert isinstance(blocker.args[0], JobFinished), getattr(blocker.args[0], "message", "")
     strip = window.candidates
     assert strip.isVisible() and sorted(strip.buttons) == seeds
+    qtbot.wait(10)
+    assert where() == before  # a tab under the viewer: the image did not move down mid-run
     assert all("score " in b.text() for b in strip.buttons.values())
     (kept,) = [s for s, b in strip.buttons.items() if b.isChecked()]
     first = read_recipe(blocker.args[0].stages[-1].path).project

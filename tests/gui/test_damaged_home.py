@@ -56,7 +56,7 @@ def test_the_window_opens_over_a_damaged_file_and_says_so_once(qtbot, with_model
     assert w.log.toPlainText().count(says) == 1
     assert (paths.home() / f"{name}.damaged").read_bytes() == content
     if name == "queue.json":
-        assert [j.project.prompt for j in w.tuning.queue.jobs] == ["queued cat"] and w.tuning.queue_dock.isVisible()
+        assert [j.project.prompt for j in w.tuning.queue.jobs] == ["queued cat"] and w.tabs.currentWidget() is w.tuning.queue_panel
     if case == "settings.json gui":
         assert w.settings.autosave_seconds == 30, "the good values are kept"
     _close(w)

@@ -2,10 +2,19 @@
 its state straight between projects, runs and sessions."""
 from __future__ import annotations
 
-from conftest import JOB_TIMEOUT_MS
-from core.events import JobFinished
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
-LAPTOP = (1366, 768 - 60)  # the available area under a panel, less the window's own title bar
+from conftest import JOB_TIMEOUT_MS
+from core.events import JobCancelled, JobFinished, Step
+from layout_check import clipped, controls, sideways_scrollbars
+
+# The available area of a 1366×768 screen under a panel (~28 px), less the window's frame:
+# a title bar (~32 px) and a border each side (4 px, as most window managers draw it).
+LAPTOP = (1366 - 8, 768 - 60)
 
 
 def _fit_laptop(window, qtbot) -> None:
@@ -40,43 +49,196 @@ def test_at_1366x768_the_selected_stage_needs_no_scrollbar(window, qtbot):
     assert ed.prompts.isVisibleTo(window)
 
 
-def test_geometry_and_splitters_are_restored(qtbot, with_models):
-    from gui.main_window import MainWindow
+def _laptop_session(home: Path, out: Path, *rect: int) -> dict:
+    """tests/gui/laptop_screen.py in a process of its own: a 1366×768 screen whose windows
+    have frames, which this process's platform (chosen once, frameless) cannot give."""
+    from laptop_screen import platform
+
+    env = dict(os.environ, HANDOFF_HOME=str(home), QT_QPA_PLATFORM=platform())
+    script = Path(__file__).with_name("laptop_screen.py")
+    done = subprocess.run([sys.executable, str(script), str(out), *map(str, rect)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_geometry_and_splitters_are_restored_exactly(handoff_home, with_models, tmp_path):
+    """The window reopens where it was closed, at the size it had, not one title bar lower
+    nor a few pixels wider each session; the frame is the window manager's, not saved."""
+    fresh = _laptop_session(handoff_home, tmp_path / "fresh.json")
+    # The size it was given, not the wider minimum its columns learn once shown.
+    assert fresh["geometry"][2] == 1280
+    x, y, w, h = fresh["frame"]
+    assert x >= 0 and y >= 0 and x + w <= 1366 and y + h <= 768
+    assert fresh["minimum"][0] <= 1366 - 8, "the window cannot be as narrow as a laptop's screen"
+    # Left at its narrowest: it reopens that narrow (a minimum learnt late once widened it).
+    narrow = fresh["minimum"][0] + 5
+    first = _laptop_session(handoff_home, tmp_path / "first.json", 20, 60, narrow, 650)
+    assert first["geometry"] == [20, 60, narrow, 650] and first["frame"] != first["geometry"]
+    again = _laptop_session(handoff_home, tmp_path / "again.json")
+    assert again["geometry"] == first["geometry"] and again["frame"] == first["frame"]
+    assert again["splitters"] == first["splitters"]
+    third = _laptop_session(handoff_home, tmp_path / "third.json")
+    assert third["geometry"] == first["geometry"]
+
+
+def test_a_geometry_from_a_bigger_screen_is_fitted_to_this_one(handoff_home, with_models, tmp_path):
     from gui.settings import Settings
 
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.show()
-    w.resize(w.minimumSizeHint().width(), 650)  # the offscreen screen is narrower than that
-    w.splitters["main"].setSizes([330, 310, 400])
-    qtbot.wait(10)
-    sizes = w.splitters["main"].sizes()
-    w.set_modified(False)
-    w.close()
-    saved = Settings.load()
-    assert saved.window_geometry and saved.splitters["main"] == sizes
-    again = MainWindow()
-    qtbot.addWidget(again)
-    again.show()
-    qtbot.wait(10)
-    assert (again.width(), again.height()) == (w.width(), 650)
-    assert again.splitters["main"].sizes() == sizes
-    again.set_modified(False)
-    again.close()
+    settings = Settings.load()
+    settings.window_geometry = "2400,100,1800,1000"  # the right half of a desk's second monitor
+    settings.save()
+    shown = _laptop_session(handoff_home, tmp_path / "shown.json")
+    x, y, w, h = shown["frame"]
+    assert x >= 0 and y >= 0 and x + w <= 1366 and y + h <= 768
 
 
-def test_nothing_moves_when_a_run_starts(window, qtbot, fast):
+def _open_everything(window, qtbot) -> None:
+    """Every section and panel a user can open at once: the stage editor's four sections
+    with ControlNet on, the run settings, two jobs waiting in the queue."""
+    ed = window.stage_list.editor
+    for section in ed.sections:
+        section.set_expanded(True)
+    window.run_section.set_expanded(True)
+    ed.adapters.use_controlnet.setChecked(True)
+    queue = window.tuning.queue
+    prompt = window.project.prompt
+    window.project.prompt = "a lighthouse on a cliff at dusk, waves breaking below, gulls, oil painting"
+    queue.add(window.project, None)  # long enough to need the panel's whole width
+    window.project.prompt = prompt
+    queue.add(window.project, 1)
+    window.tuning.queue_panel.refresh()
+    window.tuning.show_queue()
+    window.tuning.show_sweep()
+    qtbot.wait(20)
+
+
+def _nothing_cut_off(window) -> list[str]:
+    problems = clipped(window) + sideways_scrollbars(window, strips=(window.compare.strip,))
+    t = window.timings
+    if t.isVisible() and sum(t.columnWidth(c) for c in range(t.columnCount())) > t.viewport().width():
+        problems.append("the timing table's columns are wider than the table")
+    if window.width() > LAPTOP[0]:
+        problems.append(f"the window grew to {window.width()} px")
+    return problems
+
+
+def test_every_panel_fits_a_laptop_with_everything_open(window, qtbot, fast):
+    """At 1366×768 with Adapters, the sweep and a queue open and a run's timings listed, no
+    control is cut off or outside the window and no column scrolls sideways (the rule:
+    tests/gui/layout_check.py). Each stage is selected and each tab under the viewer shown."""
+    from PySide6.QtGui import QImage
+
     fast(window)
+    with qtbot.waitSignal(window.jobEnded, timeout=JOB_TIMEOUT_MS):
+        window.generate()
+    assert window.minimumSizeHint().width() <= LAPTOP[0] and window.minimumSizeHint().height() <= LAPTOP[1]
     _fit_laptop(window, qtbot)
-    before = (window.generate_button.geometry(), window.cancel_button.geometry())
+    generate = (window.generate_button.mapTo(window, window.generate_button.rect().topLeft()),
+                window.generate_button.size())
+    dividers = window.splitters["main"].sizes()
+    _open_everything(window, qtbot)
+    # Sweep and queue took the viewer column's room: Generate stays where it was, and
+    # opening Adapters did not widen the stage editor's column.
+    assert (window.generate_button.mapTo(window, window.generate_button.rect().topLeft()),
+            window.generate_button.size()) == generate
+    assert window.splitters["main"].sizes() == dividers
+    window.compare.show_live(QImage(64, 64, QImage.Format_RGB32), "refiner, step 123")
+    ed = window.stage_list.editor
+    seen = set()
+    for row in range(len(window.project.stages)):
+        window.stage_list.list.setCurrentRow(row)
+        ed.adapters.use_controlnet.setChecked(True)
+        qtbot.wait(10)
+        assert ed.adapters.library_loras.isVisible() and ed.adapters.cn_box.isVisible()
+        for tab in range(window.tabs.count()):
+            window.tabs.setCurrentIndex(tab)
+            qtbot.wait(10)
+            assert _nothing_cut_off(window) == [], (row, window.tabs.tabText(tab))
+            seen |= {id(w) for w in controls(window)}
+    t = window.tuning
+    checked = (t.sweep_panel.x.values, t.sweep_panel.run, t.queue_panel.remove, t.queue_panel.list, window.timings,
+               ed.models_button, ed.adapters.remove_lora_button, ed.adapters.ip_model, window.generate_button)
+    assert all(id(w) in seen for w in checked), [w for w in checked if id(w) not in seen]
+    assert len(seen) > 60  # the check saw the whole window, not a few widgets
+    assert window.width() == LAPTOP[0]
+
+
+def _geometry(window) -> dict:
+    """Where what the user watches and clicks during a run is: Generate and Cancel, the
+    columns' dividers, the viewer's tools, the window's size."""
+    c = window.compare
+
+    def at(w):
+        return (w.mapTo(window, w.rect().topLeft()).toTuple(), w.size().toTuple())
+
+    return {"generate": at(window.generate_button), "cancel": at(window.cancel_button),
+            "dividers": [window.splitters["main"].sizes(), window.splitters["viewer"].sizes()],
+            "window": window.size().toTuple(),
+            "viewer": [at(w) for w in (c.left_pick, c.right_pick, c.mode, c.fit_button, c.save_button, c.live_label)]}
+
+
+def test_nothing_moves_during_a_run_or_a_cancel(window, qtbot, fast, monkeypatch):
+    """Geometry before a run, at a step with the live preview's label showing, after it,
+    and the same for a run cancelled part-way: all equal."""
+    from PySide6.QtWidgets import QApplication
+
+    import core.stage_run as stage_run
+
+    monkeypatch.setattr(stage_run, "PREVIEW_INTERVAL_S", 0.0)  # a preview at every step
+    monkeypatch.setattr(stage_run, "PREVIEW_BUDGET", 1.0)
+    fast(window, steps=6)
+    _fit_laptop(window, qtbot)
+    # The user's narrowest layout: the side columns at their minimum (the live label once
+    # pushed the viewer's divider 36 px and the window past a 1366-pixel screen).
+    main = window.splitters["main"]
+    mins = [main.widget(i).minimumSizeHint().width() for i in range(2)]
+    main.setSizes(mins + [sum(main.sizes()) - sum(mins)])
+    qtbot.wait(10)
+    before = _geometry(window)
+    during: list[dict] = []
+    cancel_at_step = [False]
+
+    def watch(ev) -> None:
+        if isinstance(ev, Step) and window.compare.live_label.isVisible() and len(during) < 3:
+            QApplication.processEvents()  # the layout follows what the step changed
+            during.append(_geometry(window))
+            if cancel_at_step[0]:
+                window.cancel()
+
+    window.runner.event.connect(watch)
     with qtbot.waitSignal(window.jobEnded, timeout=JOB_TIMEOUT_MS) as blocker:
         assert window.generate()
-        qtbot.wait(20)
-        during = (window.generate_button.geometry(), window.cancel_button.geometry())
     assert isinstance(blocker.args[0], JobFinished)
-    assert during == before
-    assert window.width() == LAPTOP[0]  # the step line's text does not widen the window
-    assert (window.generate_button.geometry(), window.cancel_button.geometry()) == before
+    qtbot.wait(20)
+    assert during, "no step came with the live preview showing"
+    assert all(d == before for d in during)
+    assert _geometry(window) == before
+    during.clear()
+    cancel_at_step[0] = True
+    with qtbot.waitSignal(window.jobEnded, timeout=JOB_TIMEOUT_MS) as blocker:
+        assert window.generate()
+    assert isinstance(blocker.args[0], JobCancelled)
+    qtbot.wait(20)
+    assert during and all(d == before for d in during)
+    assert _geometry(window) == before
+
+
+def test_a_long_status_message_ends_in_an_ellipsis_and_is_whole_in_its_tooltip(window, qtbot):
+    from PySide6.QtWidgets import QStatusBar
+
+    _fit_laptop(window, qtbot)
+    bar = window.statusBar()
+    advice = ("Runs on the CPU (torch 2.5.1+cpu, a CPU-only build): real models will be slow; for an NVIDIA GPU "
+              "install a CUDA build: pip install torch==2.5.1 --index-url https://download.pytorch.org/whl/cu124 "
+              "(the cuXXX of your driver: pytorch.org/get-started)")
+    bar.showMessage(advice)
+    shown = QStatusBar.currentMessage(bar)  # what is drawn
+    assert shown.endswith("…") and bar.fontMetrics().horizontalAdvance(shown) <= bar.message_room()
+    assert bar.currentMessage() == advice and bar.toolTip() == advice
+    bar.showMessage("Done in 1.2 s", 50)
+    assert QStatusBar.currentMessage(bar) == "Done in 1.2 s" and bar.toolTip() == ""
+    qtbot.waitUntil(lambda: bar.currentMessage() == "", timeout=5000)  # a timed message still times out
 
 
 def test_a_run_shows_live_previews_and_its_speed(window, qtbot, fast, monkeypatch):
