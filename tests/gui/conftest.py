@@ -4,7 +4,9 @@ the demo models built once per session and linked into each home, and a window w
 questions are answered by the test instead of a modal dialog."""
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,84 @@ def handoff_home(tmp_path, monkeypatch, request) -> Path:
     home.mkdir()
     monkeypatch.setenv("HANDOFF_HOME", str(home))
     return home
+
+
+@pytest.fixture(autouse=True)
+def asyncio_loop(qapp):
+    """The window's coroutines run on qasync's loop (gui/tasks.py installs it on the qapp
+    when a test starts one outside `app_loop`). After each test: what is still running is
+    cancelled and let finish (a download stops at its next chunk), and the loop closes,
+    joining its worker threads, so no thread of one test runs into the next."""
+    yield
+    loop = asyncio.events._get_running_loop()
+    if loop is None:
+        return
+    import qasync
+
+    assert isinstance(loop, qasync.QEventLoop), loop
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in pending:
+        task.cancel()
+    deadline = time.monotonic() + 60
+    while any(not t.done() for t in pending) and time.monotonic() < deadline:
+        qapp.processEvents()
+        time.sleep(0.005)
+    # Not loop.stop(): that calls QApplication.exit(), which with no Qt loop running leaves
+    # "quit now" set, and the next test's Qt loops would return at once.
+    asyncio.events._set_running_loop(None)
+    loop._QEventLoop__is_running = False
+    qapp.aboutToQuit.disconnect(loop._after_run_forever)
+    loop._after_run_forever()
+    loop.close()
+    asyncio.set_event_loop(None)
+
+
+@pytest.fixture
+def app_loop(qapp):
+    """qasync's loop as gui/app.py runs it: not yet running, then `run(scenario())` runs Qt's
+    own event loop (QApplication.exec) until the scenario coroutine is done. Whatever the
+    scenario starts (the window's tasks) runs on it; waits inside a scenario are awaits,
+    never qtbot's nested loops."""
+    import qasync
+
+    assert asyncio.events._get_running_loop() is None, "a loop is already running"
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+
+    class Runner:
+        def __init__(self) -> None:
+            self.loop = loop
+
+        def run(self, coro, timeout_s: float = 120.0):
+            return loop.run_until_complete(asyncio.wait_for(coro, timeout_s))
+
+    yield Runner()
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.close()
+    asyncio.set_event_loop(None)
+
+
+async def until(condition, timeout_s: float = 60.0, step_s: float = 0.01) -> None:
+    """Await (on the loop, so its tasks go on) until `condition()` holds."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout_s:.0f} s for {condition}")
+        await asyncio.sleep(step_s)
+
+
+def finish(qtbot, awaitable, timeout_ms: int = 60_000):
+    """A window coroutine's result, from a pytest-qt test: started on qasync's loop (as the
+    window starts its own) and waited for with Qt's loop turning."""
+    from gui.tasks import event_loop
+
+    task = asyncio.ensure_future(awaitable, loop=event_loop())
+    qtbot.waitUntil(task.done, timeout=timeout_ms)
+    return task.result()
 
 
 @pytest.fixture(autouse=True)
