@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QApplication
 
 from core import demo, presets
 from tests.fake_hub import GATED_SD, TINY_SD, go_offline, serving_tiny_sd
+from tests.qasync_helpers import finish
 
 TIMEOUT_MS = 60_000
 
@@ -101,7 +102,7 @@ def test_memory_and_precision_change_the_project_and_survive_save_and_reopen(win
 # ---------------------------------------------------------------- the model library
 
 
-def test_library_adds_a_folder_and_a_comfyui_scan(window, tiny_sd, comfy):
+def test_library_adds_a_folder_and_a_comfyui_scan(window, qtbot, tiny_sd, comfy):
     from core import paths
 
     dialog = window.open_models()
@@ -114,7 +115,7 @@ def test_library_adds_a_folder_and_a_comfyui_scan(window, tiny_sd, comfy):
     assert _rows(dialog)[str(tiny_sd)][:5] == ["tiny-sd", "Stable Diffusion 1.x/2.x", "base and refine",
                                              "added by you", "yes"]
     dialog.choose_comfyui_folder = lambda: str(comfy.parent)  # ComfyUI's own folder works too
-    found = dialog.add_comfyui()
+    found = finish(qtbot, dialog.start_comfyui())
     assert len(found) == 3 and "3 file(s) found" in dialog.status.text() and "1 usable" in dialog.status.text()
     rows = _rows(dialog)
     ckpt = str(comfy / "checkpoints" / "tiny-sd15.safetensors")
@@ -138,9 +139,9 @@ def test_library_adds_a_folder_and_a_comfyui_scan(window, tiny_sd, comfy):
     dialog.close()
 
 
-def test_choosing_a_library_checkpoint_sets_the_stage_and_its_size_rules(window, comfy):
+def test_choosing_a_library_checkpoint_sets_the_stage_and_its_size_rules(window, qtbot, comfy):
     dialog = window.open_models()
-    dialog.add_comfyui(comfy)
+    finish(qtbot, dialog.add_comfyui(comfy))
     ckpt = str(comfy / "checkpoints" / "tiny-sd15.safetensors")
     combo = window.stage_list.editor.model
     window.stage_list.list.setCurrentRow(0)
