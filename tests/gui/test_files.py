@@ -13,6 +13,7 @@ from core import document
 from core.document import Document, Run, StageResult, read_project
 from gui.images import qimage_of
 from gui.settings import Settings
+from tests.qasync_helpers import finish
 
 
 def make_png(path: Path, size=(64, 64), color=Qt.red) -> Path:
@@ -28,7 +29,8 @@ def drop(window, qtbot, path: Path) -> None:
     mime.setUrls([QUrl.fromLocalFile(str(path))])
     event = QDropEvent(QPoint(10, 10), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
     window.dropEvent(event)
-    qtbot.wait(20)  # the drop is handled on the next turn of the event loop
+    # The drop is a task of the window (the file read on a worker thread, then the question).
+    qtbot.waitUntil(lambda: not window.tasks.pending, timeout=60_000)
 
 
 def fake_run(number: int = 1) -> Run:
@@ -200,11 +202,11 @@ def test_autosave_is_offered_back_after_a_crash(qtbot, with_models, answers):
     assert document.begin_session() is False  # closing cleanly removed the lock
 
 
-def test_autosave_timer_writes_only_when_changed(window):
-    window.autosave()
+def test_autosave_timer_writes_only_when_changed(window, qtbot):
+    assert window.autosave() is None
     assert not document.autosave_file().exists()  # nothing changed yet
     window.prompt_editor.prompt.setPlainText("edited")
-    window.autosave()
+    finish(qtbot, window.autosave())  # a task of the window: the write on a worker thread
     assert document.autosave_file().is_file()
     assert read_project(document.autosave_file())[0].prompt == "edited"
 
