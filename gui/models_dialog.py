@@ -325,9 +325,13 @@ class ModelsDialog(QDialog):
     def start_comfyui(self) -> asyncio.Task | None:
         """The button: ask for the folder, then scan it as a task of this dialog."""
         folder = self.choose_comfyui_folder()
-        return self.tasks.start(self.add_comfyui(folder), name=f"scanning {folder}") if folder else None
+        if not folder:
+            return None
+        self.say(f"Scanning {folder}…")
+        return self.tasks.start(self.add_comfyui(folder), name=f"scanning {folder}")
 
     def start_cached(self) -> asyncio.Task:
+        self.say("Looking through the Hugging Face cache…")
         return self.tasks.start(self.add_cached(), name="scanning the Hugging Face cache")
 
     async def add_comfyui(self, folder: str | Path) -> list[ml.LibraryEntry]:
@@ -352,7 +356,6 @@ class ModelsDialog(QDialog):
     async def add_cached(self) -> list[ml.LibraryEntry]:
         """Every diffusers model and adapter the Hugging Face cache holds (the cache is
         walked on a worker thread)."""
-        self.say("Looking through the Hugging Face cache…")
         found, adapters = await asyncio.to_thread(lambda: (ml.cached_hub_models(), ml.cached_hub_adapters()))
         entries = [ml.LibraryEntry(c.repo_id, c.repo_id, "hf-cache", c.family, ml.PIPELINE, c.note)
                    for c in found]

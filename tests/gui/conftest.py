@@ -76,13 +76,30 @@ def app_loop(qapp):
     assert asyncio.events._get_running_loop() is None, "a loop is already running"
     loop = qasync.QEventLoop(qapp)
     asyncio.set_event_loop(loop)
+    # A test's last visible window (a dialog alone, a window it closes) must not quit the
+    # app mid-scenario: in the app, the main window's close ends the loop, and gui/app.py's
+    # finish_tasks then lets cancelled tasks end.
+    quits = qapp.quitOnLastWindowClosed()
+    qapp.setQuitOnLastWindowClosed(False)
 
     class Runner:
         def __init__(self) -> None:
             self.loop = loop
 
         def run(self, coro, timeout_s: float = 120.0):
-            return loop.run_until_complete(asyncio.wait_for(coro, timeout_s))
+            """The scenario's result; what it left running (the library's size queries,
+            say) is then cancelled and let finish while the loop still runs: outside
+            run(), a Qt event processed by pytest-qt would step a task with no loop running."""
+            async def scenario_then_leftovers():
+                try:
+                    return await asyncio.wait_for(coro, timeout_s)
+                finally:
+                    left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                    for task in left:
+                        task.cancel()
+                    await asyncio.gather(*left, return_exceptions=True)
+
+            return loop.run_until_complete(scenario_then_leftovers())
 
     yield Runner()
     pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
@@ -92,6 +109,7 @@ def app_loop(qapp):
         loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
     loop.close()
     asyncio.set_event_loop(None)
+    qapp.setQuitOnLastWindowClosed(quits)
 
 
 @pytest.fixture(autouse=True)

@@ -211,6 +211,51 @@ def test_an_uncached_hub_id_goes_through_the_download_dialog(window, hub):
         guard[0] = 0
 
 
+def test_a_folder_scan_is_a_task_on_the_app_loop_that_closing_the_library_cancels(window, app_loop, comfy,
+                                                                               monkeypatch):
+    """Under the loop gui/app.py runs: the scan reads the folder on a worker thread and the
+    library fills in afterwards; a scan the user walks away from (closing the library)
+    is cancelled and adds nothing."""
+    import asyncio
+    import threading
+
+    from core import model_library as ml
+    from tests.qasync_helpers import until
+
+    real_scan, threads, hold = ml.scan_folder, [], threading.Event()
+    hold.set()
+
+    def scan(folder):
+        threads.append(threading.current_thread())
+        hold.wait(60)
+        return real_scan(folder)
+
+    monkeypatch.setattr(ml, "scan_folder", scan)
+    ckpt = str(comfy / "checkpoints" / "tiny-sd15.safetensors")
+
+    async def scenario():
+        dialog = window.open_models()
+        dialog.choose_comfyui_folder = lambda: str(comfy)
+        task = dialog.start_comfyui()
+        assert "Scanning" in dialog.status.text() and ckpt not in _rows(dialog)  # not yet: it runs on
+        found = await task
+        assert ckpt in _rows(dialog) and "3 file(s) found" in dialog.status.text()
+        # Again, walked away from: closed while the worker thread reads.
+        dialog.library.remove(ckpt)
+        dialog.refresh()
+        hold.clear()
+        task = dialog.start_comfyui()
+        await until(lambda: len(threads) == 2)
+        dialog.close()
+        hold.set()
+        await asyncio.gather(task, return_exceptions=True)
+        return found, task, dialog
+
+    found, task, dialog = app_loop.run(scenario())
+    assert len(found) == 3 and all(t is not threading.main_thread() for t in threads)
+    assert task.cancelled() and ckpt not in _rows(dialog)
+
+
 # ---------------------------------------------------------------- positions
 
 
