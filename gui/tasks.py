@@ -19,8 +19,10 @@ would stop for good); `await modal(fn, ...)` asks from a plain loop callback ins
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sys
 import traceback
+import weakref
 from typing import Any, Callable, Coroutine
 
 from PySide6.QtCore import QObject
@@ -56,7 +58,9 @@ class Tasks:
 
     def __init__(self, owner: QObject, on_error: Callable[[str], None] | None = None) -> None:
         self._tasks: set[asyncio.Task] = set()
-        self._on_error = on_error
+        # Weakly, when it is the owner's method: a cycle through a widget would leave its
+        # deletion to Python's cycle collector, which may run on a worker thread.
+        self._on_error = weakref.WeakMethod(on_error) if inspect.ismethod(on_error) else (lambda: on_error)
         owner.destroyed.connect(self.cancel_all)
 
     def start(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task:
@@ -83,9 +87,10 @@ class Tasks:
             return
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
         text = f"{task.get_name()} failed: {describe_error(exc)}"
-        if self._on_error is not None:
+        on_error = self._on_error()
+        if on_error is not None:
             try:
-                self._on_error(text)
+                on_error(text)
                 return
             except RuntimeError:  # the widget that would show it is gone
                 pass

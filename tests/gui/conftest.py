@@ -63,6 +63,7 @@ def asyncio_loop(qapp):
     loop._after_run_forever()
     loop.close()
     asyncio.set_event_loop(None)
+    _collect_here(qapp)
 
 
 @pytest.fixture
@@ -110,6 +111,16 @@ def app_loop(qapp):
     loop.close()
     asyncio.set_event_loop(None)
     qapp.setQuitOnLastWindowClosed(quits)
+    _collect_here(qapp)
+
+
+def _collect_here(qapp) -> None:
+    """A closed loop's Qt objects (its timer object, its executor's threads) go now, on the
+    GUI thread: left to the cycle collector, they could be deleted on a worker thread."""
+    import gc
+
+    qapp.processEvents()  # the stopped timer object kills its timers as they fire
+    gc.collect()
 
 
 @pytest.fixture(autouse=True)
