@@ -256,6 +256,32 @@ def test_a_folder_scan_is_a_task_on_the_app_loop_that_closing_the_library_cancel
     assert task.cancelled() and ckpt not in _rows(dialog)
 
 
+def test_the_presets_menu_asks_the_hub_for_sizes_off_the_gui_thread(window, qtbot, monkeypatch):
+    """Showing the Presets menu asks the Hub (a task of the window, each query on a worker
+    thread) for the download sizes it does not know, and the menu then says them."""
+    import threading
+
+    from core import model_library as ml
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(ml, "_sizes", {})
+    threads = []
+
+    def hub_size(repo_id):
+        threads.append(threading.current_thread())
+        ml._sizes[repo_id] = 3 * 1024 ** 3
+        return ml._sizes[repo_id]
+
+    monkeypatch.setattr(ml, "hub_download_size", hub_size)
+    window.presets_menu.aboutToShow.emit()
+    task = window.tasks.pending[0]
+    assert not any("GiB)" in a.text() for a in window.preset_actions.values())  # not asked yet
+    finish(qtbot, task)
+    assert threads and all(t is not threading.main_thread() for t in threads)
+    assert any("needs a download (" in a.text() and "GiB)" in a.text() for a in window.preset_actions.values())
+    assert window.ask_preset_sizes() is None  # asked once a session
+
+
 # ---------------------------------------------------------------- positions
 
 
