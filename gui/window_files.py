@@ -3,6 +3,7 @@ Open does with a file (a project, an image with a recipe, an init image)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 from PySide6.QtGui import QImage
@@ -260,34 +261,27 @@ class FilesMixin:
         with self._recipe_already_read(path, read):
             return await modal(self.open_path, path)
 
+    @contextlib.contextmanager
     def _recipe_already_read(self, path: Path, read: "_Read | None"):
         """For the open_path call within: `_recipe_in(path)` gives what the worker thread
         read (its recipe, or raises what the read raised) instead of reading again."""
-        import contextlib
-
-        window = self
+        if read is None:
+            yield
+            return
         reader = type(self)._recipe_in
 
-        @contextlib.contextmanager
-        def known():
-            if read is None:
-                yield
-                return
+        def recipe_in(p: Path):
+            if Path(p) != path:
+                return reader(p)
+            if read.error is not None:
+                raise read.error
+            return read.recipe
 
-            def recipe_in(p: Path):
-                if Path(p) != path:
-                    return reader(p)
-                if read.error is not None:
-                    raise read.error
-                return read.recipe
-
-            window._recipe_in = recipe_in
-            try:
-                yield
-            finally:
-                del window._recipe_in
-
-        return known()
+        self._recipe_in = recipe_in
+        try:
+            yield
+        finally:
+            del self._recipe_in
 
     def open_path(self, path: Path) -> str:
         """What a drop or File > Open does with a file. Returns what happened:
