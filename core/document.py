@@ -163,6 +163,7 @@ class Document:
         self.modified = False
         self.current_run: Run | None = None
         self.generation = 0  # counts changes: a save knows whether the document changed while it wrote
+        self.replacements = 0  # counts projects opened into it: a save knows whether its project is still here
         self._listeners: list[Listener] = []
         self._handlers: dict[type, Callable[[Any], None]] = {
             ev.JobStarted: self._job_started,
@@ -198,6 +199,7 @@ class Document:
     def replace(self, project: Project, path: Path | None, runs: list[Run]) -> None:
         """Another project in this document: opened, recovered or new."""
         self.project, self.path, self.runs, self.current_run = project, Path(path) if path else None, list(runs), None
+        self.replacements += 1
         self.modified = False
         self._tell(CHANGED_PROJECT)
         self._tell(CHANGED_MODIFIED, False)
@@ -288,14 +290,18 @@ class Document:
         changed in place), so `write_snapshot` may run on another thread while editing
         and runs go on."""
         runs = [copy_of(r, recipe=dict(r.recipe), stages=[copy_of(s) for s in r.stages]) for r in self.runs]
-        return Snapshot(self.project.copy(), runs, self.path, self.generation)
+        return Snapshot(self.project.copy(), runs, self.path, self.generation, self.replacements)
 
-    def saved(self, path: Path, snapshot: "Snapshot") -> None:
+    def saved(self, path: Path, snapshot: "Snapshot") -> bool:
         """`snapshot` is in the file at `path`: the document is saved there, and unmodified
-        unless it changed since the snapshot was taken."""
+        unless it changed since the snapshot was taken. False (and nothing changes) when
+        another project was opened into the document meanwhile."""
+        if snapshot.replacements != self.replacements:
+            return False
         self.path = Path(path)
         if self.generation == snapshot.generation:
             self.set_modified(False)
+        return True
 
     @classmethod
     def open(cls, path: Path) -> "Document":
@@ -313,6 +319,7 @@ class Snapshot:
     runs: list[Run]
     path: Path | None  # where the document was saved when the snapshot was taken
     generation: int
+    replacements: int
 
 
 def write_snapshot(path: Path, snapshot: Snapshot) -> Path:

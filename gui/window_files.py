@@ -90,11 +90,11 @@ class FilesMixin:
         File > Save and Save As run `save_file`, the coroutine, instead."""
         if self.path is None:
             return self.save_as()
-        return self._save_now(self.path)
+        return self._save_to(self.path)
 
     def save_as(self) -> bool:
         target = self.choose_save_path()
-        return self._save_now(target) if target else False
+        return self._save_to(target) if target else False
 
     def start_save(self, ask_where: bool = False) -> asyncio.Task:
         """File > Save (Save As with `ask_where`): the save as a task of the window."""
@@ -124,7 +124,7 @@ class FilesMixin:
             self._saving = asyncio.Lock()
         return self._saving
 
-    def _save_now(self, path: Path) -> bool:
+    def _save_to(self, path: Path) -> bool:
         snapshot = self.document.snapshot()
         try:
             doc.write_snapshot(Path(path), snapshot)
@@ -139,12 +139,12 @@ class FilesMixin:
         return False
 
     def _saved(self, path: Path, snapshot) -> None:
-        self.document.saved(path, snapshot)
+        mine = self.document.saved(path, snapshot)  # False: another project was opened during the write
         self.settings.add_recent_file(path)
         self.settings.save()
         self._fill_recent()
         self._update_title()
-        self.statusBar().showMessage(f"Saved {path}", 5000)
+        self.statusBar().showMessage(f"Saved {path}" if mine else f"Saved the project you had open to {path}", 5000)
 
     def choose_export_path(self) -> Path | None:
         name, _ = QFileDialog.getSaveFileName(self, "Export ComfyUI workflow", str(paths.home() / "workflow.json"),

@@ -278,6 +278,38 @@ def test_save_is_a_coroutine_that_writes_off_the_gui_thread(window, app_loop, an
     assert not any(not t.done() for t in asyncio.all_tasks(app_loop.loop))
 
 
+def test_a_project_opened_during_a_save_is_not_taken_for_the_saved_one(window, app_loop, answers, tmp_path,
+                                                                       monkeypatch):
+    import threading
+
+    from core import document as doc
+    from tests.qasync_helpers import until
+
+    real_write = doc.write_snapshot
+    go, writing = threading.Event(), threading.Event()
+
+    def write_when_told(path, snapshot):
+        writing.set()
+        go.wait(60)
+        return real_write(path, snapshot)
+
+    monkeypatch.setattr(doc, "write_snapshot", write_when_told)
+    answers.save_path = tmp_path / "first.handoff"
+    answers.save_changes = "discard"
+
+    async def scenario():
+        window.prompt_editor.prompt.setPlainText("the first project")
+        task = window.start_save(ask_where=True)
+        await until(writing.is_set)
+        window.new_project()  # another project in the window while the first is written
+        go.set()
+        return await task
+
+    assert app_loop.run(scenario()) is True
+    assert read_project(answers.save_path)[0].prompt == "the first project"
+    assert window.path is None and window.windowTitle() == "Handoff — untitled"  # the new one is not "first"
+
+
 def test_dropped_image_recipe_is_read_off_the_gui_thread_then_asked(window, app_loop, answers, tmp_path, monkeypatch):
     import threading
 
