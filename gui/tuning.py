@@ -10,7 +10,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFrame, QSizePolicy
 
 from core import paths
-from core.job_queue import JobQueue
+from core.job_queue import JobQueue, describe_job
 from gui.job_queue import QueuePanel
 from gui.sweep_panel import SweepPanel
 from gui.widgets import VerticalScrollArea, update_geometry_up
@@ -106,8 +106,8 @@ class Tuning(QObject):
         self.window.start_job(job.project, job.from_stage)
 
     def _on_busy(self, busy: bool) -> None:
-        self.queue_panel.set_running("a job" if busy else None)
         if not busy:
+            self.queue_panel.set_running(None)
             # A sweep ends with no terminal job event: take the next queued job here too.
             QTimer.singleShot(0, self.start_next)
 
@@ -136,9 +136,9 @@ class Tuning(QObject):
         from datetime import datetime
 
         out = paths.outputs_dir() / f"sweep-{datetime.now():%Y%m%d-%H%M%S}"
-        self.window.runner.start_sweep(project, x, y, out)
+        if self.window.runner.start_sweep(project, x, y, out):
+            axes = x.name + (f" × {y.name}" if y is not None else "")
+            self.queue_panel.set_running(f"sweep of {axes} · {describe_job(project)}")
 
-    def open_cell(self, before, after) -> None:
-        from gui.images import qimage_of
-
-        self.window.compare.canvas.set_images(qimage_of(before) if before is not None else None, qimage_of(after))
+    def open_cell(self, before, after, title: str = "") -> None:
+        self.window.compare.show_pair(before, after, (f"{title}: input", f"{title}: output"))

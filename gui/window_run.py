@@ -13,6 +13,8 @@ from core.events import (
 )
 from core.project import Project
 from gui.images import pil_to_qimage
+from gui.run_progress import reset_bars
+from gui.timing_table import describe_finish
 
 
 TERMINAL = (JobFinished, JobFailed, JobCancelled)
@@ -24,12 +26,7 @@ class RunControlMixin:
     def reset_progress(self) -> None:
         """Bars and peaks that say nothing about a run: a new project, a preset, a failed run
         must not keep showing the last run's stage and peaks."""
-        self.stage_progress.setRange(0, 1)
-        self.stage_progress.setValue(0)
-        self.stage_progress.setFormat("stage: —")
-        self.overall_progress.setRange(0, 1000)
-        self.overall_progress.setValue(0)
-        self.overall_progress.setFormat("job: %p%")
+        reset_bars(self.stage_progress, self.overall_progress, self.step_rate)
         self.gauge.clear_peaks()
 
     def generate(self) -> bool:
@@ -46,7 +43,10 @@ class RunControlMixin:
         self.document.begin_run(project)
         if not self.runner.ready:
             self.statusBar().showMessage("Waiting for torch to load…")
-        return self.runner.start(project, paths.outputs_dir(), from_stage)
+        started = self.runner.start(project, paths.outputs_dir(), from_stage)
+        if started:
+            self.tuning.queue_panel.show_running(project, from_stage)
+        return started
 
     def cancel(self) -> None:
         if self.runner.busy:
@@ -132,8 +132,8 @@ class RunControlMixin:
         self.compare.show_live(pil_to_qimage(ev.image), f"{self.step_rate.label}, step {ev.step}")
 
     def _stage_finished(self, ev: StageFinished) -> None:
-        self.gauge.add_peak(ev.label, ev.peak_memory, ev.memory_kind)
-        self.log_line(f"{ev.label} done in {ev.total_seconds:.2f} s → {ev.path}")
+        self.gauge.add_finished(ev)
+        self.log_line(describe_finish(ev))
 
     def _stage_image_updated(self, ev: StageImageUpdated) -> None:
         if ev.decode_seconds:
@@ -160,6 +160,8 @@ class RunControlMixin:
 
     def _job_cancelled(self, ev: JobCancelled) -> None:
         where = f" during stage {ev.at_stage + 1}" if ev.at_stage is not None else ""
+        self.reset_progress()
+        self.stage_progress.setFormat("cancelled")
         self.statusBar().showMessage(f"Cancelled{where}", 10000)
         self.log_line(f"cancelled{where}")
 
