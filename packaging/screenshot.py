@@ -4,6 +4,10 @@ listings). A first demo job fills the run strip and the timings; the second runs
 more steps and is grabbed when its refiner has a live preview up, then cancelled.
 
     python packaging/screenshot.py [--out resources/screenshot.png]
+    python packaging/screenshot.py --adapters --out resources/screenshot-adapters.png
+
+With --adapters the second run is a sweep instead: the base stage's Adapters open with the
+shipped LoRA added, and the window is grabbed with the sweep grid filled.
 
 Offscreen by default; under Xvfb (`xvfb-run -s "-screen 0 1366x768x24" python
 packaging/screenshot.py`, QT_QPA_PLATFORM=xcb) the platform style and fonts are real.
@@ -24,6 +28,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "resources" / "screenshot.png")
     parser.add_argument("--timeout", type=int, default=600, help="seconds to wait for the job")
+    parser.add_argument("--adapters", action="store_true",
+                        help="open the base stage's Adapters (with the demo LoRA) and a filled sweep grid")
     args = parser.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     # A scratch home: the screenshot must not show (or touch) the user's recent files.
@@ -58,6 +64,8 @@ def main() -> int:
         window.set_modified(False)
         window.close()
         return 1
+    if args.adapters:
+        return adapters_and_sweep(window, loop, args.out)
     # The second run: long enough stages that the refiner's live preview shows mid-run.
     window.jobEnded.disconnect(ended)
     for stage in window.project.stages:
@@ -90,6 +98,43 @@ def main() -> int:
     window.cancel()
     QTimer.singleShot(30_000, done.quit)
     done.exec()
+    window.set_modified(False)
+    window.close()
+    return 0
+
+
+def adapters_and_sweep(window, loop, out: Path) -> int:
+    """The base stage's Adapters open with the shipped LoRA added, and a two-cell sweep of
+    the refiner's switch point filled in the Sweep tab."""
+    from PySide6.QtCore import QTimer
+
+    window.stage_list.list.setCurrentRow(0)
+    editor = window.stage_list.editor
+    editor.adapters_section.set_expanded(True)
+    editor.adapters.lora_ref.setText("builtin:demo-lora")
+    editor.adapters._add_typed_lora()
+    window.tuning.show_sweep()
+    panel = window.tuning.sweep_panel
+    panel.x.param.setCurrentText("2.switch_at")
+    panel.x.values.setText("0.6, 0.8")
+    window.runner.busy_changed.connect(lambda busy: busy or QTimer.singleShot(300, loop.quit))
+    if not panel.start():
+        print(f"the sweep did not start: {panel.problem.text()}", file=sys.stderr)
+        return 1
+    loop.exec()
+    if panel.result is None:
+        print("the sweep did not finish", file=sys.stderr)
+        return 1
+    return grab(window, out)
+
+
+def grab(window, out: Path) -> int:
+    from core.atomic import write_bytes
+    from gui.images import qimage_to_png
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes(out, qimage_to_png(window.grab().toImage()))
+    print(f"wrote {out}")
     window.set_modified(False)
     window.close()
     return 0
