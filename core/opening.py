@@ -25,7 +25,8 @@ UNUSABLE = "unusable"
 
 PROJECT_SUFFIXES = (project_file.SUFFIX,)
 RECIPE_SUFFIXES = (".json",)  # a Handoff recipe, a ComfyUI graph or a Fooocus log entry
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+# The images whose recipe project_file reads, and formats that carry none but are still init images.
+IMAGE_SUFFIXES = project_file.IMAGE_SUFFIXES + (".bmp", ".tif", ".tiff")
 
 
 @dataclass
