@@ -6,7 +6,8 @@ What a stage needs on the device:
 - weights: each component's tensors (safetensors headers give dtype and shape). Float
   tensors are counted at the dtype the job loads them in (the loader casts them); fp8 and
   integer tensors at their storage width; a GGUF denoiser at its bytes on disk (its
-  quantized blocks are what sits on the device).
+  quantized blocks are what sits on the device). A denoiser the stage quantizes is counted
+  as the quantizer stores it (quantized_bytes).
 - activations: the denoiser's working tensors, rule of thumb ACTIVATION_FACTOR bytes of
   `itemsize` per latent element (latent = size/8 per side x 16 channels), which is a few
   hundred MiB at 1024 px in bf16 for the families Handoff knows.
@@ -57,6 +58,7 @@ class StageNeeds:
     largest_tensor: int  # the largest single weight: what group offload must hold at once
     activations: int
     decode: int
+    notes: dict[str, str] = field(default_factory=dict)  # per component: how its bytes were counted
 
     @property
     def weights(self) -> int:
@@ -87,7 +89,7 @@ class MemoryPlan:
         rows = [("stage", "component", "bytes", "lives", "")]
         for s in self.stages:
             for name, n in s.components.items():
-                rows.append((s.label, name, _amount(n), where, ""))
+                rows.append((s.label, name, _amount(n), where, s.notes.get(name, "")))
             rows.append((s.label, "activations", _amount(s.activations), "device", "latent rule of thumb"))
             rows.append((s.label, "vae decode", _amount(s.decode), "device", "memory_check estimate"))
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
@@ -140,20 +142,60 @@ def parse_budget(text: str) -> int:
 
 # --- reading the needs from files ---------------------------------------------------
 
-def tensor_bytes(header: dict, itemsize: int) -> tuple[int, int]:
-    """(total, largest) bytes of a safetensors header's tensors; floats at `itemsize`."""
+def tensor_bytes(header: dict, itemsize: int, quantize: str = "none", skip: tuple[str, ...] = ()) -> tuple[int, int]:
+    """(total, largest) bytes of a safetensors header's tensors; floats at `itemsize`, or as
+    `quantize` stores them (`skip`: the layer-name patterns the quantizer leaves alone)."""
     total = largest = 0
-    for entry in header.values():
+    layers = quantized_layers(header, skip) if quantize != "none" else set()
+    for key, entry in header.items():
         if not isinstance(entry, dict) or entry.get("dtype") not in _ITEMSIZE:
             continue
-        dtype = entry["dtype"]
-        n = math.prod(entry.get("shape") or [1]) * (itemsize if dtype in _FLOAT else _ITEMSIZE[dtype])
+        dtype, shape = entry["dtype"], entry.get("shape") or [1]
+        if dtype in _FLOAT and key.rpartition(".")[0] in layers:
+            n = quantized_bytes(quantize, shape, key.endswith(".weight"), itemsize)
+        else:
+            n = math.prod(shape) * (itemsize if dtype in _FLOAT else _ITEMSIZE[dtype])
         total += n
         largest = max(largest, n)
     return total, largest
 
 
-def files_bytes(files: list[Path], itemsize: int) -> tuple[int, int]:
+def quantized_layers(header: dict, skip: tuple[str, ...]) -> set[str]:
+    """The layers a quantizer converts: those with a matrix or kernel weight (Linear, Conv,
+    Embedding: what diffusers' layerwise casting hooks), unless the layer or any layer
+    holding it matches a skip pattern (diffusers tests every prefix of the name)."""
+    layers = set()
+    for key, entry in header.items():
+        layer, _, leaf = key.rpartition(".")
+        if leaf != "weight" or not isinstance(entry, dict) or len(entry.get("shape") or []) < 2:
+            continue
+        parts = layer.split(".")
+        prefixes = [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        if not any(re.search(pattern, prefix) for pattern in skip for prefix in prefixes):
+            layers.add(layer)
+    return layers
+
+
+def quantized_bytes(quantize: str, shape: list[int], is_weight: bool, itemsize: int) -> int:
+    """What one tensor of a quantized layer holds on the device.
+    fp8: weight and bias stored as float8 (1 byte), upcast per layer as it runs.
+    int8 (torchao weight-only, its Int8Tensor): matrix weights in int8 plus an fp32 scale and
+    an int8 zero point per output row; other tensors as they were. nf4 (bitsandbytes): matrix weights packed two
+    per byte plus one fp32 absmax per block of 64; other tensors as they were."""
+    n = math.prod(shape)
+    if quantize == "fp8":
+        return n
+    if not is_weight or len(shape) != 2:  # torchao and bitsandbytes convert Linear weights only
+        return n * itemsize
+    if quantize == "int8":
+        return n + shape[0] * (4 + 1)
+    if quantize == "nf4":
+        return n // 2 + math.ceil(n / 64) * 4
+    return n * itemsize
+
+
+def files_bytes(files: list[Path], itemsize: int, quantize: str = "none",
+                skip: tuple[str, ...] = ()) -> tuple[int, int]:
     from core.checkpoints import read_header
 
     total = largest = 0
@@ -162,7 +204,7 @@ def files_bytes(files: list[Path], itemsize: int) -> tuple[int, int]:
             n = f.stat().st_size  # quantized blocks stay quantized on the device
             total, largest = total + n, max(largest, n // 8)  # a GGUF's tensors: a layer is a small share
             continue
-        t, l = tensor_bytes(read_header(f)[0], itemsize)
+        t, l = tensor_bytes(read_header(f)[0], itemsize, quantize, skip)
         total, largest = total + t, max(largest, l)
     return total, largest
 
@@ -185,17 +227,22 @@ def stage_needs(p, itemsize: int) -> StageNeeds:
 
     resolved = p.resolved
     components: dict[str, int] = {}
+    notes: dict[str, str] = {}
     largest = 0
     try:
         if resolved.is_file:
             components["checkpoint"], largest = files_bytes([resolved.path], itemsize)
         else:
             denoiser = denoiser_component(resolved.index)
-            file = spec_of(p.stage).file
+            spec = spec_of(p.stage)
             for name, files in component_files(resolved.path, resolved.index).items():
-                if file is not None and denoiser is not None and name == denoiser[0]:
-                    files = [file]
-                components[name], big = files_bytes(files, itemsize)
+                quantize, skip = "none", ()
+                if denoiser is not None and name == denoiser[0]:
+                    files = [spec.file] if spec.file is not None else files
+                    quantize, skip = spec.quantize, quantizer_skips(spec.quantize, denoiser[1])
+                    how = [f"from {spec.file.name}"] if spec.file is not None else []
+                    notes[name] = ", ".join(how + ([f"quantized {quantize}"] if quantize != "none" else []))
+                components[name], big = files_bytes(files, itemsize, quantize, skip)
                 largest = max(largest, big)
     except (ReadError, OSError):
         components = components or {"weights": 0}  # an unreadable header: the load will say so
@@ -204,7 +251,24 @@ def stage_needs(p, itemsize: int) -> StageNeeds:
     model = str(resolved.path) + (f"+{p.stage.transformer}" if p.stage.transformer else "")
     return StageNeeds(label=f"stage {p.index + 1}", model=model, components=components, largest_tensor=largest,
                       activations=activation_bytes(width, height, itemsize),
-                      decode=decode_bytes(width, height, channels, 4 if upcast else itemsize))
+                      decode=decode_bytes(width, height, channels, 4 if upcast else itemsize), notes=notes)
+
+
+def quantizer_skips(quantize: str, cls_name: str) -> tuple[str, ...]:
+    """The layer-name patterns a quantizer leaves at full precision for a diffusers model class:
+    for fp8, diffusers' layerwise-casting defaults plus the class's own lists (what
+    enable_layerwise_casting adds); for int8 and nf4, the class's fp32 modules."""
+    if quantize == "none":
+        return ()
+    import diffusers
+
+    cls = getattr(diffusers, cls_name, None)
+    keep = tuple(getattr(cls, "_keep_in_fp32_modules", None) or ())
+    if quantize != "fp8":
+        return tuple(re.escape(m) for m in keep)
+    from diffusers.hooks.layerwise_casting import DEFAULT_SKIP_MODULES_PATTERN
+
+    return (*DEFAULT_SKIP_MODULES_PATTERN, *keep, *(getattr(cls, "_skip_layerwise_casting_patterns", None) or ()))
 
 
 def activation_bytes(width: int, height: int, itemsize: int) -> int:

@@ -27,6 +27,7 @@ from core.memory_plan import (StageNeeds, activation_bytes, choose, module_bytes
                               stage_needs)
 from core.models import parse_ref, resolve
 from core.project import Stage
+from tests.benchmarks.bench_gpu import ROWS, estimate, measure, missing_library
 
 GB = 10 ** 9
 TOLERANCE = 0.25  # the planner's estimate against the seed's figure
@@ -155,6 +156,51 @@ def test_header_counts_equal_the_loaded_parameters(tiny_models, name, dtype):
     assert needs.weights > 0
 
 
+def _loaded_bytes(module) -> int:
+    """Bytes a loaded module holds, counting a quantized tensor subclass by its inner tensors."""
+    import torch
+
+    def size(t) -> int:
+        if type(t) in (torch.Tensor, torch.nn.Parameter):
+            return t.numel() * t.element_size()
+        inner, _ = t.__tensor_flatten__()
+        return sum(size(getattr(t, name)) for name in inner)
+
+    return sum(size(t) for t in module.state_dict().values())
+
+
+@pytest.mark.parametrize("quantize", ["fp8", "int8"])
+@pytest.mark.parametrize("name", ["sd", "zimage_turbo"])
+def test_a_quantized_denoiser_is_counted_as_the_quantizer_stores_it(tiny_models, name, quantize):
+    """fp8 (diffusers' layerwise casting) and int8 (torchao): the planner's header count of
+    the denoiser equals the bytes the quantized model holds once loaded, exactly, and is
+    smaller than the unquantized count."""
+    import torch
+    from diffusers import DiffusionPipeline
+
+    from core.denoisers import denoiser_component, quantize_module
+
+    if quantize == "int8":
+        pytest.importorskip("torchao")
+    dtype = torch.bfloat16
+    resolved = resolve(parse_ref(str(tiny_models[name])))
+    component = denoiser_component(resolved.index)[0]
+    plain = stage_needs(SimpleNamespace(resolved=resolved, stage=Stage(str(tiny_models[name])), size=(64, 64),
+                                        index=0), dtype.itemsize)
+    stage = Stage(str(tiny_models[name]), quantize=quantize)
+    needs = stage_needs(SimpleNamespace(resolved=resolved, stage=stage, size=(64, 64), index=0), dtype.itemsize)
+    pipe = DiffusionPipeline.from_pretrained(str(tiny_models[name]), dtype=dtype)
+    denoiser = getattr(pipe, component)
+    quantize_module(denoiser, quantize, dtype)
+    assert needs.components[component] == _loaded_bytes(denoiser)
+    assert needs.components[component] < plain.components[component]
+    table = choose([needs], 2**40, "VRAM budget").table()
+    assert any(line.split()[2] == component and line.endswith(f"(quantized {quantize})")
+               for line in table.splitlines() if line.startswith("stage 1"))
+    others = {n: b for n, b in needs.components.items() if n != component}
+    assert others == {n: b for n, b in plain.components.items() if n != component}
+
+
 def test_cli_prints_the_plan_and_refuses_what_cannot_fit(tiny_models, tmp_path, capsys):
     from core.cli import main
 
@@ -174,15 +220,39 @@ def test_cli_prints_the_plan_and_refuses_what_cannot_fit(tiny_models, tmp_path, 
 
 
 @pytest.mark.gpu
-def test_full_size_denoiser_peaks_near_the_plan_on_a_gpu():
-    """On CUDA: a full-size random-weight Z-Image transformer, resident, peaks within the
-    planner's tolerance of its estimate (tests/benchmarks/bench_gpu.py prints the rest)."""
+@pytest.mark.parametrize("placement,quantize", ROWS)
+def test_full_size_denoiser_peaks_near_the_plan_on_a_gpu(placement, quantize):
+    """On CUDA: a full-size random-weight Z-Image transformer, under each placement and each
+    quantization the bench measures, peaks within the planner's tolerance of its estimate
+    (tests/benchmarks/bench_gpu.py prints the table)."""
     import torch
 
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
-    from tests.benchmarks.bench_gpu import measure
-
-    planned, measured, rate = measure("zimage", "resident", 512, 1)
-    print(f"\nplanned {planned / 2**30:.2f} GiB, measured {measured / 2**30:.2f} GiB, {rate:.2f} it/s")
+    if (library := missing_library(quantize)) is not None:
+        pytest.skip(f"{quantize} needs {library}")
+    planned, measured, rate = measure("zimage", placement, 512, 1, quantize)
+    print(f"\n{placement} {quantize}: planned {planned / 2**30:.2f} GiB, measured {measured / 2**30:.2f} GiB, "
+          f"{rate:.2f} it/s")
     assert abs(measured - planned) <= TOLERANCE * planned
+
+
+@pytest.mark.parametrize("quantize", ["fp8", "int8"])
+def test_the_gpu_bench_plans_a_quantized_denoiser_as_it_is_stored(quantize):
+    """The bench's quantized rows, on this CPU: its estimate of a quantized Z-Image
+    transformer (from the module's header, through the planner) is the bytes the engine's
+    quantizer leaves it holding, plus the planner's activations."""
+    import torch
+    from diffusers import ZImageTransformer2DModel
+
+    from core.denoisers import quantize_module
+
+    if quantize == "int8":
+        pytest.importorskip("torchao")
+    torch.manual_seed(0)
+    m = ZImageTransformer2DModel(
+        all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=64, n_layers=2, n_refiner_layers=1,
+        n_heads=2, n_kv_heads=2, cap_feat_dim=32, axes_dims=[16, 8, 8], axes_lens=[256, 32, 32]).to(torch.bfloat16)
+    planned = estimate(m, "resident", 64, quantize)
+    quantize_module(m, quantize, torch.bfloat16)
+    assert planned == _loaded_bytes(m) + activation_bytes(64, 64, 2)

@@ -1,4 +1,5 @@
-"""The memory planner's estimates against a real card: peak VRAM and it/s per placement.
+"""The memory planner's estimates against a real card: peak VRAM and it/s per placement
+and per quantization.
 
     python -m tests.benchmarks.bench_gpu [--size 1024] [--steps 4] [--model zimage|ernie]
 
@@ -7,7 +8,11 @@ ZImageTransformer2DModel or ErnieImageTransformer2DModel defaults, bf16; nothing
 downloaded), then for each placement runs `--steps` forward passes at `--size` and
 records torch.cuda.max_memory_allocated and steps per second, printed beside
 core.memory_plan's estimate for the same placement (the denoiser alone: the weights from
-its parameters, activations by the planner's rule). On a machine without CUDA it says so
+its header, activations by the planner's rule). Quantized rows go through the engine's own
+code: fp8 and int8 through core.denoisers.quantize_module, nf4 through load_denoiser from
+a folder the random weights are saved to (bitsandbytes quantizes as it loads); the planner
+counts them from the same header as core.memory_plan.tensor_bytes does. A quantization
+whose library is missing is reported and skipped. On a machine without CUDA it says so
 and exits 0. Not run by the CPU test suite; tests/test_memory_plan.py's `gpu` test runs
 measure() once at a small size.
 """
@@ -57,37 +62,76 @@ def place(m, placement: str):
     return m
 
 
-def estimate(m, placement: str, size: int) -> int:
-    from core.memory_plan import StageNeeds, activation_bytes, module_bytes, peak
+def header(m) -> dict:
+    """A safetensors-style header of a module's tensors (what the planner reads from a file)."""
+    names = {"torch.bfloat16": "BF16", "torch.float16": "F16", "torch.float32": "F32"}
+    return {k: {"dtype": names[str(t.dtype)], "shape": list(t.shape)} for k, t in m.state_dict().items()}
 
-    largest = max(p.numel() * p.element_size() for p in m.parameters())
-    needs = StageNeeds("denoiser", "m", {"transformer": module_bytes(m)}, largest,
-                       activation_bytes(size, size, 2), 0)
+
+def estimate(m, placement: str, size: int, quantize: str = "none") -> int:
+    from core.memory_plan import StageNeeds, activation_bytes, peak, quantizer_skips, tensor_bytes
+
+    weights, largest = tensor_bytes(header(m), 2, quantize, quantizer_skips(quantize, type(m).__name__))
+    needs = StageNeeds("denoiser", "m", {"transformer": weights}, largest, activation_bytes(size, size, 2), 0)
     return peak([needs], placement)
 
 
-def measure(model: str, placement: str, size: int, steps: int) -> tuple[int, int, float]:
-    """(planner's estimate, measured peak bytes, steps per second) for one placement."""
+def quantized(model: str, quantize: str, m, scratch):
+    """The module as the engine quantizes it: in place for fp8/int8, reloaded for nf4."""
+    import torch
+
+    from core.denoisers import DenoiserSpec, load_denoiser, quantize_module
+
+    if quantize == "nf4":
+        m.save_pretrained(scratch / "transformer")
+        del m
+        return load_denoiser(DenoiserSpec(quantize="nf4"), scratch, "transformer",
+                             {"zimage": "ZImageTransformer2DModel", "ernie": "ErnieImageTransformer2DModel"}[model],
+                             torch.bfloat16)
+    quantize_module(m, quantize, torch.bfloat16)
+    return m
+
+
+def missing_library(quantize: str) -> str | None:
+    import importlib.util
+
+    needs = {"int8": "torchao", "nf4": "bitsandbytes"}.get(quantize)
+    return needs if needs and importlib.util.find_spec(needs) is None else None
+
+
+def measure(model: str, placement: str, size: int, steps: int, quantize: str = "none") -> tuple[int, int, float]:
+    """(planner's estimate, measured peak bytes, steps per second) for one placement and quantization."""
+    import tempfile
+    from pathlib import Path
+
     import torch
 
     m = build(model)
-    planned = estimate(m, placement, size)
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
-    m = place(m, placement)
-    args, kwargs = inputs(model, size)
-    with torch.no_grad():
-        m(*args, **kwargs)  # warm-up
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            m(*args, **kwargs)
-        torch.cuda.synchronize()
-    rate = steps / (time.perf_counter() - t0)
-    peak = torch.cuda.max_memory_allocated()
-    del m, args, kwargs
+    planned = estimate(m, placement, size, quantize)
+    with tempfile.TemporaryDirectory() as scratch:
+        if quantize != "none":
+            m = quantized(model, quantize, m, Path(scratch))
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        if quantize != "nf4":  # an nf4 model is on the GPU already: bitsandbytes quantizes it there as it loads
+            m = place(m, placement)
+        args, kwargs = inputs(model, size)
+        with torch.no_grad():
+            m(*args, **kwargs)  # warm-up
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                m(*args, **kwargs)
+            torch.cuda.synchronize()
+        rate = steps / (time.perf_counter() - t0)
+        peak = torch.cuda.max_memory_allocated()
+        del m, args, kwargs
     torch.cuda.empty_cache()
     return planned, peak, rate
+
+
+ROWS = [("resident", "none"), ("group", "none"), ("resident", "fp8"), ("resident", "int8"), ("resident", "nf4")]
+QUANTIZED = [q for _, q in ROWS if q != "none"]
 
 
 def main() -> int:
@@ -101,10 +145,15 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("bench_gpu needs a CUDA GPU; none here, nothing measured", file=sys.stderr)
         return 0
-    print(f"{'placement':10s} {'planned':>10s} {'measured':>10s} {'ratio':>6s} {'it/s':>7s}")
-    for placement in ("resident", "group"):
-        planned, peak, rate = measure(args.model, placement, args.size, args.steps)
-        print(f"{placement:10s} {planned / 2**30:9.2f}G {peak / 2**30:9.2f}G {peak / planned:6.2f} {rate:7.2f}")
+    print(f"{torch.cuda.get_device_name()}, {args.model}, {args.size} px, bf16")
+    print(f"{'placement':10s} {'quantize':8s} {'planned':>10s} {'measured':>10s} {'ratio':>6s} {'it/s':>7s}")
+    for placement, quantize in ROWS:
+        if (lib := missing_library(quantize)) is not None:
+            print(f"{placement:10s} {quantize:8s} skipped: {lib} is not installed")
+            continue
+        planned, peak, rate = measure(args.model, placement, args.size, args.steps, quantize)
+        print(f"{placement:10s} {quantize:8s} {planned / 2**30:9.2f}G {peak / 2**30:9.2f}G {peak / planned:6.2f} "
+              f"{rate:7.2f}")
     return 0
 
 
