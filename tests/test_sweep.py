@@ -69,6 +69,31 @@ def test_strength_sweep_runs_the_base_once_per_seed_and_matches_single_runs(tiny
     assert summary["cells"][2]["drift"]["warning"].startswith("strength 0.75")
 
 
+def test_an_auto_handoff_offers_the_axis_of_what_the_plan_makes_of_it():
+    """demo base → demo refiner is an ensemble under "auto" (core.planning), demo refiner →
+    demo base a latent or pixel refine: each offers its own knob, not both."""
+    from core import demo
+    from core.sweep import auto_knob, stage_params
+
+    p = Project(prompt="a red circle", stages=[Stage(demo.BASE), Stage(demo.REFINER, handoff="auto"),
+                                              Stage(demo.BASE, handoff="auto")])
+    assert "switch_at" in stage_params(p, 1) and "strength" not in stage_params(p, 1)
+    assert "strength" in stage_params(p, 2) and "switch_at" not in stage_params(p, 2)
+    with pytest.raises(SweepError, match="runs as an ensemble for these models, so it has no strength"):
+        parse_axis("2.strength=0.2,0.4", p)
+    assert parse_axis("2.switch_at=0.6,0.8", p).param == "switch_at"
+    # Upscaling, the plan resizes the image: a pixel refine at a strength.
+    p.stages[1].upscale = 2.0
+    assert auto_knob(p, 1) == "strength" and "switch_at" not in stage_params(p, 1)
+    # Stage 2 off: stage 3 follows the base, another base (no ensemble into it).
+    p.stages[1].upscale, p.stages[1].enabled = 1.0, False
+    assert auto_knob(p, 2) == "strength"
+    # A model whose family is not known yet: the plan decides later, so both stay.
+    p.stages[2].model = "gone.safetensors"
+    assert auto_knob(p, 2) is None
+    assert {"strength", "switch_at"} <= set(stage_params(p, 2))
+
+
 def test_cli_sweep_writes_a_grid_and_bad_specs_exit_2(tiny_models, tmp_path, capsys):
     p = chain(str(tiny_models["sd"]))
     path = project_file.save(tmp_path / "p.handoff", project_file.ProjectDocument(p))
