@@ -127,7 +127,7 @@ def _position_word(project: Project, index: int) -> str:
     if handoff == "auto" and auto_knob(project, index) is not None:
         runs = "an ensemble" if auto_knob(project, index) == "switch_at" else "a latent or pixel refine"
         return f"takes an 'auto' handoff, which runs as {runs} for these models"
-    return f"takes a '{handoff}' handoff"
+    return f"takes {'an' if handoff[:1] in 'aeiou' else 'a'} '{handoff}' handoff"
 
 
 _SPEC = re.compile(r"\s*(?:(\d+)\.)?([a-z_]+?)(?:(\d+)?\.weight|(\d+))?\s*=(.*)", re.S)
