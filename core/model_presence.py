@@ -10,6 +10,8 @@ network, so the window asks on its own thread.
 """
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path, PureWindowsPath
 
 from core.errors import ModelError
@@ -69,7 +71,7 @@ def _not_here(name: str, named_by: str) -> str:
 
     shown = f"model '{name}'" + (f" (as {named_by} named it)" if named_by and named_by != "Handoff" else "")
     # hash_budget=0: only hashes already known are compared; nothing is read on this thread.
-    found = ModelLookup(hash_budget=0).find(name)
+    found = ModelLookup(candidates=_candidates(), hash_budget=0).find(name)
     if found is not None:
         return f"{shown} is not a file or folder here, but your model library has it: set the stage's model to {found.ref}"
     hub_id = well_known_hub(name)
@@ -88,3 +90,63 @@ def _not_here(name: str, named_by: str) -> str:
 def _is_path(name: str) -> bool:
     """An absolute path (a recipe made on another machine): its file name is what to look for."""
     return name.startswith(("/", "~")) or (len(name) > 2 and name[1] == ":" and name[2] in "\\/")
+
+
+# The library and the Hub cache as last scanned, with the state they were scanned at: the
+# window validates on every edit, and a scan lists the whole Hub cache (scan_cache_dir) and
+# reads the settings file. (state, candidates); the lock keeps two threads from scanning at once.
+_scanned: tuple[tuple, list] | None = None
+_scan_lock = threading.Lock()
+
+
+def _candidates() -> list:
+    """core.interop.model_lookup.library_candidates(), scanned again only when what it reads
+    has changed since the last scan."""
+    global _scanned
+    from core.interop import model_lookup
+
+    with _scan_lock:
+        state = library_state()
+        if _scanned is None or _scanned[0] != state:
+            _scanned = (state, model_lookup.library_candidates())
+        return _scanned[1]
+
+
+def _stamp(path: Path) -> tuple | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino
+
+
+def library_state() -> tuple:
+    """A cheap signature (a few stats) of everything library_candidates reads: the settings
+    file that holds the library (written by a swap, so a save changes it), and the Hub
+    cache's repos, their snapshots and each snapshot's top level, where a download's
+    model_index.json lands. The library's ComfyUI/A1111 folders are not in it: their
+    files reach the library only by a rescan, which rewrites the settings file."""
+    from core import paths
+
+    try:
+        from huggingface_hub import constants
+
+        hub = Path(constants.HF_HUB_CACHE)
+    except ImportError:
+        hub = None
+    settings = paths.settings_file()
+    state: list = [str(settings), _stamp(settings)]
+    if hub is not None:
+        state += [str(hub), _stamp(hub)]
+        try:
+            repos = sorted(e.path for e in os.scandir(hub) if e.name.startswith("models--"))
+        except OSError:
+            repos = []
+        for repo in repos:
+            snapshots = Path(repo) / "snapshots"
+            state += [repo, _stamp(snapshots)]
+            try:
+                state += sorted((e.name, _stamp(Path(e.path))) for e in os.scandir(snapshots))
+            except OSError:
+                pass
+    return tuple(state)

@@ -42,6 +42,16 @@ def family_position_problem(family: Family | None, position: str, denoiser_only:
             "use it as the first stage, or choose a model that can refine")
 
 
+def auto_ensembles(stage: Stage, previous: Family, family: Family) -> bool:
+    """Whether plan() makes a stage's "auto" handoff from a `previous`-family model into a
+    `family` one an ensemble (the schedule split at switch_at) rather than a latent or
+    pixel refine at a strength: only into a model built to finish another's schedule (the
+    SDXL refiner) after one of its group, at the same size. (A tiled refine on either side
+    or an upscaler before it makes any handoff pixels, before this is asked.) The sweep's
+    axes ask here too."""
+    return stage.upscale == 1 and family.ensembles_with(previous) and family.auto_ensembles()
+
+
 def chain_position(position: int, has_init_image: bool) -> str:
     """The position the stage at `position` among the enabled stages takes."""
     return "base" if position == 0 and not has_init_image else "refine"
@@ -172,7 +182,7 @@ def plan(project: Project, resolved: list[ResolvedModel], vae_fingerprint: VaeFi
                     "can use latent or pixel"
                 )
             p.handoff = "ensemble"
-        elif asked == "auto" and same_schedule and fam.auto_ensembles() and stage.upscale == 1:
+        elif asked == "auto" and auto_ensembles(stage, prev.family, fam):
             p.handoff = "ensemble"
         elif stage.upscale != 1:
             # Latents are not resized here (A1111's latent upscale blurs): the image is.

@@ -72,9 +72,9 @@ class Axis:
 def stage_params(project: Project, index: int) -> tuple[str, ...]:
     """What stage `index` can be swept on, by its position in the chain: a stage that
     generates from noise has no strength or switch point, `switch_at` belongs to an
-    ensemble handoff and `strength` to a pixel or latent one. An "auto" handoff keeps both:
-    which one it becomes is decided by the models when the job is planned. The panel's list
-    and parse_axis (the CLI's sweep) both ask here."""
+    ensemble handoff and `strength` to a pixel or latent one. An "auto" handoff takes the
+    one of what the plan will make of it (auto_knob); both while a model's family is not
+    known yet. The panel's list and parse_axis (the CLI's sweep) both ask here."""
     stage = project.stages[index]
     enabled = [i for i, _ in project.enabled_stages()]
     generates = bool(enabled) and index == enabled[0] and project.init_image is None
@@ -87,9 +87,34 @@ def stage_params(project: Project, index: int) -> tuple[str, ...]:
         dropped.add("strength")
     elif stage.handoff in ("pixel", "latent"):
         dropped.add("switch_at")
+    elif stage.handoff == "auto":
+        knob = auto_knob(project, index)
+        if knob is not None:
+            dropped.add("strength" if knob == "switch_at" else "switch_at")
     if not stage.loras:
         dropped.add("lora_weight")
     return tuple(p for p in STAGE_PARAMS if p not in dropped)
+
+
+def auto_knob(project: Project, index: int) -> str | None:
+    """Which of `switch_at` and `strength` a later stage's "auto" handoff runs by, as
+    core.planning decides it from the two models' families (read from their metadata, no
+    weights): `switch_at` for an ensemble, `strength` for a latent or pixel refine (what a
+    tiled refine or an upscaler before it always is). None while a family is not known."""
+    from core.interop.chain import is_upscaler
+    from core.model_info import info_for
+    from core.planning import auto_ensembles
+
+    before = [i for i, _ in project.enabled_stages() if i < index]
+    if not before:
+        return None
+    stage, prev = project.stages[index], project.stages[before[-1]]
+    if stage.refine_tile or prev.refine_tile or is_upscaler(prev.model):
+        return "strength"
+    family, previous = info_for(stage.model).fam, info_for(prev.model).fam
+    if family is None or previous is None:
+        return None
+    return "switch_at" if auto_ensembles(stage, previous, family) else "strength"
 
 
 def _position_word(project: Project, index: int) -> str:
@@ -98,7 +123,11 @@ def _position_word(project: Project, index: int) -> str:
         return "generates from noise"
     if enabled and index == enabled[0]:
         return "refines the init image"
-    return f"takes a '{project.stages[index].handoff}' handoff"
+    handoff = project.stages[index].handoff
+    if handoff == "auto" and auto_knob(project, index) is not None:
+        runs = "an ensemble" if auto_knob(project, index) == "switch_at" else "a latent or pixel refine"
+        return f"takes an 'auto' handoff, which runs as {runs} for these models"
+    return f"takes {'an' if handoff[:1] in 'aeiou' else 'a'} '{handoff}' handoff"
 
 
 _SPEC = re.compile(r"\s*(?:(\d+)\.)?([a-z_]+?)(?:(\d+)?\.weight|(\d+))?\s*=(.*)", re.S)

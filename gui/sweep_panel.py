@@ -3,16 +3,23 @@ the sweep on the engine thread, see the labelled grid; a cell opens in the befor
 viewer. Specs and runs are core.sweep's; this panel only builds the spec text."""
 from __future__ import annotations
 
-from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtGui import QPixmap
+import math
+from typing import Callable
+
+from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QPainter, QPixmap
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QListWidget,
-                               QListWidgetItem, QPushButton, QScrollArea, QVBoxLayout, QWidget)
+                               QListWidgetItem, QPushButton, QScrollArea, QSizePolicy, QToolTip, QVBoxLayout,
+                               QWidget)
 
 from core.errors import ProjectError
 from core.project import Project
-from core.sweep import PROJECT_PARAMS, cell_at, cell_caption, cells, parse_axis, stage_params
+from core.sweep import PROJECT_PARAMS, cell_at, cell_caption, cells, grid_layout, parse_axis, stage_params
 
 NONE = "(none)"
+# The narrowest a grid's cell is drawn when the grid is shrunk to the tab's width: a
+# thumbnail still tells cells apart; a grid wider than that scrolls.
+MIN_CELL = 48
 
 
 def params_for(project: Project) -> list[str]:
@@ -52,18 +59,81 @@ class AxisRow(QWidget):
         return f"{self.param.currentText()}={self.values.text()}"
 
 
-class GridPicture(QLabel):
-    """The grid, top-left aligned so a point on it is a point of grid.png."""
+class GridPicture(QWidget):
+    """The grid, top-left aligned and drawn as wide as the tab (never larger than
+    grid.png, nor with cells narrower than MIN_CELL): a 6 x 6 sweep fits beside the
+    prompt column instead of scrolling sideways. Points it reports are grid.png's."""
 
     doubleClicked = Signal(QPointF)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setAlignment(Qt.AlignLeft | Qt.AlignTop)
+        self._pixmap = QPixmap()
+        self._min_scale = 1.0
+        self.describe: Callable[[QPointF], str | None] = lambda point: None  # the tooltip at a point
+        policy = QSizePolicy(QSizePolicy.Preferred, QSizePolicy.Preferred)
+        policy.setHeightForWidth(True)  # the scroll area gives it the height its width draws
+        self.setSizePolicy(policy)
         self.setToolTip("Double-click a cell to open it in the before/after viewer")
 
+    def set_grid(self, pixmap: QPixmap, cell_width: int) -> None:
+        self._pixmap = pixmap
+        self._min_scale = min(1.0, MIN_CELL / cell_width) if cell_width else 1.0
+        self.updateGeometry()
+        self.update()
+
+    def pixmap(self) -> QPixmap:
+        return self._pixmap
+
+    def _scale_at(self, width: int) -> float:
+        if self._pixmap.isNull():
+            return 1.0
+        return max(self._min_scale, min(1.0, width / self._pixmap.width()))
+
+    def shown_scale(self) -> float:
+        """How large grid.png is drawn now (1: as written)."""
+        return self._scale_at(self.width())
+
+    def painted_width(self) -> int:
+        return math.ceil(self._pixmap.width() * self.shown_scale())
+
+    def sizeHint(self) -> QSize:
+        return self._pixmap.size() if not self._pixmap.isNull() else QSize(0, 0)
+
+    def minimumSizeHint(self) -> QSize:
+        if self._pixmap.isNull():
+            return QSize(0, 0)
+        return QSize(math.ceil(self._pixmap.width() * self._min_scale), math.ceil(self._pixmap.height() * self._min_scale))
+
+    def hasHeightForWidth(self) -> bool:
+        return not self._pixmap.isNull()
+
+    def heightForWidth(self, width: int) -> int:
+        return math.ceil(self._pixmap.height() * self._scale_at(width)) if not self._pixmap.isNull() else 0
+
+    def paintEvent(self, event) -> None:
+        if self._pixmap.isNull():
+            return
+        scale = self.shown_scale()
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.SmoothPixmapTransform)
+        painter.drawPixmap(QRectF(0, 0, self._pixmap.width() * scale, self._pixmap.height() * scale), self._pixmap,
+                           QRectF(self._pixmap.rect()))
+
+    def to_grid(self, point: QPointF) -> QPointF:
+        """A point of this widget as the point of grid.png drawn there."""
+        return point / self.shown_scale()
+
+    def event(self, event) -> bool:
+        if event.type() == QEvent.ToolTip:
+            # Shrunk, the grid's own labels are small: the cell under the mouse says its values.
+            text = self.describe(self.to_grid(QPointF(event.pos())))
+            QToolTip.showText(event.globalPos(), text or self.toolTip(), self)
+            return True
+        return super().event(event)
+
     def mouseDoubleClickEvent(self, event) -> None:
-        self.doubleClicked.emit(event.position())
+        self.doubleClicked.emit(self.to_grid(event.position()))
 
 
 def cell_title(cell) -> str:
@@ -103,6 +173,7 @@ class SweepPanel(QWidget):
         self.run.clicked.connect(self.start)
         self.cells.itemActivated.connect(self._open)
         self.grid.doubleClicked.connect(self.open_at)
+        self.grid.describe = self._describe_at
 
     def set_project(self, project: Project) -> None:
         self.project = project
@@ -143,7 +214,7 @@ class SweepPanel(QWidget):
         self.result = result
         self.progress.setText(f"{len(result.cells)} cells in {result.seconds:.1f} s")
         if result.grid is not None:
-            self.grid.setPixmap(QPixmap(str(result.grid)))
+            self.grid.set_grid(QPixmap(str(result.grid)), grid_layout(result.cells, result.x, result.y)[2])
         self.cells.clear()
         for n, cell in enumerate(result.cells):
             item = QListWidgetItem(f"{', '.join(cell.labels)} — {cell_caption(cell) or cell.error}")
@@ -156,6 +227,13 @@ class SweepPanel(QWidget):
     def open_cell(self, cell) -> None:
         if cell.image is not None:
             self.openCell.emit(cell.input_image, cell.image, cell_title(cell))
+
+    def _describe_at(self, point: QPointF) -> str | None:
+        cell = cell_at(self.result, point.x(), point.y()) if self.result is not None else None
+        if cell is None:
+            return None
+        caption = cell_caption(cell) or cell.error
+        return ", ".join(cell.labels) + (f" — {caption}" if caption else "") + "\nDouble-click to open it in the viewer"
 
     def open_at(self, point: QPointF) -> bool:
         """Open the cell under `point` of the grid picture (its pixels are grid.png's)."""

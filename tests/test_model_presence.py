@@ -69,3 +69,31 @@ def test_only_enabled_stages_count_and_each_line_names_its_stage():
     assert "stable-diffusion-v1-5/stable-diffusion-v1-5" in absent_models(project)[1]
     # A Handoff recipe's names are Handoff's own: no "as ... named it".
     assert "(as" not in absent_models(project, "Handoff")[0]
+
+
+def test_a_repeated_check_scans_nothing_and_a_new_model_or_download_is_seen(tmp_path, monkeypatch):
+    """The window validates on every edit: with nothing changed, the library and the Hub
+    cache are not scanned again; a file added to the library and a download are seen at once."""
+    from core.downloads import download_model
+    from core.interop import model_lookup
+    from tests import tiny_pipelines as tp
+    from tests.fake_hub import serving_tiny_sd
+
+    scans = []
+    scan = model_lookup.library_candidates
+    monkeypatch.setattr(model_lookup, "library_candidates", lambda: scans.append(1) or scan())
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for _ in range(3):
+        assert HEAD in absent_model("my_mix_v2.safetensors", "ComfyUI")
+        assert HEAD in absent_model("tiny-sd")
+    assert len(scans) == 1
+    # A file added to the library (the settings file is rewritten): found on the next check.
+    path = in_library(tmp_path, "pipeline", "checkpoints/my_mix_v2.safetensors")
+    assert absent_model("my_mix_v2.safetensors", "ComfyUI").endswith(f"set the stage's model to {path}")
+    assert len(scans) == 2
+    # A download into the Hub cache: the cached model of that name is offered.
+    folder = tp.build_sd(tmp_path / "served", seed=0)
+    with serving_tiny_sd(folder, monkeypatch, tmp_path / "hf-cache"):
+        assert HEAD in absent_model("tiny-sd")
+        download_model("fake-org/tiny-sd")
+    assert absent_model("tiny-sd").endswith("set the stage's model to fake-org/tiny-sd")

@@ -69,6 +69,66 @@ def test_strength_sweep_runs_the_base_once_per_seed_and_matches_single_runs(tiny
     assert summary["cells"][2]["drift"]["warning"].startswith("strength 0.75")
 
 
+def test_an_auto_handoff_offers_the_axis_of_what_the_plan_makes_of_it():
+    """demo base → demo refiner is an ensemble under "auto" (core.planning), demo refiner →
+    demo base a latent or pixel refine: each offers its own knob, not both."""
+    from core import demo
+    from core.sweep import auto_knob, stage_params
+
+    p = Project(prompt="a red circle", stages=[Stage(demo.BASE), Stage(demo.REFINER, handoff="auto"),
+                                              Stage(demo.BASE, handoff="auto")])
+    assert "switch_at" in stage_params(p, 1) and "strength" not in stage_params(p, 1)
+    assert "strength" in stage_params(p, 2) and "switch_at" not in stage_params(p, 2)
+    with pytest.raises(SweepError, match="runs as an ensemble for these models, so it has no strength"):
+        parse_axis("2.strength=0.2,0.4", p)
+    assert parse_axis("2.switch_at=0.6,0.8", p).param == "switch_at"
+    # Upscaling, the plan resizes the image: a pixel refine at a strength.
+    p.stages[1].upscale = 2.0
+    assert auto_knob(p, 1) == "strength" and "switch_at" not in stage_params(p, 1)
+    # Stage 2 off: stage 3 follows the base, another base (no ensemble into it).
+    p.stages[1].upscale, p.stages[1].enabled = 1.0, False
+    assert auto_knob(p, 2) == "strength"
+    # A model whose family is not known yet: the plan decides later, so both stay.
+    p.stages[2].model = "gone.safetensors"
+    assert auto_knob(p, 2) is None
+    assert {"strength", "switch_at"} <= set(stage_params(p, 2))
+
+
+def _readme_sweeps() -> list[list[str]]:
+    """The README's `main.py sweep` commands, as argument lists (continuation lines joined)."""
+    import shlex
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text().replace("\\\n", " ")
+    return [shlex.split(line.split("main.py", 1)[1]) for line in text.splitlines() if "main.py sweep " in line]
+
+
+def test_the_readmes_sweep_examples_run_on_the_demo(tmp_path, capsys):
+    """Each sweep in the README fits the demo's chain (its refiner is an ensemble, so a
+    strength axis was refused with exit 2); the first runs, at the demo's size with few steps."""
+    from core.defaults import default_project
+    from core.sweep import cells
+
+    demo = default_project()
+    for stage in demo.stages:
+        stage.steps = 4
+    path = project_file.save(tmp_path / "my-project.handoff", project_file.ProjectDocument(demo))
+    commands = _readme_sweeps()
+    assert len(commands) == 2
+    for args in commands:
+        x, y = args[args.index("--x") + 1], args[args.index("--y") + 1]
+        cells(demo, parse_axis(x, demo), parse_axis(y, demo))  # what the CLI checks before anything loads
+    args = [str(path) if a == "my-project.handoff" else str(tmp_path / "sweep") if a == "sweep/" else a
+            for a in commands[0]]
+    y = args.index("--y") + 1
+    args[y] = args[y].split(",")[0]  # one seed: a row of the grid is enough to know it runs
+    assert main(args) == 0, capsys.readouterr().err
+    summary = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert [c["labels"] for c in summary["cells"]] == [["2.switch_at=0.6", "seed=1"], ["2.switch_at=0.7", "seed=1"],
+                                                        ["2.switch_at=0.8", "seed=1"]]
+    assert all(c["path"] and not c["error"] for c in summary["cells"])
+
+
 def test_cli_sweep_writes_a_grid_and_bad_specs_exit_2(tiny_models, tmp_path, capsys):
     p = chain(str(tiny_models["sd"]))
     path = project_file.save(tmp_path / "p.handoff", project_file.ProjectDocument(p))

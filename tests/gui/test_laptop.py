@@ -164,6 +164,42 @@ def test_every_panel_fits_a_laptop_with_everything_open(window, qtbot, fast):
     assert window.width() == LAPTOP[0]
 
 
+def test_a_wide_sweep_grid_shrinks_to_the_tab_and_its_cells_still_open(window, qtbot, tmp_path):
+    """A 6 × 6 sweep at 1366×768: the grid's cells are drawn smaller so the grid takes the
+    Sweep tab's width (no sideways scroll bar), and a double-click opens the cell under it."""
+    from PIL import Image
+    from PySide6.QtCore import QPoint, QPointF, Qt
+
+    from core.sweep import cells, finish, grid_layout, parse_axis
+
+    _fit_laptop(window, qtbot)
+    p = window.project
+    x = parse_axis("2.switch_at=0.5,0.6,0.7,0.8,0.9,1.0", p)
+    y = parse_axis("seed=1,2,3,4,5,6", p)
+    todo = cells(p, x, y)
+    for cell in todo:  # what each cell's run leaves: its final image (here a flat colour, not a run)
+        cell.image = Image.new("RGB", (64, 64), (40 * cell.x, 40 * cell.y, 128))
+    result = finish(todo, x, y, tmp_path, 0.0)
+    t = window.tuning
+    t.show_sweep()
+    t.sweep_panel.show_result(result)
+    qtbot.wait(20)
+    grid = t.sweep_panel.grid
+    left, top, cw, ch, cap = grid_layout(result.cells, x, y)
+    assert left + 6 * cw > grid.parentWidget().width(), "the grid as written is wider than the tab: the test shows nothing"
+    assert _nothing_cut_off(window) == []
+    shown = grid.shown_scale()
+    assert shown < 1 and cw * shown >= 48, "cells shrink, but not past a readable size"
+    assert grid.painted_width() <= grid.width()
+    # The cell at column 5, row 4 (0-based 4, 3), where it is drawn now.
+    at = QPoint(round((left + 4.5 * cw) * shown), round((top + 3 * (ch + cap) + ch / 2) * shown))
+    with qtbot.waitSignal(t.sweep_panel.openCell) as opened:
+        qtbot.mouseDClick(grid, Qt.LeftButton, pos=at)
+    assert opened.args[2] == "sweep 2.switch_at=0.9, seed=4"
+    # Its labels drawn small, the cell under the mouse names itself in the tooltip.
+    assert grid.describe(grid.to_grid(QPointF(at))).startswith("2.switch_at=0.9, seed=4")
+
+
 def _geometry(window) -> dict:
     """Where what the user watches and clicks during a run is: Generate and Cancel, the
     columns' dividers, the viewer's tools, the window's size."""

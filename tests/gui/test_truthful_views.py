@@ -165,6 +165,20 @@ def test_a_sweep_cell_opens_under_its_own_name_from_the_grid(qtbot, tiny_models,
     assert view.canvas.right is not None and view.canvas.right.width() == after.width
 
 
+def test_the_sweep_panel_offers_an_auto_handoff_only_the_knob_it_runs_by(qtbot):
+    from core import demo
+
+    p = Project(prompt="a red circle", stages=[Stage(demo.BASE), Stage(demo.REFINER, handoff="auto"),
+                                              Stage(demo.BASE, handoff="auto")])
+    panel = SweepPanel()
+    qtbot.addWidget(panel)
+    panel.set_project(p)
+    offered = [panel.x.param.itemText(i) for i in range(panel.x.param.count())]
+    assert "2.switch_at" in offered and "2.strength" not in offered  # an ensemble into the refiner
+    assert "3.strength" in offered and "3.switch_at" not in offered  # a refine into another base
+    assert offered == params_for(p)
+
+
 def test_the_running_job_is_named_by_prompt_chain_and_seed(qtbot, tmp_path):
     from core.job_queue import JobQueue
 
