@@ -105,11 +105,12 @@ def _readme_sweeps() -> list[list[str]]:
 
 def test_the_readmes_sweep_examples_run_on_the_demo(tmp_path, capsys):
     """Each sweep in the README fits the demo's chain (its refiner is an ensemble, so a
-    strength axis was refused with exit 2); the first runs, at the demo's size with few steps."""
+    strength axis was refused with exit 2); the first runs, small and with few steps."""
     from core.defaults import default_project
     from core.sweep import cells
 
     demo = default_project()
+    demo.width = demo.height = 128
     for stage in demo.stages:
         stage.steps = 4
     path = project_file.save(tmp_path / "my-project.handoff", project_file.ProjectDocument(demo))
