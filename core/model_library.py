@@ -222,45 +222,71 @@ def cached_hub_models(cache_dir: Path | str | None = None) -> list[CachedModel]:
 # ---------------------------------------------------------------- ComfyUI
 
 
-# The models/ subfolders that make a folder ComfyUI's (one is enough: a fresh install has them empty).
-COMFYUI_FOLDERS = ("checkpoints", "diffusion_models", "unet", "loras", "controlnet", "upscale_models", "diffusers")
+# Kinds of adapter entry, and of model upscaler entry (core.upscalers).
+LORA_KIND, CONTROLNET_KIND, IP_ADAPTER_KIND, CLIP_VISION_KIND = "lora", "controlnet", "ip-adapter", "clip-vision"
+UPSCALER_KIND = "upscaler"
+# What else Handoff reads in a ComfyUI models/ subfolder: whole-model files, diffusers
+# folders, and folders it only searches (lists nothing from) for a scorer's CLIP.
+CHECKPOINT_FILES, DIFFUSERS_FOLDERS, CLIP_FOLDERS = "checkpoint files", "diffusers folders", "CLIP folders"
+# Every ComfyUI models/ subfolder Handoff reads, with what it reads there. Any one of them
+# makes a folder ComfyUI's: a fresh install has them all, empty, but a folder kept apart
+# (extra_model_paths.yaml) may hold only one, clip_vision/ or upscale_models/ say.
+COMFYUI_SUBFOLDERS: dict[str, str] = {
+    "checkpoints": CHECKPOINT_FILES,
+    "diffusers": DIFFUSERS_FOLDERS,
+    "diffusion_models": DENOISER,
+    "unet": DENOISER,  # diffusion_models/' older name
+    "loras": LORA_KIND,
+    "controlnet": CONTROLNET_KIND,
+    "ipadapter": IP_ADAPTER_KIND,
+    "clip_vision": CLIP_VISION_KIND,  # searched for a scorer's CLIP too, first
+    "clip": CLIP_FOLDERS,
+    "text_encoders": CLIP_FOLDERS,  # clip/'s newer name
+    "upscale_models": UPSCALER_KIND,
+}
+COMFYUI_FOLDERS = tuple(COMFYUI_SUBFOLDERS)
+ADAPTER_FOLDERS = {kind: tuple(s for s, read in COMFYUI_SUBFOLDERS.items() if read == kind)
+                   for kind in (LORA_KIND, CONTROLNET_KIND, IP_ADAPTER_KIND, CLIP_VISION_KIND)}
+
+
+def comfyui_subfolders(*reads: str) -> tuple[str, ...]:
+    """The ComfyUI models/ subfolders where Handoff reads any of `reads`, in table order."""
+    return tuple(sub for sub, read in COMFYUI_SUBFOLDERS.items() if read in reads)
+
+
+def _holds_comfyui_folder(root: Path) -> bool:
+    return any((root / sub).is_dir() for sub in COMFYUI_FOLDERS)
 
 
 def scan_comfyui(models_dir: Path | str) -> list[LibraryEntry]:
-    """The models in a ComfyUI `models` folder (or ComfyUI's own folder, which holds one):
-    checkpoints/*.safetensors (whole models), diffusion_models/ and unet/*.safetensors
-    (denoiser-only files: listed, but marked as needing a base pipeline) and
-    diffusers/*/ folders. Subfolders are searched too, as ComfyUI does."""
+    """The models in a ComfyUI `models` folder (or ComfyUI's own folder, which holds one),
+    read as COMFYUI_SUBFOLDERS says: checkpoints/*.safetensors (whole models),
+    diffusion_models/ and unet/*.safetensors (denoiser-only files: listed, but marked as
+    needing a base pipeline), diffusers/*/ folders, adapters and upscalers. Subfolders are
+    searched too, as ComfyUI does."""
     root = Path(models_dir).expanduser()
-    if not (root / "checkpoints").is_dir() and (root / "models").is_dir():
+    if not _holds_comfyui_folder(root) and (root / "models").is_dir():
         root = root / "models"
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder")
-    if not any((root / sub).is_dir() for sub in COMFYUI_FOLDERS):
+    if not _holds_comfyui_folder(root):
         raise FileNotFoundError(f"{root} holds none of ComfyUI's model folders ({', '.join(COMFYUI_FOLDERS)})")
     root = root.resolve()
     entries: list[LibraryEntry] = []
-    for path in _files(root / "checkpoints"):
-        entries.append(LibraryEntry.of(path.stem, str(path), "comfyui", info_for(str(path))))
-    for sub in ("diffusion_models", "unet"):
+    for sub in comfyui_subfolders(CHECKPOINT_FILES):
+        entries += [LibraryEntry.of(path.stem, str(path), "comfyui", info_for(str(path))) for path in _files(root / sub)]
+    for sub in comfyui_subfolders(DENOISER):
         for path in _files(root / sub):
             info = info_for(str(path))
             entries.append(LibraryEntry(path.stem, str(path), "comfyui", info.family,
                                         info.kind if info.family else DENOISER, denoiser_note(info)))
         entries += gguf_entries(root / sub, "comfyui")
     entries += scan_adapters(root)
-    entries += scan_upscalers(root, ("upscale_models",), "comfyui")
-    diffusers_dir = root / "diffusers"
-    if diffusers_dir.is_dir():
-        for index in sorted(diffusers_dir.glob("*/model_index.json")):
-            entries.append(LibraryEntry.of(index.parent.name, str(index.parent), "comfyui", describe_folder(index.parent)))
+    entries += scan_upscalers(root, comfyui_subfolders(UPSCALER_KIND), "comfyui")
+    for sub in comfyui_subfolders(DIFFUSERS_FOLDERS):
+        entries += [LibraryEntry.of(index.parent.name, str(index.parent), "comfyui", describe_folder(index.parent))
+                    for index in sorted((root / sub).glob("*/model_index.json"))]
     return entries
-
-
-# Kinds of adapter entry, and the ComfyUI models/ subfolders they live in.
-LORA_KIND, CONTROLNET_KIND, IP_ADAPTER_KIND, CLIP_VISION_KIND = "lora", "controlnet", "ip-adapter", "clip-vision"
-ADAPTER_FOLDERS = {LORA_KIND: ("loras",), CONTROLNET_KIND: ("controlnet",), IP_ADAPTER_KIND: ("ipadapter",),
-                   CLIP_VISION_KIND: ("clip_vision",)}
 
 
 def adapter_entry(path: Path, kind: str, source: str = "comfyui") -> LibraryEntry:
@@ -345,7 +371,6 @@ def adapters_for(entries: list[LibraryEntry], kind: str, family: str | None) -> 
 # Model upscalers (core.upscalers): ComfyUI keeps them in models/upscale_models, A1111 and
 # Forge in models/ESRGAN, RealESRGAN, SwinIR and DAT. Listed by folder, no weights read:
 # their architecture is told (by spandrel, from the state dict) when a job plans them.
-UPSCALER_KIND = "upscaler"
 A1111_UPSCALER_FOLDERS = ("ESRGAN", "RealESRGAN", "SwinIR", "DAT")
 
 
@@ -376,7 +401,8 @@ def clip_folder_candidates() -> list[Path]:
     for folder in map(Path, lib.folders):
         roots = [folder, folder / "models"] + ([folder.parent] if folder.name == "Stable-diffusion" else [])
         for root in (r for r in roots if r.is_dir()):
-            for pattern in ("clip_vision/*/config.json", "clip/*/config.json", "*/config.json", "*/*/config.json"):
+            first = [f"{sub}/*/config.json" for sub in comfyui_subfolders(CLIP_VISION_KIND, CLIP_FOLDERS)]
+            for pattern in first + ["*/config.json", "*/*/config.json"]:
                 out += [c.parent for c in sorted(root.glob(pattern))]
     return list(dict.fromkeys(out))
 
@@ -477,7 +503,8 @@ def scan_folder(folder: Path | str) -> tuple[list[str], list[LibraryEntry]]:
         for e in found:
             unique.setdefault(e.ref, e)  # a file two layouts list is one entry
     if not tools:
-        raise ModelError(f"{folder} is not a ComfyUI models folder, an Automatic1111/Forge install or an InvokeAI root")
+        raise ModelError(f"{folder} is not a ComfyUI models folder (one holding any of {', '.join(COMFYUI_FOLDERS)}), "
+                         "an Automatic1111/Forge install or an InvokeAI root")
     return tools, list(unique.values())
 
 

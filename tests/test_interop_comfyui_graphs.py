@@ -20,6 +20,7 @@ from tests.interop_helpers import comfyui_object_info, in_library, lookup_of, no
 
 OBJECT_INFO = comfyui_object_info()
 SD15 = "v1-5-pruned-emaonly.safetensors"
+V21 = "v2-1_768-ema-pruned.ckpt"  # the hires fix examples' model
 
 
 def _chain(p: Project) -> list[tuple]:
@@ -40,25 +41,34 @@ def _accepted(project: Project, lookup) -> Project:
 # ---------------------------------------------------------------- ComfyUI's examples
 
 
+def _example(name: str, lookup=None):
+    """One of ComfyUI's stock examples, as a UI workflow (see tests/data/interop/README.md)."""
+    return from_json(json.loads(sample(f"comfyui/{name}")), name, lookup or no_models())
+
+
 def test_the_latent_hires_fix_example_is_a_generate_then_a_pixel_upscale():
-    imported = from_json(json.loads(sample("comfyui/hiresfix_latent.json")), "h.json", no_models())
+    imported = _example("hiresfix_latent_workflow.json")
     p = imported.project
-    assert (p.width, p.height, p.prompt.startswith("masterpiece HDR victorian"), p.negative_prompt) == (
-        768, 768, True, "bad hands, text, watermark")
-    assert _chain(p) == [(SD15, 12, 8.0, "DPM++ SDE", "auto", None, 1.0, None, None, None),
-                         (SD15, 14, 8.0, "DPM++ 2M", "pixel", 0.5, 1.5, None, None, None)]
+    assert (p.width, p.height, p.negative_prompt) == (768, 768, "bad hands, text, watermark\n")
+    assert p.prompt.startswith("masterpiece HDR victorian portrait painting of woman")
+    assert _chain(p) == [(V21, 12, 8.0, "DPM++ SDE", "auto", None, 1.0, None, None, None),
+                         (V21, 14, 8.0, "DPM++ 2M", "pixel", 0.5, 1.5, None, None, None)]
     assert any("upscales latents" in n for n in imported.notes)
+    # The copy's Note node (added by whoever re-saved it) is named, not mistaken for a stage.
+    assert "node 17 (Note): not on the path to the saved image, not read" in imported.unmapped
     assert _chain(_accepted(p, no_models())) == _chain(p)
 
 
 def test_the_esrgan_hires_fix_example_follows_the_final_image_and_keeps_its_upscale_model(tmp_path):
     esrgan = in_library(tmp_path, "upscaler", "upscale_models/RealESRGAN_x4plus.pth")
-    imported = from_json(json.loads(sample("comfyui/hiresfix_esrgan.json")), "e.json", no_models())
+    imported = _example("hiresfix_esrgan_workflow.json")
     p = imported.project
     # Two SaveImage nodes: the one after both samplers is the graph's image, though its id is larger.
     assert "node 9 (SaveImage): another output (1 sampler before it, against 2), not followed" in imported.unmapped
-    assert _chain(p) == [(SD15, 12, 8.0, "DPM++ SDE", "auto", None, 1.0, None, None, None),
-                         (SD15, 14, 8.0, "DPM++ 2M", "pixel", 0.5, 1.5, esrgan, None, None)]
+    # 768 → ×4 by the model → resized to 1536: a ×2 stage that keeps its upscale model.
+    model = "v2-1_768-ema-pruned.safetensors"
+    assert _chain(p) == [(model, 12, 8.0, "DPM++ SDE", "auto", None, 1.0, None, None, None),
+                         (model, 14, 8.0, "UniPC", "pixel", 0.5, 2.0, esrgan, None, None)]
     back = _accepted(p, no_models())
     assert _chain(back) == _chain(p)
     api = comfyui.api_prompt(p)
@@ -67,22 +77,27 @@ def test_the_esrgan_hires_fix_example_follows_the_final_image_and_keeps_its_upsc
 
 
 def test_the_different_prompt_and_model_example_is_two_models_with_their_own_prompts(tmp_path):
-    first = in_library(tmp_path, "pipeline", "checkpoints/Anything-V3.0.ckpt")
-    imported = from_json(json.loads(sample("comfyui/latent_upscale_different_prompt_model.json")), "d.json",
-                         lookup_of(first))
+    first = in_library(tmp_path, "pipeline", "checkpoints/wd-illusion-fp16.safetensors")
+    imported = _example("latent_upscale_different_prompt_model_workflow.json", lookup_of(first))
     p = imported.project
-    assert (p.width, p.height) == (768, 512)
+    assert (p.width, p.height) == (1368, 768)
+    assert p.prompt.startswith("anime happy girl (fennec:1.2)") and p.negative_prompt.startswith("lowres, bad anatomy")
     base, second = p.stages
-    assert (base.model, base.steps, base.prompt) == (first, 15, None)
-    assert (second.model, second.handoff, second.strength, second.upscale) == (
-        "AbyssOrangeMix2_hard.safetensors", "pixel", 0.5, 1.5)
-    assert second.prompt.startswith("(best quality) beautiful (HDR:1.2)") and second.negative_prompt is None
+    assert (base.model, base.steps, base.prompt) == (first, 14, None)
+    # The UI stored the second pass's denoise as 0.4999999999999999: read as the 0.5 it shows.
+    assert (second.model, second.handoff, second.strength, second.upscale, second.steps, second.guidance) == (
+        "cardosAnime_v10.safetensors", "pixel", 0.5, 1.5, 8, 13.0)
+    assert any("ComfyUI ran 8 steps at denoise 0.5; Handoff runs 4 of 8" in n for n in imported.notes)
+    assert second.prompt.startswith("from far away anime happy girl")
+    assert second.negative_prompt.startswith("(hands), (text:1.1)")
+    # Its second model's CLIP goes through CLIPSetLastLayer, which Handoff says it cannot apply.
+    assert "node 22 (CLIPSetLastLayer): not applied, clip skip is not supported" in imported.unmapped
     back = _accepted(p, lookup_of(first))
     assert _chain(back) == _chain(p)
 
 
 def test_the_img2img_example_refines_its_loaded_image():
-    p = from_json(json.loads(sample("comfyui/img2img_workflow.json")), "i.json", no_models()).project
+    p = _example("img2img_workflow.json").project
     p.init_image = "/photos/example.png"
     assert [(s.handoff, s.strength) for s in p.stages] == [("pixel", 1.0)]
     back = _accepted(p, no_models())
@@ -129,12 +144,13 @@ def test_a_lora_with_another_clip_strength_takes_the_model_strength_and_says_so(
 
 
 def test_the_older_checkpoint_loader_is_read():
-    api = json.loads(sample("comfyui/hiresfix_latent.json"))
-    api["4"] = {"class_type": "CheckpointLoader", "inputs": {"config_name": "v1-inference.yaml", "ckpt_name": SD15}}
-    imported = from_json(api, "c.json", no_models())
-    assert [s.model for s in imported.project.stages] == [SD15, SD15]
+    workflow = json.loads(sample("comfyui/hiresfix_latent_workflow.json"))
+    (loader,) = [n for n in workflow["nodes"] if n["type"] == "CheckpointLoaderSimple"]
+    loader.update(type="CheckpointLoader", widgets_values=["v2-inference-v.yaml", V21])
+    imported = from_json(workflow, "c.json", no_models())
+    assert [s.model for s in imported.project.stages] == [V21, V21]
     assert not any("CheckpointLoader" in u for u in imported.unmapped)
-    assert any("v1-inference.yaml" in n for n in imported.notes)
+    assert any("v2-inference-v.yaml" in n for n in imported.notes)
 
 
 # ---------------------------------------------------------------- what ComfyUI runs

@@ -137,6 +137,25 @@ def test_the_window_adds_folders_to_the_same_list(comfy):
     assert ml.ModelLibrary.load().folders == [str(comfy.resolve())]
 
 
+# Every models/ subfolder Handoff reads something in (core.model_library.COMFYUI_SUBFOLDERS).
+@pytest.mark.parametrize("sub", ["checkpoints", "diffusers", "diffusion_models", "unet", "loras", "controlnet",
+                                 "ipadapter", "clip_vision", "clip", "text_encoders", "upscale_models"])
+def test_a_models_folder_holding_any_one_folder_handoff_reads_is_comfyuis(capsys, tmp_path, sub):
+    # A folder kept apart for ComfyUI (extra_model_paths.yaml) may hold one kind of model only.
+    shared = tmp_path / "shared"
+    (shared / sub).mkdir(parents=True)
+    code, out, err = cli(capsys, "library", "add", shared)
+    assert (code, out) == (0, []) and "ComfyUI folder: 0 file(s) found" in err, err
+    assert ml.ModelLibrary.load().folders == [str(shared.resolve())]
+
+
+def test_a_folder_of_what_handoff_never_reads_is_still_refused(capsys, tmp_path):
+    shared = tmp_path / "shared"
+    (shared / "vae").mkdir(parents=True)  # VAEs come with their model; Handoff reads none alone
+    code, _out, err = cli(capsys, "library", "add", shared)
+    assert code == 2 and "clip_vision" in err and "upscale_models" in err and err.count("\n") == 1, err
+
+
 @pytest.mark.parametrize("name, hinted", [
     ("v2-1_768-ema-pruned.ckpt", "v2-1_768-ema-pruned.ckpt"),
     ("SDXL\\juggernaut.safetensors", "SDXL\\juggernaut.safetensors"),

@@ -316,6 +316,25 @@ def test_a_one_stage_chain_copies_its_best_candidate_to_the_output(tiny_models, 
     assert of(events, ev.JobFinished)[0].paths[-1] == final
 
 
+def test_a_models_folder_of_clip_vision_alone_is_added_and_lends_the_scorer_its_clip(scorer_files, tmp_path, capsys):
+    import shutil
+
+    from core.cli import main
+    from core.model_library import CLIP_VISION_KIND, ModelLibrary, clip_folder_candidates
+    from core.scorer_refs import resolve_scorer
+
+    # Kept apart from ComfyUI (extra_model_paths.yaml): no checkpoints/, only clip_vision/.
+    shared = tmp_path / "shared-models"
+    clip = shared / "clip_vision" / "clip-vit-large-patch14"
+    shutil.copytree(scorer_files["clip"], clip)
+    assert main(["library", "add", str(shared)]) == 0, capsys.readouterr().err
+    assert [(e.kind, e.ref) for e in ModelLibrary.load().entries if e.source == "comfyui"] == [
+        (CLIP_VISION_KIND, str(clip.resolve()))]
+    assert clip_folder_candidates()[0].resolve() == clip.resolve()
+    spec = resolve_scorer(f"aesthetic:{scorer_files['head']}")
+    assert (spec.kind, spec.clip) == ("aesthetic", clip.resolve())
+
+
 def test_an_aesthetic_scorer_finds_its_clip_in_a_comfyui_folder_of_the_library(scorer_files, tmp_path):
     import shutil
 

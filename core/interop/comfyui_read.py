@@ -372,7 +372,9 @@ class _Reader(SamplerInputs):
         denoise = w.number(node.inputs.get("denoise", 1.0), "denoise")
         if not 0 < denoise <= 1:
             raise w.error("denoise", f"is {denoise:g}, not in (0, 1]")
-        return denoise
+        # The UI stores a slider's value with float noise (0.4999999999999999 for 0.5),
+        # which would make Handoff run one step fewer (int(8 × 0.4999…) = 3).
+        return round(denoise, 4)
 
     def _steps_note(self, node: Node, stage: Stage, label: str) -> None:
         """KSampler at denoise d runs all its N steps over the last d of a longer schedule;

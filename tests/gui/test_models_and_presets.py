@@ -10,6 +10,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from core import demo, presets
+from core import model_library as ml
 from tests.fake_hub import GATED_SD, TINY_SD, go_offline, serving_tiny_sd
 
 TIMEOUT_MS = 60_000
@@ -135,6 +136,22 @@ def test_library_adds_a_folder_and_a_comfyui_scan(window, tiny_sd, comfy):
     dialog.select(str(tiny_sd))
     assert dialog.remove_selected()
     assert str(tiny_sd) not in _rows(dialog) and str(tiny_sd) not in _combo_items(window)
+    dialog.close()
+
+
+def test_the_window_takes_a_models_folder_of_clip_vision_alone(window, tmp_path):
+    from safetensors.numpy import save_file
+
+    # Kept apart from ComfyUI (extra_model_paths.yaml): only clip_vision/, one encoder file.
+    shared = tmp_path / "shared-models"
+    (shared / "clip_vision").mkdir(parents=True)
+    save_file({"vision_model.post_layernorm.weight": np.ones(4, dtype=np.float32)},
+              str(shared / "clip_vision" / "clip_vision_h.safetensors"))
+    dialog = window.open_models()
+    found = dialog.add_comfyui(shared)
+    assert [(e.kind, e.name) for e in found] == [(ml.CLIP_VISION_KIND, "clip_vision_h")]
+    assert "1 file(s) found" in dialog.status.text() and "1 adapter(s)" in dialog.status.text()
+    assert ml.ModelLibrary.load().folders == [str(shared.resolve())]
     dialog.close()
 
 
