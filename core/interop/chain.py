@@ -98,9 +98,9 @@ def expected_handoff(prev: JobStage, stage: Stage, fam: Family | None) -> str:
     if stage.upscale != 1:
         return "pixel"
     if stage.handoff == "auto":
-        if fam and prev.family and fam.ensembles_with(prev.family) and fam.auto_ensembles():
-            return "ensemble"
-        return "pixel"
+        from core.planning import auto_ensembles
+
+        return "ensemble" if fam and prev.family and auto_ensembles(stage, prev.family, fam) else "pixel"
     return stage.handoff
 
 
