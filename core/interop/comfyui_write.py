@@ -20,13 +20,14 @@ from core.interop.chain import JobStage, file_name, job
 from core.interop.comfyui_nodes import UPSCALE_STAGE_TITLE, Graph, Link, Node
 from core.interop.comfyui_read_inputs import factor_in_name
 from core.interop.model_lookup import WELL_KNOWN, WellKnown, builtin_file
+from core.model_library import A1111_UPSCALER_FOLDERS, COMFYUI_SUBFOLDERS
 from core.project import Project
 from core.ran import StageRan
 
 # The folders of a ComfyUI or A1111 models folder a file is named relative to, as ComfyUI's
-# loaders list it (`sdxl/detail.safetensors` for models/loras/sdxl/detail.safetensors).
-MODEL_FOLDERS = {"checkpoints", "diffusion_models", "unet", "loras", "controlnet", "upscale_models",
-                 "Stable-diffusion", "Lora", "ControlNet", "ESRGAN", "RealESRGAN", "SwinIR", "DAT"}
+# loaders list it (`sdxl/detail.safetensors` for models/loras/sdxl/detail.safetensors): the
+# ComfyUI subfolders the library reads, and A1111's model folders.
+MODEL_FOLDERS = {*COMFYUI_SUBFOLDERS, "Stable-diffusion", "Lora", "ControlNet", *A1111_UPSCALER_FOLDERS}
 
 
 def comfy_name(ref: str) -> str:
