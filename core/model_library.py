@@ -12,7 +12,7 @@ whatever else that file holds.
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from core import checked, families, settings_file
@@ -96,6 +96,9 @@ class LibraryEntry:
         """An entry from the settings file; ReadError naming the field when it is not one.
         A family this version does not know (a newer Handoff's) reads as unknown."""
         data = checked.table(data, where)
+        missing = [f.name for f in fields(cls) if f.default is MISSING and f.name not in data]
+        if missing:
+            raise ReadError(f"{where}: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing")
         text = {f.name: checked.text(data.get(f.name, f.default), f"{where}: {f.name}")
                 for f in fields(cls) if f.name != "family"}
         if not text["ref"].strip():

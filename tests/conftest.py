@@ -34,8 +34,13 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "handoff"))
 
 @pytest.fixture(autouse=True)
 def handoff_home(tmp_path, monkeypatch) -> Path:
+    from core import settings_file
+
     home = tmp_path / "handoff-home"
     monkeypatch.setenv("HANDOFF_HOME", str(home))
+    # What an earlier test's damaged settings left to be said belongs to that test's home.
+    monkeypatch.setattr(settings_file, "_problems", [])
+    monkeypatch.setattr(settings_file, "_repaired", {})
     return home
 
 

@@ -134,7 +134,7 @@ def test_library_is_stored_beside_other_settings(handoff_home, tiny_sd):
 
 
 def test_damaged_settings_give_an_empty_library(handoff_home):
-    from core import paths
+    from core import paths, settings_file
 
     paths.settings_file().parent.mkdir(parents=True, exist_ok=True)
     paths.settings_file().write_text("{not json")
@@ -142,6 +142,8 @@ def test_damaged_settings_give_an_empty_library(handoff_home):
     paths.settings_file().write_text(json.dumps({"models": {"entries": [{"bogus": 1}, {"name": "x", "ref": "a/b",
                                                                                       "source": "user"}]}}))
     assert [e.ref for e in ml.ModelLibrary.load().entries] == ["a/b"]
+    said = settings_file.take_problem()
+    assert "name, ref, source are missing" in said and "MISSING" not in said, said
 
 
 def test_cached_hub_models_list_what_loads_offline(tiny_sd, tmp_path, monkeypatch):
