@@ -59,3 +59,81 @@ def test_resident_keeps_both_models_loaded(tiny_models, tmp_path):
 ])
 def test_precision(choice, family, device, expected):
     assert str(pick_dtype(choice, FAMILIES[family], device)) == f"torch.{expected}"
+
+
+def _decodes(vae) -> list[tuple[bool, tuple[int, ...], object]]:
+    """What reaches the VAE's decoder, as it runs: (tiling on, latent shape, latents) per call.
+    post_quant_conv takes the latents a decode starts from: the whole at once, or tile by tile."""
+    seen: list[tuple[bool, tuple[int, ...], object]] = []
+    vae.post_quant_conv.register_forward_pre_hook(lambda m, args: seen.append(
+        (vae.use_tiling, tuple(args[0].shape[-2:]), args[0].detach().clone())))
+    return seen
+
+
+def test_a_budget_only_a_tiled_decode_fits_decodes_in_tiles_then_whole_again(tiny_models, tmp_path):
+    """128 px with the tiny SD VAE (32 px tiles, 2x latents): 64x64 latents, tiled in 16x16
+    latent tiles. The budget holds every weight and the tiled decode, not the whole one."""
+    import torch
+
+    from core import events as ev
+    from tests.engine_helpers import of, pixels
+
+    sd = str(tiny_models["sd"])
+    needs = stage_needs(plans(sd, size=(128, 128))[0], 4)
+    budget = needs.weights + max(needs.activations, needs.tiled_decode)
+    assert needs.weights + needs.decode > budget  # the whole decode would not fit
+    p = Project(prompt="a red circle", width=128, height=128, dtype="fp32", vram_budget=str(budget),
+                stages=[Stage(sd, steps=2)])
+    models = ModelCache()
+    resolved = resolve(parse_ref(sd))
+    vae = models.get(resolved, torch.float32, "cpu").pipe.vae  # the job takes it from the cache
+    seen = _decodes(vae)
+
+    events = run_job(p, tmp_path / "tiled", models)
+    notices = [e.message for e in of(events, ev.Notice)]
+    assert any("vae decode" in n and "(tiled: the whole image at once" in n for n in notices), notices
+    assert any("the VAE decoding in tiles (stage 1)" in n for n in notices), notices
+    # 6x6 tiles of up to 16x16 latents, a step of 12 (the last row and column are cut by the edge).
+    assert len(seen) == 36 and all(on and max(shape) <= 16 for on, shape, _ in seen) and seen[0][1] == (16, 16)
+    tiled = of(events, ev.StageFinished)[-1].image
+
+    seen.clear()
+    p.vram_budget = ""  # the same cached pipeline, a job that needs no tiles: whole again
+    events = run_job(p, tmp_path / "whole", models)
+    assert [(on, shape) for on, shape, _ in seen] == [(False, (64, 64))]
+    whole = of(events, ev.StageFinished)[-1].image
+    assert any("(untiled: fits)" in e.message for e in of(events, ev.Notice))
+
+    # The same latents (the denoise does not depend on the decode), decoded by diffusers' own
+    # tiled decode, give the tiled job's image exactly; the whole decode's differs.
+    pipe = models.get(resolved, torch.float32, "cpu").pipe
+    latents = seen[0][2]
+    with torch.no_grad():
+        expected = pipe.image_processor.postprocess(vae.tiled_decode(latents, return_dict=False)[0],
+                                                    output_type="pil")[0]
+    assert (pixels(tiled) == pixels(expected)).all()
+    assert (pixels(whole) != pixels(tiled)).any()
+
+
+def test_a_cpu_job_decodes_in_tiles_only_when_the_ram_left_cannot_hold_the_whole_decode(tiny_models, tmp_path,
+                                                                                         monkeypatch):
+    """No GPU and no budget: whole as before while the RAM left holds the decode (8 MiB at
+    128 px, fp32); with 4 MiB left, tiles (1.3 MiB) rather than a refusal."""
+    import torch
+
+    from core import events as ev
+    from core import memory_check
+    from tests.engine_helpers import of
+
+    sd = str(tiny_models["sd"])
+    p = Project(prompt="a red circle", width=128, height=128, dtype="fp32", stages=[Stage(sd, steps=2)])
+    models = ModelCache()
+    seen = _decodes(models.get(resolve(parse_ref(sd)), torch.float32, "cpu").pipe.vae)
+    events = run_job(p, tmp_path / "whole", models)
+    assert [(on, shape) for on, shape, _ in seen] == [(False, (64, 64))]
+    assert any("(untiled: fits)" in e.message for e in of(events, ev.Notice))
+    seen.clear()
+    monkeypatch.setattr(memory_check, "available_bytes", lambda device: (4 * 2**20, "available RAM"))
+    events = run_job(p, tmp_path / "tiled", models)
+    assert len(seen) == 36 and all(on for on, _, _ in seen)
+    assert any("(tiled: the whole image at once, 8 MiB, would not fit)" in e.message for e in of(events, ev.Notice))
