@@ -69,7 +69,8 @@ def _needs(label: str, model: str, modules: dict, size=(1024, 1024), itemsize=2,
     components["transformer"] = int(components["transformer"] * denoiser_share)
     largest = max(p.numel() * p.element_size() for m in modules.values() for p in m.parameters())
     return StageNeeds(label, model, components, largest, activation_bytes(*size, itemsize),
-                      decode_bytes(*size, 128, itemsize), tiled_decode_bytes(*size, 128, itemsize, FLUX_VAE_TILE))
+                      decode_bytes(*size, 128, itemsize),
+                      tiled_decode=tiled_decode_bytes(*size, 128, itemsize, FLUX_VAE_TILE))
 
 
 @pytest.fixture(scope="module")
@@ -304,3 +305,19 @@ def test_the_gpu_bench_plans_a_quantized_denoiser_as_it_is_stored(quantize):
     planned = estimate(m, "resident", 64, quantize)
     quantize_module(m, quantize, torch.bfloat16)
     assert planned == _loaded_bytes(m) + activation_bytes(64, 64, 2)
+
+
+@pytest.mark.gpu
+def test_a_tiled_decode_peaks_below_a_whole_one_on_a_gpu():
+    """On CUDA: the FLUX.1 VAE at 2048 px decodes in its 1024 px tiles in far less memory than
+    whole, as the planner's two estimates say (tests/benchmarks/bench_gpu.py prints them)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    from tests.benchmarks.bench_gpu import measure_decode
+
+    (whole_planned, whole, _), (tiled_planned, tiled, _) = (measure_decode(2048, t) for t in (False, True))
+    print(f"\nwhole: planned {whole_planned / 2**30:.2f} GiB, measured {whole / 2**30:.2f} GiB; "
+          f"tiled: planned {tiled_planned / 2**30:.2f} GiB, measured {tiled / 2**30:.2f} GiB")
+    assert tiled < whole / 2 and tiled_planned < whole_planned / 2

@@ -137,3 +137,27 @@ def test_a_cpu_job_decodes_in_tiles_only_when_the_ram_left_cannot_hold_the_whole
     events = run_job(p, tmp_path / "tiled", models)
     assert len(seen) == 36 and all(on for on, _, _ in seen)
     assert any("(tiled: the whole image at once, 8 MiB, would not fit)" in e.message for e in of(events, ev.Notice))
+
+
+def test_a_deferred_decode_tiles_as_its_own_stage_planned_whatever_the_shared_vae_was_left_at(tiny_models):
+    """A handed-over stage is decoded after the job, when a later stage sharing its VAE may
+    have set it otherwise: the Decoder carries the stage's plan and sets it."""
+    import torch
+    from diffusers import DiffusionPipeline
+
+    from core.deferred_decode import Decoder
+    from core.families import get
+    from tests.engine_helpers import generator, pixels
+
+    pipe = DiffusionPipeline.from_pretrained(str(tiny_models["sd"]))
+    pipe.set_progress_bar_config(disable=True)
+    latents = pipe(prompt="a red circle", num_inference_steps=2, height=128, width=128, output_type="latent",
+                   generator=generator(1)).images
+    raw = latents / pipe.vae.config.scaling_factor
+    with torch.no_grad():
+        tiled, whole = (pipe.image_processor.postprocess(d(raw, return_dict=False)[0], output_type="pil")[0]
+                        for d in (pipe.vae.tiled_decode, pipe.vae._decode))
+    assert (pixels(tiled) != pixels(whole)).any()
+    pipe.vae.disable_tiling()  # as a later stage that decodes whole leaves it
+    assert (pixels(Decoder.of(pipe, get("sd"), tiled=True)(latents)) == pixels(tiled)).all()
+    assert (pixels(Decoder.of(pipe, get("sd"), tiled=False)(latents)) == pixels(whole)).all()
