@@ -161,3 +161,27 @@ def test_a_deferred_decode_tiles_as_its_own_stage_planned_whatever_the_shared_va
     pipe.vae.disable_tiling()  # as a later stage that decodes whole leaves it
     assert (pixels(Decoder.of(pipe, get("sd"), tiled=True)(latents)) == pixels(tiled)).all()
     assert (pixels(Decoder.of(pipe, get("sd"), tiled=False)(latents)) == pixels(whole)).all()
+
+
+def test_a_stage_decoded_in_tiles_is_stored_under_its_own_key(tiny_models):
+    """Blended tiles differ slightly from a whole decode: a rerun must not take one for the other.
+    A whole decode keeps the key it had before tiling was planned."""
+    from core.engine import _prefix_keys
+    from core.planning import plan
+
+    sd = str(tiny_models["sd"])
+    p = Project(prompt="a red circle", width=64, height=64, stages=[
+        Stage(sd, steps=2), Stage(sd, steps=2, handoff="pixel", strength=0.5)])
+    models = ModelCache()
+    chain = plan(p, [resolve(parse_ref(sd))] * 2, lambda r: r.vae_fingerprint(models.digests))
+
+    def keys(tiled: set[int] | None = None) -> list[str]:
+        key_of = (_prefix_keys(p, chain, "cpu", models) if tiled is None
+                  else _prefix_keys(p, chain, "cpu", models, lambda index: index in tiled))
+        return [key_of(0), key_of(1)]
+
+    whole = keys()
+    assert keys(set()) == whole
+    first, second = keys({0}), keys({1})
+    assert first[0] != whole[0] and first[1] != whole[1]  # stage 2 refined stage 1's tiled image
+    assert second[0] == whole[0] and second[1] != whole[1]
