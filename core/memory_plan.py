@@ -295,7 +295,8 @@ def stage_needs(p, itemsize: int) -> StageNeeds:
                 largest = max(largest, big)
     except (ReadError, OSError):
         components = components or {"weights": 0}  # an unreadable header: the load will say so
-    width, height = p.size
+    # A tiled refine denoises and decodes one refine tile at a time (as core.engine.check_memory counts it).
+    width, height = (min(side, p.stage.refine_tile) for side in p.size) if getattr(p, "tiled", False) else p.size
     folder = None if resolved.is_file else resolved.path
     channels, upcast = decoder(folder)
     decode_itemsize = 4 if upcast else itemsize

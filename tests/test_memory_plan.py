@@ -1,7 +1,8 @@
 """The memory planner (core.memory_plan): its byte counts are the bytes actually loaded
 (tiny pipelines, exactly), its estimates for full-size models (built on the meta device,
 no weights) stand beside the VRAM table of the ERNIE + Z-Image seed, it picks the
-cheapest placement that fits a budget, and refuses a job that cannot fit with the numbers.
+cheapest placement that fits a budget (a decode in tiles before a costlier placement), and
+refuses a job that cannot fit with the numbers.
 
 Full-size configs and their sources:
 - ERNIE-Image transformer: diffusers' ErnieImageTransformer2DModel defaults (2.8B).

@@ -2,7 +2,8 @@
 it fits in free VRAM, one model at a time when the largest fits, CPU offload otherwise, and
 all resident on a CPU; `resident` keeps both models of a chain loaded; `auto` precision is
 fp32 on a CPU, bf16 for flow-matching models and fp16 for SD/SDXL on a GPU. The GPU this
-machine lacks is planned for with a VRAM budget (core.memory_plan)."""
+machine lacks is planned for with a VRAM budget (core.memory_plan), and the VAE decodes in
+tiles exactly where the plan says, whole again where it does not."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -185,3 +186,13 @@ def test_a_stage_decoded_in_tiles_is_stored_under_its_own_key(tiny_models):
     first, second = keys({0}), keys({1})
     assert first[0] != whole[0] and first[1] != whole[1]  # stage 2 refined stage 1's tiled image
     assert second[0] == whole[0] and second[1] != whole[1]
+
+
+def test_a_tiled_refine_is_planned_at_its_refine_tile(tiny_models):
+    """A tiled refine decodes one refine tile at a time: no VAE tiles planned for its whole size."""
+    sd = str(tiny_models["sd"])
+    whole, refine = (SimpleNamespace(resolved=resolve(parse_ref(sd)), stage=Stage(sd, refine_tile=32), size=(256, 256),
+                                     index=1, tiled=tiled) for tiled in (False, True))
+    big, tile, at_32 = stage_needs(whole, 4), stage_needs(refine, 4), stage_needs(plans(sd, size=(32, 32))[0], 4)
+    assert (tile.decode, tile.activations) == (at_32.decode, at_32.activations) != (big.decode, big.activations)
+    assert big.can_tile and not tile.can_tile  # a 32 px refine tile is one 32 px VAE tile
