@@ -176,6 +176,7 @@ def test_a_job_that_cannot_fit_one_layer_at_a_time_is_refused(full_size):
     message = str(err.value)
     assert "stage 1 cannot fit in 1.9 GiB of VRAM budget" in message and "\n" not in message
     assert "largest layer" in message
+    assert "its activations or decode (2.0 GiB, the decode in tiles)" in message  # refused only tiled too
 
 
 @pytest.mark.parametrize("text,expected", [("12G", 12 * 2**30), ("12GiB", 12 * 2**30), ("800M", 800 * 2**20),
