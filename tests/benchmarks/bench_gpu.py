@@ -1,7 +1,7 @@
 """The memory planner's estimates against a real card: peak VRAM and it/s per placement
 and per quantization.
 
-    python -m tests.benchmarks.bench_gpu [--size 1024] [--steps 4] [--model zimage|ernie]
+    python -m tests.benchmarks.bench_gpu [--size 1024] [--steps 4] [--model zimage|ernie] [--decode-size 2048]
 
 Builds a full-size denoiser from its config with random weights (diffusers'
 ZImageTransformer2DModel or ErnieImageTransformer2DModel defaults, bf16; nothing is
@@ -13,7 +13,8 @@ code: fp8 and int8 through core.denoisers.quantize_module, nf4 through load_deno
 a folder the random weights are saved to (bitsandbytes quantizes as it loads); the planner
 counts them from the same header as core.memory_plan.tensor_bytes does. A quantization
 whose library is missing is reported and skipped. Then the FLUX.1 VAE (Z-Image's; random
-weights, bf16) decodes latents for `--size` whole and in tiles (diffusers' enable_tiling),
+weights, bf16) decodes latents for `--decode-size` whole and in tiles (diffusers'
+enable_tiling; its tiles are 1024 px, so a smaller image is one tile),
 its peak beside core.memory_check's decode_bytes and tiled_decode_bytes (the VAE's weights
 added to both). On a machine without CUDA it says so
 and exits 0. Not run by the CPU test suite; tests/test_memory_plan.py's `gpu` test runs
@@ -180,6 +181,7 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--model", choices=["zimage", "ernie"], default="zimage")
+    ap.add_argument("--decode-size", type=int, default=2048)
     args = ap.parse_args()
     import torch
 
@@ -197,7 +199,7 @@ def main() -> int:
               f"{rate:7.2f}")
     print(f"{'vae decode':10s} {'planned':>10s} {'measured':>10s} {'ratio':>6s} {'s':>7s}")
     for tiled in (False, True):
-        planned, peak, seconds = measure_decode(args.size, tiled)
+        planned, peak, seconds = measure_decode(args.decode_size, tiled)
         print(f"{'tiled' if tiled else 'whole':10s} {planned / 2**30:9.2f}G {peak / 2**30:9.2f}G "
               f"{peak / planned:6.2f} {seconds:7.2f}")
     return 0
