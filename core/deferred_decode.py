@@ -34,17 +34,21 @@ class Decoder:
     image_processor: Any
     family: Any  # core.families.Family: how its handed-over latents map to the VAE's own
     watermark: Any = None  # SDXL pipelines watermark their decodes when invisible-watermark is installed
+    tiled: bool = False  # the stage's plan (core.memory_plan): its VAE may be shared with a stage that differs
 
     @classmethod
-    def of(cls, pipe, family) -> "Decoder":
-        return cls(pipe.vae, pipe.image_processor, family, getattr(pipe, "watermark", None))
+    def of(cls, pipe, family, tiled: bool = False) -> "Decoder":
+        return cls(pipe.vae, pipe.image_processor, family, getattr(pipe, "watermark", None), tiled)
 
     def __call__(self, latents):
         """A PIL image of handoff-layout latents, as the family's pipeline decodes its own:
         an fp16 VAE marked force_upcast (SDXL's) decodes in fp32, then goes back."""
         import torch
 
+        from core.vae_tiling import set_vae_tiling
+
         vae = self.vae
+        set_vae_tiling(self, self.tiled)
         upcast = vae.dtype == torch.float16 and bool(getattr(vae.config, "force_upcast", False))
         if upcast:
             vae.to(torch.float32)

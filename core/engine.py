@@ -34,6 +34,7 @@ from core.stage_run import Previews, run_stage
 from core.stage_store import StageStore, StoredOutput, model_fingerprint, prefix_key
 from core.tiled_refine import run_tiled
 from core.upscale_stage import UPSCALE, model_resize, run_upscale_stage
+from core.vae_tiling import set_vae_tiling
 
 
 class CancelToken:
@@ -212,7 +213,7 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
     if policy != project.memory_policy:
         emit(ev.Notice(f"memory policy: {policy} (auto)"))
 
-    key_of = _prefix_keys(project, plans, device, models)
+    key_of = _prefix_keys(project, plans, device, models, memory_plan.vae_tiling)
     start, reused = _reusable_start(plans, from_stage, key_of, store, emit)
     total_expected = sum(p.expected_steps() for p in plans[start:]) or 1
     done_steps = 0
@@ -277,6 +278,8 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
                 if policy == "sequential":
                     models.release({key})  # shared components live on in the new pipeline
                 pipe = _stage_pipeline(loaded, p)
+                # Set for every stage: the VAE may be shared with, or cached from, a stage that tiled.
+                set_vae_tiling(pipe, memory_plan.vae_tiling(p.index))
                 load_seconds = time.perf_counter() - t0
                 for notice in truncation_notices(pipe, _prompts(p.stage, project), label):
                     emit(ev.Notice(notice))
@@ -303,13 +306,14 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
 
                     image = preview(pipe, p.family, result.latents, p.size, p.resolved.vae_fingerprint(models.digests))
                     is_preview = True
-                    deferred.hand(p.index, result.latents, Decoder.of(pipe, p.family), key_of(p.position),
-                                  (p.schedule or {}).get("sigmas"))
+                    deferred.hand(p.index, result.latents, Decoder.of(pipe, p.family, memory_plan.vae_tiling(p.index)),
+                                  key_of(p.position), (p.schedule or {}).get("sigmas"))
             done_steps += result.steps_run
             if given_preview:  # what this stage took in is decoded after the job: so is its drift
                 before = plans[p.position - 1]
                 if p.position == start and reused is not None:  # stored as a preview: decoded with this VAE
-                    deferred.hand(before.index, given.latents, Decoder.of(pipe, before.family),
+                    deferred.hand(before.index, given.latents,
+                                  Decoder.of(pipe, before.family, memory_plan.vae_tiling(before.index)),
                                   key_of(before.position), reused.sigmas)
                 deferred.take(p.index, before.index, p.strength, measures=p.handoff == "latent")
             drift = None if given_preview else _drift(p, given, image)
@@ -373,8 +377,10 @@ def _check_denoisers(enabled, resolved: list[ResolvedModel], device: str) -> Non
         raise ProjectError(problems)
 
 
-def _prefix_keys(project: Project, plans: list[StagePlan], device: str, models: ModelCache):
-    """key_of(position): the stored-output key of the stage at that position (memoised)."""
+def _prefix_keys(project: Project, plans: list[StagePlan], device: str, models: ModelCache,
+                 vae_tiling: Callable[[int], bool] = lambda index: False):
+    """key_of(position): the stored-output key of the stage at that position (memoised);
+    `vae_tiling(index)`: whether the stage at that index decodes in tiles."""
     keys: dict[int, str] = {}
     prints: dict[str, str] = {}
 
@@ -388,7 +394,7 @@ def _prefix_keys(project: Project, plans: list[StagePlan], device: str, models: 
         if position not in keys:
             keys[position] = prefix_key(project, plans, position, device,
                                         lambda p: pick_dtype(project.dtype, p.family, device), fingerprint,
-                                        models.digests)
+                                        models.digests, lambda p: vae_tiling(p.index))
         return keys[position]
 
     return key_of
@@ -502,7 +508,8 @@ def _shares_with_loaded(models: ModelCache, p: StagePlan) -> bool:
 
 def resolve_policy(project: Project, device: str, plans: list[StagePlan]):
     """The job's memory plan (core.memory_plan): the placement asked for, or for 'auto' the
-    cheapest that fits the budget (--vram-budget, else the free VRAM); all resident without a GPU."""
+    cheapest that fits the budget (--vram-budget, else the free VRAM); all resident without a GPU,
+    a decode in tiles only where the RAM left cannot hold it whole."""
     from core.memory_plan import choose, parse_budget, stage_needs
     from core.memory_check import available_bytes
 
@@ -513,7 +520,7 @@ def resolve_policy(project: Project, device: str, plans: list[StagePlan]):
     elif device == "cuda":
         budget, kind = available_bytes(device)
     else:
-        budget, kind = 0, "RAM (not planned)"
+        budget, kind = available_bytes(device)
     return choose(needs, budget, kind, project.memory_policy, "cuda" if project.vram_budget else device)
 
 

@@ -64,7 +64,9 @@ def _fit(vae):
         import copy
 
         vae = copy.deepcopy(vae).to(torch.float32)  # SDXL's VAE overflows in fp16, as its pipelines know
-    with torch.no_grad():
+    from core.vae_tiling import untiled
+
+    with torch.no_grad(), untiled(vae):  # the map is cached per VAE: the same whatever a stage set
         latents = vae.encode(image.to(device, vae.dtype)).latent_dist.mode().float().cpu()[0]
     if not torch.isfinite(latents).all():
         raise ValueError("the VAE's latents of the fitting image are not finite")

@@ -57,9 +57,11 @@ NOT_SHAPING = {
 
 
 def prefix_key(project, plans, upto: int, device: str, dtype_of: Callable, fingerprint: Callable,
-               digests) -> str:
+               digests, vae_tiling: Callable[[Any], bool] = lambda plan: False) -> str:
     """The key of the output of plans[upto] (a position among the planned stages).
     `fingerprint(plan)` says what the stage's model is; `dtype_of(plan)` its precision;
+    `vae_tiling(plan)` whether it decodes in tiles (core.memory_plan: a tiled decode's
+    blended seams differ slightly from a whole one);
     `digests` (core.models.Digests) hashes the files the stages read."""
     h = hashlib.sha256()
     head = recipe(project, digests, skip=("stages",))
@@ -71,6 +73,8 @@ def prefix_key(project, plans, upto: int, device: str, dtype_of: Callable, finge
             "hands_over": p.hands_over, "strength": p.strength, "schedule": p.schedule is not None,
             "seed": p.stage.effective_seed(project.seed), "model": fingerprint(p), "dtype": str(dtype_of(p)),
         }
+        if vae_tiling(p):
+            planned["vae_tiling"] = True  # only when tiled: the keys of whole decodes stay as they were
         h.update(json.dumps({"stage": recipe(p.stage, digests), "plan": planned}, sort_keys=True, default=str).encode())
     return h.hexdigest()[:32]
 

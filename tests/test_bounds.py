@@ -144,12 +144,13 @@ def test_engine_checks_the_output_before_resolving_anything(tmp_path):
 def test_a_size_that_cannot_fit_is_refused_with_the_numbers_before_loading(tmp_path, monkeypatch):
     from core import memory_check
 
-    monkeypatch.setattr(memory_check, "available_bytes", lambda device: (32 * 2**20, "available RAM"))
+    monkeypatch.setattr(memory_check, "available_bytes", lambda device: (8 * 2**20, "available RAM"))
     events = run_job(demo(width=512, height=512), tmp_path, on_event=lambda e: None)
     failed = of(events, ev.JobFailed)
-    # The demo VAE: 16 channels at full resolution, fp32 on the CPU, at least 4 live copies: 64 MiB.
-    assert failed and ("stage 1 (builtin:demo-base) at 512x512: decoding the image needs about 64 MiB (fp32), "
-                       "more than the 32 MiB of available RAM: lower the size") in failed[0].message, failed
+    # The demo VAE: 16 channels at full resolution, fp32 on the CPU, at least 4 live copies: 64 MiB;
+    # in its 64 px tiles (core.memory_check.tiled_decode_bytes) 13 MiB, which does not fit either.
+    assert failed and ("stage 1 (builtin:demo-base) at 512x512: decoding the image needs about 64 MiB (fp32, "
+                       "13 MiB in tiles), more than the 8 MiB of available RAM: lower the size") in failed[0].message, failed
     assert not [e for e in of(events, ev.Loading) if e.what.startswith("loading")], "refused before any load"
 
 

@@ -1,7 +1,8 @@
 """The memory planner (core.memory_plan): its byte counts are the bytes actually loaded
 (tiny pipelines, exactly), its estimates for full-size models (built on the meta device,
 no weights) stand beside the VRAM table of the ERNIE + Z-Image seed, it picks the
-cheapest placement that fits a budget, and refuses a job that cannot fit with the numbers.
+cheapest placement that fits a budget (a decode in tiles before a costlier placement), and
+refuses a job that cannot fit with the numbers.
 
 Full-size configs and their sources:
 - ERNIE-Image transformer: diffusers' ErnieImageTransformer2DModel defaults (2.8B).
@@ -17,12 +18,13 @@ Full-size configs and their sources:
 """
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import pytest
 
 from core.errors import ProjectError
-from core.memory_check import decode_bytes
+from core.memory_check import decode_bytes, tiled_decode_bytes, vae_tile
 from core.memory_plan import (StageNeeds, activation_bytes, choose, module_bytes, parse_budget, peak,
                               stage_needs)
 from core.models import parse_ref, resolve
@@ -31,6 +33,7 @@ from tests.benchmarks.bench_gpu import ROWS, estimate, measure, missing_library
 
 GB = 10 ** 9
 TOLERANCE = 0.25  # the planner's estimate against the seed's figure
+FLUX_VAE_TILE = (1024, 8)  # the FLUX.1 VAE's sample_size and its 8x latent scale
 SEED = {"ernie_alone": 12 * GB, "both_resident": 24 * GB}  # "VRAM Requirements", ernie-zimage seed
 
 
@@ -67,7 +70,8 @@ def _needs(label: str, model: str, modules: dict, size=(1024, 1024), itemsize=2,
     components["transformer"] = int(components["transformer"] * denoiser_share)
     largest = max(p.numel() * p.element_size() for m in modules.values() for p in m.parameters())
     return StageNeeds(label, model, components, largest, activation_bytes(*size, itemsize),
-                      decode_bytes(*size, 128, itemsize))
+                      decode_bytes(*size, 128, itemsize),
+                      tiled_decode=tiled_decode_bytes(*size, 128, itemsize, FLUX_VAE_TILE))
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +123,52 @@ def test_budget_picks_the_cheapest_placement_that_fits(full_size):
     assert choose(job, 6 * GB, "VRAM budget", policy="resident").placement == "resident"  # asked for
 
 
+def test_a_decode_that_fits_only_in_tiles_is_tiled_before_a_costlier_placement(full_size):
+    """Z-Image Turbo at 2048 px: the whole decode (4 GiB) is most of what the job needs beyond its
+    weights; in the FLUX VAE's 1024 px tiles it is about a quarter of that."""
+    zit = _needs("stage 1", "zimage_turbo", full_size["zimage_turbo"], size=(2048, 2048))
+    assert zit.tiled_decode < zit.decode // 3 and zit.activations < zit.tiled_decode
+    weights, biggest = zit.weights, max(zit.components.values())
+    # Room for the tiled decode beside every weight: resident, tiled, although the whole decode
+    # would fit one component at a time (offload): tiling is the cheaper remedy.
+    plan = choose([zit], weights + 2 * 2**30, "VRAM budget")
+    assert (plan.placement, plan.stages[0].vae_tiling) == ("resident", True)
+    assert peak([zit], "offload") <= plan.budget < peak([zit], "resident") and plan.peak() <= plan.budget
+    assert plan.vae_tiling(0) and not plan.vae_tiling(1)
+    table = plan.table()
+    print("\n" + table)
+    assert re.search(r"stage 1 +vae decode +1\.1 GiB .*\(tiled: the whole image at once, 4\.0 GiB, would not fit\)",
+                     table)
+    assert "plan: resident — every model of the job fits at once, the VAE decoding in tiles (stage 1)" in table
+    # Room for the whole decode: untiled.
+    plan = choose([zit], weights + 5 * 2**30, "VRAM budget")
+    assert (plan.placement, plan.stages[0].vae_tiling) == ("resident", False)
+    assert re.search(r"stage 1 +vae decode +4\.0 GiB .*\(untiled: fits\)", plan.table())
+    # One layer at a time, tiled, rather than refused.
+    plan = choose([zit], zit.largest_tensor + 2 * 2**30, "VRAM budget")
+    assert (plan.placement, plan.stages[0].vae_tiling) == ("group", True) and plan.peak() <= plan.budget
+    # An asked placement decodes in tiles where its budget needs them; a CPU job where the RAM does.
+    asked = choose([zit], biggest + 2 * 2**30, "VRAM budget", policy="offload")
+    assert (asked.placement, asked.stages[0].vae_tiling) == ("offload", True)
+    assert not choose([zit], 64 * 2**30, "available RAM", device="cpu").stages[0].vae_tiling
+    cpu = choose([zit], 2 * 2**30, "available RAM", device="cpu")
+    assert (cpu.placement, cpu.stages[0].vae_tiling) == ("resident", True) and "tiled:" in cpu.table()
+
+
+def test_the_tiles_are_read_from_the_vae_config(tiny_models, tmp_path):
+    import json
+
+    assert vae_tile(tiny_models["sd"]) == (32, 2)  # tests/tiny_pipelines: sample_size 32, two blocks
+    assert vae_tile(None) == (512, 8)  # a single-file checkpoint: SD's
+    (tmp_path / "vae").mkdir()
+    (tmp_path / "vae" / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKLQwenImage"}))
+    assert vae_tile(tmp_path) is None  # tiles of its own: never planned
+    # An image within one tile decodes whole; beyond, the tiled estimate barely grows with the size.
+    assert tiled_decode_bytes(1024, 1024, 128, 2, FLUX_VAE_TILE) == decode_bytes(1024, 1024, 128, 2)
+    assert tiled_decode_bytes(4096, 4096, 128, 2, FLUX_VAE_TILE) < 2 * tiled_decode_bytes(2048, 2048, 128, 2,
+                                                                                           FLUX_VAE_TILE)
+
+
 def test_a_job_that_cannot_fit_one_layer_at_a_time_is_refused(full_size):
     big = _needs("stage 1", "zimage_turbo", full_size["zimage_turbo"], size=(4096, 4096))
     with pytest.raises(ProjectError) as err:
@@ -126,6 +176,7 @@ def test_a_job_that_cannot_fit_one_layer_at_a_time_is_refused(full_size):
     message = str(err.value)
     assert "stage 1 cannot fit in 1.9 GiB of VRAM budget" in message and "\n" not in message
     assert "largest layer" in message
+    assert "its activations or decode (2.0 GiB, the decode in tiles)" in message  # refused only tiled too
 
 
 @pytest.mark.parametrize("text,expected", [("12G", 12 * 2**30), ("12GiB", 12 * 2**30), ("800M", 800 * 2**20),
@@ -256,3 +307,19 @@ def test_the_gpu_bench_plans_a_quantized_denoiser_as_it_is_stored(quantize):
     planned = estimate(m, "resident", 64, quantize)
     quantize_module(m, quantize, torch.bfloat16)
     assert planned == _loaded_bytes(m) + activation_bytes(64, 64, 2)
+
+
+@pytest.mark.gpu
+def test_a_tiled_decode_peaks_below_a_whole_one_on_a_gpu():
+    """On CUDA: the FLUX.1 VAE at 2048 px decodes in its 1024 px tiles in far less memory than
+    whole, as the planner's two estimates say (tests/benchmarks/bench_gpu.py prints them)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    from tests.benchmarks.bench_gpu import measure_decode
+
+    (whole_planned, whole, _), (tiled_planned, tiled, _) = (measure_decode(2048, t) for t in (False, True))
+    print(f"\nwhole: planned {whole_planned / 2**30:.2f} GiB, measured {whole / 2**30:.2f} GiB; "
+          f"tiled: planned {tiled_planned / 2**30:.2f} GiB, measured {tiled / 2**30:.2f} GiB")
+    assert tiled < whole / 2 and tiled_planned < whole_planned / 2

@@ -2,9 +2,11 @@
 it fits in free VRAM, one model at a time when the largest fits, CPU offload otherwise, and
 all resident on a CPU; `resident` keeps both models of a chain loaded; `auto` precision is
 fp32 on a CPU, bf16 for flow-matching models and fp16 for SD/SDXL on a GPU. The GPU this
-machine lacks is planned for with a VRAM budget (core.memory_plan)."""
+machine lacks is planned for with a VRAM budget (core.memory_plan), and the VAE decodes in
+tiles exactly where the plan says, whole again where it does not."""
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -26,8 +28,10 @@ def test_auto_policy_follows_the_budget(tiny_models):
     chain = plans(tiny_models["sd"], tiny_models["sd_other"])
     p = Project(prompt="x", memory_policy="auto", dtype="fp32")
     assert resolve_policy(p, "cpu", chain).placement == "resident"
-    one = peak([stage_needs(chain[0], 4)], "sequential")
-    needs = [stage_needs(c, 4) for c in chain]
+    # The placements' thresholds with every decode in tiles: a budget short of a placement with
+    # whole decodes is met first by tiling them (tests/test_memory_plan.py), then by the next placement.
+    one = peak([replace(stage_needs(chain[0], 4), vae_tiling=True)], "sequential")
+    needs = [replace(stage_needs(c, 4), vae_tiling=True) for c in chain]
     for budget, expected in [(peak(needs, "resident"), "resident"), (peak(needs, "resident") - 1, "sequential"),
                              (one - 1, "offload")]:
         p.vram_budget = str(budget)
@@ -56,3 +60,139 @@ def test_resident_keeps_both_models_loaded(tiny_models, tmp_path):
 ])
 def test_precision(choice, family, device, expected):
     assert str(pick_dtype(choice, FAMILIES[family], device)) == f"torch.{expected}"
+
+
+def _decodes(vae) -> list[tuple[bool, tuple[int, ...], object]]:
+    """What reaches the VAE's decoder, as it runs: (tiling on, latent shape, latents) per call.
+    post_quant_conv takes the latents a decode starts from: the whole at once, or tile by tile."""
+    seen: list[tuple[bool, tuple[int, ...], object]] = []
+    vae.post_quant_conv.register_forward_pre_hook(lambda m, args: seen.append(
+        (vae.use_tiling, tuple(args[0].shape[-2:]), args[0].detach().clone())))
+    return seen
+
+
+def test_a_budget_only_a_tiled_decode_fits_decodes_in_tiles_then_whole_again(tiny_models, tmp_path):
+    """128 px with the tiny SD VAE (32 px tiles, 2x latents): 64x64 latents, tiled in 16x16
+    latent tiles. The budget holds every weight and the tiled decode, not the whole one."""
+    import torch
+
+    from core import events as ev
+    from tests.engine_helpers import of, pixels
+
+    sd = str(tiny_models["sd"])
+    needs = stage_needs(plans(sd, size=(128, 128))[0], 4)
+    budget = needs.weights + max(needs.activations, needs.tiled_decode)
+    assert needs.weights + needs.decode > budget  # the whole decode would not fit
+    p = Project(prompt="a red circle", width=128, height=128, dtype="fp32", vram_budget=str(budget),
+                stages=[Stage(sd, steps=2)])
+    models = ModelCache()
+    resolved = resolve(parse_ref(sd))
+    vae = models.get(resolved, torch.float32, "cpu").pipe.vae  # the job takes it from the cache
+    seen = _decodes(vae)
+
+    events = run_job(p, tmp_path / "tiled", models)
+    notices = [e.message for e in of(events, ev.Notice)]
+    assert any("vae decode" in n and "(tiled: the whole image at once" in n for n in notices), notices
+    assert any("the VAE decoding in tiles (stage 1)" in n for n in notices), notices
+    # 6x6 tiles of up to 16x16 latents, a step of 12 (the last row and column are cut by the edge).
+    assert len(seen) == 36 and all(on and max(shape) <= 16 for on, shape, _ in seen) and seen[0][1] == (16, 16)
+    tiled = of(events, ev.StageFinished)[-1].image
+
+    seen.clear()
+    p.vram_budget = ""  # the same cached pipeline, a job that needs no tiles: whole again
+    events = run_job(p, tmp_path / "whole", models)
+    assert [(on, shape) for on, shape, _ in seen] == [(False, (64, 64))]
+    whole = of(events, ev.StageFinished)[-1].image
+    assert any("(untiled: fits)" in e.message for e in of(events, ev.Notice))
+
+    # The same latents (the denoise does not depend on the decode), decoded by diffusers' own
+    # tiled decode, give the tiled job's image exactly; the whole decode's differs.
+    pipe = models.get(resolved, torch.float32, "cpu").pipe
+    latents = seen[0][2]
+    with torch.no_grad():
+        expected = pipe.image_processor.postprocess(vae.tiled_decode(latents, return_dict=False)[0],
+                                                    output_type="pil")[0]
+    assert (pixels(tiled) == pixels(expected)).all()
+    assert (pixels(whole) != pixels(tiled)).any()
+
+
+def test_a_cpu_job_decodes_in_tiles_only_when_the_ram_left_cannot_hold_the_whole_decode(tiny_models, tmp_path,
+                                                                                         monkeypatch):
+    """No GPU and no budget: whole as before while the RAM left holds the decode (8 MiB at
+    128 px, fp32); with 4 MiB left, tiles (1.3 MiB) rather than a refusal."""
+    import torch
+
+    from core import events as ev
+    from core import memory_check
+    from tests.engine_helpers import of
+
+    sd = str(tiny_models["sd"])
+    p = Project(prompt="a red circle", width=128, height=128, dtype="fp32", stages=[Stage(sd, steps=2)])
+    models = ModelCache()
+    seen = _decodes(models.get(resolve(parse_ref(sd)), torch.float32, "cpu").pipe.vae)
+    events = run_job(p, tmp_path / "whole", models)
+    assert [(on, shape) for on, shape, _ in seen] == [(False, (64, 64))]
+    assert any("(untiled: fits)" in e.message for e in of(events, ev.Notice))
+    seen.clear()
+    monkeypatch.setattr(memory_check, "available_bytes", lambda device: (4 * 2**20, "available RAM"))
+    events = run_job(p, tmp_path / "tiled", models)
+    assert len(seen) == 36 and all(on for on, _, _ in seen)
+    assert any("(tiled: the whole image at once, 8 MiB, would not fit)" in e.message for e in of(events, ev.Notice))
+
+
+def test_a_deferred_decode_tiles_as_its_own_stage_planned_whatever_the_shared_vae_was_left_at(tiny_models):
+    """A handed-over stage is decoded after the job, when a later stage sharing its VAE may
+    have set it otherwise: the Decoder carries the stage's plan and sets it."""
+    import torch
+    from diffusers import DiffusionPipeline
+
+    from core.deferred_decode import Decoder
+    from core.families import get
+    from tests.engine_helpers import generator, pixels
+
+    pipe = DiffusionPipeline.from_pretrained(str(tiny_models["sd"]))
+    pipe.set_progress_bar_config(disable=True)
+    latents = pipe(prompt="a red circle", num_inference_steps=2, height=128, width=128, output_type="latent",
+                   generator=generator(1)).images
+    raw = latents / pipe.vae.config.scaling_factor
+    with torch.no_grad():
+        tiled, whole = (pipe.image_processor.postprocess(d(raw, return_dict=False)[0], output_type="pil")[0]
+                        for d in (pipe.vae.tiled_decode, pipe.vae._decode))
+    assert (pixels(tiled) != pixels(whole)).any()
+    pipe.vae.disable_tiling()  # as a later stage that decodes whole leaves it
+    assert (pixels(Decoder.of(pipe, get("sd"), tiled=True)(latents)) == pixels(tiled)).all()
+    assert (pixels(Decoder.of(pipe, get("sd"), tiled=False)(latents)) == pixels(whole)).all()
+
+
+def test_a_stage_decoded_in_tiles_is_stored_under_its_own_key(tiny_models):
+    """Blended tiles differ slightly from a whole decode: a rerun must not take one for the other.
+    A whole decode keeps the key it had before tiling was planned."""
+    from core.engine import _prefix_keys
+    from core.planning import plan
+
+    sd = str(tiny_models["sd"])
+    p = Project(prompt="a red circle", width=64, height=64, stages=[
+        Stage(sd, steps=2), Stage(sd, steps=2, handoff="pixel", strength=0.5)])
+    models = ModelCache()
+    chain = plan(p, [resolve(parse_ref(sd))] * 2, lambda r: r.vae_fingerprint(models.digests))
+
+    def keys(tiled: set[int] | None = None) -> list[str]:
+        key_of = (_prefix_keys(p, chain, "cpu", models) if tiled is None
+                  else _prefix_keys(p, chain, "cpu", models, lambda index: index in tiled))
+        return [key_of(0), key_of(1)]
+
+    whole = keys()
+    assert keys(set()) == whole
+    first, second = keys({0}), keys({1})
+    assert first[0] != whole[0] and first[1] != whole[1]  # stage 2 refined stage 1's tiled image
+    assert second[0] == whole[0] and second[1] != whole[1]
+
+
+def test_a_tiled_refine_is_planned_at_its_refine_tile(tiny_models):
+    """A tiled refine decodes one refine tile at a time: no VAE tiles planned for its whole size."""
+    sd = str(tiny_models["sd"])
+    whole, refine = (SimpleNamespace(resolved=resolve(parse_ref(sd)), stage=Stage(sd, refine_tile=32), size=(256, 256),
+                                     index=1, tiled=tiled) for tiled in (False, True))
+    big, tile, at_32 = stage_needs(whole, 4), stage_needs(refine, 4), stage_needs(plans(sd, size=(32, 32))[0], 4)
+    assert (tile.decode, tile.activations) == (at_32.decode, at_32.activations) != (big.decode, big.activations)
+    assert big.can_tile and not tile.can_tile  # a 32 px refine tile is one 32 px VAE tile

@@ -1,7 +1,7 @@
 """The memory planner's estimates against a real card: peak VRAM and it/s per placement
 and per quantization.
 
-    python -m tests.benchmarks.bench_gpu [--size 1024] [--steps 4] [--model zimage|ernie]
+    python -m tests.benchmarks.bench_gpu [--size 1024] [--steps 4] [--model zimage|ernie] [--decode-size 2048]
 
 Builds a full-size denoiser from its config with random weights (diffusers'
 ZImageTransformer2DModel or ErnieImageTransformer2DModel defaults, bf16; nothing is
@@ -12,7 +12,11 @@ its header, activations by the planner's rule). Quantized rows go through the en
 code: fp8 and int8 through core.denoisers.quantize_module, nf4 through load_denoiser from
 a folder the random weights are saved to (bitsandbytes quantizes as it loads); the planner
 counts them from the same header as core.memory_plan.tensor_bytes does. A quantization
-whose library is missing is reported and skipped. On a machine without CUDA it says so
+whose library is missing is reported and skipped. Then the FLUX.1 VAE (Z-Image's; random
+weights, bf16) decodes latents for `--decode-size` whole and in tiles (diffusers'
+enable_tiling; its tiles are 1024 px, so a smaller image is one tile),
+its peak beside core.memory_check's decode_bytes and tiled_decode_bytes (the VAE's weights
+added to both). On a machine without CUDA it says so
 and exits 0. Not run by the CPU test suite; tests/test_memory_plan.py's `gpu` test runs
 measure() once at a small size.
 """
@@ -134,11 +138,50 @@ ROWS = [("resident", "none"), ("group", "none"), ("resident", "fp8"), ("resident
 QUANTIZED = [q for _, q in ROWS if q != "none"]
 
 
+FLUX_VAE = dict(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(128, 256, 512, 512),
+                down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                layers_per_block=2, use_quant_conv=False, use_post_quant_conv=False, sample_size=1024)
+
+
+def measure_decode(size: int, tiled: bool) -> tuple[int, int, float]:
+    """(planner's estimate, measured peak bytes, seconds) of one VAE decode at `size`."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    from core.memory_check import decode_bytes, tiled_decode_bytes
+    from core.memory_plan import module_bytes
+
+    with torch.device("meta"):
+        vae = AutoencoderKL(**FLUX_VAE)
+    vae = vae.to_empty(device="cpu").to(torch.bfloat16)
+    with torch.no_grad():
+        for p in vae.parameters():
+            p.normal_(0, 0.02)
+    vae = vae.to("cuda").eval()
+    vae.enable_tiling() if tiled else vae.disable_tiling()
+    tile = (FLUX_VAE["sample_size"], 2 ** (len(FLUX_VAE["block_out_channels"]) - 1))
+    decode = tiled_decode_bytes(size, size, 128, 2, tile) if tiled else decode_bytes(size, size, 128, 2)
+    planned = module_bytes(vae) + decode
+    z = torch.randn(1, 16, size // 8, size // 8, dtype=torch.bfloat16, device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        vae.decode(z, return_dict=False)
+    torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    peak = torch.cuda.max_memory_allocated()
+    del vae, z
+    torch.cuda.empty_cache()
+    return planned, peak, seconds
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--model", choices=["zimage", "ernie"], default="zimage")
+    ap.add_argument("--decode-size", type=int, default=2048)
     args = ap.parse_args()
     import torch
 
@@ -154,6 +197,11 @@ def main() -> int:
         planned, peak, rate = measure(args.model, placement, args.size, args.steps, quantize)
         print(f"{placement:10s} {quantize:8s} {planned / 2**30:9.2f}G {peak / 2**30:9.2f}G {peak / planned:6.2f} "
               f"{rate:7.2f}")
+    print(f"{'vae decode':10s} {'planned':>10s} {'measured':>10s} {'ratio':>6s} {'s':>7s}")
+    for tiled in (False, True):
+        planned, peak, seconds = measure_decode(args.decode_size, tiled)
+        print(f"{'tiled' if tiled else 'whole':10s} {planned / 2**30:9.2f}G {peak / 2**30:9.2f}G "
+              f"{peak / planned:6.2f} {seconds:7.2f}")
     return 0
 
 
