@@ -214,6 +214,7 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
         emit(ev.Notice(f"memory policy: {policy} (auto)"))
 
     key_of = _prefix_keys(project, plans, device, models, memory_plan.vae_tiling)
+    whole_for_turn: set = set()  # under (group) offload, the model of a stage the plan put whole on the GPU
     start, reused = _reusable_start(plans, from_stage, key_of, store, emit)
     total_expected = sum(p.expected_steps() for p in plans[start:]) or 1
     done_steps = 0
@@ -271,9 +272,15 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
                 dtype = pick_dtype(project.dtype, p.family, device)
                 spec = spec_of(p.stage)
                 key = models.key(p.resolved, dtype, spec)
-                if policy == "sequential" and not _shares_with_loaded(models, p):
+                if whole_for_turn - {key}:
+                    models.drop(whole_for_turn - {key})  # an earlier stage's turn on the GPU is over
+                    whole_for_turn.clear()
+                placed = memory_plan.placement_of(p.index) if policy in ("offload", "group") else policy
+                if placed == "sequential" and policy != "sequential":
+                    whole_for_turn.add(key)  # the others wait off the GPU, offloaded
+                elif policy == "sequential" and not _shares_with_loaded(models, p):
                     models.release({key})  # free the memory before the next model arrives
-                loaded = models.get(p.resolved, dtype, device, offload={"offload": True, "group": "group"}.get(policy, False),
+                loaded = models.get(p.resolved, dtype, device, offload={"offload": True, "group": "group"}.get(placed, False),
                                     progress=lambda m, i=p.index: emit(ev.Loading(i, m)), spec=spec)
                 if policy == "sequential":
                     models.release({key})  # shared components live on in the new pipeline

@@ -36,6 +36,10 @@ from core.memory_check import _amount, decode_bytes, decoder, tiled_decode_bytes
 ACTIVATION_FACTOR = 256  # a transformer's hidden states, attention and MLP copies, per latent element
 LATENT_CHANNELS = 16
 PLACEMENTS = ("resident", "sequential", "offload", "group")
+LIVES = {"resident": "GPU", "sequential": "GPU (its stage)", "offload": "CPU, to GPU when used",
+         "group": "CPU, a layer at a time", "cpu": "RAM"}
+STAGE_WORDS = {"resident": "resident", "sequential": "whole on the GPU for its turn",
+               "offload": "one component at a time", "group": "one layer at a time"}
 WHY = {
     "cpu": "no GPU: system RAM holds every model (resident)",
     "resident": "every model of the job fits at once",
@@ -64,6 +68,7 @@ class StageNeeds:
     notes: dict[str, str] = field(default_factory=dict)  # per component: how its bytes were counted
     tiled_decode: int | None = None  # in tiles; None: its VAE does not tile (core.memory_check.vae_tile)
     vae_tiling: bool = False  # the plan's choice (choose)
+    placement: str = ""  # the plan's choice for this stage (choose); "" until planned
 
     @property
     def weights(self) -> int:
@@ -93,20 +98,23 @@ class MemoryPlan:
     stages: list[StageNeeds] = field(default_factory=list)
     why: str = ""
 
-    def peak(self, placement: str | None = None) -> int:
-        return peak(self.stages, placement or self.placement)
+    def peak(self) -> int:
+        return peak(self.stages, self.placement)
 
     def vae_tiling(self, index: int) -> bool:
         """Whether the stage at `index` (in project.stages) decodes in tiles."""
         return any(s.vae_tiling for s in self.stages if s.label == stage_label(index))
 
+    def placement_of(self, index: int) -> str:
+        """Where the stage at `index` (in project.stages) keeps its model while it runs."""
+        return next((s.placement for s in self.stages if s.label == stage_label(index) and s.placement),
+                    self.placement)
+
     def table(self) -> str:
         """The plan as the CLI prints it: stage, component, bytes, where it lives, why."""
-        where = {"resident": "GPU", "sequential": "GPU (its stage)", "offload": "CPU, to GPU when used",
-                 "group": "CPU, a layer at a time", "cpu": "RAM"}[self.placement if self.why != WHY["cpu"] else "cpu"] \
-            if self.placement in PLACEMENTS else "GPU"
         rows = [("stage", "component", "bytes", "lives", "")]
         for s in self.stages:
+            where = LIVES["cpu" if self.why == WHY["cpu"] else s.placement or self.placement]
             for name, n in s.components.items():
                 rows.append((s.label, name, _amount(n), where, s.notes.get(name, "")))
             rows.append((s.label, "activations", _amount(s.activations), "device", "latent rule of thumb"))
@@ -116,14 +124,17 @@ class MemoryPlan:
                  for r in rows]
         tiled = [s.label for s in self.stages if s.vae_tiling]
         tiles = f", the VAE decoding in tiles ({', '.join(tiled)})" if tiled else ""
-        lines.append(f"plan: {self.placement} — {self.why}{tiles}; peak about {_amount(self.peak())} of "
+        lighter = [f"{s.label} {STAGE_WORDS[s.placement]}" for s in self.stages
+                   if s.placement and s.placement != self.placement]
+        each = f"; {', '.join(lighter)}" if lighter else ""
+        lines.append(f"plan: {self.placement} — {self.why}{each}{tiles}; peak about {_amount(self.peak())} of "
                      f"{_amount(self.budget)} {self.budget_kind}")
         return "memory plan\n" + "\n".join(lines)
 
     def _decode_note(self, s: StageNeeds) -> str:
         if s.vae_tiling:
             return f"tiled: the whole image at once, {_amount(s.decode)}, would not fit"
-        basis = "cpu" if self.why == WHY["cpu"] else self.placement
+        basis = "cpu" if self.why == WHY["cpu"] else s.placement or self.placement
         if held(self.stages, s, basis) + s.working <= self.budget:
             return "untiled: fits"
         return "untiled: tiles would not make it smaller" if s.tiled_decode is not None else "untiled: its VAE does not tile"
@@ -142,8 +153,8 @@ def held(stages: list[StageNeeds], s: StageNeeds, placement: str) -> int:
 
 
 def peak(stages: list[StageNeeds], placement: str) -> int:
-    """The job's peak device bytes under a placement."""
-    return max((held(stages, s, placement) + s.working for s in stages), default=0)
+    """The job's peak device bytes: each stage under its own placement when planned, else `placement`."""
+    return max((held(stages, s, s.placement or placement) + s.working for s in stages), default=0)
 
 
 def with_tiling(stages: list[StageNeeds], placement: str, budget: int) -> list[StageNeeds]:
@@ -153,11 +164,30 @@ def with_tiling(stages: list[StageNeeds], placement: str, budget: int) -> list[S
             for s in stages]
 
 
+def per_stage(stages: list[StageNeeds], placement: str, budget: int) -> list[StageNeeds]:
+    """Under offload or group offload, each stage whose model fits more of itself on the device
+    gets the lighter placement: whole for its turn (then released), or one component at a
+    time, so only the stages that need the slow placement pay for it (ERNIE offloaded, the
+    refiner after it whole, on a 12 GB card). Other placements are the job's for every stage."""
+    if placement not in ("offload", "group"):
+        return [replace(s, placement=placement) for s in with_tiling(stages, placement, budget)]
+    order = PLACEMENTS[1:PLACEMENTS.index(placement) + 1]  # sequential .. placement
+    planned = []
+    for s in stages:
+        for option in order:
+            (tiled,) = with_tiling([s], option, budget)
+            if held([s], tiled, option) + tiled.working <= budget or option == placement:
+                planned.append(replace(tiled, placement=option))
+                break
+    return planned
+
+
 def choose(stages: list[StageNeeds], budget: int, budget_kind: str, policy: str = "auto",
            device: str = "cuda") -> MemoryPlan:
     """The placement for a job: the one asked for, all resident on a CPU for 'auto', else the first
     of PLACEMENTS whose peak fits the budget; ProjectError when none does. In each, a stage whose
-    decode would not fit whole decodes in tiles.
+    decode would not fit whole decodes in tiles, and under (group) offload a stage that fits more
+    of itself gets the lighter placement (per_stage).
 
     Tiling is tried before the next placement because it is the cheaper remedy: a tiled decode
     covers the image about 1.8 times (tiles overlap by a quarter each way), a second or two more on
@@ -165,11 +195,11 @@ def choose(stages: list[StageNeeds], budget: int, budget_kind: str, policy: str 
     offload move weights across the bus at every step. What it costs besides: the tiles are
     blended, so the image differs slightly from a whole decode (the stored-output key says which)."""
     if policy != "auto":
-        return MemoryPlan(policy, budget, budget_kind, with_tiling(stages, policy, budget), WHY["asked"])
+        return MemoryPlan(policy, budget, budget_kind, per_stage(stages, policy, budget), WHY["asked"])
     if device != "cuda":
         return MemoryPlan("resident", budget, budget_kind, with_tiling(stages, "cpu", budget), WHY["cpu"])
     for placement in PLACEMENTS:
-        planned = with_tiling(stages, placement, budget)
+        planned = per_stage(stages, placement, budget)
         if peak(planned, placement) <= budget:
             return MemoryPlan(placement, budget, budget_kind, planned, WHY[placement])
     planned = with_tiling(stages, "group", budget)

@@ -344,6 +344,7 @@ class LoadedModel:
     fingerprints: dict[str, str] = field(default_factory=dict)  # component name -> fingerprint
     _roles: dict[str, Any] = field(default_factory=dict)
     quantized: bool = False  # its denoiser is quantized (GGUF, fp8 storage, int8, nf4)
+    offload: bool | str = False  # as placed on a GPU: False (whole), True (model offload) or "group"
 
     def _over(self, cls, **extra):
         """A pipeline of class `cls` over this model's components. diffusers' from_pipe
@@ -420,9 +421,13 @@ class ModelCache:
         spec = spec or DenoiserSpec()
         key = self.key(resolved, dtype, spec)
         if key in self.loaded:
-            return self.loaded[key]
+            if device != "cuda" or self.loaded[key].offload == offload:
+                return self.loaded[key]
+            # Placed otherwise by an earlier job's plan: offload hooks cannot be taken off a
+            # pipeline cleanly (group offload's least of all), so it loads again, placed anew.
+            self.drop({key})
         if resolved.is_file:
-            model = self._load_file(resolved, dtype, device, progress, spec)
+            model = self._load_file(resolved, dtype, device, offload, progress, spec)
         else:
             model = self._load_folder(resolved, dtype, device, offload, progress, spec)
         self.loaded[key] = model
@@ -475,16 +480,10 @@ class ModelCache:
         except (OSError, ValueError, KeyError) as exc:
             raise ModelError(f"{resolved.ref.raw} could not be loaded: {exc}") from exc
         pipe.set_progress_bar_config(disable=True)
-        if offload == "group" and device == "cuda":
-            # Streams overlap the next layer's copy with this one's compute (core.memory_plan).
-            pipe.enable_group_offload(onload_device=device, offload_type="leaf_level", use_stream=True)
-        elif offload and device == "cuda":
-            pipe.enable_model_cpu_offload()
-        else:
-            pipe.to(device)
-        return LoadedModel(resolved, pipe, dtype, device, fingerprints, quantized=spec.quantized)
+        place(pipe, device, offload)
+        return LoadedModel(resolved, pipe, dtype, device, fingerprints, quantized=spec.quantized, offload=offload)
 
-    def _load_file(self, resolved, dtype, device, progress, spec: DenoiserSpec) -> LoadedModel:
+    def _load_file(self, resolved, dtype, device, offload, progress, spec: DenoiserSpec) -> LoadedModel:
         import diffusers
 
         cls_name = resolved.family.generate or resolved.family.refine
@@ -536,14 +535,18 @@ class ModelCache:
             # loads, so it needs the model as a diffusers folder).
             quantize_loaded(pipe, spec.quantize, dtype)
         pipe.set_progress_bar_config(disable=True)
-        pipe.to(device)
-        return LoadedModel(resolved, pipe, dtype, device, {}, quantized=spec.quantized)
+        place(pipe, device, offload)
+        return LoadedModel(resolved, pipe, dtype, device, {}, quantized=spec.quantized, offload=offload)
 
     def release(self, keep: set[tuple[str, str]] = frozenset()) -> None:
         """Drop every model not in `keep`, and give the memory back."""
-        for key in [k for k in self.loaded if k not in keep]:
-            del self.loaded[key]
         self.upscalers.clear()
+        self.drop({k for k in self.loaded if k not in keep})
+
+    def drop(self, keys: set[tuple[str, str]]) -> None:
+        """Drop these models, and give the memory back."""
+        for key in keys:
+            self.loaded.pop(key, None)
         import gc
 
         gc.collect()
@@ -552,6 +555,18 @@ class ModelCache:
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def place(pipe, device: str, offload: bool | str) -> None:
+    """Put a loaded pipeline where the memory plan says (core.memory_plan): whole on the
+    device, one component at a time (model CPU offload) or one layer at a time (group offload,
+    its streams overlapping the next layer's copy with this one's compute). Offload is CUDA's."""
+    if offload == "group" and device == "cuda":
+        pipe.enable_group_offload(onload_device=device, offload_type="leaf_level", use_stream=True)
+    elif offload and device == "cuda":
+        pipe.enable_model_cpu_offload()
+    else:
+        pipe.to(device)
 
 
 def denoiser_identity(spec: DenoiserSpec) -> str:

@@ -123,6 +123,33 @@ def test_budget_picks_the_cheapest_placement_that_fits(full_size):
     assert choose(job, 6 * GB, "VRAM budget", policy="resident").placement == "resident"  # asked for
 
 
+def test_under_offload_each_stage_that_fits_more_of_itself_gets_the_lighter_placement(full_size):
+    """ERNIE-Image Turbo then Z-Image Turbo on a card that holds ERNIE's whole stage but not
+    Z-Image's (its 4B text encoder and 6B transformer): ERNIE runs whole on the GPU for its
+    turn, Z-Image one component at a time; on a smaller card each stage one layer at a time
+    only where one component does not fit."""
+    ernie = _needs("stage 1", "ernie", full_size["ernie"])
+    zit = _needs("stage 2", "zimage_turbo", full_size["zimage_turbo"])
+    budget = ernie.weights + ernie.working + 2**30
+    assert zit.weights + zit.working > budget  # Z-Image's stage does not fit whole: no sequential job
+    plan = choose([ernie, zit], budget, "VRAM budget")
+    assert plan.placement == "offload"
+    assert (plan.placement_of(0), plan.placement_of(1)) == ("sequential", "offload")
+    assert plan.peak() <= budget
+    table = plan.table()
+    print("\n" + table)
+    assert re.search(r"stage 1 +transformer +\S+ GiB +GPU \(its stage\)", table)
+    assert re.search(r"stage 2 +transformer +\S+ GiB +CPU, to GPU when used", table)
+    assert "; stage 1 whole on the GPU for its turn;" in table.splitlines()[-1]
+    # One layer at a time only for the stage whose largest component does not fit.
+    budget = max(ernie.components.values()) + ernie.working + 2**20
+    assert max(zit.components.values()) + zit.working > budget
+    plan = choose([ernie, zit], budget, "VRAM budget")
+    assert (plan.placement, plan.placement_of(0), plan.placement_of(1)) == ("group", "offload", "group")
+    # Resident and sequential jobs place every stage alike.
+    assert {choose([ernie, zit], 80 * GB, "VRAM budget").placement_of(i) for i in (0, 1)} == {"resident"}
+
+
 def test_a_decode_that_fits_only_in_tiles_is_tiled_before_a_costlier_placement(full_size):
     """Z-Image Turbo at 2048 px: the whole decode (4 GiB) is most of what the job needs beyond its
     weights; in the FLUX VAE's 1024 px tiles it is about a quarter of that."""

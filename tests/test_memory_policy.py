@@ -196,3 +196,22 @@ def test_a_tiled_refine_is_planned_at_its_refine_tile(tiny_models):
     big, tile, at_32 = stage_needs(whole, 4), stage_needs(refine, 4), stage_needs(plans(sd, size=(32, 32))[0], 4)
     assert (tile.decode, tile.activations) == (at_32.decode, at_32.activations) != (big.decode, big.activations)
     assert big.can_tile and not tile.can_tile  # a 32 px refine tile is one 32 px VAE tile
+
+
+def test_under_offload_a_stage_planned_whole_has_the_gpu_for_its_turn_only(tiny_models, tmp_path):
+    """An offload job whose first model fits whole and whose second does not: the plan puts
+    stage 1 whole on the device for its turn and stage 2 one component at a time, and the
+    engine lets stage 1's model go when stage 2's turn comes (models offloaded to RAM wait there)."""
+    zimage, sd = str(tiny_models["zimage_turbo"]), str(tiny_models["sd"])
+    chain = plans(tiny_models["zimage_turbo"], tiny_models["sd"], size=(32, 32))
+    first, second = (stage_needs(c, 4) for c in chain)
+    budget = first.weights + first.working
+    assert second.weights + second.working > budget and max(second.components.values()) + second.working <= budget
+    p = Project(prompt="a red circle", width=32, height=32, memory_policy="offload", dtype="fp32",
+                vram_budget=str(budget), stages=[Stage(zimage, steps=2), Stage(sd, steps=2, handoff="pixel",
+                                                                                 strength=0.5)])
+    models = ModelCache()
+    events = run_job(p, tmp_path, models)
+    said = [e.message for e in events if type(e).__name__ == "Notice"]
+    assert any(line.startswith("plan: offload") and "stage 1 whole on the GPU for its turn" in line for line in said)
+    assert [k[0] for k in models.loaded] == [sd]

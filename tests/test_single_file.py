@@ -508,3 +508,21 @@ def test_checkpoint_missing_weights_fails_the_job_readably(handoff_home, offline
     assert len(failed) == 1 and not of(events, ev.StageFinished)
     assert failed[0].message == ("sd3-no-t5-blocks.safetensors: the checkpoint lacks some of the text_encoder_3 "
                                  "weights (T5EncoderModel)")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("offload", [True, "group"])
+def test_a_checkpoint_is_offloaded_where_the_plan_says(sd_checkpoint, sd_configs, offline, offload):
+    """On CUDA: a single-file checkpoint takes the plan's offload like a diffusers folder (it
+    was always loaded whole onto the GPU), and a cached one placed otherwise loads again."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    models = ModelCache()
+    resolved = resolve(parse_ref(str(sd_checkpoint)))
+    whole = models.get(resolved, torch.float16, "cuda")
+    assert whole.pipe.unet.device.type == "cuda" and whole.offload is False
+    placed = models.get(resolved, torch.float16, "cuda", offload=offload)
+    assert placed is not whole and placed.offload == offload
+    assert placed.pipe.unet.device.type == "cpu"  # waits in RAM; moved to the GPU layer by layer or when used
