@@ -154,7 +154,8 @@ class PickRow(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.scorer = QLineEdit()
-        self.scorer.setPlaceholderText("optional scorer: builtin:demo-scorer, clip:<folder or Hub id>, aesthetic:<file>")
+        self.scorer.setPlaceholderText("optional scorer: builtin:demo-scorer, clip:<folder or Hub id>, "
+                                       "aesthetic:<file>")
         self.scorer.setToolTip("Score each cell's final image and apply the best one to the project (Ctrl+Z undoes)")
         self.max_drift = QDoubleSpinBox()
         self.max_drift.setRange(0.0, 1.0)

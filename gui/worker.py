@@ -48,6 +48,12 @@ class PickProblem:
     first cell ran, or one that failed while scoring the cells."""
     message: str
 
+    @classmethod
+    def of(cls, exc: BaseException, prefix: str = "") -> "PickProblem":
+        from core.cli import one_line  # a Hub error or a file name may hold newlines
+
+        return cls(prefix + one_line(str(exc)))
+
 
 _MODELS = None
 # Engine threads that outlived shutdown's wait (a torch import on a busy machine, a job that
@@ -160,7 +166,7 @@ class EngineWorker(QObject):
         a PickProblem and no cell runs) and the cells are scored after the last, here,
         where torch lives (core.sweep_pick.pick_cell, through the resident scorer cache)."""
         try:
-            from core.errors import ModelError
+            from core.errors import Cancelled, ModelError
             from core.sweep import run_sweep
 
             project, x, y, pick = request
@@ -170,7 +176,9 @@ class EngineWorker(QObject):
                 try:
                     resolve_scorer(pick.scorer, getattr(cancel, "event", None))
                 except ModelError as exc:
-                    self.sweep_event.emit(PickProblem(str(exc)))
+                    self.sweep_event.emit(PickProblem.of(exc))
+                    return
+                except Cancelled:  # cancelled while its CLIP downloaded: no cell to run
                     return
             result = run_sweep(project, x, y, out_dir, self.sweep_event.emit, models=self.models(), cancel=cancel)
             chosen = self._pick(result, pick, out_dir) if pick is not None and not cancel.cancelled else None
@@ -192,9 +200,9 @@ class EngineWorker(QObject):
             if chosen.cell is not None:
                 mark(result, result.x, result.y, out_dir, chosen.cell)
         except (ModelError, ProjectError) as exc:
-            return PickProblem(str(exc))
+            return PickProblem.of(exc)
         except Exception as exc:  # a scorer's bug: the cells that ran are still shown
-            return PickProblem(f"the pick stopped unexpectedly: {exc}")
+            return PickProblem.of(exc, "the pick stopped unexpectedly: ")
         return chosen
 
 
