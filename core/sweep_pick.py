@@ -1,7 +1,8 @@
 """Picking a sweep's best cell: each cell's final image is scored (core.scorers), cells whose
 drift from their input is past the limit (SSIM below `max_drift`, core.drift) are passed
-over, and the best one's values are written into the project file, atomically, as its
-new setting. The grid marks the pick (core.sweep.make_grid)."""
+over, and the best one's values become the project's setting: written into the project
+file, atomically, by `sweep --pick`; applied to the open document as an undoable edit by
+the window's Sweep tab. The grid marks the pick (core.sweep.make_grid)."""
 from __future__ import annotations
 
 import json
@@ -17,6 +18,14 @@ from core.sweep import Axis, Cell, SweepError, SweepResult, make_grid, write_sum
 class Pick:
     cell: Cell | None  # None: no cell qualified
     why: str  # what was passed over, for the one line the command prints
+
+
+@dataclass(frozen=True)
+class PickRequest:
+    """What a sweep is asked to pick by: a scorer reference (core.scorer_refs) and the
+    least SSIM a cell may keep to its input (None: no limit)."""
+    scorer: str
+    max_drift: float | None = None
 
 
 def check_target(path: Path) -> None:
@@ -57,6 +66,13 @@ def mark(result: SweepResult, x: Axis, y: Axis | None, out_dir: Path, picked: Ce
     write_summary(Path(out_dir) / "sweep.json", result.cells, x, y, result.grid, picked)
 
 
+def apply_pick(project, cell: Cell, x: Axis, y: Axis | None) -> None:
+    """The picked cell's values set in `project` (the file's, or the window's open one)."""
+    x.apply(project, cell.values[0])
+    if y is not None:
+        y.apply(project, cell.values[1])
+
+
 def write_setting(path: Path, cell: Cell, x: Axis, y: Axis | None) -> None:
     """The picked cell's values as the project file's setting (its history kept), atomically."""
     from core import project_file
@@ -64,9 +80,7 @@ def write_setting(path: Path, cell: Cell, x: Axis, y: Axis | None) -> None:
 
     path = Path(path)
     doc = project_file.load(path)
-    x.apply(doc.project, cell.values[0])
-    if y is not None:
-        y.apply(doc.project, cell.values[1])
+    apply_pick(doc.project, cell, x, y)
     if path.suffix.lower() == ".json":
         if doc.source is not None:
             raise ProjectError([f"{path.name} is another tool's graph: --pick writes Handoff project files only"])

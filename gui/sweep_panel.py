@@ -1,6 +1,10 @@
 """The sweep panel: choose a stage parameter and its values for X (and optionally Y), run
 the sweep on the engine thread, see the labelled grid; a cell opens in the before/after
-viewer. Specs and runs are core.sweep's; this panel only builds the spec text."""
+viewer. With a scorer in "Pick with", the engine thread scores the cells after the sweep
+and picks the best within the drift limit (core.sweep_pick, as `sweep --pick` does): the
+grid marks it, the panel says what was passed over, and `picked` hands it to the window,
+which applies it to the open project as an undoable edit. Specs, runs and the pick rule
+are core's; this panel only builds the spec text."""
 from __future__ import annotations
 
 import math
@@ -8,13 +12,15 @@ from typing import Callable
 
 from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QPainter, QPixmap
-from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QListWidget,
-                               QListWidgetItem, QPushButton, QScrollArea, QSizePolicy, QToolTip, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
+                               QListWidget, QListWidgetItem, QPushButton, QScrollArea, QSizePolicy, QToolTip,
+                               QVBoxLayout, QWidget)
 
 from core.errors import ProjectError
 from core.project import Project
 from core.sweep import PROJECT_PARAMS, cell_at, cell_caption, cells, grid_layout, parse_axis, stage_params
+from core.sweep_pick import Pick, PickRequest
+from gui.worker import PickProblem
 
 NONE = "(none)"
 # The narrowest a grid's cell is drawn when the grid is shrunk to the tab's width: a
@@ -141,20 +147,59 @@ def cell_title(cell) -> str:
     return "sweep " + ", ".join(cell.labels)
 
 
+class PickRow(QWidget):
+    """"Pick with": a scorer reference (empty: no pick) and the least SSIM a picked cell
+    keeps to its input (its lowest value: no limit)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.scorer = QLineEdit()
+        self.scorer.setPlaceholderText("optional scorer: builtin:demo-scorer, clip:<folder or Hub id>, "
+                                       "aesthetic:<file>")
+        self.scorer.setToolTip("Score each cell's final image and apply the best one to the project (Ctrl+Z undoes)")
+        self.max_drift = QDoubleSpinBox()
+        self.max_drift.setRange(0.0, 1.0)
+        self.max_drift.setSingleStep(0.05)
+        self.max_drift.setDecimals(2)
+        self.max_drift.setSpecialValueText("any drift")  # 0: no limit
+        self.max_drift.setToolTip("Max drift: only cells whose SSIM to their input is at least this are picked")
+        self.max_drift.setEnabled(False)
+        self.scorer.textChanged.connect(lambda text: self.max_drift.setEnabled(bool(text.strip())))
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.scorer, 1)
+        row.addWidget(QLabel("SSIM ≥"))
+        row.addWidget(self.max_drift)
+
+    def request(self) -> PickRequest | None:
+        ref = self.scorer.text().strip()
+        if not ref:
+            return None
+        limit = self.max_drift.value()
+        return PickRequest(ref, limit if limit > self.max_drift.minimum() else None)
+
+
 class SweepPanel(QWidget):
     # (input image or None, output image, the cell's title) for the before/after viewer
     openCell = Signal(object, object, str)
-    startSweep = Signal(object, object, object)  # (project, x axis, y axis or None)
+    # (project, x axis, y axis or None, core.sweep_pick.PickRequest or None)
+    startSweep = Signal(object, object, object, object)
+    picked = Signal(object, object, object)  # (the picked cell, x axis, y axis or None)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.project: Project | None = None
         self.result = None
+        self.chosen: Pick | None = None
+        self._shown = False  # whether this sweep's result has come
         self.x, self.y = AxisRow(False), AxisRow(True)
+        self.pick = PickRow()
         self.run = QPushButton("Run sweep")
         self.problem = QLabel()
         self.problem.setWordWrap(True)
         self.progress = QLabel()
+        self.pick_note = QLabel()  # what was picked, and what was passed over
+        self.pick_note.setWordWrap(True)
         self.grid = GridPicture()
         scroll = QScrollArea()
         scroll.setWidget(self.grid)
@@ -163,11 +208,13 @@ class SweepPanel(QWidget):
         form = QFormLayout()
         form.addRow("X", self.x)
         form.addRow("Y", self.y)
+        form.addRow("Pick with", self.pick)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.run)
         layout.addWidget(self.problem)
         layout.addWidget(self.progress)
+        layout.addWidget(self.pick_note)
         layout.addWidget(scroll, 1)
         layout.addWidget(self.cells)
         self.run.clicked.connect(self.start)
@@ -198,20 +245,42 @@ class SweepPanel(QWidget):
             self.problem.setText(str(exc))
             return False
         self.problem.clear()
+        self.pick_note.clear()
+        self.chosen, self._shown = None, False
         self.cells.clear()
         self.progress.setText(f"running {len(x.values) * (len(y.values) if y else 1)} cells…")
-        self.startSweep.emit(self.project, x, y)
+        self.startSweep.emit(self.project, x, y, self.pick.request())
         return True
 
     def on_sweep_event(self, item) -> None:
         if isinstance(item, tuple):
             cell, _ = item
             self.progress.setText(f"cell {', '.join(cell.labels)}…")
+        elif isinstance(item, PickProblem):
+            self.problem.setText(item.message)
+            if not self._shown:  # refused before the first cell
+                self.progress.setText("no cell ran")
+        elif isinstance(item, Pick):
+            self.show_pick(item)
+        else:
+            self.show_result(item)
+
+    def show_pick(self, chosen: Pick) -> None:
+        """The pick in words and in the list (the grid came marked); the window applies it."""
+        self.chosen = chosen
+        passed = f" Passed over: {chosen.why}." if chosen.why else ""
+        if chosen.cell is None:
+            self.pick_note.setText(f"No cell to pick.{passed}")
             return
-        self.show_result(item)
+        cell = chosen.cell
+        self.pick_note.setText(f"Picked {', '.join(cell.labels)} (score {cell.score:.4f}), framed in green.{passed}")
+        index = next((n for n, c in enumerate(self.result.cells) if c is cell), None)
+        if index is not None and index < self.cells.count():
+            self.cells.item(index).setText("✓ picked — " + self.cells.item(index).text())
+        self.picked.emit(cell, self.result.x, self.result.y)
 
     def show_result(self, result) -> None:
-        self.result = result
+        self.result, self.chosen, self._shown = result, None, True
         self.progress.setText(f"{len(result.cells)} cells in {result.seconds:.1f} s")
         if result.grid is not None:
             self.grid.set_grid(QPixmap(str(result.grid)), grid_layout(result.cells, result.x, result.y)[2])

@@ -60,6 +60,8 @@ class Tuning(QObject):
         self.queue_panel.cancelRunning.connect(window.cancel)
         self.sweep_panel.startSweep.connect(self.start_sweep)
         self.sweep_panel.openCell.connect(self.open_cell)
+        self.sweep_panel.picked.connect(self.apply_pick)
+        window.projectLoaded.connect(self._sweep_the_new_project)
         window.runner.sweep_event.connect(self.sweep_panel.on_sweep_event)
         window.runner.busy_changed.connect(self._on_busy)
         window.jobEnded.connect(lambda _: QTimer.singleShot(0, self.start_next))
@@ -129,16 +131,45 @@ class Tuning(QObject):
         if sizes[1] < room:
             split.setSizes([total - room, room])
 
-    def start_sweep(self, project, x, y) -> None:
+    def _sweep_the_new_project(self) -> None:
+        """A project replaced (opened, undone, a pick applied): the next sweep is of the new
+        one. (Before the Sweep tab was first shown there is nothing to update.)"""
+        if self.sweep_panel.project is not None:
+            self.sweep_panel.set_project(self.window.project)
+
+    def start_sweep(self, project, x, y, pick=None) -> None:
         if self.window.runner.busy:
             self.sweep_panel.problem.setText("a job is running: the sweep starts when it has finished")
             return
         from datetime import datetime
 
         out = paths.outputs_dir() / f"sweep-{datetime.now():%Y%m%d-%H%M%S}"
-        if self.window.runner.start_sweep(project, x, y, out):
+        if self.window.runner.start_sweep(project, x, y, out, pick):
             axes = x.name + (f" × {y.name}" if y is not None else "")
             self.queue_panel.set_running(f"sweep of {axes} · {describe_job(project)}")
+
+    def apply_pick(self, cell, x, y) -> bool:
+        """The sweep's pick as the open project's setting: one undoable edit (Ctrl+Z), never
+        written into the saved file behind the user's back (sweep --pick on the command
+        line writes the file, which is all it has)."""
+        from core.sweep_pick import apply_pick
+
+        window = self.window
+        project = window.project.copy()
+        if any(a is not None and a.stage is not None and a.stage >= len(project.stages) for a in (x, y)):
+            window.statusBar().showMessage("the pick was not applied: the project's stages changed during the sweep",
+                                           15000)
+            return False
+        apply_pick(project, cell, x, y)
+        what = ", ".join(cell.labels)
+        if project.to_dict() == window.project.to_dict():
+            window.statusBar().showMessage(f"picked {what} (score {cell.score:.2f}); the project already has it", 15000)
+            return False
+        window._restore_snapshot(project)  # the widgets show it, the selected stage stays
+        window.set_modified(True)  # which records the undo step
+        window.statusBar().showMessage(f"picked {what} (score {cell.score:.2f}); applied to the project — "
+                                       "Ctrl+Z undoes", 15000)
+        return True
 
     def open_cell(self, before, after, title: str = "") -> None:
         self.window.compare.show_pair(before, after, (f"{title}: input", f"{title}: output"))

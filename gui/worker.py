@@ -13,6 +13,7 @@ import gc
 import importlib
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -41,6 +42,19 @@ def make_cancel_token():
     return CancelToken()
 
 
+@dataclass(frozen=True)
+class PickProblem:
+    """A sweep's pick that could not be made, in one line: a scorer refused before the
+    first cell ran, or one that failed while scoring the cells."""
+    message: str
+
+    @classmethod
+    def of(cls, exc: BaseException, prefix: str = "") -> "PickProblem":
+        from core.cli import one_line  # a Hub error or a file name may hold newlines
+
+        return cls(prefix + one_line(str(exc)))
+
+
 _MODELS = None
 # Engine threads that outlived shutdown's wait (a torch import on a busy machine, a job that
 # does not stop), with their workers: kept referenced until they end. Dropped with its
@@ -65,7 +79,9 @@ class EngineWorker(QObject):
     torch_ready = Signal(str)  # what was loaded, e.g. "torch 2.13.0 on cpu (…)", then a line saying what it runs on
     torch_failed = Signal(str)
     job_done = Signal(object)  # the job's cancel token, which names the job
-    sweep_event = Signal(object)  # a sweep's (cell, engine event), then its core.sweep.SweepResult
+    # A sweep's (cell, engine event)s, then its core.sweep.SweepResult; with a pick, then its
+    # core.sweep_pick.Pick (or a PickProblem, which may also come before any cell).
+    sweep_event = Signal(object)
 
     def __init__(self, run_fn: RunFn | None = None) -> None:
         super().__init__()
@@ -144,18 +160,50 @@ class EngineWorker(QObject):
 
     @Slot(object, object, object)
     def run_sweep(self, request, out_dir: Path, cancel) -> None:
-        """request: (project, x axis, y axis or None). The engine events of every cell go
-        to sweep_event as (cell, event); the last sweep_event is the SweepResult."""
+        """request: (project, x axis, y axis or None, core.sweep_pick.PickRequest or None).
+        The engine events of every cell go to sweep_event as (cell, event), then the
+        SweepResult; with a pick, its scorer is resolved before the first cell (a bad one is
+        a PickProblem and no cell runs) and the cells are scored after the last, here,
+        where torch lives (core.sweep_pick.pick_cell, through the resident scorer cache)."""
         try:
+            from core.errors import Cancelled, ModelError
             from core.sweep import run_sweep
 
-            project, x, y = request
+            project, x, y, pick = request
+            if pick is not None:
+                from core.scorer_refs import resolve_scorer
+
+                try:
+                    resolve_scorer(pick.scorer, getattr(cancel, "event", None))
+                except ModelError as exc:
+                    self.sweep_event.emit(PickProblem.of(exc))
+                    return
+                except Cancelled:  # cancelled while its CLIP downloaded: no cell to run
+                    return
             result = run_sweep(project, x, y, out_dir, self.sweep_event.emit, models=self.models(), cancel=cancel)
+            chosen = self._pick(result, pick, out_dir) if pick is not None and not cancel.cancelled else None
             self.sweep_event.emit(result)
+            if chosen is not None:
+                self.sweep_event.emit(chosen)
         except Exception as exc:
             self.event.emit(JobFailed(f"the sweep stopped unexpectedly: {exc}", traceback.format_exc()))
         finally:
             self.job_done.emit(cancel)
+
+    def _pick(self, result, pick, out_dir: Path):
+        """The sweep's pick (the grid re-made with it marked), or a PickProblem."""
+        from core.errors import ModelError, ProjectError
+        from core.sweep_pick import mark, pick_cell
+
+        try:
+            chosen = pick_cell(result, pick.scorer, pick.max_drift, cache=self.models().scorers)
+            if chosen.cell is not None:
+                mark(result, result.x, result.y, out_dir, chosen.cell)
+        except (ModelError, ProjectError) as exc:
+            return PickProblem.of(exc)
+        except Exception as exc:  # a scorer's bug: the cells that ran are still shown
+            return PickProblem.of(exc, "the pick stopped unexpectedly: ")
+        return chosen
 
 
 class JobRunner(QObject):
@@ -202,12 +250,13 @@ class JobRunner(QObject):
         self._request_job.emit(project.copy(), Path(out_dir), self._cancel, from_stage)
         return True
 
-    def start_sweep(self, project, x, y, out_dir: Path) -> bool:
-        """Run a sweep (core.sweep) on the engine thread; its events come as sweep_event."""
+    def start_sweep(self, project, x, y, out_dir: Path, pick=None) -> bool:
+        """Run a sweep (core.sweep) on the engine thread; its events come as sweep_event.
+        `pick`: a core.sweep_pick.PickRequest, to score the cells and pick one."""
         if self.busy:
             return False
         self._begin()
-        self._request_sweep.emit((project.copy(), x, y), Path(out_dir), self._cancel)
+        self._request_sweep.emit((project.copy(), x, y, pick), Path(out_dir), self._cancel)
         return True
 
     def _begin(self) -> None:

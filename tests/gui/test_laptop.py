@@ -157,7 +157,8 @@ def test_every_panel_fits_a_laptop_with_everything_open(window, qtbot, fast):
             assert _nothing_cut_off(window) == [], (row, window.tabs.tabText(tab))
             seen |= {id(w) for w in controls(window)}
     t = window.tuning
-    checked = (t.sweep_panel.x.values, t.sweep_panel.run, t.queue_panel.remove, t.queue_panel.list, window.timings,
+    checked = (t.sweep_panel.x.values, t.sweep_panel.pick.scorer, t.sweep_panel.pick.max_drift, t.sweep_panel.run,
+               t.queue_panel.remove, t.queue_panel.list, window.timings,
                ed.models_button, ed.adapters.remove_lora_button, ed.adapters.ip_model, window.generate_button)
     assert all(id(w) in seen for w in checked), [w for w in checked if id(w) not in seen]
     assert len(seen) > 60  # the check saw the whole window, not a few widgets
