@@ -4,12 +4,12 @@ the demo models built once per session and linked into each home, and a window w
 questions are answered by the test instead of a modal dialog."""
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.qasync_helpers import end_installed_loop, running_app_loop
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -38,89 +38,17 @@ def handoff_home(tmp_path, monkeypatch, request) -> Path:
 @pytest.fixture(autouse=True)
 def asyncio_loop(qapp):
     """The window's coroutines run on qasync's loop (gui/tasks.py installs it on the qapp
-    when a test starts one outside `app_loop`). After each test: what is still running is
-    cancelled and let finish (a download stops at its next chunk), and the loop closes,
-    joining its worker threads, so no thread of one test runs into the next."""
+    when a test starts one outside `app_loop`); after each test, end_installed_loop ends
+    what still runs on it and closes it."""
     yield
-    loop = asyncio.events._get_running_loop()
-    if loop is None:
-        return
-    import qasync
-
-    assert isinstance(loop, qasync.QEventLoop), loop
-    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-    for task in pending:
-        task.cancel()
-    deadline = time.monotonic() + 60
-    while any(not t.done() for t in pending) and time.monotonic() < deadline:
-        qapp.processEvents()
-        time.sleep(0.005)
-    # Not loop.stop(): that calls QApplication.exit(), which with no Qt loop running leaves
-    # "quit now" set, and the next test's Qt loops would return at once.
-    asyncio.events._set_running_loop(None)
-    loop._QEventLoop__is_running = False
-    qapp.aboutToQuit.disconnect(loop._after_run_forever)
-    loop._after_run_forever()
-    loop.close()
-    asyncio.set_event_loop(None)
-    _collect_here(qapp)
+    end_installed_loop(qapp)
 
 
 @pytest.fixture
 def app_loop(qapp):
-    """qasync's loop as gui/app.py runs it: not yet running, then `run(scenario())` runs Qt's
-    own event loop (QApplication.exec) until the scenario coroutine is done. Whatever the
-    scenario starts (the window's tasks) runs on it; waits inside a scenario are awaits,
-    never qtbot's nested loops."""
-    import qasync
-
-    assert asyncio.events._get_running_loop() is None, "a loop is already running"
-    loop = qasync.QEventLoop(qapp)
-    asyncio.set_event_loop(loop)
-    # A test's last visible window (a dialog alone, a window it closes) must not quit the
-    # app mid-scenario: in the app, the main window's close ends the loop, and gui/app.py's
-    # finish_tasks then lets cancelled tasks end.
-    quits = qapp.quitOnLastWindowClosed()
-    qapp.setQuitOnLastWindowClosed(False)
-
-    class Runner:
-        def __init__(self) -> None:
-            self.loop = loop
-
-        def run(self, coro, timeout_s: float = 120.0):
-            """The scenario's result; what it left running (the library's size queries,
-            say) is then cancelled and let finish while the loop still runs: outside
-            run(), a Qt event processed by pytest-qt would step a task with no loop running."""
-            async def scenario_then_leftovers():
-                try:
-                    return await asyncio.wait_for(coro, timeout_s)
-                finally:
-                    left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-                    for task in left:
-                        task.cancel()
-                    await asyncio.gather(*left, return_exceptions=True)
-
-            return loop.run_until_complete(scenario_then_leftovers())
-
-    yield Runner()
-    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-    for task in pending:
-        task.cancel()
-    if pending:
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-    loop.close()
-    asyncio.set_event_loop(None)
-    qapp.setQuitOnLastWindowClosed(quits)
-    _collect_here(qapp)
-
-
-def _collect_here(qapp) -> None:
-    """A closed loop's Qt objects (its timer object, its executor's threads) go now, on the
-    GUI thread: left to the cycle collector, they could be deleted on a worker thread."""
-    import gc
-
-    qapp.processEvents()  # the stopped timer object kills its timers as they fire
-    gc.collect()
+    """qasync's loop as gui/app.py runs it (tests/qasync_helpers.py running_app_loop)."""
+    with running_app_loop(qapp) as runner:
+        yield runner
 
 
 @pytest.fixture(autouse=True)
