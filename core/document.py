@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace as copy_of
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -163,6 +163,8 @@ class Document:
         self.runs: list[Run] = list(runs or [])
         self.modified = False
         self.current_run: Run | None = None
+        self.generation = 0  # counts changes: a save knows whether the document changed while it wrote
+        self.replacements = 0  # counts projects opened into it: a save knows whether its project is still here
         self._listeners: list[Listener] = []
         self._handlers: dict[type, Callable[[Any], None]] = {
             ev.JobStarted: self._job_started,
@@ -179,6 +181,7 @@ class Document:
         self._listeners.append(listener)
 
     def _tell(self, what: str, detail: Any = None) -> None:
+        self.generation += 1
         for listener in list(self._listeners):
             listener(what, detail)
 
@@ -187,6 +190,8 @@ class Document:
         return self.path.stem if self.path else "untitled"
 
     def set_modified(self, modified: bool = True) -> None:
+        if modified:
+            self.generation += 1  # every edit says so, also when already modified
         changed = modified != self.modified
         self.modified = modified
         if changed:
@@ -195,6 +200,7 @@ class Document:
     def replace(self, project: Project, path: Path | None, runs: list[Run]) -> None:
         """Another project in this document: opened, recovered or new."""
         self.project, self.path, self.runs, self.current_run = project, Path(path) if path else None, list(runs), None
+        self.replacements += 1
         self.modified = False
         self._tell(CHANGED_PROJECT)
         self._tell(CHANGED_MODIFIED, False)
@@ -274,10 +280,29 @@ class Document:
         target = Path(path or self.path or "")
         if not str(target) or target == Path(""):
             raise ValueError("no path to save to")
-        save(target, ProjectDocument(self.project.copy(), [run_to_history(r) for r in self.runs]))
-        self.path = target
-        self.set_modified(False)
+        snapshot = self.snapshot()
+        write_snapshot(target, snapshot)
+        self.saved(target, snapshot)
         return target
+
+    def snapshot(self) -> "Snapshot":
+        """The document as a save writes it, taken where the document lives: the recipe
+        copied, each run and its rows copied (their images are only ever replaced, never
+        changed in place), so `write_snapshot` may run on another thread while editing
+        and runs go on."""
+        runs = [copy_of(r, recipe=dict(r.recipe), stages=[copy_of(s) for s in r.stages]) for r in self.runs]
+        return Snapshot(self.project.copy(), runs, self.path, self.generation, self.replacements)
+
+    def saved(self, path: Path, snapshot: "Snapshot") -> bool:
+        """`snapshot` is in the file at `path`: the document is saved there, and unmodified
+        unless it changed since the snapshot was taken. False (and nothing changes) when
+        another project was opened into the document meanwhile."""
+        if snapshot.replacements != self.replacements:
+            return False
+        self.path = Path(path)
+        if self.generation == snapshot.generation:
+            self.set_modified(False)
+        return True
 
     @classmethod
     def open(cls, path: Path) -> "Document":
@@ -286,9 +311,29 @@ class Document:
         return cls(project, Path(path) if Path(path).suffix.lower() in (".handoff", ".json") else None, runs)
 
     def write_autosave(self) -> Path:
-        target = save(autosave_file(), ProjectDocument(self.project.copy(), [run_to_history(r) for r in self.runs]))
-        write_text(_autosave_meta(), json.dumps({"source": str(self.path) if self.path else None}))
-        return target
+        return write_autosave(self.snapshot())
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    project: Project
+    runs: list[Run]
+    path: Path | None  # where the document was saved when the snapshot was taken
+    generation: int
+    replacements: int
+
+
+def write_snapshot(path: Path, snapshot: Snapshot) -> Path:
+    """Write a snapshot as a .handoff file, atomically (core.atomic): the slow part of a
+    save (each image PNG-encoded, the archive written), safe on any thread."""
+    return save(Path(path), ProjectDocument(snapshot.project, [run_to_history(r) for r in snapshot.runs]))
+
+
+def write_autosave(snapshot: Snapshot) -> Path:
+    """The autosave file, and beside it where the project was saved; any thread."""
+    target = write_snapshot(autosave_file(), snapshot)
+    write_text(_autosave_meta(), json.dumps({"source": str(snapshot.path) if snapshot.path else None}))
+    return target
 
 
 def read_project(path: Path) -> tuple[Project, list[Run]]:

@@ -779,10 +779,15 @@ class ModelLibrary:
         """Scan a ComfyUI, A1111/Forge or InvokeAI folder, add what it holds and remember
         the folder: (its tools, its entries, how many were new). ModelError when it is none."""
         tools, found = scan_folder(folder)
+        return tools, found, self.add_scanned(folder, found)
+
+    def add_scanned(self, folder: Path | str, found: list[LibraryEntry]) -> int:
+        """What scan_folder found in `folder`, added, and the folder remembered: how many
+        entries were new. (The scan reads files and may take seconds; this part does not.)"""
         resolved = str(Path(folder).expanduser().resolve())
         if resolved not in self.folders:
             self.folders.append(resolved)
-        return tools, found, self.add_many(found)
+        return self.add_many(found)
 
     def remove_folder(self, folder: Path | str) -> int | None:
         """Forget a folder added with add_folder and the entries scanned from it (its files

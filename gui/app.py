@@ -160,4 +160,16 @@ def run_app(argv: list[str] | None = None) -> int:
     app.aboutToQuit.connect(closed.set)
     with loop:
         loop.run_until_complete(closed.wait())
+        finish_tasks(loop)
     return result[0]
+
+
+def finish_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """The window has gone: cancel what still runs on the loop (a download, a scan, a
+    write) and let each finish its cancellation (a download waits for its thread to stop
+    at the next chunk) before the loop closes and joins its worker threads."""
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))

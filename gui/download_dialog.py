@@ -1,24 +1,30 @@
 """The first-use download of a Hub model: repo, current file, a bar over all bytes,
 "120 / 3400 MB · 45 MB/s · about 1 min left", and Cancel.
 
-The download runs `core.downloads.download_model` on its own QThread; the dialog keeps
-strong references to the thread and its worker, and signals carry plain Python objects
-(DownloadProgress, Path, str). A cancelled download keeps what arrived, and the next
-attempt resumes it. Errors (gated, missing, offline, unreachable) are shown in the
-dialog in core's words.
+The download is a coroutine on the window's event loop (qasync: Qt's loop is asyncio's).
+`core.downloads.download_model` blocks, so it runs on a worker thread through
+`asyncio.to_thread`; its progress callbacks come back onto the loop with
+`call_soon_threadsafe`, and the dialog shows them on the GUI thread. Cancel (the button,
+Escape, the close box) cancels the task; the coroutine then sets the download's cancel
+event, waits for the worker thread to stop at its next chunk, and closes the dialog. A
+cancelled download keeps what arrived, and the next attempt resumes it. Errors (gated,
+missing, offline, unreachable) are shown in the dialog in core's words.
 
     path = DownloadDialog.fetch(parent, "stabilityai/sdxl-turbo")  # None: cancelled or failed
 """
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 from typing import Callable
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QProgressBar, QVBoxLayout, QWidget
+from shiboken6 import isValid
 
 from core.downloads import DownloadCancelled, DownloadProgress, format_eta, format_rate
+from gui.tasks import Tasks
 
 DownloadFn = Callable[..., Path]
 
@@ -32,39 +38,6 @@ def describe(p: DownloadProgress) -> str:
         if eta := format_eta(p.eta_s()):
             parts.append(eta)
     return " · ".join(parts)
-
-
-class DownloadWorker(QObject):
-    """Lives on the download thread."""
-
-    progress = Signal(object)  # DownloadProgress
-    succeeded = Signal(object)  # Path
-    failed = Signal(str)
-    cancelled = Signal()
-
-    def __init__(self, repo_id: str, cancel: threading.Event, download: DownloadFn | None = None,
-                 revision: str | None = None) -> None:
-        super().__init__()
-        self.repo_id = repo_id
-        self.revision = revision
-        self.cancel = cancel
-        self._download = download
-
-    @Slot()
-    def run(self) -> None:
-        from core.models import explain_hub_error
-
-        download = self._download
-        if download is None:
-            from core.downloads import download_model as download
-        try:
-            path = download(self.repo_id, self.progress.emit, self.cancel, revision=self.revision)
-        except DownloadCancelled:
-            self.cancelled.emit()
-        except Exception as exc:  # every failure is shown, in words a user can act on
-            self.failed.emit(explain_hub_error(self.repo_id, exc))
-        else:
-            self.succeeded.emit(Path(path))
 
 
 class DownloadDialog(QDialog):
@@ -99,10 +72,10 @@ class DownloadDialog(QDialog):
         for w in (self.repo_label, self.file_label, self.bar, self.stats_label, self.error_label, self.buttons):
             layout.addWidget(w)
 
-        self._cancel = threading.Event()
-        self._thread: QThread | None = None
-        self._worker: DownloadWorker | None = None
-        self._finished = False  # the worker has reported (done, failed or cancelled)
+        self._cancel = threading.Event()  # what the worker thread checks between chunks
+        self.tasks = Tasks(self, on_error=self._on_failed)
+        self._task: asyncio.Task | None = None
+        self._finished = False  # the download has ended (done, failed or cancelled)
         self._download = download
         self._revision = revision
 
@@ -117,27 +90,52 @@ class DownloadDialog(QDialog):
         accepted = dialog.exec() == QDialog.DialogCode.Accepted
         return dialog.path if accepted else None
 
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._thread = QThread(self)
-        self._thread.setObjectName(f"download {self.repo_id}")
-        self._worker = DownloadWorker(self.repo_id, self._cancel, self._download, self._revision)
-        self._worker.moveToThread(self._thread)
-        self._thread.started.connect(self._worker.run)
-        self._worker.progress.connect(self._on_progress)
-        self._worker.succeeded.connect(self._on_succeeded)
-        self._worker.failed.connect(self._on_failed)
-        self._worker.cancelled.connect(self._on_cancelled)
-        self._thread.start()
+    def start(self) -> asyncio.Task:
+        """Start the download on the event loop (once): the task, done when the dialog has
+        closed or shows why the download failed."""
+        if self._task is None:
+            self._task = self.tasks.start(self._run(), name=f"download {self.repo_id}")
+        return self._task
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and not self._finished
+        return self._task is not None and not self._finished
+
+    async def _run(self) -> None:
+        from core.models import explain_hub_error
+
+        download = self._download
+        if download is None:
+            from core.downloads import download_model as download
+        loop = asyncio.get_running_loop()
+
+        def progress(p: DownloadProgress) -> None:  # on the worker thread
+            loop.call_soon_threadsafe(self._progress_on_loop, p)
+
+        work = asyncio.ensure_future(asyncio.to_thread(download, self.repo_id, progress, self._cancel,
+                                                       revision=self._revision))
+        try:
+            # Shielded: cancelling this task must not abandon the thread, which goes on
+            # writing until it sees the cancel event.
+            path = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            self._cancel.set()
+            await asyncio.gather(work, return_exceptions=True)  # stopped at its next chunk
+            self._on_cancelled()
+            raise
+        except DownloadCancelled:
+            self._on_cancelled()
+        except Exception as exc:  # every failure is shown, in words a user can act on
+            self._on_failed(explain_hub_error(self.repo_id, exc))
+        else:
+            self._on_succeeded(Path(path))
+
+    def _progress_on_loop(self, p: DownloadProgress) -> None:
+        if not self._finished and isValid(self):
+            self._on_progress(p)
 
     # ------------------------------------------------------------ slots (GUI thread)
 
-    @Slot(object)
     def _on_progress(self, p: DownloadProgress) -> None:
         if p.file:
             self.file_label.setText(p.file)
@@ -148,17 +146,19 @@ class DownloadDialog(QDialog):
             self.stats_label.setText(describe(p))
         self.progressed.emit(p)
 
-    @Slot(object)
     def _on_succeeded(self, path: Path) -> None:
-        self._stop_thread()
+        self._finished = True
+        if not isValid(self):
+            return
         self.path = path
         self.bar.setRange(0, 1000)
         self.bar.setValue(1000)
         QDialog.accept(self)
 
-    @Slot(str)
     def _on_failed(self, message: str) -> None:
-        self._stop_thread()
+        self._finished = True
+        if not isValid(self):
+            return
         self.error = message
         self.file_label.setText("the download did not complete")
         self.bar.hide()
@@ -168,17 +168,18 @@ class DownloadDialog(QDialog):
         self.cancel_button.setEnabled(True)
         self.cancel_button.setText("Close")
 
-    @Slot()
     def _on_cancelled(self) -> None:
-        self._stop_thread()
-        QDialog.reject(self)
+        self._finished = True
+        if isValid(self):
+            QDialog.reject(self)
 
     def reject(self) -> None:
-        """Cancel (the button, Escape, the window's close box): stop the download at the
-        next chunk; the dialog closes when the worker has stopped."""
+        """Cancel (the button, Escape, the window's close box): the download's task is
+        cancelled and stops at the next chunk; the dialog closes when it has stopped."""
         if self.running:
             if not self._cancel.is_set():
-                self._cancel.set()
+                self._cancel.set()  # at once, so a progress report already on its way says nothing more
+                self._task.cancel()
                 self.cancel_button.setEnabled(False)
                 self.stats_label.setText("cancelling… what has arrived is kept, and the next download resumes it")
             return
@@ -190,15 +191,3 @@ class DownloadDialog(QDialog):
             self.reject()
             return
         super().closeEvent(event)
-
-    def shutdown(self) -> None:
-        """Stop a running download and wait for its thread (for a window closing under it):
-        the worker stops at its next chunk, keeping what arrived."""
-        self._cancel.set()
-        self._stop_thread()
-
-    def _stop_thread(self) -> None:
-        self._finished = True
-        if self._thread is not None:
-            self._thread.quit()
-            self._thread.wait()

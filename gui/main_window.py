@@ -31,6 +31,7 @@ from gui.images import image_size
 from gui.settings import Settings
 from gui import window_state
 from gui.undo import ProjectHistory
+from gui.tasks import Tasks
 from gui.tuning import Tuning
 from gui.worker import JobRunner
 
@@ -64,6 +65,9 @@ class MainWindow(LayoutMixin, MenusMixin, FilesMixin, RunControlMixin, QMainWind
         self.document = Document()
         self.history = ProjectHistory(lambda: self.document.project, self._restore_snapshot, self)
         self._autosave_dirty = False
+        self._autosaving = None  # the autosave task under way (gui/window_files.py)
+        # The window's coroutines (saves, autosave, dropped files): cancelled when it closes.
+        self.tasks = Tasks(self, on_error=self.show_error)
         self._on_change = {
             doc.CHANGED_PROJECT: lambda _: self._show_project(),
             doc.CHANGED_MODIFIED: self._on_modified,
@@ -275,7 +279,7 @@ class MainWindow(LayoutMixin, MenusMixin, FilesMixin, RunControlMixin, QMainWind
         self._signal_quit = True
         if self.modified:
             self._autosave_dirty = True
-            self.autosave()
+            self.autosave_now()
         self.close()
 
     def closeEvent(self, event) -> None:
@@ -284,6 +288,7 @@ class MainWindow(LayoutMixin, MenusMixin, FilesMixin, RunControlMixin, QMainWind
             event.ignore()
             return
         self.autosave_timer.stop()
+        self.tasks.cancel_all()  # a download, scan or write in flight stops (gui/app.py lets them finish)
         self.gauge.timer.stop()
         window_state.save(self, self.settings, self.splitters)
         self.settings.save()

@@ -7,7 +7,7 @@ The questions (a Hub id, a folder, a file) and the download are methods, so test
 them instead of a modal dialog."""
 from __future__ import annotations
 
-import threading
+import asyncio
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, Signal
@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 from core import model_library as ml
 from core.models import offline, offline_message, parse_ref
 from core.errors import ModelError
+from gui.tasks import Tasks
 from gui.vram_gauge import human
 
 COLUMNS = ("Name", "Family", "Positions", "Source", "Offline-ready", "Download", "Reference")
@@ -38,30 +39,36 @@ def size_text(entry: ml.LibraryEntry, ready: bool) -> str:
 
 
 class SizeFetcher(QObject):
-    """Asks the Hub for download sizes on a thread of its own (a network call must not
-    freeze the window); `found(repo_id, bytes or None)` arrives on the GUI thread."""
+    """Asks the Hub for download sizes, one repo at a time, as a coroutine on the window's
+    event loop: each network call runs on a worker thread (`asyncio.to_thread`), and
+    `found(repo_id, bytes or None)` is emitted on the GUI thread as each answer comes.
+    `cancel()` stops asking; what was not answered is asked again next time."""
 
     found = Signal(str, object)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._asked: set[str] = set()
+        self.tasks = Tasks(self)
 
-    def ask(self, repo_ids: list[str]) -> None:
+    def ask(self, repo_ids: list[str]) -> asyncio.Task | None:
         todo = [r for r in repo_ids if r not in self._asked]
         if not todo or offline():
-            return
+            return None
         self._asked.update(todo)
+        return self.tasks.start(self._fetch(todo), name="asking the Hub for download sizes")
 
-        def work() -> None:
-            for repo_id in todo:
-                size = ml.hub_download_size(repo_id)
-                try:
-                    self.found.emit(repo_id, size)
-                except RuntimeError:  # the dialog was closed and deleted meanwhile
-                    return
+    async def _fetch(self, todo: list[str]) -> None:
+        left = list(todo)
+        try:
+            while left:
+                size = await asyncio.to_thread(ml.hub_download_size, left[0])
+                self.found.emit(left.pop(0), size)
+        finally:
+            self._asked.difference_update(left)  # cancelled (or failed) before these were answered
 
-        threading.Thread(target=work, name="handoff-sizes", daemon=True).start()
+    def cancel(self) -> None:
+        self.tasks.cancel_all()
 
 
 class ModelsDialog(QDialog):
@@ -109,9 +116,9 @@ class ModelsDialog(QDialog):
                                       "Automatic1111 keep)", self.add_file)
         self.comfyui_button = button("Use ComfyUI models folder…", "Scan a ComfyUI models folder (or an Automatic1111 "
                                      "install's models/Stable-diffusion): checkpoints, "
-                                     "diffusion_models/unet files and diffusers folders", self.add_comfyui)
+                                     "diffusion_models/unet files and diffusers folders", self.start_comfyui)
         self.cache_button = button("Add cached Hub models", "Every diffusers model already in the Hugging Face "
-                                   "cache: they load with no network", self.add_cached)
+                                   "cache: they load with no network", self.start_cached)
         self.remove_button = button("Remove", "Remove the selected model from the list (its files stay)",
                                     self.remove_selected)
         self.download_button = button("Download", "Download the selected Hub model now, so it loads offline "
@@ -121,6 +128,8 @@ class ModelsDialog(QDialog):
         self.use_button.setObjectName("use_for_stage")
         self.sizes = SizeFetcher(self)
         self.sizes.found.connect(self._size_found)
+        self.tasks = Tasks(self, on_error=self.say)  # the library scans
+        self.finished.connect(self._closed)
         row = QHBoxLayout()
         for b in (self.add_hub_button, self.add_folder_button, self.add_file_button, self.comfyui_button,
                   self.cache_button):
@@ -309,15 +318,34 @@ class ModelsDialog(QDialog):
         self._changed(entry.ref)
         return entry
 
-    def add_comfyui(self, folder: str | Path | None = None) -> list[ml.LibraryEntry]:
-        folder = folder or self.choose_comfyui_folder()
+    def _closed(self, _result: int = 0) -> None:
+        """Closing the library stops what it was doing: Hub size queries and folder scans
+        (a scan's results are not added)."""
+        self.sizes.cancel()
+        self.tasks.cancel_all()
+
+    def start_comfyui(self) -> asyncio.Task | None:
+        """The button: ask for the folder, then scan it as a task of this dialog."""
+        folder = self.choose_comfyui_folder()
         if not folder:
-            return []
+            return None
+        self.say(f"Scanning {folder}…")
+        return self.tasks.start(self.add_comfyui(folder), name=f"scanning {folder}")
+
+    def start_cached(self) -> asyncio.Task:
+        self.say("Looking through the Hugging Face cache…")
+        return self.tasks.start(self.add_cached(), name="scanning the Hugging Face cache")
+
+    async def add_comfyui(self, folder: str | Path) -> list[ml.LibraryEntry]:
+        """Scan a ComfyUI, A1111/Forge or InvokeAI models folder (on a worker thread: a big
+        folder's checkpoint headers take seconds to read), then add what it holds."""
+        self.say(f"Scanning {folder}…")
         try:
-            _tools, found, added = self.library.add_folder(folder)  # remembered, as `main.py library add` does
+            _tools, found = await asyncio.to_thread(ml.scan_folder, folder)
         except (OSError, ModelError) as exc:
             self.say(f"{folder} could not be scanned: {exc}")
             return []
+        added = self.library.add_scanned(folder, found)  # remembered, as `main.py library add` does
         usable = sum(e.usable for e in found)
         adapters = sum(e.kind not in (ml.PIPELINE, ml.DENOISER) for e in found)
         others = len(found) - usable - adapters
@@ -327,11 +355,12 @@ class ModelsDialog(QDialog):
         self._changed()
         return found
 
-    def add_cached(self) -> list[ml.LibraryEntry]:
-        found = ml.cached_hub_models()
+    async def add_cached(self) -> list[ml.LibraryEntry]:
+        """Every diffusers model and adapter the Hugging Face cache holds (the cache is
+        walked on a worker thread)."""
+        found, adapters = await asyncio.to_thread(lambda: (ml.cached_hub_models(), ml.cached_hub_adapters()))
         entries = [ml.LibraryEntry(c.repo_id, c.repo_id, "hf-cache", c.family, ml.PIPELINE, c.note)
                    for c in found]
-        adapters = ml.cached_hub_adapters()
         entries = [e for e in entries + adapters
                    if self.library.find(e.ref) is None or self.library.find(e.ref).source == "hf-cache"]
         added = self.library.add_many(entries)

@@ -2,9 +2,9 @@
 Open does with a file (a project, an image with a recipe, an init image)."""
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
-from PySide6.QtCore import QTimer
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -16,6 +16,7 @@ from core.document import read_project
 from core.errors import ProjectError
 from core.project import Project
 from gui.images import image_size
+from gui.tasks import modal
 
 
 # The question a dropped or opened image with a recipe asks: (answer, button label).
@@ -80,6 +81,9 @@ class FilesMixin:
         return True
 
     def save(self) -> bool:
+        """Save now, for a caller that needs the outcome before it goes on (the question
+        before the document is replaced or the window closes): written on this thread.
+        File > Save and Save As run `save_file`, the coroutine, instead."""
         if self.path is None:
             return self.save_as()
         return self._save_to(self.path)
@@ -88,19 +92,55 @@ class FilesMixin:
         target = self.choose_save_path()
         return self._save_to(target) if target else False
 
+    def start_save(self, ask_where: bool = False) -> asyncio.Task:
+        """File > Save (Save As with `ask_where`): the save as a task of the window."""
+        return self.tasks.start(self.save_file(None if ask_where else self.path), name="saving the project")
+
+    async def save_file(self, path: Path | None) -> bool:
+        """Save to `path` (None: ask where). The document is snapshotted here, and the
+        snapshot PNG-encoded and written (atomically, core/atomic.py) on a worker thread;
+        the window stays live meanwhile. Edits made during the write leave the document
+        modified. One save at a time: a second waits for the first."""
+        if path is None:
+            path = await modal(self.choose_save_path)
+            if path is None:
+                return False
+        async with self._save_lock():
+            snapshot = self.document.snapshot()
+            self.statusBar().showMessage(f"Saving {path}…")
+            try:
+                await asyncio.to_thread(doc.write_snapshot, Path(path), snapshot)
+            except (ProjectError, OSError) as exc:
+                return self._save_failed(Path(path), exc)
+            self._saved(Path(path), snapshot)
+        return True
+
+    def _save_lock(self) -> asyncio.Lock:
+        if getattr(self, "_saving", None) is None:
+            self._saving = asyncio.Lock()
+        return self._saving
+
     def _save_to(self, path: Path) -> bool:
+        snapshot = self.document.snapshot()
         try:
-            self.document.save(Path(path))
+            doc.write_snapshot(Path(path), snapshot)
         except (ProjectError, OSError) as exc:
-            problems = exc.problems if isinstance(exc, ProjectError) else [str(exc)]
-            self.show_error(f"Could not save {path.name}: " + "; ".join(problems))
-            return False
+            return self._save_failed(Path(path), exc)
+        self._saved(Path(path), snapshot)
+        return True
+
+    def _save_failed(self, path: Path, exc: Exception) -> bool:
+        problems = exc.problems if isinstance(exc, ProjectError) else [str(exc)]
+        self.show_error(f"Could not save {path.name}: " + "; ".join(problems))
+        return False
+
+    def _saved(self, path: Path, snapshot) -> None:
+        mine = self.document.saved(path, snapshot)  # False: another project was opened during the write
         self.settings.add_recent_file(path)
         self.settings.save()
         self._fill_recent()
         self._update_title()
-        self.statusBar().showMessage(f"Saved {path}", 5000)
-        return True
+        self.statusBar().showMessage(f"Saved {path}" if mine else f"Saved the project you had open to {path}", 5000)
 
     def choose_export_path(self) -> Path | None:
         name, _ = QFileDialog.getSaveFileName(self, "Export ComfyUI workflow", str(paths.home() / "workflow.json"),
@@ -124,8 +164,33 @@ class FilesMixin:
             self.log_line(f"ComfyUI export: {note}")
         return True
 
-    def autosave(self) -> None:
-        """Write the autosave file when something changed since the last one."""
+    def autosave(self) -> asyncio.Task | None:
+        """The autosave timer's (and a finished run's) trigger: when something changed since
+        the last autosave, write it as a task of the window (snapshot here, the write on a
+        worker thread). None when there is nothing to write, or a write is under way
+        (what changes meanwhile goes in the next one)."""
+        if not self._autosave_dirty or self._autosaving is not None:
+            return None
+        task = self._autosaving = self.tasks.start(self._autosave(), name="autosave")
+        task.add_done_callback(self._autosave_ended)
+        return task
+
+    async def _autosave(self) -> None:
+        self._autosave_dirty = False  # an edit from now on sets it again
+        try:
+            await asyncio.to_thread(doc.write_autosave, self.document.snapshot())
+        except (ProjectError, OSError) as exc:
+            self._autosave_dirty = True
+            self.log_line(f"autosave failed: {exc}")
+
+    def _autosave_ended(self, task: asyncio.Task) -> None:
+        self._autosaving = None
+        if task.cancelled():
+            self._autosave_dirty = True  # (a write under way still finishes: atomic) the next one is not skipped
+
+    def autosave_now(self) -> None:
+        """Autosave on this thread, for a window about to go (a quit signal): no task would
+        outlive it."""
         if not self._autosave_dirty:
             return
         try:
@@ -177,19 +242,26 @@ class FilesMixin:
             self.show_error("Only local files can be dropped here.")
             return
         event.acceptProposedAction()
-        # Deferred: a modal question inside dropEvent would block the drag source.
+        # A task: a modal question inside dropEvent would block the drag source, and reading
+        # the file (an image's recipe, hashing checkpoints to match its model hash) happens
+        # on a worker thread.
         path = Path(urls[0].toLocalFile())
-        QTimer.singleShot(0, lambda: self.open_path(path))
+        self.tasks.start(self.open_dropped(path), name=f"opening {path.name}")
 
-    def open_path(self, path: Path) -> str:
-        """What a drop or File > Open does with a file, by what core.opening says it is.
-        Returns what happened: 'project', 'recipe', 'init', 'cancelled' or 'rejected'."""
-        from core.interop.model_lookup import ModelLookup
-
+    async def open_dropped(self, path: Path) -> str:
+        """What dropping `path` does (as open_path says), with the slow read off the GUI
+        thread: what the file is (an image's recipe, hashing checkpoints to match its model
+        hash) is read on a worker thread, then open_path asks its question here."""
         path = Path(path)
-        # On this thread, at most 1 GiB of not-yet-hashed checkpoints is hashed to match
-        # another tool's model hash.
-        what = opening.what_is(path, ModelLookup(hash_budget=2**30))
+        what = await asyncio.to_thread(_what_is, path)
+        return await modal(self.open_path, path, what)
+
+    def open_path(self, path: Path, what: "opening.Opening | None" = None) -> str:
+        """What a drop or File > Open does with a file, by what core.opening says it is
+        (`what`, when it was read already). Returns what happened: 'project', 'recipe',
+        'init', 'cancelled' or 'rejected'."""
+        path = Path(path)
+        what = what or _what_is(path)
         if what.kind == opening.UNUSABLE:
             self.show_error(f"{what.why}; nothing was changed.")
             return "rejected"
@@ -264,3 +336,11 @@ class FilesMixin:
         if size:
             self.resolution.set_size(*size)
             self._validate()
+
+
+def _what_is(path: Path):
+    """What core.opening says `path` is; at most 1 GiB of not-yet-hashed checkpoints is
+    hashed to match another tool's model hash."""
+    from core.interop.model_lookup import ModelLookup
+
+    return opening.what_is(path, ModelLookup(hash_budget=2**30))

@@ -36,8 +36,8 @@ class MenusMixin:
         action(file_menu, "Open &Image…", self.open_image_dialog, "Ctrl+I")
         self.recent_menu = file_menu.addMenu("Open &Recent")
         file_menu.addSeparator()
-        action(file_menu, "&Save", self.save, QKeySequence.Save)
-        action(file_menu, "Save &As…", self.save_as, QKeySequence.SaveAs)
+        action(file_menu, "&Save", lambda: self.start_save(), QKeySequence.Save)
+        action(file_menu, "Save &As…", lambda: self.start_save(ask_where=True), QKeySequence.SaveAs)
         export_menu = file_menu.addMenu("&Export")
         action(export_menu, "&ComfyUI workflow…", lambda: self.export_comfyui())
         file_menu.addSeparator()
@@ -63,7 +63,7 @@ class MenusMixin:
             a.setToolTip(p.note)
             a.setStatusTip(p.note)
             self.preset_actions[key] = a
-        self.presets_menu.aboutToShow.connect(self._mark_presets)  # a download may have finished since
+        self.presets_menu.aboutToShow.connect(self._presets_shown)  # a download may have finished since
         self._mark_presets()
         run_menu = self.menuBar().addMenu("&Run")
         self.generate_action = action(run_menu, "&Generate", self.generate, "Ctrl+Return")
@@ -124,6 +124,38 @@ class MenusMixin:
         if not self.project.stages:
             return
         self.stage_list.editor.model._commit(ref)
+
+    def _presets_shown(self) -> None:
+        self._mark_presets()
+        self.ask_preset_sizes()
+
+    def ask_preset_sizes(self):
+        """The presets whose models need a download say how much once the Hub has said: ask
+        it (a task of the window, each query on a worker thread) for the sizes not known
+        yet, once a session each, and mark the menu again as they come. None when there
+        is nothing to ask."""
+        from core.model_library import availability, known_download_size
+        from core.models import offline
+
+        entries = {e.ref: e for e in self.library.all()}
+        asked = self.__dict__.setdefault("_preset_sizes_asked", set())
+        todo = [m for p in PRESETS.values() for m in dict.fromkeys(s.model for s in p.project().stages)
+                if m in entries and entries[m].ref_kind == "hub" and not availability(entries[m])[0]
+                and known_download_size(m) is None and m not in asked]
+        todo = list(dict.fromkeys(todo))
+        if not todo or offline():
+            return None
+        asked.update(todo)
+        return self.tasks.start(self._ask_preset_sizes(todo), name="asking the Hub for download sizes")
+
+    async def _ask_preset_sizes(self, repo_ids: list[str]) -> None:
+        import asyncio
+
+        from core import model_library as ml
+
+        for repo_id in repo_ids:
+            if await asyncio.to_thread(ml.hub_download_size, repo_id) is not None:
+                self._mark_presets()
 
     def _mark_presets(self) -> None:
         """Each preset says whether it needs a download first, and how much once known."""

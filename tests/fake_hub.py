@@ -23,6 +23,8 @@ from contextlib import contextmanager
 import hashlib
 import json
 import re
+import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -104,7 +106,8 @@ class FakeHub:
     # file path -> bytes after which the next GET of it is cut (once)
     cut_after: dict[str, int] = field(default_factory=dict)
     url: str = ""
-    _server: ThreadingHTTPServer | None = None
+    _server: "_Server | None" = None
+    _serving: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, repo: Repo) -> Repo:
@@ -123,17 +126,21 @@ class FakeHub:
             pass
 
         Handler.hub = hub
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), Handler)
         host, port = self._server.server_address[:2]
         self.url = f"http://{host}:{port}"
-        threading.Thread(target=self._server.serve_forever, name="fake-hub", daemon=True).start()
+        self._serving = threading.Thread(target=self._server.serve_forever, name="fake-hub", daemon=True)
+        self._serving.start()
         return self
 
     def stop(self) -> None:
+        """Stop serving, end every connection still open and join every thread: nothing of
+        this hub outlives the test that started it."""
         if self._server is not None:
             self._server.shutdown()
-            self._server.server_close()
+            self._serving.join()
+            self._server.close_connections()
+            self._server.server_close()  # joins the request threads
             self._server = None
 
     def __enter__(self) -> "FakeHub":
@@ -141,6 +148,44 @@ class FakeHub:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class _Server(ThreadingHTTPServer):
+    """A request thread per connection, each joined when the server closes. A client keeps
+    its connection open between requests (HTTP/1.1 keep-alive, huggingface_hub's pooled
+    session), its thread waiting for the next request: close_connections ends those
+    waits, and any transfer still under way, so the join returns."""
+
+    daemon_threads = False  # server_close joins the request threads
+    block_on_close = True
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request, client_address) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self._open_lock:
+            for sock in self._open:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:  # the client closed it already
+                    pass
+
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], OSError):
+            return  # a connection ended mid-request by close_connections, or by a client gone
+        super().handle_error(request, client_address)
 
 
 API = re.compile(r"^/api/models/([^/]+/[^/]+)(?:/(revision|tree)/([^/]+)(?:/(.*))?)?$")

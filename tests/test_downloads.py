@@ -51,6 +51,21 @@ def storage(tmp_path: Path) -> Path:
     return tmp_path / "hf-cache" / "models--fake-org--tiny-sd"
 
 
+def test_a_stopped_fake_hub_leaves_no_thread_behind():
+    """A client keeps its connection open between requests (huggingface_hub's pooled
+    session does), and its request thread on the fake Hub waits for the next one: stopping
+    the hub ends that wait and joins the thread, so no server thread runs into later tests."""
+    import http.client
+
+    before = set(threading.enumerate())
+    with FakeHub() as other:
+        client = http.client.HTTPConnection(other.url.removeprefix("http://"), timeout=30)
+        client.request("GET", "/api/models/fake-org/nothing-here")
+        assert client.getresponse().read()  # answered, and the connection stays open
+    assert [t.name for t in set(threading.enumerate()) - before] == []
+    client.close()
+
+
 def test_download_reports_bytes_and_fetches_only_what_diffusers_needs(hub):
     import diffusers.pipelines.pipeline_utils as pu
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.qasync_helpers import end_installed_loop, running_app_loop
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
@@ -31,6 +33,22 @@ def handoff_home(tmp_path, monkeypatch, request) -> Path:
     home.mkdir()
     monkeypatch.setenv("HANDOFF_HOME", str(home))
     return home
+
+
+@pytest.fixture(autouse=True)
+def asyncio_loop(qapp):
+    """The window's coroutines run on qasync's loop (gui/tasks.py installs it on the qapp
+    when a test starts one outside `app_loop`); after each test, end_installed_loop ends
+    what still runs on it and closes it."""
+    yield
+    end_installed_loop(qapp)
+
+
+@pytest.fixture
+def app_loop(qapp):
+    """qasync's loop as gui/app.py runs it (tests/qasync_helpers.py running_app_loop)."""
+    with running_app_loop(qapp) as runner:
+        yield runner
 
 
 @pytest.fixture(autouse=True)

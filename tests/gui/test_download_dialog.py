@@ -108,3 +108,38 @@ def test_fetch_is_modal_and_returns_the_path(qtbot, hub):
     QTimer.singleShot(TIMEOUT_MS, give_up)
     path = DownloadDialog.fetch(None, REPO)
     assert path is not None and (path / "model_index.json").is_file()
+
+
+def test_closing_the_dialog_cancels_the_download_task_under_the_app_loop(qtbot, hub, app_loop, tmp_path):
+    """Under the loop gui/app.py runs: progress arrives on the GUI thread while the bytes
+    flow on a worker thread; the close box cancels the task, which ends only once the
+    worker thread has stopped, and no byte is written after that."""
+    import asyncio
+    import threading
+
+    from tests.qasync_helpers import until
+
+    hub.throttle[BIG] = (16 * 1024, 0.02)
+    d = dialog(qtbot)
+    seen: list[tuple[str, int]] = []
+    d.progressed.connect(lambda p: seen.append((threading.current_thread().name, p.bytes_done)))
+    blobs = tmp_path / "hf-cache" / "models--fake-org--tiny-sd" / "blobs"
+
+    async def scenario():
+        task = d.start()
+        await until(lambda: d.file_label.text() == BIG and d.bar.value() > 0)
+        d.close()  # the window's close box
+        assert d.isVisible() and d.running  # stopping: the worker thread finishes its chunk first
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        [partial] = blobs.glob("*.incomplete")
+        size = partial.stat().st_size
+        for _ in range(20):  # the loop turns on: a worker thread still running would write on
+            await asyncio.sleep(0.01)
+        return task, partial, size
+
+    task, partial, size = app_loop.run(scenario())
+    assert task.cancelled() and not d.isVisible() and d.result() == QDialog.DialogCode.Rejected.value
+    assert d.path is None and not d.running
+    assert seen and all(name == threading.main_thread().name for name, _ in seen)
+    assert 0 < size == partial.stat().st_size < hub.repos[REPO].total_bytes()

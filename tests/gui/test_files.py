@@ -13,6 +13,7 @@ from core import document
 from core.document import Document, Run, StageResult, read_project
 from gui.images import qimage_of
 from gui.settings import Settings
+from tests.qasync_helpers import finish
 
 
 def make_png(path: Path, size=(64, 64), color=Qt.red) -> Path:
@@ -28,7 +29,8 @@ def drop(window, qtbot, path: Path) -> None:
     mime.setUrls([QUrl.fromLocalFile(str(path))])
     event = QDropEvent(QPoint(10, 10), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
     window.dropEvent(event)
-    qtbot.wait(20)  # the drop is handled on the next turn of the event loop
+    # The drop is a task of the window (the file read on a worker thread, then the question).
+    qtbot.waitUntil(lambda: not window.tasks.pending, timeout=60_000)
 
 
 def fake_run(number: int = 1) -> Run:
@@ -209,11 +211,11 @@ def test_autosave_is_offered_back_after_a_crash(qtbot, with_models, answers):
     assert document.begin_session() is False  # closing cleanly removed the lock
 
 
-def test_autosave_timer_writes_only_when_changed(window):
-    window.autosave()
+def test_autosave_timer_writes_only_when_changed(window, qtbot):
+    assert window.autosave() is None
     assert not document.autosave_file().exists()  # nothing changed yet
     window.prompt_editor.prompt.setPlainText("edited")
-    window.autosave()
+    finish(qtbot, window.autosave())  # a task of the window: the write on a worker thread
     assert document.autosave_file().is_file()
     assert read_project(document.autosave_file())[0].prompt == "edited"
 
@@ -255,3 +257,146 @@ def test_the_command_line_notes_the_init_size_the_window_warns_of(window, tmp_pa
     assert main(["inspect", str(path)]) == 0
     notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("handoff: note:")]
     assert notes == [f"handoff: note: {window.init_size_note.text()} (the same shape at that area: 72x56)"]
+
+
+# ---------------------------------------------------------------- under qasync's loop, as the app runs
+
+
+def test_save_is_a_coroutine_that_writes_off_the_gui_thread(window, app_loop, answers, tmp_path, monkeypatch):
+    """File > Save As under the loop gui/app.py runs: the write happens on a worker thread
+    while the window goes on (an edit made meanwhile), and that edit keeps the document
+    modified: the file holds the project as it was when the save began."""
+    import asyncio
+    import threading
+
+    from core import document as doc
+    from tests.qasync_helpers import until
+
+    real_write = doc.write_snapshot
+    go, writing, threads = threading.Event(), threading.Event(), []
+
+    def write_when_told(path, snapshot):  # the real write, held until the test has edited
+        threads.append(threading.current_thread())
+        writing.set()
+        go.wait(60)
+        return real_write(path, snapshot)
+
+    monkeypatch.setattr(doc, "write_snapshot", write_when_told)
+    answers.save_path = tmp_path / "mine.handoff"
+
+    async def scenario():
+        window.prompt_editor.prompt.setPlainText("saved words")
+        task = window.start_save(ask_where=True)
+        await until(writing.is_set)
+        window.prompt_editor.prompt.setPlainText("typed while it saved")  # the GUI thread is free
+        go.set()
+        return await task
+
+    assert app_loop.run(scenario()) is True
+    assert threads and threads[0] is not threading.main_thread()
+    assert read_project(answers.save_path)[0].prompt == "saved words"
+    assert window.path == answers.save_path and window.modified  # the later edit is not in the file
+    assert window.settings.recent_files[0] == str(answers.save_path)
+    assert not any(not t.done() for t in asyncio.all_tasks(app_loop.loop))
+
+
+def test_a_project_opened_during_a_save_is_not_taken_for_the_saved_one(window, app_loop, answers, tmp_path,
+                                                                       monkeypatch):
+    import threading
+
+    from core import document as doc
+    from tests.qasync_helpers import until
+
+    real_write = doc.write_snapshot
+    go, writing = threading.Event(), threading.Event()
+
+    def write_when_told(path, snapshot):
+        writing.set()
+        go.wait(60)
+        return real_write(path, snapshot)
+
+    monkeypatch.setattr(doc, "write_snapshot", write_when_told)
+    answers.save_path = tmp_path / "first.handoff"
+    answers.save_changes = "discard"
+
+    async def scenario():
+        window.prompt_editor.prompt.setPlainText("the first project")
+        task = window.start_save(ask_where=True)
+        await until(writing.is_set)
+        window.new_project()  # another project in the window while the first is written
+        go.set()
+        return await task
+
+    assert app_loop.run(scenario()) is True
+    assert read_project(answers.save_path)[0].prompt == "the first project"
+    assert window.path is None and window.windowTitle() == "Handoff — untitled"  # the new one is not "first"
+
+
+def test_dropped_image_recipe_is_read_off_the_gui_thread_then_asked(window, app_loop, answers, tmp_path, monkeypatch):
+    import threading
+
+    from PIL import Image
+
+    import core.metadata
+    from core.metadata import save_png
+
+    recipe = default_project()
+    recipe.prompt = "a dropped recipe"
+    png = save_png(Image.new("RGB", (64, 64), "yellow"), tmp_path / "made.png", recipe, 1)
+    real_read, threads = core.metadata.read_recipe, []
+
+    def read_recipe(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(core.metadata, "read_recipe", read_recipe)
+    answers.yes = True
+
+    async def scenario():
+        mime = QMimeData()
+        mime.setUrls([QUrl.fromLocalFile(str(png))])
+        window.dropEvent(QDropEvent(QPoint(10, 10), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
+        [task] = window.tasks.pending
+        return await task
+
+    assert app_loop.run(scenario()) == "recipe"
+    assert len(threads) == 1 and threads[0] is not threading.main_thread()  # read once, on a worker thread
+    assert answers.asked == ["Restore recipe?"]  # then asked on the GUI thread
+    assert window.project.prompt == "a dropped recipe"
+
+
+def test_closing_the_window_cancels_its_autosave_task(qtbot, with_models, app_loop, monkeypatch):
+    import asyncio
+    import threading
+
+    from core import document as doc
+    from gui.main_window import MainWindow
+    from tests.qasync_helpers import until
+
+    go, writing = threading.Event(), threading.Event()
+    real = doc.write_autosave
+
+    def held(snapshot):
+        writing.set()
+        go.wait(60)
+        return real(snapshot)
+
+    monkeypatch.setattr(doc, "write_autosave", held)
+    w = MainWindow()  # (app_loop keeps the app from quitting as its last window closes)
+    qtbot.addWidget(w)
+
+    async def scenario():
+        w.show()
+        w.prompt_editor.prompt.setPlainText("edited")
+        task = w.autosave()
+        await until(writing.is_set)
+        w.set_modified(False)  # no question
+        w.close()
+        asked_to_stop = task.cancelling() > 0
+        go.set()  # (the write on the worker thread finishes: it is atomic, and the loop joins it)
+        await asyncio.gather(task, return_exceptions=True)
+        return asked_to_stop, task
+
+    asked_to_stop, task = app_loop.run(scenario())
+    assert asked_to_stop and task.cancelled() and not w.isVisible()
+    assert w._autosave_dirty  # the next autosave (or the quit's) is not skipped

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QApplication
 from core import demo, presets
 from core import model_library as ml
 from tests.fake_hub import GATED_SD, TINY_SD, go_offline, serving_tiny_sd
+from tests.qasync_helpers import finish
 
 TIMEOUT_MS = 60_000
 
@@ -102,7 +103,7 @@ def test_memory_and_precision_change_the_project_and_survive_save_and_reopen(win
 # ---------------------------------------------------------------- the model library
 
 
-def test_library_adds_a_folder_and_a_comfyui_scan(window, tiny_sd, comfy):
+def test_library_adds_a_folder_and_a_comfyui_scan(window, qtbot, tiny_sd, comfy):
     from core import paths
 
     dialog = window.open_models()
@@ -115,7 +116,7 @@ def test_library_adds_a_folder_and_a_comfyui_scan(window, tiny_sd, comfy):
     assert _rows(dialog)[str(tiny_sd)][:5] == ["tiny-sd", "Stable Diffusion 1.x/2.x", "base and refine",
                                              "added by you", "yes"]
     dialog.choose_comfyui_folder = lambda: str(comfy.parent)  # ComfyUI's own folder works too
-    found = dialog.add_comfyui()
+    found = finish(qtbot, dialog.start_comfyui())
     assert len(found) == 3 and "3 file(s) found" in dialog.status.text() and "1 usable" in dialog.status.text()
     rows = _rows(dialog)
     ckpt = str(comfy / "checkpoints" / "tiny-sd15.safetensors")
@@ -139,7 +140,7 @@ def test_library_adds_a_folder_and_a_comfyui_scan(window, tiny_sd, comfy):
     dialog.close()
 
 
-def test_the_window_takes_a_models_folder_of_clip_vision_alone(window, tmp_path):
+def test_the_window_takes_a_models_folder_of_clip_vision_alone(window, qtbot, tmp_path):
     from safetensors.numpy import save_file
 
     # Kept apart from ComfyUI (extra_model_paths.yaml): only clip_vision/, one encoder file.
@@ -148,16 +149,16 @@ def test_the_window_takes_a_models_folder_of_clip_vision_alone(window, tmp_path)
     save_file({"vision_model.post_layernorm.weight": np.ones(4, dtype=np.float32)},
               str(shared / "clip_vision" / "clip_vision_h.safetensors"))
     dialog = window.open_models()
-    found = dialog.add_comfyui(shared)
+    found = finish(qtbot, dialog.add_comfyui(shared))
     assert [(e.kind, e.name) for e in found] == [(ml.CLIP_VISION_KIND, "clip_vision_h")]
     assert "1 file(s) found" in dialog.status.text() and "1 adapter(s)" in dialog.status.text()
     assert ml.ModelLibrary.load().folders == [str(shared.resolve())]
     dialog.close()
 
 
-def test_choosing_a_library_checkpoint_sets_the_stage_and_its_size_rules(window, comfy):
+def test_choosing_a_library_checkpoint_sets_the_stage_and_its_size_rules(window, qtbot, comfy):
     dialog = window.open_models()
-    dialog.add_comfyui(comfy)
+    finish(qtbot, dialog.add_comfyui(comfy))
     ckpt = str(comfy / "checkpoints" / "tiny-sd15.safetensors")
     combo = window.stage_list.editor.model
     window.stage_list.list.setCurrentRow(0)
@@ -225,6 +226,77 @@ def test_an_uncached_hub_id_goes_through_the_download_dialog(window, hub):
         assert GATED_SD not in _rows(dialog)
     finally:
         guard[0] = 0
+
+
+def test_a_folder_scan_is_a_task_on_the_app_loop_that_closing_the_library_cancels(window, app_loop, comfy,
+                                                                               monkeypatch):
+    """Under the loop gui/app.py runs: the scan reads the folder on a worker thread and the
+    library fills in afterwards; a scan the user walks away from (closing the library)
+    is cancelled and adds nothing."""
+    import asyncio
+    import threading
+
+    from core import model_library as ml
+    from tests.qasync_helpers import until
+
+    real_scan, threads, hold = ml.scan_folder, [], threading.Event()
+    hold.set()
+
+    def scan(folder):
+        threads.append(threading.current_thread())
+        hold.wait(60)
+        return real_scan(folder)
+
+    monkeypatch.setattr(ml, "scan_folder", scan)
+    ckpt = str(comfy / "checkpoints" / "tiny-sd15.safetensors")
+
+    async def scenario():
+        dialog = window.open_models()
+        dialog.choose_comfyui_folder = lambda: str(comfy)
+        task = dialog.start_comfyui()
+        assert "Scanning" in dialog.status.text() and ckpt not in _rows(dialog)  # not yet: it runs on
+        found = await task
+        assert ckpt in _rows(dialog) and "3 file(s) found" in dialog.status.text()
+        # Again, walked away from: closed while the worker thread reads.
+        dialog.library.remove(ckpt)
+        dialog.refresh()
+        hold.clear()
+        task = dialog.start_comfyui()
+        await until(lambda: len(threads) == 2)
+        dialog.close()
+        hold.set()
+        await asyncio.gather(task, return_exceptions=True)
+        return found, task, dialog
+
+    found, task, dialog = app_loop.run(scenario())
+    assert len(found) == 3 and all(t is not threading.main_thread() for t in threads)
+    assert task.cancelled() and ckpt not in _rows(dialog)
+
+
+def test_the_presets_menu_asks_the_hub_for_sizes_off_the_gui_thread(window, qtbot, monkeypatch):
+    """Showing the Presets menu asks the Hub (a task of the window, each query on a worker
+    thread) for the download sizes it does not know, and the menu then says them."""
+    import threading
+
+    from core import model_library as ml
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(ml, "_sizes", {})
+    threads = []
+
+    def hub_size(repo_id):
+        threads.append(threading.current_thread())
+        ml._sizes[repo_id] = 3 * 1024 ** 3
+        return ml._sizes[repo_id]
+
+    monkeypatch.setattr(ml, "hub_download_size", hub_size)
+    window.presets_menu.aboutToShow.emit()
+    task = window.tasks.pending[0]
+    assert not any("GiB)" in a.text() for a in window.preset_actions.values())  # not asked yet
+    finish(qtbot, task)
+    assert threads and all(t is not threading.main_thread() for t in threads)
+    assert any("needs a download (" in a.text() and "GiB)" in a.text() for a in window.preset_actions.values())
+    assert window.ask_preset_sizes() is None  # asked once a session
 
 
 # ---------------------------------------------------------------- positions

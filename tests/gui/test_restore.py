@@ -42,6 +42,8 @@ def saved_project_with_a_lora(window, folder: Path, answers) -> Path:
 def press_ctrl_s(window, qtbot) -> None:
     window.activateWindow()
     qtbot.keyClick(window, Qt.Key_S, Qt.ControlModifier)
+    # File > Save is a task of the window (the write on a worker thread): wait for it.
+    qtbot.waitUntil(lambda: not window.tasks.pending, timeout=60_000)
 
 
 def test_ctrl_s_after_a_restore_never_overwrites_the_saved_project(window, qtbot, tmp_path, answers):
