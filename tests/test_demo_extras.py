@@ -3,7 +3,8 @@ trains them; nothing here retrains):
 
 - builtin:demo-upscaler, a 2x Real-ESRGAN Compact, loads like any upscaler file, runs as an
   upscale stage after the demo base and refiner, and beats Lanczos (PSNR against the scene
-  rendered at 128 px) on detailed scenes of the held-out seed it was never trained on;
+  rendered at 128 px) on soft and on detailed scenes of the held-out seed it was never
+  trained on;
 - builtin:demo-scorer, a tiny CLIP, scores a held-out scene's own caption above the caption
   with its shape's colour or shape changed, through the ordinary CLIP scorer path."""
 from __future__ import annotations
@@ -62,23 +63,25 @@ def test_demo_upscaler_is_a_2x_compact_every_upscaler_path_takes():
 
 
 def test_demo_upscaler_beats_lanczos_on_held_out_scenes():
-    """On the detailed renderings (what the refiner draws: crisp edges, outline, grain). On the
-    soft ones Lanczos is near-perfect (about 54 dB) and the model is not better (about 46 dB):
-    see resources/demo/README.md."""
+    """On both renderings: the detailed ones (what the refiner draws: crisp edges, outline,
+    grain) and the soft ones, where Lanczos is already within a level of the truth (about
+    54 dB) and any roughness in the model's interpolation loses to it (the weights trained
+    from a random start did, at about 46 dB): see resources/demo/README.md."""
     from core.upscalers import UpscalerCache, upscale_image
 
     need(UPSCALER_FILE)
     x = extras()
     small, big = x.upscale_set(12, x.HELD_OUT_SEED)
     model = UpscalerCache().get(UPSCALER_FILE, "cpu")
-    ours, lanczos = [], []
-    for s, target in list(zip(small, big))[1::2]:  # upscale_set alternates soft and detailed
-        up = upscale_image(model, Image.fromarray(s), (128, 128), "cpu", tile=256)
-        assert up.size == (128, 128)
-        ours.append(x.psnr(np.asarray(up), target))
-        lanczos.append(x.psnr(x.lanczos(s), target))
-    assert np.mean(ours) > np.mean(lanczos) + 0.3, (ours, lanczos)
-    assert sum(o > lz for o, lz in zip(ours, lanczos)) >= 4, (ours, lanczos)
+    for name, first in (("soft", 0), ("detailed", 1)):  # upscale_set alternates them
+        ours, lanczos = [], []
+        for s, target in list(zip(small, big))[first::2]:
+            up = upscale_image(model, Image.fromarray(s), (128, 128), "cpu", tile=256)
+            assert up.size == (128, 128)
+            ours.append(x.psnr(np.asarray(up), target))
+            lanczos.append(x.psnr(x.lanczos(s), target))
+        assert np.mean(ours) > np.mean(lanczos) + 1.0, (name, ours, lanczos)
+        assert sum(o > lz for o, lz in zip(ours, lanczos)) >= 5, (name, ours, lanczos)
 
 
 def test_base_refiner_upscale_chain_runs_offline_through_the_engine(tmp_path):
