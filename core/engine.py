@@ -225,7 +225,8 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
     else:
         given = StageInput(image=load_init_image(project) if project.init_image else None)
     given_preview = reused is not None and reused.preview
-    ran = [p.ran() for p in plans]  # what each file says ran: the plan's record, never re-derived
+    # What each file says ran: the plan's record, never re-derived, and whether the memory plan tiled its decode.
+    ran = [dataclasses.replace(p.ran(), vae_tiled=memory_plan.vae_tiling(p.index)) for p in plans]
     finished: list[ev.StageFinished] = []
     unstored = False
     writer = PngWriter()

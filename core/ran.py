@@ -18,6 +18,7 @@ class StageRan:
     ran: str  # "generate", "pixel", "latent", "ensemble" or "upscale"
     strength: float  # pixel/latent: the share of the schedule redone
     why: str = ""  # why what ran differs from what was asked (the plan's note)
+    vae_tiled: bool = False  # its image was decoded in tiles (the memory plan's choice): its seams are blended
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -34,7 +35,8 @@ class StageRan:
                 or data.get("ran") not in RAN_HANDOFFS or not isinstance(data.get("asked"), str)):
             return None
         why = data.get("why")
-        return cls(index, data["asked"], data["ran"], float(strength), why if isinstance(why, str) else "")
+        return cls(index, data["asked"], data["ran"], float(strength), why if isinstance(why, str) else "",
+                   data.get("vae_tiled") is True)
 
     def describe(self) -> str:
         """One line for a person, e.g. "stage 2: ran pixel at strength 0.3, asked latent (the VAEs differ…)"."""
@@ -42,7 +44,7 @@ class StageRan:
         text = f"stage {self.index + 1}: ran {how}"
         if self.asked not in (self.ran, "auto"):
             text += f", asked {self.asked}"
-        return text + (f" ({self.why})" if self.why else "")
+        return text + (f" ({self.why})" if self.why else "") + (", the VAE decoding in tiles" if self.vae_tiled else "")
 
 
 def ran_by_index(records: Any) -> dict[int, StageRan]:

@@ -71,6 +71,14 @@ def _decodes(vae) -> list[tuple[bool, tuple[int, ...], object]]:
     return seen
 
 
+def _ran(path):
+    """The PNG's record of what ran at its stage."""
+    from core.metadata import read_recipe
+
+    (record,) = read_recipe(path).ran.values()
+    return record
+
+
 def test_a_budget_only_a_tiled_decode_fits_decodes_in_tiles_then_whole_again(tiny_models, tmp_path):
     """128 px with the tiny SD VAE (32 px tiles, 2x latents): 64x64 latents, tiled in 16x16
     latent tiles. The budget holds every weight and the tiled decode, not the whole one."""
@@ -97,12 +105,14 @@ def test_a_budget_only_a_tiled_decode_fits_decodes_in_tiles_then_whole_again(tin
     # 6x6 tiles of up to 16x16 latents, a step of 12 (the last row and column are cut by the edge).
     assert len(seen) == 36 and all(on and max(shape) <= 16 for on, shape, _ in seen) and seen[0][1] == (16, 16)
     tiled = of(events, ev.StageFinished)[-1].image
+    assert _ran(of(events, ev.StageFinished)[-1].path).vae_tiled  # the PNG says its decode was tiled
 
     seen.clear()
     p.vram_budget = ""  # the same cached pipeline, a job that needs no tiles: whole again
     events = run_job(p, tmp_path / "whole", models)
     assert [(on, shape) for on, shape, _ in seen] == [(False, (64, 64))]
     whole = of(events, ev.StageFinished)[-1].image
+    assert not _ran(of(events, ev.StageFinished)[-1].path).vae_tiled
     assert any("(untiled: fits)" in e.message for e in of(events, ev.Notice))
 
     # The same latents (the denoise does not depend on the decode), decoded by diffusers' own
