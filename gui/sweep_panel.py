@@ -20,6 +20,7 @@ from core.errors import ProjectError
 from core.project import Project
 from core.sweep import PROJECT_PARAMS, cell_at, cell_caption, cells, grid_layout, parse_axis, stage_params
 from core.sweep_pick import Pick, PickRequest
+from gui.widgets import NoteLabel
 from gui.worker import PickProblem
 
 NONE = "(none)"
@@ -195,16 +196,17 @@ class SweepPanel(QWidget):
         self.x, self.y = AxisRow(False), AxisRow(True)
         self.pick = PickRow()
         self.run = QPushButton("Run sweep")
-        self.problem = QLabel()
-        self.problem.setWordWrap(True)
-        self.progress = QLabel()
-        self.pick_note = QLabel()  # what was picked, and what was passed over
-        self.pick_note.setWordWrap(True)
+        self.problem = NoteLabel()
+        self.progress = NoteLabel()
+        self.pick_note = NoteLabel()  # what was picked, and what was passed over
         self.grid = GridPicture()
         scroll = QScrollArea()
         scroll.setWidget(self.grid)
         scroll.setWidgetResizable(True)
+        scroll.setMinimumHeight(130)  # a row of cells readable at a glance; the tab scrolls rather than squash it
         self.cells = QListWidget()
+        # A few rows: the grid above is what the tab is for; the list names the cells and scrolls.
+        self.cells.setMaximumHeight(self.cells.fontMetrics().lineSpacing() * 3 + 2 * self.cells.frameWidth() + 4)
         form = QFormLayout()
         form.addRow("X", self.x)
         form.addRow("Y", self.y)

@@ -119,6 +119,22 @@ class ElidedLabel(QLabel):
         return QSize(self.minimumWidth(), super().sizeHint().height())
 
 
+class NoteLabel(QLabel):
+    """A wrapped line that takes no room while it says nothing (a problem, a progress note)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWordWrap(True)
+        self.hide()
+
+    def setText(self, text: str) -> None:
+        super().setText(text)
+        self.setVisible(bool(text))
+
+    def clear(self) -> None:
+        self.setText("")
+
+
 class VerticalScrollArea(QScrollArea):
     """A column that scrolls up and down only: it is always as wide as its contents'
     minimum (plus room for the vertical scroll bar, kept whether or not it shows), so a
