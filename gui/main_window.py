@@ -151,6 +151,11 @@ class MainWindow(LayoutMixin, MenusMixin, FilesMixin, RunControlMixin, QMainWind
         if 0 <= row < len(project.stages):
             self.stage_list.list.setCurrentRow(row)
 
+    def apply_edit(self, project: Project) -> None:
+        """Make `project` the recipe as one edit the user can undo (a sweep's pick)."""
+        self._restore_snapshot(project)  # the widgets show it, the selected stage stays
+        self.set_modified(True)  # which records the undo step
+
     def _on_modified(self, modified: bool) -> None:
         if modified:
             self._autosave_dirty = True

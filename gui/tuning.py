@@ -165,8 +165,7 @@ class Tuning(QObject):
         if project.to_dict() == window.project.to_dict():
             window.statusBar().showMessage(f"picked {what} (score {cell.score:.2f}); the project already has it", 15000)
             return False
-        window._restore_snapshot(project)  # the widgets show it, the selected stage stays
-        window.set_modified(True)  # which records the undo step
+        window.apply_edit(project)
         window.statusBar().showMessage(f"picked {what} (score {cell.score:.2f}); applied to the project — "
                                        "Ctrl+Z undoes", 15000)
         return True
