@@ -206,7 +206,9 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
     memory_plan = resolve_policy(project, device, plans)
     for line in memory_plan.table().splitlines():  # one per line: the window's status bar shows the last, the verdict
         emit(ev.Notice(line))
-    policy = memory_plan.placement if device == "cuda" or project.memory_policy != "auto" else "resident"
+    # A budget plans for a card (--vram-budget 12G): its plan is followed on any device, as far as it can be.
+    policy = memory_plan.placement if device == "cuda" or project.memory_policy != "auto" or project.vram_budget \
+        else "resident"
     if policy in ("offload", "group") and device != "cuda":
         emit(ev.Notice(f"CPU offload needs a CUDA GPU; running on {device} without it"))
     emit(ev.JobStarted(job_id, len(plans), out.directory, describe_device(device)))

@@ -165,8 +165,8 @@ def with_tiling(stages: list[StageNeeds], placement: str, budget: int) -> list[S
 
 
 def per_stage(stages: list[StageNeeds], placement: str, budget: int) -> list[StageNeeds]:
-    """Under offload or group offload, each stage whose model fits more of itself on the device
-    gets the lighter placement: whole for its turn (then released), or one component at a
+    """Under offload or group offload chosen for the budget, each stage whose model fits more
+    of itself on the device gets the lighter placement: whole for its turn (then released), or one component at a
     time, so only the stages that need the slow placement pay for it (ERNIE offloaded, the
     refiner after it whole, on a 12 GB card). Other placements are the job's for every stage."""
     if placement not in ("offload", "group"):
@@ -194,8 +194,9 @@ def choose(stages: list[StageNeeds], budget: int, budget_kind: str, policy: str 
     one decode per stage, where sequential reloads a model for each stage, and offload or group
     offload move weights across the bus at every step. What it costs besides: the tiles are
     blended, so the image differs slightly from a whole decode (the stored-output key says which)."""
-    if policy != "auto":
-        return MemoryPlan(policy, budget, budget_kind, per_stage(stages, policy, budget), WHY["asked"])
+    if policy != "auto":  # asked for: every stage, as asked (the user may keep VRAM free for something else)
+        asked = [replace(s, placement=policy) for s in with_tiling(stages, policy, budget)]
+        return MemoryPlan(policy, budget, budget_kind, asked, WHY["asked"])
     if device != "cuda":
         return MemoryPlan("resident", budget, budget_kind, with_tiling(stages, "cpu", budget), WHY["cpu"])
     for placement in PLACEMENTS:

@@ -217,7 +217,7 @@ def test_under_offload_a_stage_planned_whole_has_the_gpu_for_its_turn_only(tiny_
     first, second = (stage_needs(c, 4) for c in chain)
     budget = first.weights + first.working
     assert second.weights + second.working > budget and max(second.components.values()) + second.working <= budget
-    p = Project(prompt="a red circle", width=32, height=32, memory_policy="offload", dtype="fp32",
+    p = Project(prompt="a red circle", width=32, height=32, memory_policy="auto", dtype="fp32",
                 vram_budget=str(budget), stages=[Stage(zimage, steps=2), Stage(sd, steps=2, handoff="pixel",
                                                                                  strength=0.5)])
     models = ModelCache()
@@ -225,3 +225,9 @@ def test_under_offload_a_stage_planned_whole_has_the_gpu_for_its_turn_only(tiny_
     said = [e.message for e in events if type(e).__name__ == "Notice"]
     assert any(line.startswith("plan: offload") and "stage 1 whole on the GPU for its turn" in line for line in said)
     assert [k[0] for k in models.loaded] == [sd]
+    # Asked for by name, offload is every stage's: the user may be keeping the GPU free for something else.
+    p.memory_policy = "offload"
+    models = ModelCache()
+    said = [e.message for e in run_job(p, tmp_path / "asked", models) if type(e).__name__ == "Notice"]
+    assert any(line.startswith("plan: offload — the project asks for it;") for line in said), said
+    assert sorted(k[0] for k in models.loaded) == sorted([zimage, sd])
