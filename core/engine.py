@@ -202,8 +202,16 @@ def _execute(project, emit, out, cancel, models, job_id, current, from_stage, st
 
     device = best_device()
     _check_denoisers(enabled, resolved, device)
-    check_memory(project, plans, device)
-    memory_plan = resolve_policy(project, device, plans)
+    held = 0
+    if device == "cuda":
+        # The free VRAM is planned for this job: an earlier job's other models go, and this
+        # job's models already in place count as room (the plan counts their weights).
+        mine = {models.key(p.resolved, pick_dtype(project.dtype, p.family, device), spec_of(p.stage))
+                for p in plans if p.kind != UPSCALE}
+        models.drop(set(models.loaded) - mine)
+        held = models.device_bytes(mine, device)
+    check_memory(project, plans, device, held)
+    memory_plan = resolve_policy(project, device, plans, held)
     for line in memory_plan.table().splitlines():  # one per line: the window's status bar shows the last, the verdict
         emit(ev.Notice(line))
     # A budget plans for a card (--vram-budget 12G): its plan is followed on any device, as far as it can be.
@@ -476,11 +484,13 @@ def check_output(out: OutputPlan) -> None:
         raise ProjectError([f"the images cannot be written: {problem}"])
 
 
-def check_memory(project: Project, plans: list[StagePlan], device: str) -> None:
-    """Raise ProjectError for a stage whose size clearly cannot be decoded in the memory left."""
+def check_memory(project: Project, plans: list[StagePlan], device: str, held: int = 0) -> None:
+    """Raise ProjectError for a stage whose size clearly cannot be decoded in the memory left
+    (`held`: bytes of this job's own models already on the device, which count as room)."""
     from core.memory_check import available_bytes, stage_problem
 
     available, kind = available_bytes(device)
+    available += held
     for p in plans:
         if p.kind == UPSCALE:
             continue  # it tiles to fit (core.upscalers.tile_for), and decodes nothing
@@ -516,10 +526,11 @@ def _shares_with_loaded(models: ModelCache, p: StagePlan) -> bool:
                for name in WEIGHT_COMPONENTS if (p.resolved.path / name).is_dir())
 
 
-def resolve_policy(project: Project, device: str, plans: list[StagePlan]):
+def resolve_policy(project: Project, device: str, plans: list[StagePlan], held: int = 0):
     """The job's memory plan (core.memory_plan): the placement asked for, or for 'auto' the
-    cheapest that fits the budget (--vram-budget, else the free VRAM); all resident without a GPU,
-    a decode in tiles only where the RAM left cannot hold it whole."""
+    cheapest that fits the budget (--vram-budget, else the free VRAM plus `held`, the bytes of
+    this job's own models already on the GPU, which the plan counts among its weights); all
+    resident without a GPU, a decode in tiles only where the RAM left cannot hold it whole."""
     from core.memory_plan import choose, parse_budget, stage_needs
     from core.memory_check import available_bytes
 
@@ -527,10 +538,9 @@ def resolve_policy(project: Project, device: str, plans: list[StagePlan]):
              if p.kind != UPSCALE]
     if project.vram_budget:
         budget, kind = parse_budget(project.vram_budget), "VRAM budget"
-    elif device == "cuda":
-        budget, kind = available_bytes(device)
     else:
         budget, kind = available_bytes(device)
+        budget += held
     return choose(needs, budget, kind, project.memory_policy, "cuda" if project.vram_budget else device)
 
 

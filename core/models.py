@@ -543,6 +543,23 @@ class ModelCache:
         self.upscalers.clear()
         self.drop({k for k in self.loaded if k not in keep})
 
+    def device_bytes(self, keys, device: str) -> int:
+        """Bytes the models under `keys` hold on `device` (a component shared between them
+        counted once): what a job that uses them again already has in place."""
+        import torch
+
+        seen: set[int] = set()
+        total = 0
+        for key in keys:
+            model = self.loaded.get(key)
+            for component in (model.pipe.components.values() if model is not None else ()):
+                if not isinstance(component, torch.nn.Module) or id(component) in seen:
+                    continue
+                seen.add(id(component))
+                total += sum(t.numel() * t.element_size() for t in (*component.parameters(), *component.buffers())
+                             if t.device.type == device)
+        return total
+
     def drop(self, keys: set[tuple[str, str]]) -> None:
         """Drop these models, and give the memory back."""
         for key in keys:

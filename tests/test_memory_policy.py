@@ -231,3 +231,33 @@ def test_under_offload_a_stage_planned_whole_has_the_gpu_for_its_turn_only(tiny_
     said = [e.message for e in run_job(p, tmp_path / "asked", models) if type(e).__name__ == "Notice"]
     assert any(line.startswith("plan: offload — the project asks for it;") for line in said), said
     assert sorted(k[0] for k in models.loaded) == sorted([zimage, sd])
+
+
+@pytest.mark.gpu
+def test_a_second_job_plans_with_its_own_models_counted_as_room(tiny_models, tmp_path):
+    """On CUDA: the free VRAM a job plans with counts its own models already in place, so the
+    same chain run again plans the same and reuses them (it is not pushed to offload by
+    itself, which would load everything again); another job's models are let go first."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    from core import events as ev
+    from tests.engine_helpers import of
+
+    sd, other = str(tiny_models["sd"]), str(tiny_models["sd_other"])
+    p = Project(prompt="a red circle", width=64, height=64, stages=[
+        Stage(sd, steps=2), Stage(other, steps=2, handoff="pixel", strength=0.5)])
+    models = ModelCache()
+
+    def verdict(events):
+        return [e.message for e in of(events, ev.Notice) if e.message.startswith("plan: ")]
+
+    first = verdict(run_job(p, tmp_path / "1", models))
+    pipes = {k: m.pipe for k, m in models.loaded.items()}
+    again = verdict(run_job(p, tmp_path / "2", models))
+    assert [line.split(";")[0] for line in again] == [line.split(";")[0] for line in first]
+    assert {k: m.pipe for k, m in models.loaded.items()} == pipes  # the same objects: nothing loaded again
+    p.stages = [Stage(str(tiny_models["zimage_turbo"]), steps=2)]
+    run_job(p, tmp_path / "3", models)
+    assert [k[0] for k in models.loaded] == [str(tiny_models["zimage_turbo"])]
