@@ -487,7 +487,7 @@ def check_output(out: OutputPlan) -> None:
 def check_memory(project: Project, plans: list[StagePlan], device: str, held: int = 0) -> None:
     """Raise ProjectError for a stage whose size clearly cannot be decoded in the memory left
     (`held`: bytes of this job's own models already on the device, which count as room)."""
-    from core.memory_check import available_bytes, stage_problem
+    from core.memory_check import available_bytes, decode_size, stage_problem
 
     available, kind = available_bytes(device)
     available += held
@@ -496,8 +496,7 @@ def check_memory(project: Project, plans: list[StagePlan], device: str, held: in
             continue  # it tiles to fit (core.upscalers.tile_for), and decodes nothing
         itemsize = pick_dtype(project.dtype, p.family, device).itemsize
         folder = None if p.resolved.is_file else p.resolved.path
-        # A tiled refine decodes one tile at a time.
-        size = tuple(min(side, p.stage.refine_tile) for side in p.size) if p.tiled else p.size
+        size = decode_size(p.size, p.stage.refine_tile, p.tiled)
         problem = stage_problem(f"stage {p.index + 1} ({p.stage.model})", size, folder, itemsize, available, kind)
         if problem:
             raise ProjectError([problem])

@@ -64,6 +64,12 @@ def vae_tile(folder: Path | None) -> tuple[int, int] | None:
     return (size, scale) if 0 < size < 100_000 and size // scale > 0 else None
 
 
+def decode_size(size: tuple[int, int], refine_tile: int, tiled: bool) -> tuple[int, int]:
+    """The size a stage decodes at: a tiled refine denoises and decodes one refine tile at a time."""
+    width, height = size
+    return (min(width, refine_tile), min(height, refine_tile)) if tiled else (width, height)
+
+
 def decode_bytes(width: int, height: int, channels: int, itemsize: int) -> int:
     return width * height * channels * itemsize * DECODE_COPIES
 

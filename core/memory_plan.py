@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from core.errors import ProjectError, ReadError
-from core.memory_check import _amount, decode_bytes, decoder, tiled_decode_bytes, vae_tile
+from core.memory_check import _amount, decode_bytes, decode_size, decoder, tiled_decode_bytes, vae_tile
 
 ACTIVATION_FACTOR = 256  # a transformer's hidden states, attention and MLP copies, per latent element
 LATENT_CHANNELS = 16
@@ -326,8 +326,7 @@ def stage_needs(p, itemsize: int) -> StageNeeds:
                 largest = max(largest, big)
     except (ReadError, OSError):
         components = components or {"weights": 0}  # an unreadable header: the load will say so
-    # A tiled refine denoises and decodes one refine tile at a time (as core.engine.check_memory counts it).
-    width, height = (min(side, p.stage.refine_tile) for side in p.size) if getattr(p, "tiled", False) else p.size
+    width, height = decode_size(p.size, p.stage.refine_tile, getattr(p, "tiled", False))
     folder = None if resolved.is_file else resolved.path
     channels, upcast = decoder(folder)
     decode_itemsize = 4 if upcast else itemsize

@@ -124,8 +124,9 @@ def _position_word(project: Project, index: int) -> str:
     if enabled and index == enabled[0]:
         return "refines the init image"
     handoff = project.stages[index].handoff
-    if handoff == "auto" and auto_knob(project, index) is not None:
-        runs = "an ensemble" if auto_knob(project, index) == "switch_at" else "a latent or pixel refine"
+    knob = auto_knob(project, index) if handoff == "auto" else None
+    if knob is not None:
+        runs = "an ensemble" if knob == "switch_at" else "a latent or pixel refine"
         return f"takes an 'auto' handoff, which runs as {runs} for these models"
     return f"takes {'an' if handoff[:1] in 'aeiou' else 'a'} '{handoff}' handoff"
 
